@@ -1,0 +1,169 @@
+"""Residual discriminator shared by StyleGAN2 and StyleGAN3.
+
+    img -> b{res}: fromrgb (first block) -> conv0 -> conv1 (2x down), residual 1x1 skip, down to 8x8
+        -> b4 epilogue: minibatch stddev -> conv -> fc -> out
+    conditional: out is projected onto an embedding of the label c (cmap), scaled by 1/sqrt(cmap_dim).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from torch_utils.ops.upfirdn2d import downsample2d, setup_filter
+
+from .persistence import records_init_kwargs
+from .layers import Conv2dLayer, FullyConnectedLayer, MappingNetwork
+
+
+class DiscriminatorBlock(nn.Module):
+    """Two 3x3 convs, the second downsampling 2x; layers with index < freeze_layers are frozen (Freeze-D)."""
+
+    def __init__(self, in_channels: int, tmp_channels: int, out_channels: int, resolution: int, img_channels: int,
+                 first_layer_idx: int, architecture: str = 'resnet', activation: str = 'lrelu',
+                 resample_filter: Sequence[float] = (1, 3, 3, 1), conv_clamp: Optional[float] = None,
+                 use_fp16: bool = False, fp16_channels_last: bool = False, freeze_layers: int = 0):
+        if architecture not in ('orig', 'skip', 'resnet'):
+            raise ValueError(f'unknown discriminator architecture {architecture!r}')
+        super().__init__()
+        self.in_channels = in_channels
+        self.resolution = resolution
+        self.img_channels = img_channels
+        self.first_layer_idx = first_layer_idx
+        self.architecture = architecture
+        self.use_fp16 = use_fp16
+        self.channels_last = use_fp16 and fp16_channels_last
+        self.register_buffer('resample_filter', setup_filter(list(resample_filter)))
+        self.num_layers = 0
+
+        def trainable() -> bool:
+            idx = first_layer_idx + self.num_layers
+            self.num_layers += 1
+            return idx >= freeze_layers
+
+        common = dict(activation=activation, conv_clamp=conv_clamp, channels_last=self.channels_last)
+        if in_channels == 0 or architecture == 'skip':
+            self.fromrgb = Conv2dLayer(img_channels, tmp_channels, kernel_size=1, trainable=trainable(), **common)
+        self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, kernel_size=3, trainable=trainable(), **common)
+        self.conv1 = Conv2dLayer(tmp_channels, out_channels, kernel_size=3, down=2, trainable=trainable(),
+                                 resample_filter=resample_filter, **common)
+        if architecture == 'resnet':
+            self.skip = Conv2dLayer(tmp_channels, out_channels, kernel_size=1, bias=False, down=2,
+                                    trainable=trainable(), resample_filter=resample_filter,
+                                    channels_last=self.channels_last)
+
+    def forward(self, x: Optional[torch.Tensor], img: Optional[torch.Tensor], force_fp32: bool = False):
+        device = (x if x is not None else img).device
+        fp16 = self.use_fp16 and not force_fp32 and device.type == 'cuda'
+        dtype = torch.float16 if fp16 else torch.float32
+        fmt = torch.channels_last if self.channels_last and fp16 else torch.contiguous_format
+        if x is not None:
+            x = x.to(dtype=dtype, memory_format=fmt)
+        if self.in_channels == 0 or self.architecture == 'skip':
+            img = img.to(dtype=dtype, memory_format=fmt)
+            y = self.fromrgb(img)
+            x = x + y if x is not None else y
+            img = downsample2d(img, self.resample_filter) if self.architecture == 'skip' else None
+        if self.architecture == 'resnet':
+            y = self.skip(x, gain=np.sqrt(0.5))
+            x = self.conv1(self.conv0(x), gain=np.sqrt(0.5))
+            x = y + x
+        else:
+            x = self.conv1(self.conv0(x))
+        return x, img
+
+
+class MinibatchStdLayer(nn.Module):
+    """Appends the average standard deviation over groups of `group_size` samples as extra channels."""
+
+    def __init__(self, group_size: Optional[int], num_channels: int = 1):
+        super().__init__()
+        self.group_size = group_size
+        self.num_channels = num_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        g = min(self.group_size, n) if self.group_size is not None else n
+        f = self.num_channels
+        y = x.reshape(g, -1, f, c // f, h, w)               # group members along dim 0
+        y = (y - y.mean(dim=0)).square().mean(dim=0)        # variance within each group
+        y = (y + 1e-8).sqrt().mean(dim=[2, 3, 4])           # [n/g, F]
+        y = y.reshape(-1, f, 1, 1).repeat(g, 1, h, w)
+        return torch.cat([x, y], dim=1)
+
+
+class DiscriminatorEpilogue(nn.Module):
+    """4x4 head: minibatch stddev, conv, fc, output (or label projection)."""
+
+    def __init__(self, in_channels: int, cmap_dim: int, resolution: int, img_channels: int,
+                 architecture: str = 'resnet', mbstd_group_size: Optional[int] = 4, mbstd_num_channels: int = 1,
+                 activation: str = 'lrelu', conv_clamp: Optional[float] = None):
+        super().__init__()
+        self.in_channels = in_channels
+        self.cmap_dim = cmap_dim
+        self.resolution = resolution
+        self.img_channels = img_channels
+        self.architecture = architecture
+        if architecture == 'skip':
+            self.fromrgb = Conv2dLayer(img_channels, in_channels, kernel_size=1, activation=activation)
+        self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels > 0 else None
+        self.conv = Conv2dLayer(in_channels + mbstd_num_channels, in_channels, kernel_size=3, activation=activation,
+                                conv_clamp=conv_clamp)
+        self.fc = FullyConnectedLayer(in_channels * resolution ** 2, in_channels, activation=activation)
+        self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
+
+    def forward(self, x: torch.Tensor, img: Optional[torch.Tensor], cmap: Optional[torch.Tensor],
+                force_fp32: bool = False) -> torch.Tensor:
+        x = x.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+        if self.architecture == 'skip':
+            x = x + self.fromrgb(img.to(torch.float32))
+        if self.mbstd is not None:
+            x = self.mbstd(x)
+        x = self.out(self.fc(self.conv(x).flatten(1)))
+        if self.cmap_dim > 0:
+            x = (x * cmap).sum(dim=1, keepdim=True) * (1 / np.sqrt(self.cmap_dim))
+        return x
+
+
+@records_init_kwargs
+class Discriminator(nn.Module):
+    """D(img, c) -> logits [N, 1]."""
+
+    def __init__(self, c_dim: int, img_resolution: int, img_channels: int, architecture: str = 'resnet',
+                 channel_base: int = 32768, channel_max: int = 512, num_fp16_res: int = 4,
+                 conv_clamp: Optional[float] = 256, cmap_dim: Optional[int] = None,
+                 block_kwargs: Optional[dict] = None, mapping_kwargs: Optional[dict] = None,
+                 epilogue_kwargs: Optional[dict] = None):
+        super().__init__()
+        self.c_dim = c_dim
+        self.img_resolution = img_resolution
+        self.img_resolution_log2 = int(np.log2(img_resolution))
+        self.img_channels = img_channels
+        self.block_resolutions = [2 ** i for i in range(self.img_resolution_log2, 2, -1)]
+        channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions + [4]}
+        fp16_resolution = max(2 ** (self.img_resolution_log2 + 1 - num_fp16_res), 8)
+        cmap_dim = (channels[4] if cmap_dim is None else cmap_dim) if c_dim > 0 else 0
+
+        common = dict(img_channels=img_channels, architecture=architecture, conv_clamp=conv_clamp)
+        layer_idx = 0
+        for res in self.block_resolutions:
+            block = DiscriminatorBlock(channels[res] if res < img_resolution else 0, channels[res], channels[res // 2],
+                                       resolution=res, first_layer_idx=layer_idx, use_fp16=res >= fp16_resolution,
+                                       **(block_kwargs or {}), **common)
+            setattr(self, f'b{res}', block)
+            layer_idx += block.num_layers
+        if c_dim > 0:
+            self.mapping = MappingNetwork(z_dim=0, c_dim=c_dim, w_dim=cmap_dim, num_ws=None, w_avg_beta=None,
+                                          **(mapping_kwargs or {}))
+        self.b4 = DiscriminatorEpilogue(channels[4], cmap_dim=cmap_dim, resolution=4, **(epilogue_kwargs or {}),
+                                        **common)
+
+    def forward(self, img: torch.Tensor, c: Optional[torch.Tensor], update_emas: bool = False,
+                **block_kwargs) -> torch.Tensor:
+        x = None
+        for res in self.block_resolutions:
+            x, img = getattr(self, f'b{res}')(x, img, **block_kwargs)
+        cmap = self.mapping(None, c) if self.c_dim > 0 else None
+        return self.b4(x, img, cmap)

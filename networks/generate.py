@@ -1,0 +1,132 @@
+"""Generating images from seeds: latents, labels, StyleGAN3 input transforms, uint8 conversion, grids.
+
+Seeds map to latents exactly as NVIDIA's tools do (`np.random.RandomState(seed).randn(1, z_dim)`), so the
+same seed gives the same garment here and in the official tools.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from typing import Iterator, Optional, Sequence, Union
+
+import numpy as np
+import PIL.Image
+import torch
+
+
+def parse_range(text: Union[str, Sequence[int]]) -> list[int]:
+    """'0,1,4-6' -> [0, 1, 4, 5, 6]."""
+    if not isinstance(text, str):
+        return [int(v) for v in text]
+    values = []
+    for part in text.split(','):
+        part = part.strip()
+        m = re.fullmatch(r'(\d+)-(\d+)', part)
+        if m:
+            values.extend(range(int(m.group(1)), int(m.group(2)) + 1))
+        elif re.fullmatch(r'\d+', part):
+            values.append(int(part))
+        else:
+            raise ValueError(f'{part!r} is not a number or a range like 4-6')
+    return values
+
+
+def parse_vec2(text: Union[str, Sequence[float]]) -> tuple[float, float]:
+    """'0.3,1' -> (0.3, 1.0)."""
+    if not isinstance(text, str):
+        a, b = text
+        return float(a), float(b)
+    parts = text.split(',')
+    if len(parts) != 2:
+        raise ValueError(f'{text!r} is not two comma-separated numbers')
+    return float(parts[0]), float(parts[1])
+
+
+def default_device() -> torch.device:
+    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+
+
+def seed_to_z(seed: int, z_dim: int) -> torch.Tensor:
+    return torch.from_numpy(np.random.RandomState(seed).randn(1, z_dim))
+
+
+def class_label(G: torch.nn.Module, class_idx: Optional[int], batch: int = 1) -> torch.Tensor:
+    """One-hot labels for a conditional G (zeros [N, 0] for an unconditional one)."""
+    c = torch.zeros([batch, G.c_dim])
+    if G.c_dim == 0:
+        return c
+    if class_idx is None:
+        raise ValueError(f'the network is conditional ({G.c_dim} classes): pass a class index')
+    if not 0 <= class_idx < G.c_dim:
+        raise ValueError(f'class {class_idx} is out of range: the network has {G.c_dim} classes (0-{G.c_dim - 1})')
+    c[:, class_idx] = 1
+    return c
+
+
+def input_transform(translate: tuple[float, float] = (0, 0), rotate_deg: float = 0) -> np.ndarray:
+    """3x3 matrix that rotates (degrees) and translates the image; StyleGAN3 wants its inverse."""
+    a = math.radians(rotate_deg)
+    m = np.array([[math.cos(a), math.sin(a), translate[0]],
+                  [-math.sin(a), math.cos(a), translate[1]],
+                  [0.0, 0.0, 1.0]])
+    return m
+
+
+def set_input_transform(G: torch.nn.Module, translate=(0, 0), rotate_deg: float = 0) -> bool:
+    """Point a StyleGAN3 generator's input at the given transform; False if G has no such input."""
+    inp = getattr(G.synthesis, 'input', None)
+    if inp is None or not hasattr(inp, 'transform'):
+        return False
+    inp.transform.copy_(torch.from_numpy(np.linalg.inv(input_transform(translate, rotate_deg))))
+    return True
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    """[N, C, H, W] in [-1, 1] -> [N, H, W, C] uint8."""
+    return (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
+
+
+def save_image(array: np.ndarray, path: Union[str, os.PathLike]) -> None:
+    """Write an [H, W, C] uint8 array as PNG (atomically: a crash never leaves half an image)."""
+    image = PIL.Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array, 'L' if array.shape[2] == 1 else 'RGB')
+    path = os.fspath(path)
+    tmp = path + '.tmp'
+    image.save(tmp, format='PNG')
+    os.replace(tmp, path)
+
+
+def image_grid(images: Sequence[np.ndarray], cols: Optional[int] = None) -> np.ndarray:
+    """Tile [H, W, C] images into one image, `cols` per row (default: as square as possible)."""
+    n = len(images)
+    cols = cols or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    h, w, c = images[0].shape
+    grid = np.full([rows * h, cols * w, c], 255, dtype=np.uint8)
+    for i, im in enumerate(images):
+        r, q = divmod(i, cols)
+        grid[r * h:(r + 1) * h, q * w:(q + 1) * w] = im
+    return grid
+
+
+@torch.no_grad()
+def generate_from_seeds(G: torch.nn.Module, seeds: Sequence[int], truncation_psi: float = 1,
+                        class_idx: Optional[int] = None, noise_mode: str = 'const', batch_size: int = 1,
+                        device: Optional[torch.device] = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (seed, [H, W, C] uint8 image) for each seed.
+
+    With `noise_mode='random'` each image's noise is drawn from a generator seeded by its own seed, so
+    that the image does not depend on which other seeds were in its batch.
+    """
+    device = device or next(G.parameters()).device
+    if noise_mode == 'random':
+        batch_size = 1
+    c_one = class_label(G, class_idx)
+    for start in range(0, len(seeds), batch_size):
+        chunk = list(seeds[start:start + batch_size])
+        z = torch.cat([seed_to_z(s, G.z_dim) for s in chunk]).to(device)
+        c = c_one.repeat(len(chunk), 1).to(device)
+        if noise_mode == 'random':
+            torch.manual_seed(chunk[0])
+        img = G(z, c, truncation_psi=truncation_psi, noise_mode=noise_mode)
+        yield from zip(chunk, to_uint8(img))

@@ -1,0 +1,158 @@
+"""Building blocks shared by every network family: equalized-lr dense and conv layers, the mapping network.
+
+Equalized learning rate: weights are stored at unit scale and multiplied by He's constant at run time,
+so that Adam's per-parameter step sizes treat every layer alike. `lr_multiplier` further slows a layer
+(the mapping network uses 0.01).
+
+Module and parameter names follow NVIDIA's state-dict layout (`weight`, `bias`, `fc0`, `embed`,
+`w_avg`, `resample_filter`), which is what lets official snapshots load into these classes.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from torch_utils.ops.bias_act import bias_act, default_gain
+from torch_utils.ops.conv2d_resample import conv2d_resample
+from torch_utils.ops.upfirdn2d import setup_filter
+
+
+def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
+    return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
+
+
+class FullyConnectedLayer(nn.Module):
+    """Dense layer with equalized learning rate, bias and activation."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, activation: str = 'linear',
+                 lr_multiplier: float = 1, weight_init: float = 1, bias_init=0):
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.activation = activation
+        self.weight = nn.Parameter(torch.randn([out_features, in_features]) * (weight_init / lr_multiplier))
+        if bias:
+            init = np.broadcast_to(np.asarray(bias_init, dtype=np.float32), [out_features]) / lr_multiplier
+            self.bias = nn.Parameter(torch.from_numpy(init.copy()))
+        else:
+            self.bias = None
+        self.weight_gain = lr_multiplier / np.sqrt(in_features)
+        self.bias_gain = lr_multiplier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.to(x.dtype) * self.weight_gain
+        b = self.bias
+        if b is not None:
+            b = b.to(x.dtype)
+            if self.bias_gain != 1:
+                b = b * self.bias_gain
+        if self.activation == 'linear' and b is not None:
+            return torch.addmm(b.unsqueeze(0), x, w.t())
+        return bias_act(x.matmul(w.t()), b, act=self.activation)
+
+    def extra_repr(self) -> str:
+        return f'in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}'
+
+
+class Conv2dLayer(nn.Module):
+    """Equalized-lr convolution with optional FIR up/downsampling, bias, activation and clamping."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True,
+                 activation: str = 'linear', up: int = 1, down: int = 1,
+                 resample_filter: Sequence[float] = (1, 3, 3, 1), conv_clamp: Optional[float] = None,
+                 channels_last: bool = False, trainable: bool = True):
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.activation = activation
+        self.up = up
+        self.down = down
+        self.conv_clamp = conv_clamp
+        self.register_buffer('resample_filter', setup_filter(list(resample_filter)))
+        self.padding = kernel_size // 2
+        self.weight_gain = 1 / np.sqrt(in_channels * kernel_size ** 2)
+        self.act_gain = default_gain(activation)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        weight = torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=fmt)
+        bias_t = torch.zeros([out_channels]) if bias else None
+        if trainable:   # frozen layers (Freeze-D) keep their tensors as buffers so optimizers never see them
+            self.weight = nn.Parameter(weight)
+            self.bias = nn.Parameter(bias_t) if bias_t is not None else None
+        else:
+            self.register_buffer('weight', weight)
+            self.register_buffer('bias', bias_t)
+
+    def forward(self, x: torch.Tensor, gain: float = 1) -> torch.Tensor:
+        w = (self.weight * self.weight_gain).to(x.dtype)
+        b = self.bias.to(x.dtype) if self.bias is not None else None
+        x = conv2d_resample(x, w, f=self.resample_filter, up=self.up, down=self.down, padding=self.padding,
+                            flip_weight=(self.up == 1))
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+
+    def extra_repr(self) -> str:
+        return (f'in_channels={self.in_channels}, out_channels={self.out_channels}, '
+                f'activation={self.activation}, up={self.up}, down={self.down}')
+
+
+class MappingNetwork(nn.Module):
+    """z (and class label c) -> w, broadcast to `num_ws` copies, with truncation towards the tracked mean w_avg.
+
+    Serves StyleGAN2 (8 layers), StyleGAN3 (2 layers) and the discriminator's label embedding
+    (`z_dim=0`, `num_ws=None`, no w_avg).
+    """
+
+    def __init__(self, z_dim: int, c_dim: int, w_dim: int, num_ws: Optional[int], num_layers: int = 8,
+                 embed_features: Optional[int] = None, layer_features: Optional[int] = None,
+                 activation: str = 'lrelu', lr_multiplier: float = 0.01, w_avg_beta: Optional[float] = 0.998):
+        super().__init__()
+        self.z_dim = z_dim
+        self.c_dim = c_dim
+        self.w_dim = w_dim
+        self.num_ws = num_ws
+        self.num_layers = num_layers
+        self.w_avg_beta = w_avg_beta
+
+        embed_features = (w_dim if embed_features is None else embed_features) if c_dim > 0 else 0
+        layer_features = w_dim if layer_features is None else layer_features
+        features = [z_dim + embed_features] + [layer_features] * (num_layers - 1) + [w_dim]
+        if c_dim > 0:
+            self.embed = FullyConnectedLayer(c_dim, embed_features)
+        for idx in range(num_layers):
+            setattr(self, f'fc{idx}', FullyConnectedLayer(features[idx], features[idx + 1], activation=activation,
+                                                         lr_multiplier=lr_multiplier))
+        if num_ws is not None and w_avg_beta is not None:
+            self.register_buffer('w_avg', torch.zeros([w_dim]))
+
+    def forward(self, z: Optional[torch.Tensor], c: Optional[torch.Tensor], truncation_psi: float = 1,
+                truncation_cutoff: Optional[int] = None, update_emas: bool = False) -> torch.Tensor:
+        parts = []
+        if self.z_dim > 0:
+            if z is None or z.ndim != 2 or z.shape[1] != self.z_dim:
+                raise ValueError(f'expected z of shape [N, {self.z_dim}], got {None if z is None else list(z.shape)}')
+            parts.append(normalize_2nd_moment(z.to(torch.float32)))
+        if self.c_dim > 0:
+            if c is None or c.ndim != 2 or c.shape[1] != self.c_dim:
+                raise ValueError(f'expected c of shape [N, {self.c_dim}], got {None if c is None else list(c.shape)}')
+            parts.append(normalize_2nd_moment(self.embed(c.to(torch.float32))))
+        x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+
+        for idx in range(self.num_layers):
+            x = getattr(self, f'fc{idx}')(x)
+
+        if update_emas and self.w_avg_beta is not None:
+            self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+        if self.num_ws is None:
+            return x
+
+        x = x.unsqueeze(1).repeat([1, self.num_ws, 1])
+        if truncation_psi != 1:
+            cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
+            x[:, :cutoff] = self.w_avg.lerp(x[:, :cutoff], truncation_psi)
+        return x
+
+    def extra_repr(self) -> str:
+        return f'z_dim={self.z_dim}, c_dim={self.c_dim}, w_dim={self.w_dim}, num_ws={self.num_ws}'

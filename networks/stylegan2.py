@@ -1,0 +1,272 @@
+"""StyleGAN2(-ADA) generator: mapping network + synthesis blocks from 4x4 up to the output resolution.
+
+    z, c --MappingNetwork--> ws [N, num_ws, w_dim]
+    b4:   learned const 4x4 -> conv1 -> torgb
+    bRES: conv0 (2x up) -> conv1 -> torgb, image skip-connected and upsampled block to block ('skip'),
+          or residual feature path ('resnet'), or plain ('orig').
+
+Every conv is a modulated conv (style from an affine of w, weight demodulation), followed by per-pixel
+noise, bias, leaky ReLU and clamping. The highest `num_fp16_res` resolutions run in float16 on CUDA.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from torch_utils.ops.bias_act import bias_act, default_gain
+from torch_utils.ops.conv2d_resample import conv2d_resample
+from torch_utils.ops.upfirdn2d import setup_filter, upsample2d
+
+from .persistence import records_init_kwargs
+from .layers import Conv2dLayer, FullyConnectedLayer, MappingNetwork
+
+
+def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, noise: Optional[torch.Tensor] = None,
+                     up: int = 1, down: int = 1, padding: int = 0, resample_filter: Optional[torch.Tensor] = None,
+                     demodulate: bool = True, flip_weight: bool = True, fused_modconv: bool = True) -> torch.Tensor:
+    """Convolve each sample with `weight` scaled per input channel by its `styles` [N, I], then demodulated.
+
+    fused: one grouped convolution with a per-sample weight tensor (cheapest for small batches).
+    unfused: scale activations before and after a shared convolution (cheaper for training batches).
+    """
+    n = x.shape[0]
+    out_ch, in_ch, kh, kw = weight.shape
+    if x.dtype == torch.float16 and demodulate:
+        # Keep float16 activations in range: demodulation removes these scales again.
+        weight = weight * (1 / np.sqrt(in_ch * kh * kw) / weight.norm(float('inf'), dim=[1, 2, 3], keepdim=True))
+        styles = styles / styles.norm(float('inf'), dim=1, keepdim=True)
+
+    w = dcoefs = None
+    if demodulate or fused_modconv:
+        w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)   # [N, O, I, kh, kw]
+    if demodulate:
+        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()   # [N, O]
+
+    if not fused_modconv:
+        x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
+        x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding,
+                            flip_weight=flip_weight)
+        if demodulate:
+            x = x * dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
+        if noise is not None:
+            x = x + noise.to(x.dtype)
+        return x
+
+    if demodulate:
+        w = w * dcoefs.reshape(n, -1, 1, 1, 1)
+    x = x.reshape(1, -1, *x.shape[2:])
+    x = conv2d_resample(x, w.reshape(-1, in_ch, kh, kw).to(x.dtype), f=resample_filter, up=up, down=down,
+                        padding=padding, groups=n, flip_weight=flip_weight)
+    x = x.reshape(n, -1, *x.shape[2:])
+    if noise is not None:
+        x = x + noise
+    return x
+
+
+class SynthesisLayer(nn.Module):
+    """Modulated 3x3 conv (optionally 2x upsampling) + noise + bias + leaky ReLU + clamp."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, kernel_size: int = 3,
+                 up: int = 1, use_noise: bool = True, activation: str = 'lrelu',
+                 resample_filter: Sequence[float] = (1, 3, 3, 1), conv_clamp: Optional[float] = None,
+                 channels_last: bool = False):
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.w_dim = w_dim
+        self.resolution = resolution
+        self.up = up
+        self.use_noise = use_noise
+        self.activation = activation
+        self.conv_clamp = conv_clamp
+        self.register_buffer('resample_filter', setup_filter(list(resample_filter)))
+        self.padding = kernel_size // 2
+        self.act_gain = default_gain(activation)
+
+        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=fmt))
+        if use_noise:
+            self.register_buffer('noise_const', torch.randn([resolution, resolution]))
+            self.noise_strength = nn.Parameter(torch.zeros([]))
+        self.bias = nn.Parameter(torch.zeros([out_channels]))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = 'random', fused_modconv: bool = True,
+                gain: float = 1) -> torch.Tensor:
+        if noise_mode not in ('random', 'const', 'none'):
+            raise ValueError(f'noise_mode must be random, const or none, got {noise_mode!r}')
+        styles = self.affine(w)
+        noise = None
+        if self.use_noise and noise_mode == 'random':
+            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
+        elif self.use_noise and noise_mode == 'const':
+            noise = self.noise_const * self.noise_strength
+        x = modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
+                             resample_filter=self.resample_filter, flip_weight=(self.up == 1),
+                             fused_modconv=fused_modconv)
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+
+
+class ToRGBLayer(nn.Module):
+    """Modulated 1x1 conv to image channels, without demodulation."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, kernel_size: int = 1,
+                 conv_clamp: Optional[float] = None, channels_last: bool = False):
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.w_dim = w_dim
+        self.conv_clamp = conv_clamp
+        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=fmt))
+        self.bias = nn.Parameter(torch.zeros([out_channels]))
+        self.weight_gain = 1 / np.sqrt(in_channels * kernel_size ** 2)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
+        styles = self.affine(w) * self.weight_gain
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
+        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
+
+
+class SynthesisBlock(nn.Module):
+    """One resolution: (const | 2x-up conv0) -> conv1 -> torgb, consuming num_conv + num_torgb ws."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
+                 is_last: bool, architecture: str = 'skip', resample_filter: Sequence[float] = (1, 3, 3, 1),
+                 conv_clamp: Optional[float] = 256, use_fp16: bool = False, fp16_channels_last: bool = False,
+                 fused_modconv_default=True, **layer_kwargs):
+        if architecture not in ('orig', 'skip', 'resnet'):
+            raise ValueError(f'unknown synthesis architecture {architecture!r}')
+        super().__init__()
+        self.in_channels = in_channels
+        self.w_dim = w_dim
+        self.resolution = resolution
+        self.img_channels = img_channels
+        self.is_last = is_last
+        self.architecture = architecture
+        self.use_fp16 = use_fp16
+        self.channels_last = use_fp16 and fp16_channels_last
+        self.fused_modconv_default = fused_modconv_default
+        self.register_buffer('resample_filter', setup_filter(list(resample_filter)))
+        self.num_conv = 0
+        self.num_torgb = 0
+        common = dict(w_dim=w_dim, resolution=resolution, conv_clamp=conv_clamp, channels_last=self.channels_last)
+
+        if in_channels == 0:
+            self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
+        else:
+            self.conv0 = SynthesisLayer(in_channels, out_channels, up=2, resample_filter=resample_filter,
+                                        **common, **layer_kwargs)
+            self.num_conv += 1
+        self.conv1 = SynthesisLayer(out_channels, out_channels, **common, **layer_kwargs)
+        self.num_conv += 1
+        if is_last or architecture == 'skip':
+            self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp,
+                                    channels_last=self.channels_last)
+            self.num_torgb += 1
+        if in_channels != 0 and architecture == 'resnet':
+            self.skip = Conv2dLayer(in_channels, out_channels, kernel_size=1, bias=False, up=2,
+                                    resample_filter=resample_filter, channels_last=self.channels_last)
+
+    def forward(self, x: Optional[torch.Tensor], img: Optional[torch.Tensor], ws: torch.Tensor,
+                force_fp32: bool = False, fused_modconv=None, update_emas: bool = False, **layer_kwargs):
+        w_iter = iter(ws.unbind(dim=1))
+        fp16 = self.use_fp16 and not force_fp32 and ws.device.type == 'cuda'
+        dtype = torch.float16 if fp16 else torch.float32
+        fmt = torch.channels_last if self.channels_last and fp16 else torch.contiguous_format
+        if fused_modconv is None:
+            fused_modconv = self.fused_modconv_default
+        if fused_modconv == 'inference_only':
+            fused_modconv = not self.training
+
+        if self.in_channels == 0:
+            x = self.const.to(dtype=dtype, memory_format=fmt).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
+        else:
+            x = x.to(dtype=dtype, memory_format=fmt)
+            if self.architecture == 'resnet':
+                y = self.skip(x, gain=np.sqrt(0.5))
+                x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
+                x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, gain=np.sqrt(0.5), **layer_kwargs)
+                x = y + x
+            else:
+                x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
+                x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
+
+        if img is not None:
+            img = upsample2d(img, self.resample_filter)
+        if self.is_last or self.architecture == 'skip':
+            y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv)
+            y = y.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+            img = img + y if img is not None else y
+        return x, img
+
+
+class SynthesisNetwork(nn.Module):
+    """ws -> image through blocks b4, b8, ..., b{img_resolution}."""
+
+    def __init__(self, w_dim: int, img_resolution: int, img_channels: int, channel_base: int = 32768,
+                 channel_max: int = 512, num_fp16_res: int = 4, **block_kwargs):
+        if img_resolution < 4 or img_resolution & (img_resolution - 1):
+            raise ValueError(f'img_resolution must be a power of two >= 4, got {img_resolution}')
+        super().__init__()
+        self.w_dim = w_dim
+        self.img_resolution = img_resolution
+        self.img_resolution_log2 = int(np.log2(img_resolution))
+        self.img_channels = img_channels
+        self.num_fp16_res = num_fp16_res
+        self.block_resolutions = [2 ** i for i in range(2, self.img_resolution_log2 + 1)]
+        channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
+        fp16_resolution = max(2 ** (self.img_resolution_log2 + 1 - num_fp16_res), 8)
+
+        self.num_ws = 0
+        for res in self.block_resolutions:
+            is_last = res == img_resolution
+            block = SynthesisBlock(channels[res // 2] if res > 4 else 0, channels[res], w_dim=w_dim,
+                                   resolution=res, img_channels=img_channels, is_last=is_last,
+                                   use_fp16=res >= fp16_resolution, **block_kwargs)
+            # Consecutive blocks share a w: torgb of one block uses the w of the next block's conv0.
+            self.num_ws += block.num_conv + (block.num_torgb if is_last else 0)
+            setattr(self, f'b{res}', block)
+
+    def forward(self, ws: torch.Tensor, **block_kwargs) -> torch.Tensor:
+        if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
+            raise ValueError(f'expected ws of shape [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}')
+        ws = ws.to(torch.float32)
+        x = img = None
+        w_idx = 0
+        for res in self.block_resolutions:
+            block = getattr(self, f'b{res}')
+            x, img = block(x, img, ws.narrow(1, w_idx, block.num_conv + block.num_torgb), **block_kwargs)
+            w_idx += block.num_conv
+        return img
+
+
+@records_init_kwargs
+class Generator(nn.Module):
+    """StyleGAN2 generator: G(z, c) = synthesis(mapping(z, c))."""
+
+    def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
+                 mapping_kwargs: Optional[dict] = None, **synthesis_kwargs):
+        super().__init__()
+        self.z_dim = z_dim
+        self.c_dim = c_dim
+        self.w_dim = w_dim
+        self.img_resolution = img_resolution
+        self.img_channels = img_channels
+        self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
+                                          **synthesis_kwargs)
+        self.num_ws = self.synthesis.num_ws
+        self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws,
+                                      **(mapping_kwargs or {}))
+
+    def forward(self, z: torch.Tensor, c: Optional[torch.Tensor], truncation_psi: float = 1,
+                truncation_cutoff: Optional[int] = None, update_emas: bool = False, **synthesis_kwargs) -> torch.Tensor:
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
+                          update_emas=update_emas)
+        return self.synthesis(ws, update_emas=update_emas, **synthesis_kwargs)

@@ -1,0 +1,90 @@
+"""gen_images.py from the shell, as a user runs it."""
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import PIL.Image
+import pytest
+
+from networks.snapshot import save_snapshot
+from test_snapshot import Evil, tiny_networks
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def gen(*args, cwd=None):
+    return subprocess.run([sys.executable, os.path.join(REPO, 'gen_images.py'), *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize('name', ['official_stylegan2_64', 'official_stylegan3-t_64'])
+def test_pngs_match_nvidia_reference_within_one_level(tmp_path, fixtures_dir, name):
+    r = gen('--network', fixtures_dir / f'{name}.pkl', '--seeds', '0-1', '--outdir', tmp_path, '--batch', 2)
+    assert r.returncode == 0, r.stderr
+    ref = np.load(fixtures_dir / f'{name}_ref.npz')
+    for seed in (0, 1):
+        expected = np.clip(ref[f'img_seed{seed}_psi1.0'][0].transpose(1, 2, 0) * 127.5 + 128, 0, 255).astype(np.uint8)
+        got = np.asarray(PIL.Image.open(tmp_path / f'seed{seed:04d}.png'))
+        assert got.shape == expected.shape
+        assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_conditional_network_needs_class(tmp_path, fixtures_dir):
+    r = gen('--network', fixtures_dir / 'official_stylegan2_32_c3.pkl', '--seeds', '0', '--outdir', tmp_path)
+    assert r.returncode != 0
+    assert 'conditional (3 classes)' in r.stderr and r.stderr.strip().count('\n') == 0
+    r = gen('--network', fixtures_dir / 'official_stylegan2_32_c3.pkl', '--seeds', '0', '--class', 2,
+            '--trunc', 0.7, '--outdir', tmp_path)
+    assert r.returncode == 0, r.stderr
+    ref = np.load(fixtures_dir / 'official_stylegan2_32_c3_ref.npz')['img_seed2_psi0.7'][0]   # seed 2 -> class 2
+    r = gen('--network', fixtures_dir / 'official_stylegan2_32_c3.pkl', '--seeds', '2', '--class', 2,
+            '--trunc', 0.7, '--outdir', tmp_path)
+    got = np.asarray(PIL.Image.open(tmp_path / 'seed0002.png')).astype(int)
+    expected = np.clip(ref.transpose(1, 2, 0) * 127.5 + 128, 0, 255).astype(np.uint8).astype(int)
+    assert np.abs(got - expected).max() <= 1
+
+
+def test_malicious_pickle_refused_with_one_line_error(tmp_path):
+    (tmp_path / 'evil.pkl').write_bytes(pickle.dumps(dict(G=Evil(), D=None, G_ema=Evil())))
+    r = gen('--network', 'evil.pkl', '--seeds', '0', '--outdir', 'out', cwd=tmp_path)
+    assert r.returncode != 0
+    assert 'refusing to load global' in r.stderr and 'evil.pkl' in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / 'PWNED').exists()
+
+
+def test_same_seed_same_image_and_batching_does_not_matter(tmp_path):
+    save_snapshot(tmp_path / 'tiny.pkl', tiny_networks('stylegan3'))
+    outs = []
+    for i, batch in enumerate([1, 1, 3]):
+        r = gen('--network', tmp_path / 'tiny.pkl', '--seeds', '0-2', '--batch', batch, '--grid',
+                '--outdir', tmp_path / f'o{i}')
+        assert r.returncode == 0, r.stderr
+        outs.append([np.asarray(PIL.Image.open(tmp_path / f'o{i}' / f'seed{s:04d}.png')) for s in range(3)])
+    assert all(np.array_equal(a, b) for a, b in zip(outs[0], outs[1]))
+    assert all(np.abs(a.astype(int) - b.astype(int)).max() <= 1 for a, b in zip(outs[0], outs[2]))
+    assert not np.array_equal(outs[0][0], outs[0][1])   # different seeds differ
+    grid = np.asarray(PIL.Image.open(tmp_path / 'o0' / 'grid.png'))
+    assert grid.shape == (32, 32, 3) and np.array_equal(grid[:16, 16:], outs[0][1])
+
+
+def test_random_noise_is_reproducible_per_seed(tmp_path):
+    save_snapshot(tmp_path / 'tiny.pkl', tiny_networks('stylegan2'))
+    for i in range(2):
+        assert gen('--network', tmp_path / 'tiny.pkl', '--seeds', '4', '--noise-mode', 'random',
+                   '--outdir', tmp_path / f'r{i}').returncode == 0
+    a, b = (np.asarray(PIL.Image.open(tmp_path / f'r{i}' / 'seed0004.png')) for i in range(2))
+    assert np.array_equal(a, b)
+
+
+def test_translate_rotate_change_stylegan3_output_and_export_pt(tmp_path):
+    save_snapshot(tmp_path / 'tiny.pkl', tiny_networks('stylegan3'))
+    assert gen('--network', tmp_path / 'tiny.pkl', '--export-pt', tmp_path / 'tiny.pt').returncode == 0
+    assert gen('--network', tmp_path / 'tiny.pt', '--seeds', '1', '--outdir', tmp_path / 'a').returncode == 0
+    assert gen('--network', tmp_path / 'tiny.pkl', '--seeds', '1', '--outdir', tmp_path / 'b').returncode == 0
+    assert gen('--network', tmp_path / 'tiny.pt', '--seeds', '1', '--rotate', 30, '--translate', '0.2,0',
+               '--outdir', tmp_path / 'c').returncode == 0
+    a, b, c = (np.asarray(PIL.Image.open(tmp_path / d / 'seed0001.png')) for d in 'abc')
+    assert np.array_equal(a, b) and not np.array_equal(a, c)

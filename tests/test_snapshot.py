@@ -1,0 +1,115 @@
+"""Snapshot I/O: safety of the unpickler, round trips, .pt exports, atomic writes."""
+import os
+import pickle
+
+import pytest
+import torch
+
+from networks import discriminator, stylegan2, stylegan3
+from networks.snapshot import SnapshotError, export_pt, load_generator, load_snapshot, save_snapshot
+
+
+def tiny_networks(family='stylegan2', c_dim=0):
+    torch.manual_seed(0)
+    if family == 'stylegan2':
+        G = stylegan2.Generator(z_dim=8, c_dim=c_dim, w_dim=8, img_resolution=16, img_channels=3,
+                                mapping_kwargs=dict(num_layers=2), channel_base=64, channel_max=16)
+    else:
+        G = stylegan3.Generator(z_dim=8, c_dim=c_dim, w_dim=8, img_resolution=16, img_channels=3,
+                                channel_base=128, channel_max=16, num_layers=4, num_critical=1, margin_size=2)
+    D = discriminator.Discriminator(c_dim=c_dim, img_resolution=16, img_channels=3, channel_base=64, channel_max=16)
+    with torch.no_grad():   # make zero-initialised tensors non-trivial so that a dropped tensor shows
+        for p in list(G.parameters()) + list(D.parameters()):
+            p.add_(torch.randn_like(p) * 0.1)
+    return dict(G=G, D=D, G_ema=G, augment_pipe=None, training_set_kwargs=dict(path='x.zip', resolution=16))
+
+
+def outputs(data):
+    G, D = data['G_ema'], data['D']
+    z = torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(5))
+    c = torch.eye(max(G.c_dim, 1))[:2, :G.c_dim] if G.c_dim else torch.zeros(2, 0)
+    with torch.no_grad():
+        img = G(z, c, noise_mode='const')
+        return img, D(img, c)
+
+
+class Evil:
+    def __reduce__(self):
+        return os.system, ('touch PWNED',)
+
+
+def test_pickle_that_runs_code_is_refused_and_code_does_not_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / 'evil.pkl'
+    path.write_bytes(pickle.dumps(dict(G=Evil(), D=None, G_ema=None)))
+    with pytest.raises(SnapshotError, match=r'refusing to load global (posix|os|nt)\.system'):
+        load_snapshot(path)
+    assert not (tmp_path / 'PWNED').exists()
+
+
+def test_global_outside_allow_list_is_named(tmp_path):
+    path = tmp_path / 'other.pkl'
+    path.write_bytes(pickle.dumps({'G': pytest.approx}))
+    with pytest.raises(SnapshotError, match='not on the allow-list'):
+        load_snapshot(path)
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(SnapshotError, match='no such file'):
+        load_snapshot(tmp_path / 'nope.pkl')
+
+
+@pytest.mark.parametrize('family', ['stylegan2', 'stylegan3'])
+def test_save_load_round_trip_is_identical(tmp_path, family):
+    data = tiny_networks(family, c_dim=2)
+    path = tmp_path / 'snap.pkl'
+    save_snapshot(path, data)
+    loaded = load_snapshot(path)
+    assert loaded['training_set_kwargs'] == data['training_set_kwargs']
+    for a, b in zip(outputs(data), outputs(loaded)):
+        assert torch.equal(a, b)
+    assert not any(p.requires_grad for p in loaded['G'].parameters())
+
+
+@pytest.mark.parametrize('family', ['stylegan2', 'stylegan3'])
+def test_pkl_to_pt_round_trip_is_identical(tmp_path, family):
+    data = tiny_networks(family)
+    save_snapshot(tmp_path / 'snap.pkl', data)
+    export_pt(load_snapshot(tmp_path / 'snap.pkl'), tmp_path / 'snap.pt')
+    raw = torch.load(tmp_path / 'snap.pt', weights_only=True)   # a plain weights-only file
+    assert set(raw['networks']) == {'G', 'D', 'G_ema'}
+    loaded = load_snapshot(tmp_path / 'snap.pt')
+    for a, b in zip(outputs(data), outputs(loaded)):
+        assert torch.equal(a, b)
+
+
+def test_official_pickle_exports_to_pt_identically(tmp_path, fixtures_dir):
+    src = fixtures_dir / 'official_stylegan3-r_64.pkl'
+    export_pt(load_snapshot(src), tmp_path / 'r.pt')
+    a, b = load_generator(src), load_generator(tmp_path / 'r.pt')
+    z = torch.randn(1, a.z_dim)
+    with torch.no_grad():
+        assert torch.equal(a(z, None), b(z, None))
+
+
+def test_interrupted_write_keeps_previous_snapshot(tmp_path, monkeypatch):
+    data = tiny_networks()
+    path = tmp_path / 'snap.pkl'
+    save_snapshot(path, data)
+    before = path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(pickle, 'dump', crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_snapshot(path, data)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ['snap.pkl']   # no temp file left behind
+
+
+def test_truncated_file_is_a_clear_error(tmp_path):
+    save_snapshot(tmp_path / 'snap.pkl', tiny_networks())
+    blob = (tmp_path / 'snap.pkl').read_bytes()
+    (tmp_path / 'cut.pkl').write_bytes(blob[:len(blob) // 2])
+    with pytest.raises(SnapshotError, match='cut.pkl'):
+        load_snapshot(tmp_path / 'cut.pkl')
