@@ -410,8 +410,8 @@ def test_adaptive_p_resumes_exactly():
 # -- parity with NVIDIA's implementation (only where their code is checked out) -----------------------
 
 _NVIDIA_RUNNER = r'''
-import json, re, sys, types
-repo, out, cases = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+import json, pickle, re, sys, types
+repo, out_dir, cases = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 sys.path.insert(0, repo)
 try:
     import pkg_resources  # noqa: F401  (their gradfix modules import it; recent setuptools dropped it)
@@ -428,34 +428,59 @@ for name, (kwargs, p, shape, seed) in cases.items():
     x = torch.rand(shape, generator=torch.Generator().manual_seed(seed)) * 2 - 1
     torch.manual_seed(seed)
     results[name] = (x, pipe(x))
+    if name == 'snapshot':    # as their training loop pickles it
+        with open(out_dir + '/snapshot.pkl', 'wb') as f:
+            pickle.dump(dict(G=None, D=None, G_ema=None, augment_pipe=pipe.train().requires_grad_(False),
+                             training_set_kwargs=None), f)
 results['buffers'] = dict(AugmentPipe().state_dict())
-torch.save(results, out)
+torch.save(results, out_dir + '/results.pt')
 '''
 
+NVIDIA_CASES = {f'{name}-alone': ({name: 1}, 1.0, [3, 3, 24, 24], i) for i, name in enumerate(
+    ['xflip', 'rotate90', 'xint', 'scale', 'rotate', 'aniso', 'xfrac', 'brightness', 'contrast', 'lumaflip',
+     'hue', 'saturation', 'imgfilter', 'noise', 'cutout'])}
+NVIDIA_CASES.update({
+    'bgc-p0.4': (augment_kwargs_for('bgc'), 0.4, [8, 3, 16, 16], 20),
+    'bgcfnc-p0.8-nonsquare': (augment_kwargs_for('bgcfnc'), 0.8, [4, 3, 24, 32], 21),
+    'bgc-grey': (augment_kwargs_for('bgc'), 0.9, [4, 1, 16, 16], 22),
+    'snapshot': (dict(augment_kwargs_for('bgcf'), xint_max=0.2, hue_max=0.5, imgfilter_bands=[1, 0, 1, 0.5]),
+                 0.45, [4, 3, 24, 24], 23),
+})
 
-def test_matches_nvidia_given_the_same_seed(tmp_path):
+
+@pytest.fixture(scope='module')
+def nvidia_reference(tmp_path_factory) -> pathlib.Path:
+    """Outputs of NVIDIA's AugmentPipe on NVIDIA_CASES (and one pickled pipe), from their checkout."""
     if not (NVIDIA_REPO / 'training' / 'augment.py').is_file():
         pytest.skip(f'NVIDIA reference code not found at {NVIDIA_REPO} (set SG3C_NVIDIA_REPO)')
-    cases = {f'{name}-alone': ({name: 1}, 1.0, [3, 3, 24, 24], i) for i, name in enumerate(
-        ['xflip', 'rotate90', 'xint', 'scale', 'rotate', 'aniso', 'xfrac', 'brightness', 'contrast', 'lumaflip',
-         'hue', 'saturation', 'imgfilter', 'noise', 'cutout'])}
-    cases['bgc-p0.4'] = (augment_kwargs_for('bgc'), 0.4, [8, 3, 16, 16], 20)
-    cases['bgcfnc-p0.8-nonsquare'] = (augment_kwargs_for('bgcfnc'), 0.8, [4, 3, 24, 32], 21)
-    cases['bgc-grey'] = (augment_kwargs_for('bgc'), 0.9, [4, 1, 16, 16], 22)
-    out = tmp_path / 'nvidia.pt'
+    out = tmp_path_factory.mktemp('nvidia_augment')
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}   # their `training` package, not ours
-    proc = subprocess.run([sys.executable, '-c', _NVIDIA_RUNNER, str(NVIDIA_REPO), str(out), json.dumps(cases)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, '-c', _NVIDIA_RUNNER, str(NVIDIA_REPO), str(out), json.dumps(NVIDIA_CASES)],
+                          cwd=out, env=env, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         pytest.skip(f'could not run NVIDIA reference: {proc.stderr.strip().splitlines()[-1:]}')
-    theirs = torch.load(out)
-    for name, (kwargs, p, _, seed) in cases.items():
+    return out
+
+
+def test_matches_nvidia_given_the_same_seed(nvidia_reference):
+    theirs = torch.load(nvidia_reference / 'results.pt')
+    for name, (kwargs, p, _, seed) in NVIDIA_CASES.items():
         x, expected = theirs[name]
         got = run(make_pipe(p, **kwargs), x, seed)
         scale = max(1.0, expected.abs().max().item())
         torch.testing.assert_close(got, expected, atol=1e-5 * scale, rtol=0, msg=lambda m: f'{name}: {m}')
     for key, value in theirs['buffers'].items():
         torch.testing.assert_close(AugmentPipe().state_dict()[key], value, atol=1e-7, rtol=0)
+
+
+def test_official_pickled_pipe_loads_as_ours(nvidia_reference):
+    snapshot = pytest.importorskip('networks.snapshot')
+    pipe = snapshot.load_snapshot(str(nvidia_reference / 'snapshot.pkl'))['augment_pipe']
+    assert isinstance(pipe, AugmentPipe)
+    kwargs, p, _, seed = NVIDIA_CASES['snapshot']
+    assert float(pipe.p) == pytest.approx(p) and pipe.xint_max == 0.2 and pipe.imgfilter_bands == [1, 0, 1, 0.5]
+    x, expected = torch.load(nvidia_reference / 'results.pt')['snapshot']
+    torch.testing.assert_close(run(pipe, x, seed), expected, atol=1e-5 * max(1.0, expected.abs().max().item()), rtol=0)
 
 
 @pytest.mark.gpu
