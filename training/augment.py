@@ -30,7 +30,7 @@ so with the same seed the two implementations produce the same images (up to flo
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from typing import Callable, Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -482,11 +482,18 @@ class AdaptiveP:
         self._sign_sum += logits.sign().sum().to(self._sign_sum)
         self._count += logits.numel()
 
-    def step(self) -> bool:
-        """Count one training batch; adjust p if this completes an interval. True when it did."""
+    def step(self, reduce: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> bool:
+        """Count one training batch; adjust p if this completes an interval. True when it did.
+
+        `reduce` sums the statistics over processes in multi-GPU training, so every rank moves p alike.
+        """
         self._batches += 1
         if self._batches % self.interval != 0:
             return False
+        if reduce is not None:
+            totals = reduce(torch.stack([self._sign_sum, self._count]))
+            self._sign_sum.copy_(totals[0])
+            self._count.copy_(totals[1])
         rt = self._sign_sum / self._count.clamp(min=1)
         direction = torch.where(self._count > 0, torch.sign(rt - self.target), torch.zeros_like(rt))
         p = self.pipe.p

@@ -1,0 +1,596 @@
+"""The one training loop shared by every config (StyleGAN2, StyleGAN3-T, StyleGAN3-R), on CPU or GPUs.
+
+Reading order: `TrainingOptions` (what train.py decides), `build_networks`, `training_loop` (the loop
+itself), then the helpers it calls (resume, snapshots, grids).
+
+Each step draws one global batch: reals in a seeded order and latents from a seeded generator that
+every rank shares; rank r takes the samples r, r+R, r+2R, ... of it. So the maths does not depend on
+the number of processes. Per phase (Gmain, Greg, Dmain, Dreg; the reg phases every k-th step with gain
+k), gradients accumulate over `batch_gpu`-sized rounds as a mean over the global batch, are averaged
+over ranks and applied by Adam. Then G_ema follows G, and ADA adjusts the augmentation probability.
+
+Snapshots hold, besides the networks, everything an exact resume needs: optimizer moments, the ADA
+controller, counters, and every RNG state.
+"""
+from __future__ import annotations
+
+import copy
+import glob
+import os
+import re
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from networks import discriminator, stylegan2, stylegan3
+from networks.generate import image_grid, save_image, to_uint8
+from networks.snapshot import load_snapshot, save_snapshot
+from torch_utils import distributed
+from training.augment import AdaptiveP, AugmentPipe, augment_kwargs_for
+from training.dataset import ImageFolderDataset
+from training.loss import StyleGANLoss
+from training.stats import StatsCollector, append_jsonl, timestamped
+
+SNAPSHOT_GLOB = 'network-snapshot-*.pkl'
+
+
+@dataclass
+class TrainingOptions:
+    """Every setting of a run; saved as training_options.json and inside each snapshot."""
+    run_dir: str
+    cfg: str                          # stylegan3-t | stylegan3-r | stylegan2
+    data: str                         # dataset zip or folder
+    gpus: int = 1
+    batch: int = 32
+    batch_gpu: int = 4
+    gamma: float = 8.0
+    cond: bool = False
+    mirror: bool = False
+    aug: str = 'ada'                  # ada | noaug | fixed
+    augpipe: str = 'bgc'
+    p: float = 0.2                    # augmentation probability for aug=fixed
+    target: float = 0.6               # ADA target for sign(D(real))
+    ada_kimg: float = 500             # kimg for ADA's p to move from 0 to 1
+    ada_interval: int = 4
+    resume: Optional[str] = None
+    freezed: int = 0
+    cbase: int = 32768
+    cmax: int = 512
+    z_dim: int = 512
+    w_dim: int = 512
+    map_depth: Optional[int] = None
+    glr: Optional[float] = None
+    dlr: float = 0.002
+    mbstd_group: int = 4
+    loss: str = 'logistic'            # logistic | wgan-gp
+    metrics: list = field(default_factory=list)
+    kimg: float = 25000
+    tick: float = 4
+    snap: int = 50
+    seed: int = 0
+    fp32: bool = False
+    nobench: bool = False
+    workers: int = 3
+    ema_kimg: Optional[float] = None  # default: batch * 10 / 32
+    ema_rampup: Optional[float] = 0.05
+    g_reg_interval: Optional[int] = None
+    d_reg_interval: int = 16
+    style_mixing_prob: float = 0.0
+    pl_weight: float = 0.0
+    blur_init_sigma: float = 0.0
+    blur_fade_kimg: float = 0.0
+
+    def __post_init__(self):
+        if self.cfg not in ('stylegan3-t', 'stylegan3-r', 'stylegan2'):
+            raise ValueError(f'unknown cfg {self.cfg!r}')
+        if self.batch % self.gpus or (self.batch // self.gpus) % self.batch_gpu:
+            raise ValueError('--batch must be a multiple of --gpus times --batch-gpu')
+        if self.batch_gpu < self.mbstd_group:
+            raise ValueError('--batch-gpu cannot be smaller than --mbstd-group')
+        if self.ema_kimg is None:
+            self.ema_kimg = self.batch * 10 / 32
+        if self.glr is None:
+            self.glr = 0.002 if self.cfg == 'stylegan2' else 0.0025
+
+
+def config_defaults(cfg: str, batch: int, resuming: bool) -> dict:
+    """Per-config settings of NVIDIA's train.py that are not command-line options."""
+    d: dict[str, Any] = {}
+    if cfg == 'stylegan2':
+        d.update(style_mixing_prob=0.9, pl_weight=2, g_reg_interval=4)
+    if cfg == 'stylegan3-r':
+        d.update(blur_init_sigma=10, blur_fade_kimg=batch * 200 / 32)
+    if resuming:
+        d.update(ada_kimg=100, ema_rampup=None, blur_init_sigma=0)
+    return d
+
+
+# ------------------------------------------------------------------------------------------------
+# Networks.
+
+def build_networks(opts: TrainingOptions, img_resolution: int, img_channels: int, c_dim: int):
+    common = dict(channel_base=opts.cbase, channel_max=opts.cmax)
+    precision = dict(num_fp16_res=0, conv_clamp=None) if opts.fp32 else dict(num_fp16_res=4, conv_clamp=256)
+    mapping = dict(num_layers=opts.map_depth or (8 if opts.cfg == 'stylegan2' else 2))
+    g_args = dict(z_dim=opts.z_dim, c_dim=c_dim, w_dim=opts.w_dim, img_resolution=img_resolution,
+                  img_channels=img_channels, mapping_kwargs=mapping, **precision)
+    if opts.cfg == 'stylegan2':
+        G = stylegan2.Generator(**g_args, **common, fused_modconv_default='inference_only')
+    else:
+        extra = dict(magnitude_ema_beta=0.5 ** (opts.batch / (20 * 1e3)))
+        if opts.cfg == 'stylegan3-r':
+            extra.update(conv_kernel=1, channel_base=opts.cbase * 2, channel_max=opts.cmax * 2, use_radial_filters=True)
+        G = stylegan3.Generator(**g_args, **{**common, **extra})
+    D = discriminator.Discriminator(c_dim=c_dim, img_resolution=img_resolution, img_channels=img_channels,
+                                    block_kwargs=dict(freeze_layers=opts.freezed),
+                                    epilogue_kwargs=dict(mbstd_group_size=opts.mbstd_group), **common, **precision)
+    return G, D
+
+
+def copy_matching_tensors(src: torch.nn.Module, dst: torch.nn.Module) -> int:
+    """Transfer learning: copy every parameter/buffer whose name and shape match; returns how many."""
+    theirs = dict(src.state_dict())
+    copied = 0
+    with torch.no_grad():
+        for name, tensor in dst.state_dict().items():
+            if name in theirs and theirs[name].shape == tensor.shape:
+                tensor.copy_(theirs[name])
+                copied += 1
+    return copied
+
+
+@dataclass
+class Phase:
+    name: str
+    module: torch.nn.Module
+    opt: torch.optim.Optimizer
+    interval: int
+
+
+def make_phases(opts: TrainingOptions, G, D) -> list[Phase]:
+    phases = []
+    for prefix, module, lr, reg_interval in (('G', G, opts.glr, opts.g_reg_interval),
+                                             ('D', D, opts.dlr, opts.d_reg_interval)):
+        params = [p for p in module.parameters()]
+        if reg_interval is None:
+            phases.append(Phase(prefix + 'both', module, torch.optim.Adam(params, lr=lr, betas=(0.0, 0.99), eps=1e-8), 1))
+            continue
+        # Lazy regularisation: the main phase's Adam is scaled as if the reg phase were applied every step.
+        ratio = reg_interval / (reg_interval + 1)
+        opt = torch.optim.Adam(params, lr=lr * ratio, betas=(0.0, 0.99 ** ratio), eps=1e-8)
+        phases.append(Phase(prefix + 'main', module, opt, 1))
+        phases.append(Phase(prefix + 'reg', module, opt, reg_interval))
+    return phases
+
+
+# ------------------------------------------------------------------------------------------------
+# Data order: an endless seeded shuffle, shared by all ranks, resumable at any position.
+
+class GlobalOrderSampler(torch.utils.data.Sampler):
+    """Yields this rank's dataset indices of the global sample stream, starting at global position `start`."""
+
+    def __init__(self, size: int, rank: int, world: int, seed: int, start: int = 0):
+        self.size, self.rank, self.world, self.seed, self.start = size, rank, world, seed, start
+
+    def __iter__(self):
+        pos = self.start + self.rank
+        epoch, order = -1, None
+        while True:
+            if pos // self.size != epoch:
+                epoch = pos // self.size
+                order = np.random.RandomState((self.seed + epoch) % 2 ** 32).permutation(self.size)
+            yield int(order[pos % self.size])
+            pos += self.world
+
+
+class DataStream:
+    """Per-rank batches of (uint8 images, labels) from a DataLoader over GlobalOrderSampler."""
+
+    def __init__(self, dataset, rank: int, world: int, per_rank: int, seed: int, start: int, workers: int,
+                 device: torch.device):
+        sampler = GlobalOrderSampler(len(dataset), rank, world, seed, start)
+        self.loader = iter(torch.utils.data.DataLoader(
+            dataset, sampler=sampler, batch_size=per_rank, num_workers=workers, pin_memory=device.type == 'cuda',
+            prefetch_factor=2 if workers > 0 else None, persistent_workers=workers > 0))
+        self.device = device
+
+    def next(self):
+        img, c = next(self.loader)
+        return (img.to(self.device).to(torch.float32) / 127.5 - 1), c.to(self.device)
+
+
+# ------------------------------------------------------------------------------------------------
+# The loop.
+
+def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = torch.device('cpu')) -> None:
+    world = distributed.world_size()
+    is_main = rank == 0
+    log = RunLog(opts.run_dir, enabled=is_main)
+    torch.backends.cudnn.benchmark = not opts.nobench
+    torch.backends.cuda.matmul.allow_tf32 = False   # exact fp32 maths, as NVIDIA's loop
+    torch.backends.cudnn.allow_tf32 = False
+
+    dataset = ImageFolderDataset(opts.data, use_labels=opts.cond, xflip=opts.mirror, random_seed=opts.seed)
+    if opts.cond and not dataset.has_labels:
+        raise ValueError(f'{opts.data}: --cond=True needs labels in dataset.json')
+    log(f'dataset: {opts.data}: {len(dataset)} images, {dataset.resolution}x{dataset.resolution}, '
+        f'{dataset.num_channels} channels, labels: {dataset.label_dim}')
+
+    torch.manual_seed(opts.seed * world + rank)   # in-network randomness (noise, augmentation), per rank
+    sample_gen = torch.Generator().manual_seed(opts.seed)  # latents and labels, shared by every rank
+    G, D = build_networks(opts, dataset.resolution, dataset.num_channels, dataset.label_dim)
+    G, D = G.train().requires_grad_(False).to(device), D.train().requires_grad_(False).to(device)
+    G_ema = copy.deepcopy(G).eval()
+
+    augment_pipe = ada = None
+    if opts.aug != 'noaug':
+        augment_pipe = AugmentPipe(**augment_kwargs_for(opts.augpipe)).train().requires_grad_(False).to(device)
+        augment_pipe.p.fill_(opts.p if opts.aug == 'fixed' else 0)
+        if opts.aug == 'ada':
+            ada = AdaptiveP(augment_pipe, batch_size=opts.batch, target=opts.target, interval=opts.ada_interval,
+                            speed_kimg=opts.ada_kimg)
+
+    stats = StatsCollector(device)
+    loss = StyleGANLoss(G, D, augment_pipe=augment_pipe, r1_gamma=opts.gamma, style_mixing_prob=opts.style_mixing_prob,
+                        pl_weight=opts.pl_weight, blur_init_sigma=opts.blur_init_sigma,
+                        blur_fade_kimg=opts.blur_fade_kimg, kind=opts.loss, report=stats.report,
+                        observe_real=ada.observe if ada is not None else None)
+    phases = make_phases(opts, G, D)
+    state = Counters()
+
+    resume_data = load_snapshot(opts.resume) if opts.resume else None
+    resume_rng = None
+    if resume_data is not None and resume_data.get('training_state') is not None:
+        resume_rng = resume_data['training_state']['rng']
+        restore_exactly(resume_data, opts, rank, G, D, G_ema, augment_pipe, ada, phases, loss, state, sample_gen)
+        log(f'resumed exactly from {opts.resume} at {state.cur_nimg / 1000:g} kimg')
+    elif resume_data is not None:
+        for name, module in (('G', G), ('D', D), ('G_ema', G_ema)):
+            n = copy_matching_tensors(resume_data[name], module)
+            log(f'transfer learning: copied {n} tensors of {name} from {opts.resume}')
+    del resume_data
+    for module in (G, D, G_ema, augment_pipe):
+        if module is not None:
+            distributed.broadcast_module_(module)
+
+    per_rank = opts.batch // world
+    rounds = per_rank // opts.batch_gpu
+    stream = DataStream(dataset, rank, world, per_rank, opts.seed, state.batch_idx * opts.batch, opts.workers, device)
+    grid = SnapshotGrid(dataset, G_ema, opts.seed, device) if is_main else None
+    if is_main and state.cur_nimg == 0:
+        grid.save_reals(os.path.join(opts.run_dir, 'reals.png'))
+        grid.save_fakes(os.path.join(opts.run_dir, 'fakes_init.png'))
+
+    if resume_rng is not None:
+        restore_rng(resume_rng, rank)
+    stop = StopFlag()
+    total_nimg = int(opts.kimg * 1000)
+    tick_nimg = int(opts.tick * 1000)
+    tick_start_time = time.time()
+    bar = make_bar(state, tick_nimg, total_nimg, opts.batch) if is_main else None
+    log(f'training for {opts.kimg:g} kimg from {state.cur_nimg / 1000:g} kimg on {world} process(es), device {device}')
+
+    while True:
+        # -- one optimisation step over the global batch -----------------------------------------
+        reals, real_c = stream.next()
+        gen_z = torch.randn([len(phases), opts.batch, G.z_dim], generator=sample_gen).to(device)
+        gen_c = random_labels(dataset, len(phases) * opts.batch, sample_gen).reshape(len(phases), opts.batch, -1)
+        mine = slice(rank, opts.batch, world)
+        gen_z, gen_c = gen_z[:, mine], gen_c[:, mine].to(device)
+
+        for idx, phase in enumerate(phases):
+            if state.batch_idx % phase.interval != 0:
+                continue
+            phase.opt.zero_grad(set_to_none=True)
+            phase.module.requires_grad_(True)
+            for r in range(rounds):
+                part = slice(r * opts.batch_gpu, (r + 1) * opts.batch_gpu)
+                loss.accumulate_gradients(phase.name, reals[part], real_c[part], gen_z[idx, part], gen_c[idx, part],
+                                          gain=phase.interval / rounds, cur_nimg=state.cur_nimg)
+            phase.module.requires_grad_(False)
+            distributed.average_gradients_([p for p in phase.module.parameters()])
+            phase.opt.step()
+
+        update_ema(G, G_ema, opts, state.cur_nimg)
+        average_float_state_(G, loss)
+        state.cur_nimg += opts.batch
+        state.batch_idx += 1
+        if ada is not None:
+            ada.step(reduce=distributed.all_reduce_sum_)
+        if bar is not None:
+            bar.update(opts.batch)
+        interrupted = stop.agreed()
+
+        # -- end of tick? -----------------------------------------------------------------------
+        done = state.cur_nimg >= total_nimg or interrupted
+        if not done and state.cur_tick != 0 and state.cur_nimg < state.tick_start_nimg + tick_nimg:
+            continue
+        tick_seconds = time.time() - tick_start_time
+        state.total_seconds += tick_seconds
+        tick_kimg = (state.cur_nimg - state.tick_start_nimg) / 1000
+        stats.report('Progress/tick', state.cur_tick)
+        stats.report('Progress/kimg', state.cur_nimg / 1000)
+        stats.report('Progress/augment', float(augment_pipe.p) if augment_pipe is not None else 0)
+        stats.report('Timing/total_sec', state.total_seconds)
+        stats.report('Timing/sec_per_tick', tick_seconds)
+        stats.report('Timing/sec_per_kimg', tick_seconds / max(tick_kimg, 1e-8))
+        stats.report('Resources/peak_gpu_mem_gb', torch.cuda.max_memory_allocated(device) / 2 ** 30
+                     if device.type == 'cuda' else 0)
+        stats.report('Resources/cpu_mem_gb', resident_memory_gb())
+        tick_stats = stats.collect()
+        if bar is not None:
+            bar.close()
+        log(tick_line(state, tick_stats, opts))
+
+        snapshot_path = None
+        if done or state.cur_tick % opts.snap == 0:
+            training_state = capture_state(opts, state, phases, ada, loss, sample_gen)   # every rank's RNGs
+            if is_main:
+                grid.save_fakes(os.path.join(opts.run_dir, f'fakes{snapshot_name(state.cur_nimg)}.png'))
+                snapshot_path = os.path.join(opts.run_dir, f'network-snapshot-{snapshot_name(state.cur_nimg)}.pkl')
+                save_snapshot(snapshot_path, dict(G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe,
+                                                  training_set_kwargs=dataset_kwargs(opts, dataset),
+                                                  training_state=training_state))
+        if snapshot_path and opts.metrics:
+            run_metrics(opts, G_ema, snapshot_path, rank, device, log)
+        if is_main:
+            append_jsonl(os.path.join(opts.run_dir, 'stats.jsonl'), timestamped(tick_stats))
+
+        if done:
+            if interrupted:
+                log(f'interrupted: saved {snapshot_path or "a snapshot"}; resume with --resume={opts.run_dir}')
+            break
+        state.cur_tick += 1
+        state.tick_start_nimg = state.cur_nimg
+        tick_start_time = time.time()
+        bar = make_bar(state, tick_nimg, total_nimg, opts.batch) if is_main else None
+    stop.restore()
+    log('done.')
+
+
+# ------------------------------------------------------------------------------------------------
+# Pieces of the step.
+
+@dataclass
+class Counters:
+    cur_nimg: int = 0
+    cur_tick: int = 0
+    batch_idx: int = 0
+    tick_start_nimg: int = 0
+    total_seconds: float = 0.0
+
+
+def random_labels(dataset, n: int, gen: torch.Generator) -> torch.Tensor:
+    """Labels of random training images, as NVIDIA conditions generated samples."""
+    idx = torch.randint(len(dataset), [n], generator=gen)
+    if dataset.label_dim == 0:
+        return torch.zeros([n, 0])
+    return torch.from_numpy(np.stack([dataset.get_label(int(i)) for i in idx])).to(torch.float32)
+
+
+@torch.no_grad()
+def update_ema(G, G_ema, opts: TrainingOptions, cur_nimg: int) -> None:
+    """G_ema follows G with a half-life of ema_kimg (ramped up over the first images of a fresh run)."""
+    ema_nimg = opts.ema_kimg * 1000
+    if opts.ema_rampup is not None:
+        ema_nimg = min(ema_nimg, cur_nimg * opts.ema_rampup)
+    beta = 0.5 ** (opts.batch / max(ema_nimg, 1e-8))
+    for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+        p_ema.copy_(p.detach().lerp(p_ema, beta))
+    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+        b_ema.copy_(b)
+
+
+@torch.no_grad()
+def average_float_state_(G, loss: StyleGANLoss) -> None:
+    """Running averages (w_avg, magnitude EMAs, path-length mean) were updated from each rank's slice:
+    their mean over ranks is exactly the update from the whole batch."""
+    world = distributed.world_size()
+    if world <= 1:
+        return
+    tensors = [b for b in G.buffers() if b.is_floating_point()] + [loss.pl_mean]
+    flat = torch.cat([t.flatten() for t in tensors])
+    distributed.all_reduce_sum_(flat)
+    flat /= world
+    for t, v in zip(tensors, flat.split([t.numel() for t in tensors])):
+        t.copy_(v.reshape(t.shape))
+
+
+# ------------------------------------------------------------------------------------------------
+# Exact resume.
+
+def _rng_states() -> dict:
+    return dict(torch=torch.get_rng_state(), numpy=np.random.get_state(),
+                cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
+
+
+def capture_state(opts, state: Counters, phases, ada, loss, sample_gen) -> dict:
+    """Everything besides the networks that continues the run bit for bit. Every rank must call it."""
+    rngs = [_rng_states()]
+    if distributed.world_size() > 1:
+        import torch.distributed as dist
+        rngs = [None] * distributed.world_size()
+        dist.all_gather_object(rngs, _rng_states())
+    optimizers = {phase.name[0]: phase.opt.state_dict() for phase in phases}   # main and reg share one Adam
+    return dict(options=asdict(opts), counters=asdict(state), optimizers=optimizers,
+                ada=ada.state_dict() if ada is not None else None, pl_mean=loss.pl_mean.detach().cpu(),
+                sample_gen=sample_gen.get_state(), rng=rngs)
+
+
+def restore_exactly(data, opts, rank, G, D, G_ema, augment_pipe, ada, phases, loss, state, sample_gen) -> None:
+    ts = data['training_state']
+    saved = ts['options']
+    if (saved['cfg'], saved['batch'], distributed.world_size()) != (opts.cfg, opts.batch, len(ts['rng'])):
+        raise ValueError(f'{opts.resume}: exact resume needs the same --cfg, --batch and --gpus as the run '
+                         f'({saved["cfg"]}, batch {saved["batch"]}, gpus {len(ts["rng"])})')
+    for name, module in (('G', G), ('D', D), ('G_ema', G_ema)):
+        module.load_state_dict(data[name].state_dict())
+    if augment_pipe is not None and data.get('augment_pipe') is not None:
+        augment_pipe.load_state_dict(data['augment_pipe'].state_dict())
+    for phase in phases:
+        phase.opt.load_state_dict(ts['optimizers'][phase.name[0]])
+    if ada is not None and ts['ada'] is not None:
+        ada.load_state_dict(ts['ada'])
+    loss.pl_mean.copy_(ts['pl_mean'])
+    for key, value in ts['counters'].items():
+        setattr(state, key, value)
+    sample_gen.set_state(ts['sample_gen'])
+
+
+def restore_rng(data_rng: list, rank: int) -> None:
+    """Last thing before the first step: setting up data loaders draws from the global RNG."""
+    rng = data_rng[rank]
+    torch.set_rng_state(rng['torch'])
+    np.random.set_state(rng['numpy'])
+    if rng['cuda'] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng['cuda'])
+
+
+def find_latest_snapshot(path: str) -> Optional[str]:
+    """Newest snapshot of a run dir, or of the newest run in an outdir that holds run dirs."""
+    if os.path.isfile(path):
+        return path
+    candidates = glob.glob(os.path.join(path, SNAPSHOT_GLOB)) or glob.glob(os.path.join(path, '*', SNAPSHOT_GLOB))
+    if not candidates:
+        return None
+    return max(candidates, key=lambda p: (os.path.basename(os.path.dirname(p)), snapshot_nimg(p)))
+
+
+def snapshot_name(nimg: int) -> str:
+    """'000432' at whole kimg as NVIDIA names them, '000000.500' in between (tiny --tick values)."""
+    return f'{nimg // 1000:06d}' + (f'.{nimg % 1000:03d}' if nimg % 1000 else '')
+
+
+def snapshot_nimg(path: str) -> int:
+    m = re.search(r'network-snapshot-(\d+)(?:\.(\d+))?\.pkl$', path)
+    return int(m.group(1)) * 1000 + int(m.group(2) or 0) if m else -1
+
+
+def dataset_kwargs(opts: TrainingOptions, dataset) -> dict:
+    return dict(path=opts.data, resolution=dataset.resolution, use_labels=opts.cond, max_size=None, xflip=opts.mirror,
+                random_seed=opts.seed)
+
+
+# ------------------------------------------------------------------------------------------------
+# Reporting.
+
+class RunLog:
+    """Prints and appends to log.txt (rank 0 only)."""
+
+    def __init__(self, run_dir: str, enabled: bool):
+        self.path = os.path.join(run_dir, 'log.txt')
+        self.enabled = enabled
+
+    def __call__(self, line: str) -> None:
+        if not self.enabled:
+            return
+        tqdm.write(line)
+        with open(self.path, 'a') as f:
+            f.write(line + '\n')
+
+
+def make_bar(state: Counters, tick_nimg: int, total_nimg: int, batch: int):
+    images = max(min(tick_nimg, total_nimg - state.cur_nimg), batch) if state.cur_tick else batch
+    return tqdm(total=images, desc=f'tick {state.cur_tick}', unit='img', leave=False, dynamic_ncols=True)
+
+
+def tick_line(state: Counters, s: dict, opts: TrainingOptions) -> str:
+    def mean(name):
+        return s[name]['mean'] if name in s else float('nan')
+    sec_per_kimg = mean('Timing/sec_per_kimg')
+    eta = max(opts.kimg - state.cur_nimg / 1000, 0) * sec_per_kimg
+    return (f'tick {state.cur_tick:<5d} kimg {state.cur_nimg / 1000:<8.3f} '
+            f'sec/kimg {sec_per_kimg:<7.2f} eta {format_seconds(eta):<10s} '
+            f'G {mean("Loss/G/loss"):+.3f} D {mean("Loss/D/loss"):+.3f} '
+            f'real {mean("Loss/scores/real"):+.3f} fake {mean("Loss/scores/fake"):+.3f} '
+            f'augment {mean("Progress/augment"):.3f}')
+
+
+def format_seconds(s: float) -> str:
+    s = int(s)
+    if s < 60:
+        return f'{s}s'
+    if s < 3600:
+        return f'{s // 60}m {s % 60:02d}s'
+    return f'{s // 3600}h {s // 60 % 60:02d}m'
+
+
+def resident_memory_gb() -> float:
+    try:
+        with open('/proc/self/statm') as f:
+            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2 ** 30
+    except (OSError, ValueError):
+        return 0.0
+
+
+class SnapshotGrid:
+    """Fixed reals and latents for the reals.png / fakesNNNNNN.png grids."""
+
+    def __init__(self, dataset, G_ema, seed: int, device: torch.device, max_side: int = 16):
+        res = dataset.resolution
+        self.cols = int(np.clip(7680 // res, 7, max_side))
+        self.rows = int(np.clip(4320 // res, 4, max_side))
+        n = min(self.cols * self.rows, len(dataset))
+        idx = np.random.RandomState(seed).permutation(len(dataset))[:n]
+        self.dataset, self.idx = dataset, idx
+        self.G_ema, self.device = G_ema, device
+        gen = torch.Generator().manual_seed(seed)
+        self.z = torch.randn([n, G_ema.z_dim], generator=gen)
+        self.c = torch.from_numpy(np.stack([dataset.get_label(int(i)) for i in idx])).to(torch.float32) \
+            if dataset.label_dim else torch.zeros([n, 0])
+
+    def save_reals(self, path: str) -> None:
+        images = [self.dataset[int(i)][0].transpose(1, 2, 0) for i in self.idx]
+        save_image(image_grid(images, self.cols), path)
+
+    @torch.no_grad()
+    def save_fakes(self, path: str, batch: int = 32) -> None:
+        images = []
+        for z, c in zip(self.z.split(batch), self.c.split(batch)):
+            images.extend(to_uint8(self.G_ema(z.to(self.device), c.to(self.device), noise_mode='const')))
+        save_image(image_grid(images, self.cols), path)
+
+
+class StopFlag:
+    """Ctrl-C (SIGINT) or SIGTERM finishes the current step, writes a snapshot and ends the run cleanly."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:   # not the main thread
+                pass
+
+    def _handle(self, signum, frame):
+        if self.requested:   # a second Ctrl-C aborts at once
+            raise KeyboardInterrupt
+        self.requested = True
+        tqdm.write('stopping after this step; a snapshot will be written (Ctrl-C again to abort)')
+
+    def agreed(self) -> bool:
+        """True when any rank was asked to stop (all ranks must call this every step)."""
+        flag = torch.tensor([float(self.requested)])
+        if distributed.world_size() > 1:
+            distributed.all_reduce_sum_(flag)
+        return bool(flag.item() > 0)
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def run_metrics(opts, G_ema, snapshot_path, rank, device, log) -> None:
+    from metrics.api import calc_metric, report_metric   # imported lazily: detectors load only when asked
+    for metric in opts.metrics:
+        result = calc_metric(metric, G=G_ema, data=opts.data, mirror=opts.mirror, num_gpus=distributed.world_size(),
+                             rank=rank, device=device)
+        if rank == 0:
+            report_metric(result, run_dir=opts.run_dir, snapshot_pkl=os.path.basename(snapshot_path))
+            log(f'{metric}: {result["results"]}')
