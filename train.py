@@ -25,7 +25,7 @@ import tempfile
 import click
 import torch
 
-from networks.snapshot import SnapshotError
+from networks.snapshot import SnapshotError, find_latest_snapshot
 from torch_utils import distributed
 from training import training_loop as tl
 
@@ -132,7 +132,7 @@ def make_options(kw: dict) -> tl.TrainingOptions:
     resume = kw['resume']
     if resume:
         if not re.match(r'^https?://', resume):
-            found = tl.find_latest_snapshot(kw['outdir'] if resume == 'latest' else resume)
+            found = find_latest_snapshot(kw['outdir'] if resume == 'latest' else resume)
             if found is None:
                 raise FileNotFoundError(f'{resume}: no network-snapshot-*.pkl to resume from')
             resume = found

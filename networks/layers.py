@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from torch_utils import distributed
 from torch_utils.ops.bias_act import bias_act, default_gain
 from torch_utils.ops.conv2d_resample import conv2d_resample
 from torch_utils.ops.upfirdn2d import setup_filter
@@ -144,7 +145,8 @@ class MappingNetwork(nn.Module):
             x = getattr(self, f'fc{idx}')(x)
 
         if update_emas and self.w_avg_beta is not None:
-            self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+            batch_mean = distributed.mean_over_ranks(x.detach().mean(dim=0))
+            self.w_avg.copy_(batch_mean.lerp(self.w_avg, self.w_avg_beta))
         if self.num_ws is None:
             return x
 

@@ -14,6 +14,7 @@ Any global outside the allow-list stops the load with an error naming it, before
 """
 from __future__ import annotations
 
+import glob
 import io
 import os
 import pickle
@@ -31,6 +32,7 @@ from .persistence import plain
 
 PathLike = Union[str, os.PathLike]
 PT_FORMAT = 'stylegan3-clothing/snapshot'
+SNAPSHOT_GLOB = 'network-snapshot-*.pkl'
 PT_VERSION = 1
 
 
@@ -228,6 +230,11 @@ def _resolve(source: PathLike) -> str:
     if re.match(r'^https?://', source):
         from torch_utils.download import download_cached
         return str(download_cached(source))
+    if os.path.isdir(source):
+        latest = find_latest_snapshot(source)
+        if latest is None:
+            raise SnapshotError(f'{source}: directory holds no {SNAPSHOT_GLOB}')
+        return latest
     if not os.path.isfile(source):
         raise SnapshotError(f'{source}: no such file')
     return source
@@ -313,3 +320,23 @@ def export_pt(data: dict, path: PathLike) -> None:
     payload = dict(format=PT_FORMAT, version=PT_VERSION, networks=networks,
                    training_set_kwargs=plain(data.get('training_set_kwargs')))
     _atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def find_latest_snapshot(path: str) -> Optional[str]:
+    """Newest snapshot of a run dir, or of the newest run in an outdir that holds run dirs."""
+    if os.path.isfile(path):
+        return path
+    candidates = glob.glob(os.path.join(path, SNAPSHOT_GLOB)) or glob.glob(os.path.join(path, '*', SNAPSHOT_GLOB))
+    if not candidates:
+        return None
+    return max(candidates, key=lambda p: (os.path.basename(os.path.dirname(p)), snapshot_nimg(p)))
+
+
+def snapshot_name(nimg: int) -> str:
+    """'000432' at whole kimg as NVIDIA names them, '000000.500' in between (tiny --tick values)."""
+    return f'{nimg // 1000:06d}' + (f'.{nimg % 1000:03d}' if nimg % 1000 else '')
+
+
+def snapshot_nimg(path: str) -> int:
+    m = re.search(r'network-snapshot-(\d+)(?:\.(\d+))?\.pkl$', path)
+    return int(m.group(1)) * 1000 + int(m.group(2) or 0) if m else -1

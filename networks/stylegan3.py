@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torch_utils import distributed
 from torch_utils.ops.filtered_lrelu import filtered_lrelu
 
 from .persistence import records_init_kwargs
@@ -173,7 +174,7 @@ class SynthesisLayer(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = 'random', force_fp32: bool = False,
                 update_emas: bool = False) -> torch.Tensor:
         if update_emas:
-            magnitude = x.detach().to(torch.float32).square().mean()
+            magnitude = distributed.mean_over_ranks(x.detach().to(torch.float32).square().mean())
             self.magnitude_ema.copy_(magnitude.lerp(self.magnitude_ema, self.magnitude_ema_beta))
         styles = self.affine(w)
         if self.is_torgb:

@@ -50,6 +50,15 @@ def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def mean_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """Mean of a (detached) statistic over ranks, so running averages see the whole global batch."""
+    if world_size() <= 1:
+        return tensor
+    tensor = tensor.detach().clone()
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor / world_size()
+
+
 def broadcast_module_(module: torch.nn.Module, src: int = 0) -> None:
     """Make every rank start from rank 0's parameters and buffers."""
     if world_size() <= 1:

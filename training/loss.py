@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from torch_utils import distributed
 from torch_utils.ops.upfirdn2d import filter2d
 
 Reporter = Callable[[str, torch.Tensor], None]
@@ -110,7 +111,10 @@ class StyleGANLoss:
             y = torch.randn_like(img) / np.sqrt(img.shape[2] * img.shape[3])
             grads, = torch.autograd.grad(outputs=[(img * y).sum()], inputs=[ws], create_graph=True)
             lengths = grads.square().sum(2).mean(1).sqrt()
-            pl_mean = self.pl_mean.lerp(lengths.mean(), self.pl_decay)
+            batch_mean = lengths.mean()
+            # Across ranks: the value of the global mean, the gradient of this rank's part.
+            batch_mean = batch_mean + (distributed.mean_over_ranks(batch_mean) - batch_mean).detach()
+            pl_mean = self.pl_mean.lerp(batch_mean, self.pl_decay)
             self.pl_mean.copy_(pl_mean.detach())
             penalty = (lengths - pl_mean).square()
             self.report('Loss/pl_penalty', penalty)

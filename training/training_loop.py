@@ -29,15 +29,12 @@ from tqdm import tqdm
 
 from networks import discriminator, stylegan2, stylegan3
 from networks.generate import image_grid, save_image, to_uint8
-from networks.snapshot import load_snapshot, save_snapshot
+from networks.snapshot import load_snapshot, save_snapshot, snapshot_name
 from torch_utils import distributed
 from training.augment import AdaptiveP, AugmentPipe, augment_kwargs_for
 from training.dataset import ImageFolderDataset
 from training.loss import StyleGANLoss
 from training.stats import StatsCollector, append_jsonl, timestamped
-
-SNAPSHOT_GLOB = 'network-snapshot-*.pkl'
-
 
 @dataclass
 class TrainingOptions:
@@ -297,7 +294,6 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
             phase.opt.step()
 
         update_ema(G, G_ema, opts, state.cur_nimg)
-        average_float_state_(G, loss)
         state.cur_nimg += opts.batch
         state.batch_idx += 1
         if ada is not None:
@@ -386,21 +382,6 @@ def update_ema(G, G_ema, opts: TrainingOptions, cur_nimg: int) -> None:
         b_ema.copy_(b)
 
 
-@torch.no_grad()
-def average_float_state_(G, loss: StyleGANLoss) -> None:
-    """Running averages (w_avg, magnitude EMAs, path-length mean) were updated from each rank's slice:
-    their mean over ranks is exactly the update from the whole batch."""
-    world = distributed.world_size()
-    if world <= 1:
-        return
-    tensors = [b for b in G.buffers() if b.is_floating_point()] + [loss.pl_mean]
-    flat = torch.cat([t.flatten() for t in tensors])
-    distributed.all_reduce_sum_(flat)
-    flat /= world
-    for t, v in zip(tensors, flat.split([t.numel() for t in tensors])):
-        t.copy_(v.reshape(t.shape))
-
-
 # ------------------------------------------------------------------------------------------------
 # Exact resume.
 
@@ -449,26 +430,6 @@ def restore_rng(data_rng: list, rank: int) -> None:
     np.random.set_state(rng['numpy'])
     if rng['cuda'] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng['cuda'])
-
-
-def find_latest_snapshot(path: str) -> Optional[str]:
-    """Newest snapshot of a run dir, or of the newest run in an outdir that holds run dirs."""
-    if os.path.isfile(path):
-        return path
-    candidates = glob.glob(os.path.join(path, SNAPSHOT_GLOB)) or glob.glob(os.path.join(path, '*', SNAPSHOT_GLOB))
-    if not candidates:
-        return None
-    return max(candidates, key=lambda p: (os.path.basename(os.path.dirname(p)), snapshot_nimg(p)))
-
-
-def snapshot_name(nimg: int) -> str:
-    """'000432' at whole kimg as NVIDIA names them, '000000.500' in between (tiny --tick values)."""
-    return f'{nimg // 1000:06d}' + (f'.{nimg % 1000:03d}' if nimg % 1000 else '')
-
-
-def snapshot_nimg(path: str) -> int:
-    m = re.search(r'network-snapshot-(\d+)(?:\.(\d+))?\.pkl$', path)
-    return int(m.group(1)) * 1000 + int(m.group(2) or 0) if m else -1
 
 
 def dataset_kwargs(opts: TrainingOptions, dataset) -> dict:
