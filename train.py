@@ -28,6 +28,8 @@ import torch
 from networks.snapshot import SnapshotError, find_latest_snapshot
 from torch_utils import distributed
 from training import training_loop as tl
+from training.dataset import DatasetError
+from training.dataset_sources import ensure_dataset
 
 
 def parse_comma_list(value):
@@ -103,7 +105,7 @@ def launch(opts: tl.TrainingOptions) -> None:
 def main(**kw):
     try:
         opts = make_options(kw)
-    except (ValueError, SnapshotError, FileNotFoundError) as e:
+    except (ValueError, SnapshotError, DatasetError, FileNotFoundError) as e:
         raise click.ClickException(str(e))
     click.echo(json.dumps(dataclasses.asdict(opts), indent=2))
     if kw['dry_run']:
@@ -115,19 +117,23 @@ def main(**kw):
     click.echo(f'run directory: {opts.run_dir}')
     try:
         launch(opts)
-    except (ValueError, SnapshotError) as e:
+    except (ValueError, SnapshotError, DatasetError) as e:
         raise click.ClickException(str(e))
 
 
 def make_options(kw: dict) -> tl.TrainingOptions:
     """Command-line options -> TrainingOptions, with NVIDIA's per-config defaults and the resume rules."""
-    from metrics.registry import is_valid_metric
-    from training.dataset_sources import ensure_dataset
+    opts = _make_options(kw)
+    if opts.metrics:
+        from metrics.registry import is_valid_metric
+        bad = [m for m in opts.metrics if not is_valid_metric(m)]
+        if bad:
+            raise ValueError(f'unknown metric(s) {", ".join(bad)} (see calc_metrics.py --help)')
+    return opts
 
+
+def _make_options(kw: dict) -> tl.TrainingOptions:
     metrics = parse_comma_list(kw['metrics'])
-    bad = [m for m in metrics if not is_valid_metric(m)]
-    if bad:
-        raise ValueError(f'unknown metric(s) {", ".join(bad)} (see calc_metrics.py --help)')
 
     resume = kw['resume']
     if resume:
