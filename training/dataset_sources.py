@@ -1,0 +1,506 @@
+"""Readers for every kind of image source dataset_tool.py accepts.
+
+Each `open_*` returns a `Source`: a count (for the progress bar), an iterator of `Item`s (name, HWC uint8
+image or the reason it could not be read, label, attributes) and what is known up front (channels, class
+names). Unreadable entries are yielded as items with an error so the converter can report them; only a
+source that cannot be opened at all raises DatasetError.
+
+    folder/                       recursive; labels from folder/dataset.json, or sub-folder names (folder_labels)
+    archive.zip                   the same inside a zip (NVIDIA-made datasets included)
+    *-images-idx3-ubyte[.gz]      (Fashion-)MNIST; labels from the matching *-labels-idx1-ubyte[.gz]
+    cifar-10-python.tar.gz        CIFAR-10 training batches (or a folder of extracted data_batch_* files)
+    dir/ or *.tfrecords           StyleGAN2-TF dataset: the highest-resolution *-rNN.tfrecords, labels *-rxx.labels
+    synthetic:garments[?...]      procedural garments, see `parse_synthetic`
+"""
+from __future__ import annotations
+
+import gzip
+import importlib
+import io
+import json
+import os
+import pickle
+import re
+import struct
+import tarfile
+import urllib.parse
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+import PIL.Image
+
+from . import synthetic_garments
+from .dataset_errors import DatasetError
+from .image_io import ImageDecodeError, decode_image, is_image_name, mode_channels
+from .tfrecord import TFRecordError, example_to_image, read_records
+
+
+@dataclass
+class Item:
+    name: str                              # where it came from, for reports and for labels given by name
+    image: Optional[np.ndarray] = None     # HWC uint8; None when unreadable
+    label: object = None                   # class index, label vector, or None
+    attributes: Optional[dict] = None
+    error: Optional[str] = None            # why `image` is None
+
+
+@dataclass
+class Source:
+    kind: str
+    count: int
+    items: Iterator[Item]
+    channels: Optional[int] = None         # 1 or 3 when known before decoding everything
+    class_names: Optional[list] = None
+    close: Callable[[], None] = field(default=lambda: None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Folders and zips of image files.
+
+def _labels_from_json(raw: Optional[bytes], origin: str) -> tuple[Optional[dict], Optional[dict], Optional[list]]:
+    """(labels by name, attributes by name, class names) from a dataset.json, any of them None."""
+    if raw is None:
+        return None, None, None
+    try:
+        meta = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DatasetError(f'{origin}: not valid JSON ({e})') from None
+    if not isinstance(meta, dict):
+        raise DatasetError(f'{origin}: expected an object with a "labels" key')
+
+    def by_name(key):
+        entries = meta.get(key)
+        if entries is None:
+            return None
+        try:
+            return {str(name).replace('\\', '/'): value for name, value in entries}
+        except (TypeError, ValueError):
+            raise DatasetError(f'{origin}: "{key}" must be a list of [file name, value] pairs') from None
+    names = meta.get('class_names')
+    return by_name('labels'), by_name('attributes'), list(names) if isinstance(names, list) else None
+
+
+def load_labels_file(path: str) -> tuple[Optional[dict], Optional[dict], Optional[list]]:
+    """Labels (and attributes, class names) from a dataset.json given on its own (dataset_tool --labels)."""
+    try:
+        with open(path, 'rb') as f:
+            return _labels_from_json(f.read(), path)
+    except OSError as e:
+        raise DatasetError(f'{path}: cannot read labels ({e.strerror or e})') from None
+
+
+def _scan_channels(names: list[str], opener: Callable[[str], io.IOBase]) -> int:
+    """1 if every readable image is greyscale, else 3; reads headers only."""
+    for name in names:
+        try:
+            with opener(name) as f, PIL.Image.open(f) as image:
+                if mode_channels(image.mode) == 3:
+                    return 3
+        except Exception:   # noqa: BLE001 - unreadable files are reported when they are decoded
+            continue
+    return 1
+
+
+def _image_collection(kind: str, origin: str, names: list[str], read: Callable[[str], bytes],
+                      opener: Callable[[str], io.IOBase], json_bytes: Optional[bytes], folder_labels: bool,
+                      close: Callable[[], None] = lambda: None) -> Source:
+    visible = [n for n in names if not any(part.startswith('.') for part in n.split('/')) and n != 'dataset.json']
+    images = [n for n in visible if is_image_name(n)]
+    others = [n for n in visible if not is_image_name(n)]
+    labels, attributes, class_names = _labels_from_json(json_bytes, f'{origin}/dataset.json')
+    if folder_labels:
+        class_names = sorted({n.split('/')[0] for n in images if '/' in n})
+        if not class_names:
+            raise DatasetError(f'{origin}: --folder-labels needs images in sub-folders (one per class)')
+        labels = {n: class_names.index(n.split('/')[0]) for n in images if '/' in n}
+
+    def items():
+        for n in others:
+            yield Item(n, error='not an image file')
+        for n in images:
+            if folder_labels and '/' not in n:
+                yield Item(n, error='not inside a class sub-folder')
+                continue
+            try:
+                image = decode_image(read(n))
+            except ImageDecodeError as e:
+                yield Item(n, error=f'unreadable image ({e})')
+                continue
+            except OSError as e:
+                yield Item(n, error=f'cannot read file ({e})')
+                continue
+            yield Item(n, image, label=labels.get(n) if labels else None,
+                       attributes=attributes.get(n) if attributes else None)
+    return Source(kind, len(images) + len(others), items(), channels=_scan_channels(images, opener),
+                  class_names=class_names, close=close)
+
+
+def open_folder(path: str, folder_labels: bool = False) -> Source:
+    names = sorted(os.path.relpath(os.path.join(root, f), path).replace(os.sep, '/')
+                   for root, dirs, files in os.walk(path) for f in files)
+
+    def read(name):
+        with open(os.path.join(path, name), 'rb') as f:
+            return f.read()
+    json_path = os.path.join(path, 'dataset.json')
+    json_bytes = read('dataset.json') if os.path.isfile(json_path) else None
+    return _image_collection('folder', path, names, read, lambda n: open(os.path.join(path, n), 'rb'), json_bytes,
+                             folder_labels)
+
+
+def open_zip(path: str, folder_labels: bool = False) -> Source:
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise DatasetError(f'{path}: not a readable zip archive ({e})') from None
+    names = sorted(n for n in archive.namelist() if not n.endswith('/'))
+    json_bytes = archive.read('dataset.json') if 'dataset.json' in names else None
+
+    def read(name):
+        try:
+            return archive.read(name)
+        except (zipfile.BadZipFile, zlib.error) as e:   # a damaged member: report it, keep the others
+            raise OSError(str(e)) from None
+    return _image_collection('zip', path, names, read, archive.open, json_bytes, folder_labels, close=archive.close)
+
+
+# ---------------------------------------------------------------------------------------------
+# (Fashion-)MNIST idx files.
+
+_IDX_IMAGES = re.compile(r'^(.*)images[-.]idx3-ubyte(\.gz)?$')
+
+
+def _read_idx(path: str) -> np.ndarray:
+    opener = gzip.open if path.endswith('.gz') else open
+    try:
+        with opener(path, 'rb') as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise DatasetError(f'{path}: cannot read ({e})') from None
+    if len(data) < 4:
+        raise DatasetError(f'{path}: too short for an idx file')
+    zero, dtype_code, ndim = struct.unpack('>HBB', data[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise DatasetError(f'{path}: not an idx file of unsigned bytes (magic {data[:4].hex()})')
+    shape = struct.unpack(f'>{ndim}I', data[4:4 + 4 * ndim])
+    expected = 4 + 4 * ndim + int(np.prod(shape))
+    if len(data) < expected:
+        raise DatasetError(f'{path}: truncated ({len(data)} bytes, header promises {expected})')
+    return np.frombuffer(data, dtype=np.uint8, count=int(np.prod(shape)), offset=4 + 4 * ndim).reshape(shape)
+
+
+def find_idx_images(path: str) -> Optional[str]:
+    """The images file of an idx dataset at `path` (the file itself, or the training images in a folder)."""
+    if os.path.isfile(path):
+        return path if _IDX_IMAGES.match(os.path.basename(path)) else None
+    if not os.path.isdir(path):
+        return None
+    candidates = sorted(f for f in os.listdir(path) if _IDX_IMAGES.match(f))
+    if not candidates:
+        return None
+    train = [f for f in candidates if f.startswith('train')]
+    return os.path.join(path, (train or candidates)[0])
+
+
+def open_idx(path: str) -> Source:
+    images_path = find_idx_images(path)
+    if images_path is None:
+        raise DatasetError(f'{path}: no *-images-idx3-ubyte[.gz] file')
+    images = _read_idx(images_path)
+    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 3)):
+        raise DatasetError(f'{images_path}: expected [N, H, W] or [N, H, W, C] images, got shape {list(images.shape)}')
+    folder, base = os.path.split(images_path)
+    prefix, sep = _IDX_IMAGES.match(base).group(1), '-' if '-idx3' in base else '.'
+    labels = None
+    for suffix in ('.gz', ''):
+        candidate = os.path.join(folder, f'{prefix}labels{sep}idx1-ubyte{suffix}')
+        if os.path.isfile(candidate):
+            labels = _read_idx(candidate)
+            if labels.shape != (len(images),):
+                raise DatasetError(f'{candidate}: {labels.shape[0]} labels for {len(images)} images')
+            break
+    name = os.path.basename(images_path)
+
+    def items():
+        for i, image in enumerate(images):
+            yield Item(f'{name}[{i}]', image[:, :, None] if image.ndim == 2 else image,
+                       label=None if labels is None else int(labels[i]))
+    return Source('idx', len(images), items(), channels=1 if images.ndim == 3 else images.shape[3])
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR-10, pickled batches read with an allow-list unpickler.
+
+def _numpy_global(name: str):
+    for module in ('numpy._core.multiarray', 'numpy.core.multiarray', 'numpy._core.numeric', 'numpy.core.numeric'):
+        try:
+            obj = getattr(importlib.import_module(module), name, None)
+        except ImportError:
+            continue
+        if obj is not None:
+            return obj
+    raise pickle.UnpicklingError(f'numpy has no {name}')
+
+
+_ALLOWED_GLOBALS = {
+    ('numpy', 'ndarray'): lambda: np.ndarray,
+    ('numpy', 'dtype'): lambda: np.dtype,
+    ('_codecs', 'encode'): lambda: importlib.import_module('_codecs').encode,   # bytes in protocol-2 pickles
+    **{(module, name): (lambda name=name: _numpy_global(name))
+       for module in ('numpy.core.multiarray', 'numpy._core.multiarray', 'numpy.core.numeric', 'numpy._core.numeric')
+       for name in ('_reconstruct', 'scalar', '_frombuffer')},
+}
+
+
+class ArrayUnpickler(pickle.Unpickler):
+    """Unpickles plain containers of numbers, strings and numpy arrays; any other global is refused before it
+    can be called, so a hostile file cannot run code."""
+
+    def find_class(self, module, name):
+        getter = _ALLOWED_GLOBALS.get((module, name))
+        if getter is None:
+            raise pickle.UnpicklingError(f'refusing to load {module}.{name} (only numpy arrays are allowed)')
+        return getter()
+
+
+def load_array_pickle(data: bytes, origin: str):
+    try:
+        return ArrayUnpickler(io.BytesIO(data), encoding='latin1').load()   # CIFAR's batches come from Python 2
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
+        raise DatasetError(f'{origin}: {e}') from None
+
+
+def _cifar_batch(batch, origin: str) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(batch, dict):
+        raise DatasetError(f'{origin}: not a CIFAR batch (expected a dict)')
+    batch = {k.decode('latin1') if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    if 'data' not in batch or 'labels' not in batch:
+        raise DatasetError(f'{origin}: CIFAR batch lacks "data" or "labels"')
+    data = np.asarray(batch['data'], dtype=np.uint8)
+    labels = np.asarray(batch['labels'], dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
+        raise DatasetError(f'{origin}: unexpected CIFAR batch shapes {list(data.shape)} / {list(labels.shape)}')
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+
+def _batch_number(name: str) -> int:
+    return int(re.search(r'data_batch_(\d+)$', name).group(1))
+
+
+def open_cifar10(path: str) -> Source:
+    batches = []
+    if os.path.isdir(path):
+        names = sorted((f for f in os.listdir(path) if re.search(r'data_batch_\d+$', f)), key=_batch_number)
+        for f in names:
+            with open(os.path.join(path, f), 'rb') as fh:
+                batches.append(_cifar_batch(load_array_pickle(fh.read(), f'{path}/{f}'), f'{path}/{f}'))
+    else:
+        try:
+            with tarfile.open(path) as tar:
+                members = sorted((m for m in tar.getmembers() if m.isfile() and re.search(r'data_batch_\d+$', m.name)),
+                                 key=lambda m: _batch_number(m.name))
+                for m in members:
+                    origin = f'{path}:{m.name}'
+                    batches.append(_cifar_batch(load_array_pickle(tar.extractfile(m).read(), origin), origin))
+        except (tarfile.TarError, OSError, EOFError) as e:
+            raise DatasetError(f'{path}: cannot read the tar archive ({e})') from None
+    if not batches:
+        raise DatasetError(f'{path}: no data_batch_N files (expected the CIFAR-10 python version)')
+    images = np.concatenate([b[0] for b in batches])
+    labels = np.concatenate([b[1] for b in batches])
+
+    def items():
+        for i in range(len(images)):
+            yield Item(f'cifar10[{i}]', images[i], label=int(labels[i]))
+    return Source('cifar10', len(images), items(), channels=3)
+
+
+def is_cifar10(path: str) -> bool:
+    if os.path.isdir(path):
+        return any(re.search(r'data_batch_\d+$', f) for f in os.listdir(path))
+    name = os.path.basename(path).lower()
+    return os.path.isfile(path) and ('cifar' in name or name.endswith(('.tar', '.tar.gz', '.tgz'))) \
+        and tarfile.is_tarfile(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# StyleGAN2-TF TFRecords.
+
+def find_tfrecords(path: str) -> Optional[str]:
+    """The highest-resolution *.tfrecords file of a StyleGAN2-TF dataset (a folder or one file)."""
+    if os.path.isfile(path):
+        return path if path.endswith('.tfrecords') else None
+    if not os.path.isdir(path):
+        return None
+    files = [f for f in os.listdir(path) if f.endswith('.tfrecords')]
+    if not files:
+        return None
+    lods = {f: re.search(r'-r(\d+)\.tfrecords$', f) for f in files}
+    if all(lods.values()):
+        return os.path.join(path, max(files, key=lambda f: int(lods[f].group(1))))
+    if len(files) > 1:
+        raise DatasetError(f'{path}: several .tfrecords files without -rNN resolution suffixes; name one of them')
+    return os.path.join(path, files[0])
+
+
+def _tfrecord_labels(record_path: str) -> Optional[np.ndarray]:
+    folder = os.path.dirname(record_path)
+    prefix = re.sub(r'-r\d+\.tfrecords$', '', os.path.basename(record_path))
+    path = os.path.join(folder, f'{prefix}-rxx.labels')
+    if not os.path.isfile(path):
+        return None
+    try:
+        labels = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise DatasetError(f'{path}: cannot read labels ({e})') from None
+    return labels
+
+
+def _label_value(row: np.ndarray):
+    """One-hot rows become class indices (NVIDIA's compact form); anything else stays a vector."""
+    row = np.asarray(row)
+    if row.ndim == 0:
+        return int(row)
+    if row.ndim == 1 and np.count_nonzero(row) == 1 and row.max() == 1:
+        return int(np.argmax(row))
+    return [float(v) for v in row.reshape(-1)]
+
+
+def count_records(path: str) -> int:
+    """Records in a TFRecord file, from the framing alone (for the progress bar)."""
+    count = 0
+    with open(path, 'rb') as f:
+        while True:
+            header = f.read(8)
+            if len(header) < 8:
+                return count
+            f.seek(struct.unpack('<Q', header)[0] + 8, os.SEEK_CUR)
+            count += 1
+
+
+def open_tfrecords(path: str) -> Source:
+    record_path = find_tfrecords(path)
+    if record_path is None:
+        raise DatasetError(f'{path}: no .tfrecords file')
+    labels = _tfrecord_labels(record_path)
+    total = count_records(record_path)
+    name = os.path.basename(record_path)
+
+    def items():
+        with open(record_path, 'rb') as f:
+            index = 0
+            try:
+                for payload, crc_ok in read_records(f, record_path):
+                    item_name = f'{name}[{index}]'
+                    label = _label_value(labels[index]) if labels is not None and index < len(labels) else None
+                    index += 1
+                    if not crc_ok:
+                        yield Item(item_name, error='corrupt record (data CRC mismatch)')
+                        continue
+                    try:
+                        yield Item(item_name, example_to_image(payload), label=label)
+                    except ValueError as e:
+                        yield Item(item_name, error=f'bad record ({e})')
+            except TFRecordError as e:
+                yield Item(f'{name}[{index}:]', error=f'{e}; the rest of the file cannot be read')
+    return Source('tfrecord', total, items())
+
+
+# ---------------------------------------------------------------------------------------------
+# The synthetic garment set.
+
+SYNTHETIC_DEFAULTS = dict(n=1000, resolution=64, seed=0, classes=None)
+
+
+def parse_synthetic(spec: str, resolution: Optional[int] = None) -> dict:
+    """'synthetic:garments[?n=1000&resolution=64&seed=0&classes=t-shirt,dress]' -> options.
+
+    `resolution` fills in the resolution when the spec does not give one."""
+    m = re.fullmatch(r'synthetic:([\w-]+)(?:\?(.*))?', spec)
+    if not m or m.group(1) != 'garments':
+        raise DatasetError(f'{spec}: unknown synthetic source (use synthetic:garments[?n=1000&resolution=64&seed=0])')
+    options = dict(SYNTHETIC_DEFAULTS, resolution=resolution or SYNTHETIC_DEFAULTS['resolution'])
+    try:
+        pairs = urllib.parse.parse_qsl(m.group(2) or '', strict_parsing=bool(m.group(2)))
+    except ValueError:
+        raise DatasetError(f'{spec}: options must look like ?n=1000&resolution=64') from None
+    for key, value in pairs:
+        if key not in options:
+            raise DatasetError(f'{spec}: unknown option {key!r} (n, resolution, seed, classes)')
+        if key == 'classes':
+            classes = [c.strip() for c in value.split(',') if c.strip()]
+            bad = [c for c in classes if c not in synthetic_garments.CLASSES]
+            if bad or not classes:
+                raise DatasetError(f'{spec}: unknown class {", ".join(bad) or "(none)"} '
+                                   f'(choose from {", ".join(synthetic_garments.CLASSES)})')
+            options[key] = classes
+        else:
+            try:
+                options[key] = int(value)
+            except ValueError:
+                raise DatasetError(f'{spec}: {key} must be an integer, not {value!r}') from None
+    if options['n'] < 1 or options['resolution'] < 8:
+        raise DatasetError(f'{spec}: need n >= 1 and resolution >= 8')
+    return options
+
+
+def open_synthetic(spec: str, resolution: Optional[int] = None) -> Source:
+    options = parse_synthetic(spec, resolution)
+    attributes = synthetic_garments.garment_attributes(options['n'], options['seed'], options['classes'])
+
+    def items():   # rendered one at a time so that the progress bar moves
+        for i, a in enumerate(attributes):
+            yield Item(f'garment{i:06d}', synthetic_garments.render_garment(a, options['resolution']),
+                       label=a['class_idx'], attributes=a)
+    return Source('synthetic', len(attributes), items(), channels=3, class_names=list(synthetic_garments.CLASSES))
+
+
+# ---------------------------------------------------------------------------------------------
+
+def source_kind(source: str) -> str:
+    """Which reader handles `source`: synthetic, idx, cifar10, tfrecord, zip or folder."""
+    if source.startswith('synthetic:'):
+        return 'synthetic'
+    if not os.path.exists(source):
+        raise DatasetError(f'{source}: no such file or directory')
+    if os.path.isdir(source):
+        has_images = any(is_image_name(f) for _, _, files in os.walk(source) for f in files)
+        if not has_images:
+            if find_idx_images(source):
+                return 'idx'
+            if find_tfrecords(source):
+                return 'tfrecord'
+            if is_cifar10(source):
+                return 'cifar10'
+        return 'folder'
+    if find_idx_images(source):
+        return 'idx'
+    if source.endswith('.tfrecords'):
+        return 'tfrecord'
+    if zipfile.is_zipfile(source):
+        return 'zip'
+    if is_cifar10(source):
+        return 'cifar10'
+    raise DatasetError(f'{source}: unsupported source (a folder, .zip, *-images-idx3-ubyte[.gz], '
+                       f'cifar-10-python.tar.gz, .tfrecords, or synthetic:garments)')
+
+
+def open_source(source: str, folder_labels: bool = False, resolution: Optional[int] = None) -> Source:
+    """A Source for any supported kind; `resolution` only matters to synthetic sources (rendered at that size)."""
+    kind = source_kind(source)
+    if folder_labels and kind not in ('folder', 'zip'):
+        raise DatasetError(f'{source}: --folder-labels applies to folders and zips, not {kind} sources')
+    if kind == 'synthetic':
+        return open_synthetic(source, resolution)
+    if kind in ('folder', 'zip'):
+        return (open_folder if kind == 'folder' else open_zip)(source, folder_labels=folder_labels)
+    return {'idx': open_idx, 'cifar10': open_cifar10, 'tfrecord': open_tfrecords}[kind](source)
+
+
+def ensure_dataset(spec: str, resolution: Optional[int] = None) -> str:
+    """See `training.dataset_convert.ensure_dataset` (kept here too, where train.py looks for it)."""
+    from .dataset_convert import ensure_dataset as _ensure   # deferred: dataset_convert imports this module
+    return _ensure(spec, resolution)
