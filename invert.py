@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+r"""Invert photos of garments into a trained generator: projection, PTI or HyperStyle.
+
+\b
+Examples:
+  # W projection as NVIDIA's projector (1000 steps, VGG16 LPIPS + pixel loss):
+  python invert.py --method=project --network=snapshot.pkl --target=shirt.jpg --outdir=out
+  # pivotal tuning; writes out/shirt_pti.pkl, a snapshot that gen_images.py and edits use as is:
+  python invert.py --method=pti --network=snapshot.pkl --target=photos/ --outdir=out --video
+  # a person wearing the garment: the mask selects the garment, the output is the flat garment:
+  python invert.py --method=pti --network=snapshot.pkl --target=worn.jpg --mask=worn_mask.png --outdir=out
+  # HyperStyle: train the encoder + hypernetwork once per snapshot, then invert in one pass:
+  python invert.py --method=hyperstyle --train-encoder --network=snapshot.pkl --outdir=inverter
+  python invert.py --method=hyperstyle --encoder=inverter/hyperstyle.pt --network=snapshot.pkl --target=shirt.jpg --outdir=out
+  # the seed project's option names work too:
+  python invert.py --input_image input/clothing_photo.jpg --checkpoint_path weights/stylegan3_model.pt --output_path results/
+
+See docs/inversion.md for every option and output.
+"""
+from __future__ import annotations
+
+import os
+
+import click
+import torch
+
+from networks import generate
+from networks.snapshot import SnapshotError, load_generator
+
+
+def _colour(ctx, param, value):
+    if value in (None, 'auto'):
+        return None
+    try:
+        values = tuple(int(v) for v in value.split(','))
+    except ValueError:
+        raise click.BadParameter(f'{value!r} is not "auto" or R,G,B (0-255)')
+    if len(values) not in (1, 3) or not all(0 <= v <= 255 for v in values):
+        raise click.BadParameter(f'{value!r} is not "auto" or R,G,B (0-255)')
+    return values
+
+
+@click.command(help=__doc__)
+@click.option('--method', type=click.Choice(['project', 'pti', 'hyperstyle']), default='pti', show_default=True,
+              help='project: latent optimisation; pti: W pivot + generator tuning; hyperstyle: encoder + hypernetwork')
+@click.option('--network', '--checkpoint_path', '--checkpoint-path', 'network', required=True, metavar='PATH|URL',
+              help='Snapshot: .pkl (ours or NVIDIA), .pt export, run dir, or URL')
+@click.option('--target', '--input_image', '--input-image', 'target', metavar='IMAGE|FOLDER',
+              help='Photo or folder of photos to invert')
+@click.option('--outdir', '--output_path', '--output-path', 'outdir', required=True, type=click.Path(file_okay=False),
+              help='Where to write the results')
+@click.option('--mask', metavar='IMAGE|FOLDER', help='Garment mask (white = garment); losses only look inside it')
+@click.option('--fit', type=click.Choice(['auto', 'pad', 'crop', 'mask']), default='auto', show_default=True,
+              help='Make the photo square: pad on its background colour, centre-crop, or a square around the mask '
+                   '(auto: mask if given, else pad)')
+@click.option('--background', callback=_colour, default='auto', show_default=True, metavar='auto|R,G,B',
+              help='Padding colour; auto = median colour of the photo border')
+@click.option('--space', type=click.Choice(['w', 'w+']), default='w', show_default=True, help='Latent space of --method=project')
+@click.option('--steps', type=click.IntRange(min=1), help='Projection steps  [default: 1000 project, 450 PTI pivot]')
+@click.option('--lr', type=click.FloatRange(min=0, min_open=True), help='Projection learning rate  [default: 0.1]')
+@click.option('--pti-steps', type=click.IntRange(min=0), default=350, show_default=True, help='PTI generator-tuning steps')
+@click.option('--pti-lr', type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True, help='PTI tuning learning rate')
+@click.option('--locality/--no-locality', default=True, show_default=True, help="PTI's locality regularisation")
+@click.option('--perceptual', default='vgg16', show_default=True, metavar='vgg16|PATH|URL|lpips|none',
+              help="Perceptual loss: NVIDIA's VGG16 LPIPS (downloaded once, or a local vgg16.pt), the lpips package, or none")
+@click.option('--perceptual-weight', type=click.FloatRange(min=0), default=1.0, show_default=True)
+@click.option('--pixel-weight', type=click.FloatRange(min=0), default=1.0, show_default=True, help='Weight of the pixel MSE')
+@click.option('--seed', type=int, default=0, show_default=True, help='Random seed (noise maps, latent jitter)')
+@click.option('--class', 'class_idx', type=int, help='Class label (conditional networks)')
+@click.option('--video', is_flag=True, help='Also write an MP4 of the optimisation (target | reconstruction)')
+@click.option('--device', default='auto', show_default=True, help="'auto', 'cpu', 'cuda', 'cuda:1', ...")
+@click.option('--encoder', 'encoder_path', type=click.Path(dir_okay=False), help='HyperStyle inverter file (from --train-encoder)')
+@click.option('--encoder-iters', type=click.IntRange(min=0), default=5, show_default=True, help='HyperStyle: encoder (ReStyle) iterations')
+@click.option('--hyper-iters', type=click.IntRange(min=0), default=5, show_default=True, help='HyperStyle: hypernetwork refinements')
+@click.option('--train-encoder', is_flag=True, help='HyperStyle: train the encoder and hypernetwork for --network on its own '
+              'images, write OUTDIR/hyperstyle.pt (or --encoder), then invert --target if given')
+@click.option('--train-steps', type=click.IntRange(min=0), default=20000, show_default=True, help='Training steps of each stage')
+@click.option('--train-batch', type=click.IntRange(min=1), default=8, show_default=True)
+@click.option('--train-lr', type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True)
+@click.option('--w-avg-samples', type=click.IntRange(min=1), default=10000, show_default=True, help='Samples for the mean latent')
+def main(method, network, target, outdir, mask, fit, background, space, steps, lr, pti_steps, pti_lr, locality,
+         perceptual, perceptual_weight, pixel_weight, seed, class_idx, video, device, encoder_path, encoder_iters,
+         hyper_iters, train_encoder, train_steps, train_batch, train_lr, w_avg_samples):
+    from inversion.hyperstyle import InverterError, train_inverter
+    from inversion.perceptual import PerceptualUnavailable, load_perceptual
+    from inversion.preprocess import TargetError
+    from inversion.run import run_inversion
+
+    if train_encoder and method != 'hyperstyle':
+        raise click.UsageError('--train-encoder belongs to --method=hyperstyle')
+    if not train_encoder and not target:
+        raise click.UsageError('--target (or --input_image) is required')
+    if method == 'pti' and space != 'w':
+        raise click.UsageError('PTI pivots in W: leave --space at w')
+    device = generate.default_device() if device == 'auto' else torch.device(device)
+    torch.manual_seed(seed)
+    try:
+        loss_net = load_perceptual(perceptual, device)
+        if loss_net is None and pixel_weight <= 0:
+            raise click.UsageError('--perceptual=none with --pixel-weight=0 leaves nothing to optimise')
+        if train_encoder:
+            encoder_path = encoder_path or os.path.join(outdir, 'hyperstyle.pt')
+            G = load_generator(network, device=device)
+            train_inverter(G, perceptual=loss_net, encoder_steps=train_steps, hyper_steps=train_steps,
+                           batch_size=train_batch, learning_rate=train_lr, iterations=3,
+                           w_avg_samples=w_avg_samples, seed=seed, out_path=encoder_path,
+                           stats_path=os.path.join(os.path.dirname(os.path.abspath(encoder_path)), 'hyperstyle_train.jsonl'),
+                           source=str(network))
+            click.echo(f'wrote {encoder_path}')
+            if not target:
+                return
+        elif method == 'hyperstyle' and not encoder_path:
+            raise click.UsageError('--method=hyperstyle needs --encoder=PATH; train one with '
+                                   '--method=hyperstyle --train-encoder --network=... --outdir=...')
+        records = run_inversion(network, target, outdir, method, mask=mask, fit=fit, background=background,
+                                perceptual=loss_net, encoder=encoder_path, device=device, video=video,
+                                log=click.echo, space=space, steps=steps, learning_rate=lr, pti_steps=pti_steps,
+                                pti_learning_rate=pti_lr, locality=locality, perceptual_weight=perceptual_weight,
+                                pixel_weight=pixel_weight, encoder_iterations=encoder_iters,
+                                hyper_iterations=hyper_iters, class_idx=class_idx, seed=seed,
+                                w_avg_samples=w_avg_samples)
+    except (SnapshotError, TargetError, PerceptualUnavailable, InverterError) as e:
+        raise click.ClickException(str(e))
+    except ValueError as e:   # e.g. a conditional network without --class
+        raise click.ClickException(f'{network}: {e}')
+    done = [r for r in records if 'skipped' not in r]
+    if not done:
+        raise click.ClickException(f'{target}: no image could be inverted')
+    click.echo(f'inverted {len(done)} image(s) into {outdir}' +
+               (f'; skipped {len(records) - len(done)}' if len(done) < len(records) else ''))
+
+
+if __name__ == '__main__':
+    main()

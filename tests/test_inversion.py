@@ -1,0 +1,408 @@
+"""Inversion: preprocessing, perceptual losses, projection, PTI, HyperStyle, outputs and invert.py."""
+import copy
+import json
+import os
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from click.testing import CliRunner
+
+from inversion import outputs, preprocess
+from inversion.encoder import encode
+from inversion.hypernet import fold_offsets, modulated_layers, synthesize
+from inversion.hyperstyle import (InverterError, invert_hyperstyle, load_inverter, sample_training_batch,
+                                  train_inverter)
+from inversion.perceptual import Perceptual, PerceptualUnavailable, RandomBackbone, load_perceptual
+from inversion.projector import latent_stats, learning_rate, project
+from inversion.pti import locality_latents, pivotal_tuning
+from inversion.quality import psnr, ssim
+from networks.snapshot import export_pt, load_generator, save_snapshot
+from test_snapshot import tiny_networks
+
+import invert as invert_cli
+
+
+def psnr_t(a, b):
+    """PSNR of two [1, C, H, W] tensors in [-1, 1] (clamped, peak 2)."""
+    mse = (a.clamp(-1, 1) - b.clamp(-1, 1)).square().mean()
+    return float(10 * torch.log10(4 / mse))
+
+
+def sibling(G, scale=0.1, seed=7):
+    """G with perturbed synthesis weights: its images are near G's range but not in it, like real photos."""
+    other = copy.deepcopy(G)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in other.synthesis.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * scale)
+    return other
+
+
+@pytest.fixture(scope='module')
+def G():
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    return tiny_networks('stylegan2')['G_ema'].eval()
+
+
+@pytest.fixture(scope='module')
+def stats(G):
+    return latent_stats(G, 1000)
+
+
+def to_u8(x):
+    return outputs.image_uint8(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# Preprocessing.
+
+def test_product_photo_is_padded_with_its_border_colour():
+    photo = np.full([12, 16, 3], (200, 190, 180), np.uint8)   # landscape photo on a beige backdrop
+    photo[3:9, 5:11] = (10, 20, 30)                              # the garment
+    photo[0, 0] = (0, 0, 0)                                      # a speck on the border must not shift the estimate
+    t = preprocess.prepare_target(photo, resolution=16, channels=3)
+    out = t.uint8()
+    assert t.background == (200, 190, 180) and t.box == (0, -2, 16)
+    assert (out[:2] == (200, 190, 180)).all() and (out[14:] == (200, 190, 180)).all()   # padded rows
+    assert (out[5:11, 5:11] == (10, 20, 30)).all()                                        # garment kept, centred
+    crop = preprocess.prepare_target(photo, resolution=12, channels=3, fit='crop')
+    assert crop.box == (2, 0, 12) and (crop.uint8() == photo[:, 2:14]).all()
+
+
+def test_mask_fit_cuts_a_square_around_the_garment_and_masks_padding():
+    photo = np.random.RandomState(0).randint(0, 255, [40, 30, 3]).astype(np.uint8)
+    mask = np.zeros([40, 30], np.uint8)
+    mask[2:18, 20:28] = 255           # garment near the top-right edge: the square leaves the photo
+    t = preprocess.prepare_target(photo, resolution=16, channels=3, mask=mask, mask_margin=0.0)
+    assert t.box == (16, 2, 16)
+    assert t.mask.shape == (1, 1, 16, 16) and set(t.mask.unique().tolist()) == {0.0, 1.0}
+    assert t.mask[0, 0, :, :4].sum() == 0 and t.mask[0, 0, :, 4:12].all() and t.mask[0, 0, :, 12:].sum() == 0
+    assert (t.uint8()[:, :14] == photo[2:18, 16:30]).all()     # inside the photo: the pixels themselves
+    with pytest.raises(ValueError, match='mask is 30x20 but the image is 30x40'):
+        preprocess.prepare_target(photo, 16, 3, mask=mask[:20])
+    with pytest.raises(ValueError, match='mask is empty'):
+        preprocess.prepare_target(photo, 16, 3, mask=np.zeros_like(mask))
+
+
+def test_folders_are_listed_and_masks_matched_by_name(tmp_path):
+    (tmp_path / 'img').mkdir()
+    (tmp_path / 'mask').mkdir()
+    for name in ('a', 'b'):
+        PIL.Image.new('RGB', (8, 8)).save(tmp_path / 'img' / f'{name}.jpg')
+        PIL.Image.new('L', (8, 8)).save(tmp_path / 'mask' / f'{name}.png')
+    (tmp_path / 'img' / 'notes.txt').write_text('not an image')
+    pairs = preprocess.list_targets(tmp_path / 'img', tmp_path / 'mask')
+    assert [(os.path.basename(a), os.path.basename(b)) for a, b in pairs] == [('a.jpg', 'a.png'), ('b.jpg', 'b.png')]
+    os.remove(tmp_path / 'mask' / 'b.png')
+    with pytest.raises(preprocess.TargetError, match='no mask named b'):
+        preprocess.list_targets(tmp_path / 'img', tmp_path / 'mask')
+    (tmp_path / 'bad.png').write_bytes(b'not a png')
+    with pytest.raises(preprocess.TargetError, match='bad.png: not a readable image'):
+        preprocess.load_target(tmp_path / 'bad.png', 16, 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Perceptual losses.
+
+def test_random_perceptual_is_a_masked_distance():
+    p = load_perceptual('random')
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.rand(2, 3, 32, 32, generator=gen) * 2 - 1, torch.rand(2, 3, 32, 32, generator=gen) * 2 - 1
+    assert torch.all(p(a, a) == 0) and torch.all(p(a, b) > 0)
+    assert torch.allclose(p.distance(p.embed(a), b), p(a, b))
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 1
+    b_out = b.clone()
+    b_out[..., :4, :] = 1 - b_out[..., :4, :]        # change only pixels outside the mask
+    assert torch.equal(p(a, b, mask), p(a, b_out, mask))
+    assert not torch.equal(p(a, b), p(a, b_out))
+    assert torch.equal(load_perceptual('random').backbone.convs[0].weight, p.backbone.convs[0].weight)
+
+
+def test_vgg16_torchscript_loads_from_a_path_and_the_detector_folder(tmp_path, monkeypatch):
+    # Any TorchScript module with the call signature of NVIDIA's vgg16.pt works the same way.
+    scripted = torch.jit.script(RandomBackbone(seed=3))
+    scripted.save(str(tmp_path / 'vgg16.pt'))
+    ref = Perceptual(RandomBackbone(seed=3), 'ref')
+    x, y = torch.rand(1, 3, 16, 16) * 2 - 1, torch.rand(1, 3, 16, 16) * 2 - 1
+    monkeypatch.setenv('SG3C_DETECTOR_DIR', str(tmp_path))      # where the metrics keep their vgg16.pt
+    for kind in (str(tmp_path / 'vgg16.pt'), 'vgg16'):
+        p = load_perceptual(kind)
+        assert torch.allclose(p(x, y), ref(x, y))
+    monkeypatch.setenv('SG3C_DETECTOR_DIR', str(tmp_path / 'empty'))
+    with pytest.raises(PerceptualUnavailable, match=r'vgg16\.pt not found.*--perceptual=PATH'):
+        load_perceptual('vgg16')
+    with pytest.raises(PerceptualUnavailable, match=r'missing\.pt: no such file.*vgg16\.pt'):
+        load_perceptual(str(tmp_path / 'missing.pt'))
+    (tmp_path / 'junk.pt').write_bytes(b'junk')
+    with pytest.raises(PerceptualUnavailable, match='not a TorchScript archive'):
+        load_perceptual(str(tmp_path / 'junk.pt'))
+
+
+def test_lpips_without_a_working_package_names_what_to_provide(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, 'lpips', None)     # what a failed import looks like
+    with pytest.raises(PerceptualUnavailable, match=r'lpips.*vgg16\.pt'):
+        load_perceptual('lpips')
+    with pytest.raises(PerceptualUnavailable, match='unknown perceptual network'):
+        load_perceptual('alexnet')
+
+
+# ---------------------------------------------------------------------------------------------
+# Projection and PTI.
+
+def test_learning_rate_schedule():
+    lrs = [learning_rate(s, 100, 0.1, 0.05, 0.25) for s in range(100)]
+    assert lrs[0] == 0 and lrs[5] == pytest.approx(0.1) and lrs[50] == pytest.approx(0.1)
+    assert lrs[80] < 0.1 and lrs[99] < 0.001 and all(a >= b for a, b in zip(lrs[50:], lrs[51:]))
+
+
+def test_psnr_improves_from_w_avg_to_w_to_w_plus_to_pti(G, stats):
+    # Known latents; the images come from a slightly perturbed copy of G, so that (like real photos) they lie
+    # just outside G's range: then W < W+ < PTI is about expressiveness, not about optimiser luck.
+    target_G = sibling(G)
+    perceptual = load_perceptual('random')
+    with torch.no_grad():
+        avg_img = G.synthesis(stats.w_avg.expand(1, G.num_ws, -1), noise_mode='const')
+    for seed in (100, 101):
+        z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).float()
+        with torch.no_grad():
+            target = target_G.synthesis(G.mapping(z, None), noise_mode='const')
+        w = project(G, target, perceptual=perceptual, space='w', num_steps=80, stats=stats, progress=False)
+        wp = project(G, target, perceptual=perceptual, space='w+', num_steps=80, stats=stats, progress=False)
+        tuned = pivotal_tuning(w.G, target, w.ws, perceptual=perceptual, num_steps=80, perceptual_threshold=None,
+                               progress=False)
+        assert torch.equal(w.ws, w.ws[:, :1].expand_as(w.ws)) and not torch.equal(wp.ws, wp.ws[:, :1].expand_as(wp.ws))
+        with torch.no_grad():
+            scores = [psnr_t(avg_img, target), psnr_t(w.G.synthesis(w.ws, noise_mode='const'), target),
+                      psnr_t(wp.G.synthesis(wp.ws, noise_mode='const'), target),
+                      psnr_t(tuned.G.synthesis(w.ws, noise_mode='const'), target)]
+        assert scores == sorted(scores) and len(set(scores)) == 4, scores
+
+
+def test_locality_regularisation_keeps_the_pivots_neighbourhood(G, stats):
+    target = sibling(G).synthesis(G.mapping(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(4)), None),
+                                  noise_mode='const').detach()
+    perceptual = load_perceptual('random')
+    w = project(G, target, perceptual=perceptual, num_steps=30, stats=stats, progress=False)
+    near = locality_latents(G, w.ws, 8, 30.0, 0.5, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        before = w.G.synthesis(near, noise_mode='const')
+    kept = {}
+    for locality in (True, False):   # a high learning rate, so that tuning without the regulariser drifts
+        tuned = pivotal_tuning(w.G, target, w.ws, perceptual=perceptual, num_steps=40, learning_rate=3e-3,
+                               perceptual_threshold=None, locality=locality, progress=False)
+        with torch.no_grad():
+            kept[locality] = psnr_t(tuned.G.synthesis(near, noise_mode='const'), before)
+    assert kept[True] > kept[False] + 2, kept
+
+
+def test_masked_inversion_ignores_everything_outside_the_mask(G, stats):
+    gen = torch.Generator().manual_seed(1)
+    target = torch.rand(1, 3, 16, 16, generator=gen) * 2 - 1
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., 3:13, 4:12] = 1
+    other = torch.where(mask.bool(), target, torch.rand(1, 3, 16, 16, generator=gen) * 2 - 1)   # new outside
+    perceptual = load_perceptual('random')
+
+    def run(t, m):
+        proj = project(G, t, mask=m, perceptual=perceptual, space='w+', num_steps=12, stats=stats, seed=5,
+                       progress=False)
+        tuned = pivotal_tuning(proj.G, t, proj.ws, mask=m, perceptual=perceptual, num_steps=4, seed=5, progress=False)
+        return proj.ws, tuned.G.state_dict()
+
+    ws_a, sd_a = run(target, mask)
+    ws_b, sd_b = run(other, mask)
+    assert torch.equal(ws_a, ws_b)
+    assert all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
+    ws_c, _ = run(other, None)     # control: without the mask the changed pixels do matter
+    ws_d, _ = run(target, None)
+    assert not torch.equal(ws_c, ws_d)
+
+
+def test_projection_runs_on_official_pickles(fixtures_dir):
+    for name in ('official_stylegan2_64.pkl', 'official_stylegan3-r_64.pkl'):
+        G = load_generator(fixtures_dir / name)
+        with torch.no_grad():
+            target = G.synthesis(G.mapping(torch.randn(1, G.z_dim), None), noise_mode='const')
+        proj = project(G, target, perceptual=None, num_steps=6, w_avg_samples=200, progress=False)
+        losses = [h['loss'] for h in proj.history]
+        assert losses[-1] < losses[0], name
+
+
+# ---------------------------------------------------------------------------------------------
+# HyperStyle.
+
+@pytest.mark.parametrize('family', ['stylegan2', 'stylegan3'])
+def test_weight_offsets_fold_into_an_ordinary_generator(family):
+    G = tiny_networks(family)['G_ema'].eval()
+    layers = modulated_layers(G)
+    assert layers and not any('torgb' in name for name, _, _ in layers)
+    gen = torch.Generator().manual_seed(0)
+    offsets = {name: torch.randn(2, o, i, generator=gen) * 0.1 for name, o, i in layers}
+    ws = G.mapping(torch.randn(2, G.z_dim, generator=gen), None)
+    with torch.no_grad():
+        batched = synthesize(G, ws, offsets)
+        for i in range(2):
+            folded = fold_offsets(G, offsets, index=i).synthesis(ws[i:i + 1], noise_mode='const')
+            assert torch.allclose(batched[i:i + 1], folded, atol=1e-5)
+        assert not torch.allclose(batched, G.synthesis(ws, noise_mode='const'), atol=1e-3)
+
+
+def test_hyperstyle_trains_on_generated_images_and_inverts(G, tmp_path):
+    path = tmp_path / 'hyperstyle.pt'
+    inverter = train_inverter(G, perceptual=load_perceptual('random'), encoder_steps=60, hyper_steps=40,
+                              batch_size=4, learning_rate=1e-3, iterations=2, progressive_interval=10,
+                              base_channels=8, max_channels=32, head_hidden=32, w_avg_samples=500,
+                              out_path=path, stats_path=tmp_path / 'train.jsonl', checkpoint_every=20, progress=False)
+    raw = torch.load(path, weights_only=True)          # a plain weights-only file
+    assert raw['info']['encoder_steps_done'] == 60 and raw['info']['hyper_steps_done'] == 40
+    stages = [json.loads(line)['stage'] for line in (tmp_path / 'train.jsonl').read_text().splitlines()]
+    assert stages[0] == 'encoder' and stages[-1] == 'hypernet'
+    loaded = load_inverter(path, G)
+
+    targets, _ = sample_training_batch(G, 6, torch.Generator().manual_seed(999))   # held out: another seed
+    with torch.no_grad():
+        start = G.synthesis(loaded.w_avg.expand(6, G.num_ws, -1), noise_mode='const')
+    encoded = encode(loaded.encoder, G, targets, loaded.w_avg, 2)[-1][1]
+    refined = torch.cat([invert_hyperstyle(loaded, G, targets[i:i + 1], encoder_iterations=2, hyper_iterations=1).image
+                         for i in range(6)])
+    scores = [np.mean([psnr_t(x[i:i + 1], targets[i:i + 1]) for i in range(6)]) for x in (start, encoded, refined)]
+    assert scores[0] + 1 < scores[1] < scores[2], scores   # w_avg < encoder < encoder + hypernetwork
+
+    other = copy.deepcopy(G)
+    other.synthesis.b16.conv0.weight = torch.nn.Parameter(torch.zeros(6, 8, 3, 3))   # a wider layer
+    with pytest.raises(InverterError, match='layer b16.conv0.weight'):
+        load_inverter(path, other)
+
+
+# ---------------------------------------------------------------------------------------------
+# Quality measures and the command line.
+
+def test_psnr_and_ssim():
+    a = np.random.RandomState(0).randint(0, 200, [16, 16, 3]).astype(np.uint8)
+    assert psnr(a, a) == float('inf') and ssim(a, a) == pytest.approx(1.0)
+    assert psnr(a, a + 10) == pytest.approx(10 * np.log10(255 ** 2 / 100))
+    mask = np.zeros([16, 16], bool)
+    mask[:8] = True
+    b = a.copy()
+    b[8:] = 0
+    assert psnr(a, b, mask) == float('inf') and ssim(a, b) < 0.9
+
+
+def _snapshot_files(tmp_path, family='stylegan2', c_dim=0):
+    data = tiny_networks(family, c_dim=c_dim)
+    save_snapshot(tmp_path / 'snap.pkl', data)
+    export_pt(data, tmp_path / 'snap.pt')
+    G = data['G_ema']
+    with torch.no_grad():
+        z = torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(3))
+        img = sibling(G).synthesis(G.mapping(z, torch.eye(max(c_dim, 1))[:1, :c_dim]), noise_mode='const')
+    photo = np.full([24, 16, 3], 255, np.uint8)      # portrait photo: padded to a square on its white border
+    photo[4:20] = to_u8(img)
+    PIL.Image.fromarray(photo).save(tmp_path / 'photo.png')
+    return data
+
+
+@pytest.mark.parametrize('family,suffix', [('stylegan2', '.pkl'), ('stylegan2', '.pt'), ('stylegan3', '.pkl')])
+def test_pti_snapshot_regenerates_its_reconstruction(tmp_path, family, suffix):
+    _snapshot_files(tmp_path, family)
+    result = CliRunner().invoke(invert_cli.main, [
+        '--method=pti', f'--network={tmp_path / ("snap" + suffix)}', f'--target={tmp_path / "photo.png"}',
+        f'--outdir={tmp_path / "out"}', '--perceptual=random', '--steps=10', '--pti-steps=5', '--w-avg-samples=200',
+        '--device=cpu'])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / 'out'
+    assert (out / f'photo_pti{suffix}').is_file()
+    # gen_images.py-style loading of the tuned snapshot, latents from the .npz:
+    G = load_generator(out / f'photo_pti{suffix}')
+    ws, noise = outputs.load_latents(out / 'photo_pti.npz')
+    with torch.no_grad():
+        regenerated = to_u8(G.synthesis(ws, noise_mode='const'))
+    assert np.array_equal(regenerated, np.array(PIL.Image.open(out / 'photo_pti.png')))
+    compare = np.array(PIL.Image.open(out / 'photo_pti_compare.png'))
+    assert compare.shape == (16, 32, 3) and np.array_equal(compare[:, 16:], regenerated)
+    record = json.loads((out / 'invert.jsonl').read_text().splitlines()[-1])
+    assert record['method'] == 'pti' and record['steps'] == {'project': 10, 'pti': 5} and record['psnr'] > 0
+
+
+def test_cli_seed_option_names_video_and_skipped_images(tmp_path):
+    _snapshot_files(tmp_path)
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    os.replace(tmp_path / 'photo.png', photos / 'shirt.png')
+    (photos / 'broken.jpg').write_bytes(b'\xff\xd8 truncated')
+    result = CliRunner().invoke(invert_cli.main, [
+        '--method=project', '--space=w+', '--checkpoint_path', str(tmp_path / 'snap.pkl'), '--input_image', str(photos),
+        '--output_path', str(tmp_path / 'out'), '--perceptual=none', '--steps=8', '--w-avg-samples=200', '--video',
+        '--device=cpu'])
+    assert result.exit_code == 0, result.output
+    assert 'skipped: ' in result.output and 'broken.jpg' in result.output
+    names = sorted(os.listdir(tmp_path / 'out'))
+    assert names == ['invert.jsonl', 'shirt_project-wp.mp4', 'shirt_project-wp.npz', 'shirt_project-wp.png',
+                     'shirt_project-wp_compare.png', 'shirt_target.png']
+    assert (tmp_path / 'out' / 'shirt_project-wp.mp4').stat().st_size > 1000
+    with np.load(tmp_path / 'out' / 'shirt_project-wp.npz') as z:
+        assert z['w'].shape == (1, 6, 8) and str(z['space']) == 'w+' and any(k.startswith('noise/') for k in z.files)
+    # The original snapshot plus the latents and noise maps of the .npz give the reconstruction back.
+    G = load_generator(tmp_path / 'snap.pkl')
+    ws, noise = outputs.load_latents(tmp_path / 'out' / 'shirt_project-wp.npz')
+    outputs.apply_noise(G, noise)
+    with torch.no_grad():
+        assert np.array_equal(to_u8(G.synthesis(ws, noise_mode='const')),
+                              np.array(PIL.Image.open(tmp_path / 'out' / 'shirt_project-wp.png')))
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    _snapshot_files(tmp_path)
+    runner = CliRunner()
+    common = [f'--target={tmp_path / "photo.png"}', f'--outdir={tmp_path / "out"}', '--device=cpu']
+    cases = [
+        ([f'--network={tmp_path / "nope.pkl"}', '--perceptual=none'], 'nope.pkl: no such file'),
+        ([f'--network={tmp_path / "snap.pkl"}', '--perceptual=lpips'] if _lpips_broken() else
+         [f'--network={tmp_path / "snap.pkl"}', f'--perceptual={tmp_path / "vgg.pt"}'], 'vgg16.pt'),
+        ([f'--network={tmp_path / "snap.pkl"}', '--method=hyperstyle', '--perceptual=none'], 'needs --encoder'),
+        ([f'--network={tmp_path / "snap.pkl"}', '--method=hyperstyle', '--perceptual=none',
+          f'--encoder={tmp_path / "none.pt"}'], 'none.pt: no such file'),
+        ([f'--network={tmp_path / "snap.pkl"}', '--perceptual=none', f'--mask={tmp_path / "m.png"}'], 'm.png: no such file'),
+        ([f'--network={tmp_path / "cond.pkl"}', '--perceptual=none'], 'conditional (2 classes)'),
+    ]
+    save_snapshot(tmp_path / 'cond.pkl', tiny_networks(c_dim=2))
+    for args, message in cases:
+        result = runner.invoke(invert_cli.main, args + common)
+        assert result.exit_code != 0 and message in result.output, (args, result.output)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert len(lines) <= 3 and lines[-1].startswith('Error: '), result.output   # usage + hint + one error line
+    result = runner.invoke(invert_cli.main, [f'--network={tmp_path / "cond.pkl"}', '--perceptual=none', '--class=1',
+                                             '--method=project', '--steps=3', '--w-avg-samples=50'] + common)
+    assert result.exit_code == 0, result.output
+
+
+def _lpips_broken():
+    try:
+        import lpips  # noqa: F401
+        return False
+    except Exception:
+        return True
+
+
+def test_cli_trains_and_uses_a_hyperstyle_inverter_with_a_mask(tmp_path):
+    _snapshot_files(tmp_path)
+    mask = np.zeros([24, 16], np.uint8)
+    mask[6:18, 3:13] = 255
+    PIL.Image.fromarray(mask).save(tmp_path / 'mask.png')
+    result = CliRunner().invoke(invert_cli.main, [
+        '--method=hyperstyle', '--train-encoder', f'--network={tmp_path / "snap.pkl"}', f'--outdir={tmp_path / "inv"}',
+        '--perceptual=none', '--train-steps=3', '--train-batch=2', '--w-avg-samples=200', '--device=cpu',
+        f'--target={tmp_path / "photo.png"}', f'--mask={tmp_path / "mask.png"}', '--encoder-iters=2', '--hyper-iters=2'])
+    assert result.exit_code == 0, result.output
+    files = set(os.listdir(tmp_path / 'inv'))
+    assert {'hyperstyle.pt', 'hyperstyle_train.jsonl', 'photo_hyperstyle.png', 'photo_hyperstyle.npz',
+            'photo_hyperstyle.pkl', 'photo_mask.png', 'photo_target.png'} <= files
+    G = load_generator(tmp_path / 'inv' / 'photo_hyperstyle.pkl')
+    ws, _ = outputs.load_latents(tmp_path / 'inv' / 'photo_hyperstyle.npz')
+    with torch.no_grad():
+        assert np.array_equal(to_u8(G.synthesis(ws, noise_mode='const')),
+                              np.array(PIL.Image.open(tmp_path / 'inv' / 'photo_hyperstyle.png')))
