@@ -1,0 +1,82 @@
+"""The entry points used by train.py and calc_metrics.py: compute one metric, record it as NVIDIA does.
+
+Result dicts and `metric-<name>.jsonl` lines have NVIDIA's layout:
+`{"results": {"fid50k_full": 12.3}, "metric": "fid50k_full", "total_time": 81.2, "total_time_str": "1m 21s",
+"num_gpus": 1, "snapshot_pkl": "network-snapshot-000432.pkl", "timestamp": 1700000000.0}`.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Optional, Union
+
+import torch
+
+from .errors import MetricError
+from .options import MetricContext
+from .parallel import broadcast_float
+from .registry import get_metric
+
+
+def format_time(seconds: float) -> str:
+    s = int(round(seconds))
+    if s < 60:
+        return f'{s}s'
+    if s < 3600:
+        return f'{s // 60}m {s % 60:02d}s'
+    if s < 86400:
+        return f'{s // 3600}h {s // 60 % 60:02d}m {s % 60:02d}s'
+    return f'{s // 86400}d {s // 3600 % 24:02d}h {s // 60 % 60:02d}m'
+
+
+def resolve_data(data: Union[str, dict, None], resolution: Optional[int] = None) -> Optional[dict]:
+    """Dataset options from a path, a `synthetic:` spec or a `training_set_kwargs` dict."""
+    if data is None:
+        return None
+    if isinstance(data, dict):
+        return dict(data)
+    from training.dataset_sources import ensure_dataset   # builds synthetic:/idx/CIFAR specs once; folders as is
+    return dict(path=ensure_dataset(str(data), resolution))
+
+
+def calc_metric(metric: str, G: torch.nn.Module, data: Union[str, dict, None] = None, mirror: Optional[bool] = None,
+                num_gpus: int = 1, rank: int = 0, device: Union[str, torch.device, None] = None, cache: bool = True,
+                progress: bool = True, detector_dir: Optional[str] = None, seed: int = 0,
+                G_kwargs: Optional[dict] = None, num_workers: Optional[int] = None) -> dict:
+    """Compute `metric` for generator G against the dataset `data` (path, spec or dataset kwargs).
+
+    With several processes (torch.distributed initialised) every rank calls this with its own `rank`;
+    all get the same result. `mirror` sets the dataset's xflip for the metrics that honour it (the
+    `_full` ones never mirror, as NVIDIA's). The global RNG state is left as it was."""
+    spec = get_metric(metric)
+    if spec is None:
+        raise MetricError(f'unknown metric {metric!r} (see calc_metrics.py --help)')
+    device = torch.device(device) if device is not None else torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    dataset_kwargs = resolve_data(data, G.img_resolution) or {}
+    dataset_kwargs.update(resolution=G.img_resolution, use_labels=G.c_dim != 0)
+    if mirror is not None:
+        dataset_kwargs['xflip'] = bool(mirror)
+    if num_workers is None:
+        num_workers = 3 if device.type == 'cuda' else 0
+    opts = MetricContext(G=G, dataset_kwargs=dataset_kwargs, G_kwargs=G_kwargs or {}, num_gpus=num_gpus, rank=rank,
+                         device=device, cache=cache, progress=progress, detector_dir=detector_dir, seed=seed,
+                         num_workers=num_workers)
+
+    start = time.time()
+    with torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []):
+        results = spec(opts)
+    results = {key: broadcast_float(value, device) for key, value in results.items()}
+    total = time.time() - start
+    return dict(results=results, metric=metric, total_time=total, total_time_str=format_time(total),
+                num_gpus=num_gpus)
+
+
+def report_metric(result: dict, run_dir: Optional[str] = None, snapshot_pkl: Optional[str] = None) -> dict:
+    """The JSON-lines record of a result, appended to `<run_dir>/metric-<name>.jsonl` when run_dir exists."""
+    if run_dir is not None and snapshot_pkl is not None and os.path.isabs(snapshot_pkl):
+        snapshot_pkl = os.path.relpath(snapshot_pkl, run_dir)
+    record = dict(result, snapshot_pkl=snapshot_pkl, timestamp=time.time())
+    if run_dir is not None and os.path.isdir(run_dir):
+        from training.stats import append_jsonl
+        append_jsonl(os.path.join(run_dir, f'metric-{result["metric"]}.jsonl'), record)
+    return record

@@ -1,0 +1,142 @@
+"""The feature networks behind the metrics: NVIDIA's TorchScript Inception-v3 and VGG16.
+
+They are the very files NVIDIA's metrics use, so that our FID/KID/IS/PR/PPL numbers are comparable with
+published ones:
+
+- `inception-2015-12-05.pt`: the TensorFlow Inception graph of 2015 translated to TorchScript. Called as
+  `net(img_uint8, return_features=True)` it gives the 2048 pool features (FID, KID, LS); with
+  `no_output_bias=True` the 1008 softmax probabilities of the original IS code.
+- `vgg16.pt`: VGG16 with LPIPS calibration. `return_features=True` gives the fc features (PR);
+  `resize_images=False, return_lpips=True` on float images in [0, 255] gives the LPIPS embedding (PPL).
+
+Where a detector is looked for, in order: `--detector-dir` (or `detector_dir=`), `$SG3C_DETECTOR_DIR`,
+then the cache `$SG3C_CACHE/detectors` (default `~/.cache/stylegan3-clothing/detectors`), which a
+download from NVIDIA's server fills. An explicitly named directory is authoritative: if the file is not
+there, we say so rather than silently using another copy.
+
+Only the TorchScript `.pt` files are loaded. NVIDIA's newer `.pkl` copies of the same networks are Python
+pickles, and unpickling them would run code stored in the file; we refuse them and name the `.pt` to use.
+TorchScript runs in torch's own interpreter and cannot call arbitrary Python.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from torch_utils.download import DownloadError, cache_root, download_cached
+
+from .errors import DetectorError
+from .parallel import barrier
+
+ENV_DIR = 'SG3C_DETECTOR_DIR'
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    name: str
+    filename: str
+    url: str             # TorchScript file on NVIDIA's CDN (stylegan2-ada-pytorch)
+    pickle_url: str      # the same network as NVIDIA's StyleGAN3 pickle, which we do not load
+
+
+_NGC = 'https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/metrics'
+_CDN = 'https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics'
+DETECTORS: dict[str, DetectorSpec] = {
+    'inception': DetectorSpec('inception', 'inception-2015-12-05.pt', f'{_CDN}/inception-2015-12-05.pt',
+                              f'{_NGC}/inception-2015-12-05.pkl'),
+    'vgg16': DetectorSpec('vgg16', 'vgg16.pt', f'{_CDN}/vgg16.pt', f'{_NGC}/vgg16.pkl'),
+}
+
+
+def default_detector_dir() -> str:
+    return os.path.join(cache_root(), 'detectors')
+
+
+def _spec(name: str) -> DetectorSpec:
+    if name not in DETECTORS:
+        raise DetectorError(f'unknown detector {name!r} (known: {", ".join(DETECTORS)})')
+    return DETECTORS[name]
+
+
+def _missing(spec: DetectorSpec, directory: str, why: str) -> DetectorError:
+    pickle_path = os.path.join(directory, os.path.splitext(spec.filename)[0] + '.pkl')
+    if os.path.isfile(pickle_path):
+        why = (f'{pickle_path} is NVIDIA\'s pickle of this network, which we do not load because unpickling '
+               f'runs code stored in the file')
+    return DetectorError(f'{why}; download the TorchScript file {spec.url} and put it at '
+                         f'{os.path.join(directory, spec.filename)}')
+
+
+def locate_detector(name: str, detector_dir: Optional[str] = None, download: bool = True,
+                    progress: bool = True) -> str:
+    """Path of the detector's `.pt` file (see the module doc for the search order)."""
+    spec = _spec(name)
+    for directory, origin in ((detector_dir, '--detector-dir'), (os.environ.get(ENV_DIR), f'${ENV_DIR}')):
+        if directory:
+            path = os.path.join(directory, spec.filename)
+            if os.path.isfile(path):
+                return path
+            raise _missing(spec, directory, f'{path} not found ({origin} is {directory})')
+    directory = default_detector_dir()
+    path = os.path.join(directory, spec.filename)
+    if os.path.isfile(path):
+        return path
+    if not download:
+        raise _missing(spec, directory, f'{path} not found')
+    try:
+        return download_cached(spec.url, cache_dir=directory, filename=spec.filename, progress=progress)
+    except DownloadError as e:
+        raise DetectorError(f'{e} (or pass --detector-dir=DIR / set ${ENV_DIR} to a folder holding '
+                            f'{spec.filename})') from None
+
+
+_loaded: dict[tuple[str, str], torch.nn.Module] = {}
+_fingerprints: dict[tuple[str, int, int], str] = {}
+
+
+def load_detector_file(path: str, device: torch.device) -> torch.nn.Module:
+    """Load a TorchScript detector file onto `device` (memoised per path and device)."""
+    key = (os.path.abspath(path), str(device))
+    if key not in _loaded:
+        if path.endswith('.pkl'):
+            raise DetectorError(f'{path}: NVIDIA\'s .pkl detectors are pickles that run code when loaded; use the '
+                                f'TorchScript .pt file instead')
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore', DeprecationWarning)   # TorchScript is deprecated, the files are not
+                module = torch.jit.load(path, map_location=device)
+        except (RuntimeError, ValueError, OSError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DetectorError(f'{path}: not a readable TorchScript detector ({first})') from None
+        _loaded[key] = module.eval()
+    return _loaded[key]
+
+
+def load_detector(name: str, device: torch.device, detector_dir: Optional[str] = None, rank: int = 0,
+                  num_gpus: int = 1, progress: bool = True) -> tuple[torch.nn.Module, str]:
+    """(module, path) of a detector; rank 0 downloads it first while the others wait."""
+    if rank == 0:
+        path = locate_detector(name, detector_dir, download=True, progress=progress)
+    if num_gpus > 1:
+        barrier()
+    if rank != 0:
+        path = locate_detector(name, detector_dir, download=False)
+    return load_detector_file(path, device), path
+
+
+def detector_fingerprint(path: str) -> str:
+    """Content hash of a detector file (part of the feature-cache key), memoised by size and mtime."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key not in _fingerprints:
+        digest = hashlib.sha256()
+        with open(path, 'rb') as f:
+            for chunk in iter(lambda: f.read(1 << 22), b''):
+                digest.update(chunk)
+        _fingerprints[key] = digest.hexdigest()
+    return _fingerprints[key]

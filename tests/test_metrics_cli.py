@@ -1,0 +1,127 @@
+"""calc_metrics.py on tiny real snapshots: run directories, the table, skipping, errors, two processes."""
+import json
+import os
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import calc_metrics
+from metrics.standin import save_standin_detectors
+from metrics_toys import random_images, write_image_folder
+from networks import discriminator, stylegan2
+from networks.snapshot import save_snapshot
+
+
+@pytest.fixture
+def run_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv('SG3C_CACHE', str(tmp_path / 'cache'))
+    monkeypatch.delenv('SG3C_DETECTOR_DIR', raising=False)
+    data = write_image_folder(str(tmp_path / 'data'), random_images(24, seed=0))
+    save_standin_detectors(str(tmp_path / 'det'))
+    run = tmp_path / 'run'
+    run.mkdir()
+    (run / 'training_options.json').write_text('{}')
+    for i, kimg in enumerate([0, 4]):
+        torch.manual_seed(i)
+        G = stylegan2.Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3,
+                                mapping_kwargs=dict(num_layers=1), channel_base=64, channel_max=16)
+        with torch.no_grad():
+            for p in G.parameters():
+                p.add_(torch.randn_like(p) * 0.2)
+        D = discriminator.Discriminator(c_dim=0, img_resolution=16, img_channels=3, channel_base=64, channel_max=16)
+        save_snapshot(run / f'network-snapshot-{kimg:06d}.pkl',
+                      dict(G=G, D=D, G_ema=G, augment_pipe=None,
+                           training_set_kwargs=dict(path=data, resolution=16, use_labels=False, xflip=False)))
+    return run, str(tmp_path / 'det'), data
+
+
+def cli(*args):
+    result = CliRunner().invoke(calc_metrics.main, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def records(run, metric):
+    path = run / f'metric-{metric}.jsonl'
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_every_snapshot_of_a_run_with_the_best_marked_and_reruns_skipped(run_dir):
+    run, det, _ = run_dir
+    code, out = cli('--network', run, '--metrics', 'fid64_full,kid64_full', '--detector-dir', det, '--quiet')
+    assert code == 0, out
+    fid = records(run, 'fid64_full')
+    assert [r['snapshot_pkl'] for r in fid] == ['network-snapshot-000000.pkl', 'network-snapshot-000004.pkl']
+    assert set(fid[0]) == {'results', 'metric', 'total_time', 'total_time_str', 'num_gpus', 'snapshot_pkl', 'timestamp'}
+    best = min(fid, key=lambda r: r['results']['fid64_full'])['snapshot_pkl']
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith('network-snapshot')}
+    assert set(rows) == {r['snapshot_pkl'] for r in fid}
+    header = next(line for line in out.splitlines() if line.startswith('snapshot')).split()
+    fid_cells = {name: row.split()[header.index('fid64_full')] for name, row in rows.items()}
+    assert fid_cells[best].endswith('*') and sum(c.endswith('*') for c in fid_cells.values()) == 1
+
+    code, out = cli('--network', run, '--metrics', 'fid64_full,kid64_full', '--detector-dir', det)
+    assert code == 0 and 'already in' in out and len(records(run, 'fid64_full')) == 2
+    assert sum(line.startswith('network-snapshot') for line in out.splitlines()) == 2    # table from the jsonl
+    code, out = cli('--network', run, '--metrics', 'fid64_full', '--detector-dir', det, '--quiet', '--force')
+    again = records(run, 'fid64_full')
+    assert code == 0 and len(again) == 4 and [r['results'] for r in again[2:]] == [r['results'] for r in fid]
+
+
+def test_a_snapshot_outside_a_run_writes_no_jsonl(run_dir, tmp_path):
+    run, det, data = run_dir
+    lone = tmp_path / 'elsewhere' / 'model.pkl'
+    lone.parent.mkdir()
+    os.replace(run / 'network-snapshot-000004.pkl', lone)
+    code, out = cli('--network', lone, '--metrics', 'kid64_full', '--data', data, '--detector-dir', det, '--quiet')
+    assert code == 0 and 'model.pkl' in out and os.listdir(lone.parent) == ['model.pkl']
+
+
+@pytest.mark.parametrize('case, expected', [
+    ('missing-network', 'no such network file'),
+    ('missing-dataset', 'not found; pass --data'),
+    ('missing-detector', 'inception-2015-12-05.pt'),
+    ('unknown-metric', "unknown metric 'fid'"),
+    ('stylegan2-equivariance', 'StyleGAN3'),
+])
+def test_bad_input_is_a_one_line_error(run_dir, tmp_path, case, expected):
+    run, det, data = run_dir
+    args = ['--network', run, '--metrics', 'fid16_full', '--detector-dir', det]
+    if case == 'missing-network':
+        args[1] = tmp_path / 'nope.pkl'
+    elif case == 'missing-dataset':
+        os.rename(data, data + '-moved')
+    elif case == 'missing-detector':
+        (tmp_path / 'empty').mkdir()
+        args[-1] = tmp_path / 'empty'
+    elif case == 'unknown-metric':
+        args[3] = 'fid'
+    else:
+        args[3] = 'eqt4_int'
+    code, out = cli(*args, '--quiet')
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert code != 0 and lines[-1].startswith('Error: ') and expected in lines[-1], out
+    assert 'Traceback' not in out
+
+
+def two_process_check(run, det, metrics):
+    snapshot = run / 'network-snapshot-000004.pkl'
+    for gpus in (1, 2):
+        code, out = cli('--network', snapshot, '--metrics', ','.join(metrics), '--detector-dir', det,
+                        '--gpus', gpus, '--quiet', '--force')
+        assert code == 0, out
+    for metric in metrics:
+        one, two = records(run, metric)
+        assert (one['num_gpus'], two['num_gpus']) == (1, 2)
+        assert one['results'] == pytest.approx(two['results'], rel=1e-9)
+
+
+def test_two_processes_give_the_same_fid_as_one(run_dir):
+    run, det, _ = run_dir
+    two_process_check(run, det, ['fid70_full'])   # 70 = one full and one partial batch of 64: both ranks work
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_same_precision_recall_and_kid_as_one(run_dir):
+    run, det, _ = run_dir
+    two_process_check(run, det, ['pr1k3', 'kid100_full'])
