@@ -110,6 +110,36 @@ def image_grid(images: Sequence[np.ndarray], cols: Optional[int] = None) -> np.n
 
 
 @torch.no_grad()
+def seeds_to_ws(G: torch.nn.Module, seeds: Sequence[int], truncation_psi: float = 1, class_idx: Optional[int] = None,
+                device: Optional[torch.device] = None) -> torch.Tensor:
+    """ws [len(seeds), num_ws, w_dim] of the seeds, exactly as `generate_from_seeds` computes them."""
+    device = device or next(G.parameters()).device
+    z = torch.cat([seed_to_z(s, G.z_dim) for s in seeds]).to(device)
+    c = class_label(G, class_idx, len(seeds)).to(device)
+    return G.mapping(z, c, truncation_psi=truncation_psi)
+
+
+@torch.no_grad()
+def synthesize(G: torch.nn.Module, ws: torch.Tensor, noise_mode: str = 'const', batch_size: int = 8,
+               noise_seeds: Optional[Sequence[int]] = None) -> np.ndarray:
+    """[N, H, W, C] uint8 images of ws [N, num_ws, w_dim], in batches.
+
+    With `noise_mode='random'`, image i draws its noise from a generator seeded by `noise_seeds[i]` (default
+    0 for all), one image at a time, so that it matches `generate_from_seeds` for the same seed."""
+    device = next(G.parameters()).device
+    if noise_mode == 'random':
+        seeds = list(noise_seeds) if noise_seeds is not None else [0] * len(ws)
+        out = []
+        for w, seed in zip(ws, seeds):
+            torch.manual_seed(seed)
+            out.append(to_uint8(G.synthesis(w[None].to(device), noise_mode='random')))
+        return np.concatenate(out) if out else np.zeros([0, G.img_resolution, G.img_resolution, G.img_channels], np.uint8)
+    out = [to_uint8(G.synthesis(ws[i:i + batch_size].to(device), noise_mode=noise_mode))
+           for i in range(0, len(ws), batch_size)]
+    return np.concatenate(out) if out else np.zeros([0, G.img_resolution, G.img_resolution, G.img_channels], np.uint8)
+
+
+@torch.no_grad()
 def generate_from_seeds(G: torch.nn.Module, seeds: Sequence[int], truncation_psi: float = 1,
                         class_idx: Optional[int] = None, noise_mode: str = 'const', batch_size: int = 1,
                         device: Optional[torch.device] = None) -> Iterator[tuple[int, np.ndarray]]:

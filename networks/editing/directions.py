@@ -1,0 +1,179 @@
+"""A named set of latent directions in W, its `.npz` file, and applying edits to ws.
+
+File layout (read with `np.load(allow_pickle=False)`: plain arrays only, nothing that can run code):
+
+    directions   [K, w_dim] float32   unit vectors in W
+    names        [K] str              editable labels ('pc0', 'darker', 'sleeve_length', ...)
+    layer_start  [K] int64            each direction moves ws rows [layer_start, layer_stop)
+    layer_stop   [K] int64
+    scale        [K] float32          std of W along the direction: STRENGTH 1 moves w by one std
+    method       str                  'ganspace', 'sefa', 'supervised', 'classes'
+    num_ws, w_dim int                 of the network the directions were found for
+    meta         str                  JSON: source network, seed, samples, ...
+    stat/<name>  [K]                  per-direction numbers (explained variance, held-out fit score, ...)
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import re
+import tempfile
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+PathLike = Union[str, os.PathLike]
+NAME_PATTERN = re.compile(r'[^\s,:=@]+')   # the characters the --edit syntax reserves are not allowed in names
+
+
+@dataclasses.dataclass
+class Directions:
+    vectors: np.ndarray                 # [K, w_dim] float32, unit norm
+    names: list[str]
+    layer_start: np.ndarray             # [K] int64
+    layer_stop: np.ndarray              # [K] int64
+    scale: np.ndarray                   # [K] float32
+    method: str
+    num_ws: int
+    meta: dict = dataclasses.field(default_factory=dict)
+    stats: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        self.vectors = np.asarray(self.vectors, dtype=np.float32)
+        self.names = [str(n) for n in self.names]
+        k = len(self.names)
+        self.layer_start = np.broadcast_to(np.asarray(self.layer_start, dtype=np.int64), [k]).copy()
+        self.layer_stop = np.broadcast_to(np.asarray(self.layer_stop, dtype=np.int64), [k]).copy()
+        self.scale = np.broadcast_to(np.asarray(self.scale, dtype=np.float32), [k]).copy()
+        self.stats = {key: np.asarray(v) for key, v in self.stats.items()}
+        self.validate()
+
+    @property
+    def w_dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def validate(self) -> None:
+        k = len(self.names)
+        if self.vectors.ndim != 2 or self.vectors.shape[0] != k:
+            raise ValueError(f'directions must be [{k}, w_dim], got {list(self.vectors.shape)}')
+        bad = [n for n in self.names if not NAME_PATTERN.fullmatch(n)]
+        if bad:
+            raise ValueError(f'direction name {bad[0]!r} is empty or contains a space or one of , : = @')
+        dup = sorted({n for n in self.names if self.names.count(n) > 1})
+        if dup:
+            raise ValueError(f'direction name {dup[0]!r} is used twice')
+        if np.any(self.layer_start < 0) or np.any(self.layer_stop > self.num_ws) or np.any(self.layer_start >= self.layer_stop):
+            raise ValueError(f'layer ranges must satisfy 0 <= start < stop <= num_ws={self.num_ws}')
+        if not np.all(np.isfinite(self.vectors)) or not np.all(np.isfinite(self.scale)) or np.any(self.scale <= 0):
+            raise ValueError('directions and scales must be finite, scales positive')
+        for key, value in self.stats.items():
+            if value.shape[:1] != (k,):
+                raise ValueError(f'stat {key!r} has shape {list(value.shape)}, expected [{k}, ...]')
+
+    def index(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            shown = ', '.join(self.names[:12]) + (', ...' if len(self.names) > 12 else '')
+            raise KeyError(f'no direction named {name!r} (have: {shown})') from None
+
+    def vector(self, name: str) -> np.ndarray:
+        return self.vectors[self.index(name)]
+
+    def renamed(self, mapping: dict[str, str]) -> 'Directions':
+        for old in mapping:
+            self.index(old)
+        return dataclasses.replace(self, names=[mapping.get(n, n) for n in self.names])
+
+    def with_layers(self, start: int, stop: int, names: Optional[Sequence[str]] = None) -> 'Directions':
+        """A copy where the named directions (default: all) act on ws rows [start, stop)."""
+        chosen = set(self.names if names is None else names)
+        for n in chosen:
+            self.index(n)
+        sel = np.array([n in chosen for n in self.names])
+        return dataclasses.replace(self, layer_start=np.where(sel, start, self.layer_start),
+                                   layer_stop=np.where(sel, stop, self.layer_stop))
+
+    def check_network(self, G: torch.nn.Module, origin: str = 'directions') -> None:
+        if G.w_dim != self.w_dim or G.num_ws != self.num_ws:
+            raise ValueError(f'{origin}: made for w_dim={self.w_dim}, num_ws={self.num_ws}, but the network has '
+                             f'w_dim={G.w_dim}, num_ws={G.num_ws}')
+
+    def describe(self) -> list[str]:
+        lines = [f'{len(self)} {self.method} directions (w_dim {self.w_dim}, {self.num_ws} ws rows)']
+        for i, name in enumerate(self.names):
+            extra = ' '.join(f'{k}={float(v[i]):.4g}' for k, v in self.stats.items() if v.ndim == 1)
+            lines.append(f'  {name:<20s} layers {self.layer_start[i]}-{self.layer_stop[i] - 1:<3d} '
+                         f'std {self.scale[i]:.4g} {extra}'.rstrip())
+        return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# Files.
+
+def _atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_directions(path: PathLike, d: Directions) -> None:
+    """Write `d` as a plain-array .npz (atomic)."""
+    d.validate()
+    arrays = dict(directions=d.vectors.astype(np.float32), names=np.array(d.names, dtype=str),
+                  layer_start=d.layer_start.astype(np.int64), layer_stop=d.layer_stop.astype(np.int64),
+                  scale=d.scale.astype(np.float32), method=np.array(d.method), num_ws=np.array(d.num_ws),
+                  w_dim=np.array(d.w_dim), meta=np.array(json.dumps(d.meta)))
+    for key, value in d.stats.items():
+        arrays[f'stat/{key}'] = value
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    _atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_directions(path: PathLike) -> Directions:
+    """Read a directions .npz; any problem is a ValueError naming the file."""
+    path = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in ('directions', 'names', 'layer_start', 'layer_stop', 'scale', 'num_ws') if k not in f.files]
+            if missing:
+                raise ValueError(f'not a directions file (missing {", ".join(missing)})')
+            return Directions(vectors=f['directions'], names=list(f['names']), layer_start=f['layer_start'],
+                              layer_stop=f['layer_stop'], scale=f['scale'],
+                              method=str(f['method']) if 'method' in f.files else 'unknown',
+                              num_ws=int(f['num_ws']), meta=json.loads(str(f['meta'])) if 'meta' in f.files else {},
+                              stats={k[len('stat/'):]: f[k] for k in f.files if k.startswith('stat/')})
+    except FileNotFoundError:
+        raise ValueError(f'{path}: no such file') from None
+    except ValueError as e:
+        msg = str(e)
+        if 'allow_pickle' in msg or 'Object arrays' in msg:
+            msg = 'contains pickled objects, which are not loaded (plain arrays only)'
+        raise ValueError(f'{path}: {msg}') from None
+    except (OSError, KeyError, json.JSONDecodeError, EOFError) as e:
+        raise ValueError(f'{path}: not a readable directions .npz ({e})') from None
+
+
+def orthonormal_sign(vectors: np.ndarray) -> np.ndarray:
+    """Flip each row so that its largest-magnitude entry is positive: eigen/singular vectors have an arbitrary
+    sign, and a fixed convention makes files reproducible."""
+    idx = np.argmax(np.abs(vectors), axis=1)
+    signs = np.sign(vectors[np.arange(len(vectors)), idx])
+    signs[signs == 0] = 1
+    return vectors * signs[:, None]

@@ -1,0 +1,283 @@
+"""Finding directions in W: GANSpace (PCA of sampled w), SeFa (eigenvectors of the style affines),
+supervised (a linear model in W fitted to labels of generated images) and class-mean directions of a
+conditional generator.
+
+Every method is deterministic given its seed: latents come from `np.random.RandomState(seed)`, the
+linear algebra runs in float64, and eigen/singular vectors get a fixed sign (`orthonormal_sign`).
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import scipy.optimize
+import torch
+from tqdm import tqdm
+
+from .directions import Directions, orthonormal_sign
+from .layers import affines_in
+
+Labeller = Callable[[np.ndarray], dict]   # [N, H, W, C] uint8 images -> {name: [N] labels}
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling.
+
+def sample_latents(G: torch.nn.Module, num: int, seed: int = 0, class_idx: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+    """(z [N, z_dim], c [N, c_dim]) drawn from one RandomState; a conditional G without `class_idx` gets
+    uniformly random classes."""
+    rng = np.random.RandomState(seed)
+    z = rng.randn(num, G.z_dim)
+    c = np.zeros([num, G.c_dim], dtype=np.float32)
+    if G.c_dim:
+        if class_idx is not None and not 0 <= class_idx < G.c_dim:
+            raise ValueError(f'class {class_idx} is out of range: the network has {G.c_dim} classes')
+        classes = np.full(num, class_idx) if class_idx is not None else rng.randint(G.c_dim, size=num)
+        c[np.arange(num), classes] = 1
+    return z, c
+
+
+@torch.no_grad()
+def map_latents(G: torch.nn.Module, z: np.ndarray, c: np.ndarray, batch_size: int = 512,
+                progress: Optional[str] = None) -> np.ndarray:
+    """w [N, w_dim] (float64) = mapping(z, c), without truncation."""
+    device = next(G.parameters()).device
+    out = []
+    starts = range(0, len(z), batch_size)
+    for s in tqdm(starts, desc=progress, unit='batch', disable=progress is None, leave=False):
+        ws = G.mapping(torch.from_numpy(z[s:s + batch_size]).to(device), torch.from_numpy(c[s:s + batch_size]).to(device))
+        out.append(ws[:, 0].double().cpu().numpy())
+    return np.concatenate(out)
+
+
+def sample_w(G: torch.nn.Module, num: int, seed: int = 0, class_idx: Optional[int] = None,
+             progress: Optional[str] = None) -> np.ndarray:
+    z, c = sample_latents(G, num, seed, class_idx)
+    return map_latents(G, z, c, progress=progress)
+
+
+def std_along(w: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """[K] standard deviation of the samples' projections on each (unit) direction."""
+    return ((w - w.mean(0)) @ vectors.T.astype(np.float64)).std(axis=0, ddof=1)
+
+
+def _meta(G, **kwargs) -> dict:
+    return dict(kwargs, family='stylegan3' if hasattr(G.synthesis, 'layer_names') else 'stylegan2',
+                img_resolution=int(G.img_resolution))
+
+
+# ---------------------------------------------------------------------------------------------
+# Unsupervised.
+
+def ganspace(G: torch.nn.Module, num_samples: int = 10000, num_components: int = 32, seed: int = 0,
+             layers: Optional[tuple[int, int]] = None, class_idx: Optional[int] = None, source: str = '') -> Directions:
+    """Principal components of w = mapping(z) over `num_samples` latents, by decreasing variance (GANSpace,
+    Haerkoenen et al. 2020). `scale` is each component's standard deviation."""
+    if num_samples < 2:
+        raise ValueError('GANSpace needs at least 2 samples')
+    w = sample_w(G, num_samples, seed, class_idx, progress='sampling W')
+    centred = w - w.mean(axis=0)
+    _, sv, vt = np.linalg.svd(centred, full_matrices=False)
+    k = min(num_components, vt.shape[0])
+    vectors = orthonormal_sign(vt[:k])
+    std = sv[:k] / np.sqrt(num_samples - 1)
+    total = (sv ** 2).sum()
+    start, stop = layers or (0, G.num_ws)
+    return Directions(vectors=vectors, names=[f'pc{i}' for i in range(k)], layer_start=start, layer_stop=stop,
+                      scale=np.maximum(std, 1e-12), method='ganspace', num_ws=G.num_ws,
+                      meta=_meta(G, source=source, seed=seed, samples=num_samples, class_idx=class_idx),
+                      stats=dict(explained_variance=(sv[:k] ** 2 / total)))
+
+
+def sefa(G: torch.nn.Module, num_components: int = 32, layers: Optional[tuple[int, int]] = None,
+         include_torgb: bool = False, num_samples: int = 2000, seed: int = 0, class_idx: Optional[int] = None,
+         source: str = '') -> Directions:
+    """Closed-form factorisation (SeFa, Shen & Zhou 2021): the top eigenvectors of A^T A, where A stacks the
+    style affine weights [channels, w_dim] of the layers reading ws rows [start, stop), each row (one style
+    channel) scaled to unit length. ToRGB layers are left out unless `include_torgb`, as in the paper.
+    `num_samples` latents only measure each direction's std in W (the strength unit)."""
+    start, stop = layers or (0, G.num_ws)
+    chosen = affines_in(G, range(start, stop), include_torgb=include_torgb)
+    if not chosen:
+        raise ValueError(f'ws rows {start}-{stop - 1} feed no modulated conv layers'
+                         + ('' if include_torgb else ' (ToRGB layers are excluded)'))
+    a = torch.cat([layer.affine.weight.detach().double().cpu() for layer in chosen]).numpy()
+    norms = np.linalg.norm(a, axis=1, keepdims=True)
+    a = a[norms[:, 0] > 0] / norms[norms[:, 0] > 0]
+    eigvals, eigvecs = np.linalg.eigh(a.T @ a)
+    order = np.argsort(eigvals)[::-1]
+    k = min(num_components, len(order))
+    vectors = orthonormal_sign(eigvecs[:, order[:k]].T)
+    w = sample_w(G, num_samples, seed, class_idx, progress='sampling W')
+    return Directions(vectors=vectors, names=[f'sefa{i}' for i in range(k)], layer_start=start, layer_stop=stop,
+                      scale=np.maximum(std_along(w, vectors), 1e-12), method='sefa', num_ws=G.num_ws,
+                      meta=_meta(G, source=source, seed=seed, samples=num_samples, class_idx=class_idx,
+                                 layers=[layer.name for layer in chosen]),
+                      stats=dict(eigenvalue=eigvals[order[:k]]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Supervised.
+
+def _split(n: int, seed: int, held_out: float) -> tuple[np.ndarray, np.ndarray]:
+    perm = np.random.RandomState(seed + 1).permutation(n)
+    k = int(round(n * held_out))
+    return perm[k:], perm[:k]
+
+
+def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float = 1e-2) -> tuple[np.ndarray, float]:
+    """(weights, intercept) minimising |y - xb - b0|^2 + alpha * tr(X^T X)/d * |b|^2 (centred x)."""
+    mean_x, mean_y = x.mean(0), y.mean()
+    xc = x - mean_x
+    gram = xc.T @ xc
+    lam = alpha * np.trace(gram) / gram.shape[0]
+    beta = np.linalg.solve(gram + lam * np.eye(gram.shape[0]), xc.T @ (y - mean_y))
+    return beta, float(mean_y - mean_x @ beta)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, alpha: float = 1e-2) -> tuple[np.ndarray, float]:
+    """(weights, intercept) of L2-regularised logistic regression for 0/1 labels (L-BFGS on the mean log loss)."""
+    mean_x = x.mean(0)
+    unit = (x - mean_x).std() or 1.0            # one scalar: keeps the problem well scaled, directions unchanged
+    xs = (x - mean_x) / unit
+    y = y.astype(np.float64)
+
+    def loss(params):
+        b, b0 = params[:-1], params[-1]
+        logits = xs @ b + b0
+        value = np.mean(np.logaddexp(0, logits) - y * logits) + 0.5 * alpha * b @ b
+        p = 1 / (1 + np.exp(-logits))
+        grad_b = xs.T @ (p - y) / len(y) + alpha * b
+        return value, np.concatenate([grad_b, [np.mean(p - y)]])
+
+    res = scipy.optimize.minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method='L-BFGS-B',
+                                  options=dict(maxiter=500))
+    b = res.x[:-1] / unit
+    return b, float(res.x[-1] - mean_x @ b)
+
+
+def is_binary(y: np.ndarray) -> bool:
+    values = set(np.unique(y).tolist())
+    return values <= {0, 1} and len(values) == 2
+
+
+ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+
+
+def _held_out_score(fit, w, y, train, test, alpha, binary) -> float:
+    b, b0 = fit(w[train], y[train], alpha)
+    pred = w[test] @ b + b0
+    if binary:
+        return float(((pred > 0) == (y[test] > 0.5)).mean())
+    return float(1 - ((y[test] - pred) ** 2).sum() / max(((y[test] - y[test].mean()) ** 2).sum(), 1e-12))
+
+
+def fit_direction(w: np.ndarray, y: np.ndarray, seed: int = 0, held_out: float = 0.2,
+                  alpha: Optional[float] = None) -> tuple[np.ndarray, dict]:
+    """Unit direction in W along which `y` grows, and its held-out fit (accuracy for 0/1 labels, R^2 else).
+
+    The regularisation strength is `alpha`, or (None) the best of ALPHAS on a held-out split; the reported
+    score comes from a model fitted without the held-out samples (slightly optimistic when alpha was chosen
+    on them), the direction from all of them."""
+    y = np.asarray(y, dtype=np.float64)
+    keep = np.isfinite(y)
+    w, y = w[keep], y[keep]
+    if len(y) < 10 or np.ptp(y) == 0:
+        raise ValueError(f'need at least 10 labelled samples with more than one distinct value (got {len(y)})')
+    binary = is_binary(y)
+    fit = fit_logistic if binary else fit_ridge
+    train, test = _split(len(y), seed, held_out)
+    scores = {a: _held_out_score(fit, w, y, train, test, a, binary) for a in ([alpha] if alpha is not None else ALPHAS)}
+    best = max(scores, key=scores.get)
+    b, _ = fit(w, y, best)
+    norm = np.linalg.norm(b)
+    if norm == 0:
+        raise ValueError('the fitted direction is zero (labels do not depend on w)')
+    return b / norm, dict(score=scores[best], alpha=best, kind='logistic' if binary else 'ridge', samples=int(len(y)))
+
+
+@torch.no_grad()
+def generate_for_labels(G: torch.nn.Module, num: int, seed: int = 0, class_idx: Optional[int] = None,
+                        truncation_psi: float = 1, batch_size: int = 64, noise_mode: str = 'const') -> tuple[np.ndarray, np.ndarray]:
+    """(w [N, w_dim] float64, images [N, H, W, C] uint8) for `num` random latents."""
+    from networks.generate import to_uint8
+    z, c = sample_latents(G, num, seed, class_idx)
+    device = next(G.parameters()).device
+    ws_all, imgs = [], []
+    for s in tqdm(range(0, num, batch_size), desc='generating for labels', unit='batch', leave=False):
+        ws = G.mapping(torch.from_numpy(z[s:s + batch_size]).to(device), torch.from_numpy(c[s:s + batch_size]).to(device),
+                       truncation_psi=truncation_psi)
+        imgs.append(to_uint8(G.synthesis(ws, noise_mode=noise_mode)))
+        ws_all.append(ws[:, 0].double().cpu().numpy())
+    return np.concatenate(ws_all), np.concatenate(imgs)
+
+
+def supervised(G: torch.nn.Module, labeller: Labeller, num_samples: int = 2000, seed: int = 0,
+               layers: Optional[tuple[int, int]] = None, class_idx: Optional[int] = None, truncation_psi: float = 1,
+               alpha: Optional[float] = None, source: str = '', labeller_name: str = '') -> Directions:
+    """One direction per label the labeller returns, fitted on `num_samples` generated images: logistic
+    regression for 0/1 labels, ridge regression for measurements (InterFaceGAN-style)."""
+    w, images = generate_for_labels(G, num_samples, seed, class_idx, truncation_psi)
+    labels = labeller(images)
+    return directions_from_labels(G, w, labels, seed=seed, layers=layers, alpha=alpha,
+                                  meta=dict(source=source, seed=seed, samples=num_samples, class_idx=class_idx,
+                                            truncation_psi=truncation_psi, labeller=labeller_name))
+
+
+def directions_from_labels(G: torch.nn.Module, w: np.ndarray, labels: dict, seed: int = 0,
+                           layers: Optional[tuple[int, int]] = None, alpha: Optional[float] = None,
+                           meta: Optional[dict] = None) -> Directions:
+    """Fit one direction per entry of `labels` ({name: [N] values}) against the samples' w [N, w_dim]."""
+    if not labels:
+        raise ValueError('the labeller returned no labels')
+    names, vectors, scores, kinds, alphas = [], [], [], [], []
+    for name, y in labels.items():
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        if len(y) != len(w):
+            raise ValueError(f'label {name!r} has {len(y)} values for {len(w)} samples')
+        try:
+            v, info = fit_direction(w, y, seed=seed, alpha=alpha)
+        except ValueError as e:
+            raise ValueError(f'label {name!r}: {e}') from None
+        names.append(name)
+        vectors.append(v)
+        scores.append(info['score'])
+        kinds.append(info['kind'])
+        alphas.append(info['alpha'])
+    vectors = np.stack(vectors)
+    start, stop = layers or (0, G.num_ws)
+    return Directions(vectors=vectors, names=names, layer_start=start, layer_stop=stop,
+                      scale=np.maximum(std_along(w, vectors), 1e-12), method='supervised', num_ws=G.num_ws,
+                      meta=_meta(G, **(meta or {}), models=kinds),
+                      stats=dict(held_out_score=np.array(scores), alpha=np.array(alphas)))
+
+
+def class_directions(G: torch.nn.Module, num_samples: int = 2000, seed: int = 0,
+                     layers: Optional[tuple[int, int]] = None, class_names: Optional[Sequence[str]] = None,
+                     source: str = '') -> Directions:
+    """For a conditional G: direction k points from the mean w over all classes to the mean w of class k
+    (`num_samples` latents per class, the same z for every class). `stat/class_shift` is the strength that
+    moves the overall mean onto class k's mean; to turn class a into b, edit a:-shift_a and b:+shift_b."""
+    if G.c_dim == 0:
+        raise ValueError('class directions need a conditional network (this one has no classes)')
+    names = list(class_names) if class_names else [f'class{k}' for k in range(G.c_dim)]
+    if len(names) != G.c_dim:
+        raise ValueError(f'{len(names)} class names given for {G.c_dim} classes')
+    means, pooled = [], []
+    for k in range(G.c_dim):
+        z, c = sample_latents(G, num_samples, seed, class_idx=k)
+        w = map_latents(G, z, c)
+        means.append(w.mean(0))
+        pooled.append(w - w.mean(0))
+    means = np.stack(means)
+    delta = means - means.mean(0)
+    norm = np.linalg.norm(delta, axis=1)
+    if np.any(norm == 0):
+        raise ValueError('some class has the same mean w as the average over classes')
+    vectors = delta / norm[:, None]
+    scale = np.maximum(std_along(np.concatenate(pooled), vectors), 1e-12)
+    start, stop = layers or (0, G.num_ws)
+    return Directions(vectors=vectors, names=names, layer_start=start, layer_stop=stop, scale=scale,
+                      method='classes', num_ws=G.num_ws,
+                      meta=_meta(G, source=source, seed=seed, samples=num_samples),
+                      stats=dict(class_shift=norm / scale))

@@ -1,0 +1,117 @@
+"""Where latents come from: seeds (mapped as gen_images does) or latents files written by invert.py.
+
+A latents file is an .npz read with `allow_pickle=False` holding `ws` [N, num_ws, w_dim] or `w`
+([N, num_ws, w_dim], [N, w_dim] or [w_dim]; a single w is repeated over the rows), or only `w_single`.
+invert.py also stores optimised StyleGAN2 noise maps as `noise/<buffer name>`; they are returned so that
+the caller can put them into the generator, without which the reconstruction would not be reproduced.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from networks.generate import seeds_to_ws
+
+
+@dataclasses.dataclass
+class Latents:
+    ws: torch.Tensor                  # [N, num_ws, w_dim] float32
+    labels: list[str]                 # 'seed0003', 'shirt' (file stem), 'shirt[2]' for files with several
+    noise_seeds: list[int]            # per-latent seed for noise_mode='random'
+    noise: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+
+
+def load_ws_file(path: Union[str, os.PathLike], num_ws: int, w_dim: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(ws [N, num_ws, w_dim] float32, noise maps) from a latents .npz; ValueError naming the file otherwise."""
+    path = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            key = next((k for k in ('ws', 'w', 'w_single') if k in f.files), None)
+            if key is None:
+                raise ValueError(f'no latents in it (expected a "ws" or "w" array; found {", ".join(f.files) or "nothing"})')
+            w = np.asarray(f[key], dtype=np.float32)
+            noise = {k[len('noise/'):]: torch.from_numpy(np.asarray(f[k], dtype=np.float32))
+                     for k in f.files if k.startswith('noise/')}
+    except FileNotFoundError:
+        raise ValueError(f'{path}: no such file') from None
+    except ValueError as e:
+        msg = str(e)
+        if 'allow_pickle' in msg or 'Object arrays' in msg:
+            msg = 'contains pickled objects, which are not loaded (plain arrays only)'
+        raise ValueError(f'{path}: {msg}') from None
+    except (OSError, EOFError, KeyError) as e:
+        raise ValueError(f'{path}: not a readable latents .npz ({e})') from None
+    if w.ndim == 1:
+        w = w[None]
+    if w.ndim == 2:
+        w = np.repeat(w[:, None], num_ws, axis=1)
+    if w.ndim != 3 or w.shape[1:] != (num_ws, w_dim):
+        raise ValueError(f'{path}: "{key}" has shape {list(w.shape)}; the network needs [N, {num_ws}, {w_dim}] or [N, {w_dim}]')
+    if not np.all(np.isfinite(w)):
+        raise ValueError(f'{path}: "{key}" contains NaN or infinite values')
+    return torch.from_numpy(w), noise
+
+
+def parse_sources(text: Union[str, Sequence]) -> list[Union[int, str]]:
+    """'0-2,7,shirt.npz' -> [0, 1, 2, 7, 'shirt.npz']: seeds and ranges, and paths of .npz latents files."""
+    if not isinstance(text, str):
+        return list(text)
+    items: list[Union[int, str]] = []
+    for part in text.split(','):
+        part = part.strip()
+        if not part:
+            continue
+        if (m := re.fullmatch(r'(\d+)-(\d+)', part)):
+            items.extend(range(int(m.group(1)), int(m.group(2)) + 1))
+        elif re.fullmatch(r'\d+', part):
+            items.append(int(part))
+        elif part.lower().endswith('.npz'):
+            items.append(part)
+        else:
+            raise ValueError(f'{part!r} is not a seed, a seed range like 4-6, or a latents .npz file')
+    if not items:
+        raise ValueError('no seeds or latents files given')
+    return items
+
+
+def resolve_sources(G: torch.nn.Module, items: Sequence[Union[int, str]], truncation_psi: float = 1,
+                    class_idx: Optional[int] = None) -> Latents:
+    """Map seeds and load files, in the order given."""
+    device = next(G.parameters()).device
+    parts, labels, noise_seeds, noise = [], [], [], {}
+    for item in items:
+        if isinstance(item, int):
+            parts.append(seeds_to_ws(G, [item], truncation_psi, class_idx, device=device).float().cpu())
+            labels.append(f'seed{item:04d}')
+            noise_seeds.append(item)
+            continue
+        ws, file_noise = load_ws_file(item, G.num_ws, G.w_dim)
+        stem = os.path.splitext(os.path.basename(item))[0]
+        parts.append(ws)
+        labels.extend([stem] if len(ws) == 1 else [f'{stem}[{i}]' for i in range(len(ws))])
+        noise_seeds.extend([0] * len(ws))
+        if file_noise:
+            if noise and any(not torch.equal(noise.get(k, v), v) for k, v in file_noise.items()):
+                raise ValueError(f'{item}: its noise maps differ from another latents file\'s; edit them one at a time')
+            noise.update(file_noise)
+    return Latents(torch.cat(parts), labels, noise_seeds, noise)
+
+
+def apply_noise_maps(G: torch.nn.Module, noise: dict[str, torch.Tensor]) -> None:
+    """Copy noise maps (names relative to G.synthesis) into G's constant noise buffers."""
+    if not noise:
+        return
+    buffers = dict(G.synthesis.named_buffers())
+    missing = sorted(set(noise) - set(buffers))
+    if missing:
+        raise ValueError(f'the latents file has noise maps the network lacks ({", ".join(missing[:3])})')
+    with torch.no_grad():
+        for name, value in noise.items():
+            if buffers[name].shape != value.shape:
+                raise ValueError(f'noise map {name} has shape {list(value.shape)}, the network {list(buffers[name].shape)}')
+            buffers[name].copy_(value)

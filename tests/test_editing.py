@@ -1,0 +1,402 @@
+"""Latent editing on tiny random networks: layer bookkeeping, direction discovery, edits, mixing, video, CLI."""
+import json
+import os
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from click.testing import CliRunner
+
+import gen_images
+from networks import stylegan2
+from networks.editing import discovery, layers as L
+from networks.editing.directions import Directions, load_directions, save_directions
+from networks.editing.edits import Edit, apply_edits, parse_edits, strip_ws
+from networks.editing.mixing import mix_ws, mixing_grid
+from networks.editing.sources import load_ws_file
+from networks.editing.video import interpolate, render_interpolation
+from networks.generate import seeds_to_ws, synthesize
+from networks.snapshot import save_snapshot
+from test_snapshot import tiny_networks
+
+
+@pytest.fixture(scope='module')
+def g2():
+    return tiny_networks('stylegan2')['G_ema'].eval().requires_grad_(False)
+
+
+@pytest.fixture(scope='module')
+def g3():
+    return tiny_networks('stylegan3')['G_ema'].eval().requires_grad_(False)
+
+
+@pytest.fixture(scope='module')
+def g2c():
+    return tiny_networks('stylegan2', c_dim=3)['G_ema'].eval().requires_grad_(False)
+
+
+def random_ws(G, n=3, seed=0):
+    return torch.randn(n, G.num_ws, G.w_dim, generator=torch.Generator().manual_seed(seed))
+
+
+# ---------------------------------------------------------------------------------------------
+# Which ws row feeds which layer.
+
+@pytest.mark.parametrize('family', ['stylegan2', 'stylegan3'])
+def test_style_layers_read_the_ws_rows_they_claim(family, g2, g3):
+    G = g2 if family == 'stylegan2' else g3
+    seen = {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            seen[name] = inputs[0][0, 0].item()
+        return hook
+    hooks = [layer.affine.register_forward_hook(record(layer.name)) for layer in L.style_layers(G)]
+    ws = torch.arange(G.num_ws, dtype=torch.float32)[None, :, None].repeat(1, 1, G.w_dim)   # row i is all i
+    with torch.no_grad():
+        G.synthesis(ws, noise_mode='const')
+    for h in hooks:
+        h.remove()
+    layers = L.style_layers(G)
+    assert len(seen) == len(layers)
+    assert all(seen[layer.name] == layer.w_index for layer in layers)
+    assert sorted({layer.w_index for layer in layers}) == list(range(1 if family == 'stylegan3' else 0, G.num_ws))
+
+
+def test_presets_stylegan2_by_resolution():
+    # 1024x1024 with two channels per layer: cheap to build, same ws layout as the real thing.
+    G = stylegan2.Generator(z_dim=4, c_dim=0, w_dim=4, img_resolution=1024, img_channels=3,
+                            mapping_kwargs=dict(num_layers=1), channel_base=2048, channel_max=2)
+    assert G.num_ws == 18
+    assert [L.preset_range(G, p) for p in ('coarse', 'middle', 'fine')] == [(0, 3), (3, 7), (7, 18)]
+    assert L.parse_layers(G, 'coarse,middle') == list(range(7))      # NVIDIA's default style-mixing rows 0-6
+
+
+def test_presets_small_networks(g2, g3):
+    assert g2.num_ws == 6   # 16x16: b4 conv1 | b8 conv0 conv1 | b16 conv0 conv1 torgb
+    assert [L.preset_range(g2, p) for p in ('coarse', 'middle', 'fine')] == [(0, 1), (1, 3), (3, 6)]
+    assert g3.num_ws == 6
+    assert [L.preset_range(g3, p) for p in ('coarse', 'middle', 'fine')] == [(0, 2), (2, 4), (4, 6)]
+    assert L.parse_layers(g2, '0-1,4') == [0, 1, 4]
+    assert L.parse_layer_range(g2, '2-4') == (2, 5)
+    for bad in ('5-2', '0-6', 'sleeves', '0,3'):
+        with pytest.raises(ValueError):
+            L.parse_layer_range(g2, bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Discovery.
+
+def assert_orthonormal(v, tol=1e-5):
+    v = v.astype(np.float64)
+    assert np.abs(v @ v.T - np.eye(len(v))).max() < tol
+
+
+def test_ganspace_is_orthonormal_reproducible_and_the_principal_axes(g2):
+    a = discovery.ganspace(g2, num_samples=3000, num_components=8, seed=3)
+    b = discovery.ganspace(g2, num_samples=3000, num_components=8, seed=3)
+    c = discovery.ganspace(g2, num_samples=3000, num_components=8, seed=4)
+    assert_orthonormal(a.vectors)
+    assert np.array_equal(a.vectors, b.vectors) and np.array_equal(a.scale, b.scale)
+    assert not np.array_equal(a.vectors, c.vectors)
+    # Independent check: eigenvectors of the sample covariance of w, by decreasing eigenvalue.
+    w = discovery.sample_w(g2, 3000, seed=3)
+    evals, evecs = np.linalg.eigh(np.cov(w.T))
+    evals, evecs = evals[::-1], evecs[:, ::-1]
+    assert np.allclose(np.abs((a.vectors.astype(np.float64) * evecs.T).sum(1)), 1, atol=1e-4)
+    assert np.allclose(a.scale, np.sqrt(evals), rtol=1e-4)
+    assert np.all(np.diff(a.scale) <= 0)
+
+
+@pytest.mark.parametrize('family', ['stylegan2', 'stylegan3'])
+def test_sefa_is_the_top_eigenvectors_of_normalised_affines(family, g2, g3):
+    G = g2 if family == 'stylegan2' else g3
+    start, stop = L.preset_range(G, 'middle')
+    d = discovery.sefa(G, num_components=5, layers=(start, stop), num_samples=500, seed=1)
+    assert_orthonormal(d.vectors)
+    again = discovery.sefa(G, num_components=5, layers=(start, stop), num_samples=500, seed=1)
+    assert np.array_equal(d.vectors, again.vectors) and np.array_equal(d.scale, again.scale)
+    # Rebuild A from parameter names: every non-ToRGB affine whose layer reads a row in [start, stop).
+    rows = [layer for layer in L.style_layers(G) if start <= layer.w_index < stop and not layer.is_torgb]
+    params = dict(G.synthesis.named_parameters())
+    a = torch.cat([params[f'{r.name}.affine.weight'] for r in rows]).double().numpy()
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    m = a.T @ a
+    top = np.linalg.eigvalsh(m)[::-1][:5]
+    v = d.vectors.astype(np.float64)
+    assert np.allclose(v @ m @ v.T, np.diag(top), atol=1e-4 * top[0])
+    assert np.allclose(d.stats['eigenvalue'], top, rtol=1e-6)
+
+
+def test_sefa_rejects_a_range_without_style_layers(g3):
+    with pytest.raises(ValueError, match='no modulated conv'):
+        discovery.sefa(g3, layers=(0, 1), num_samples=10)
+
+
+def test_fit_direction_recovers_a_planted_direction():
+    rng = np.random.RandomState(0)
+    w = rng.randn(2000, 16) * np.linspace(0.5, 2, 16)
+    true = rng.randn(16)
+    true /= np.linalg.norm(true)
+    v, info = discovery.fit_direction(w, w @ true + 0.05 * rng.randn(2000))
+    assert info['kind'] == 'ridge' and info['score'] > 0.95 and v @ true > 0.99
+    v, info = discovery.fit_direction(w, (w @ true > 0.3).astype(float))
+    assert info['kind'] == 'logistic' and info['score'] > 0.95 and v @ true > 0.95
+
+
+def test_supervised_direction_moves_its_label(g2):
+    def brightness(images):
+        return {'brightness': images.astype(np.float64).mean(axis=(1, 2, 3))}
+    d = discovery.supervised(g2, brightness, num_samples=300, seed=0)
+    assert d.names == ['brightness'] and d.stats['held_out_score'][0] > 0.5
+    ws = seeds_to_ws(g2, list(range(100, 116)))
+    means = [synthesize(g2, apply_edits(ws, d, [Edit('brightness', s)])).mean() for s in (-1, 0, 1)]
+    assert means[0] < means[1] < means[2]
+
+
+def test_class_directions_move_one_class_mean_onto_another(g2c):
+    d = discovery.class_directions(g2c, num_samples=400, seed=2)
+    assert d.names == ['class0', 'class1', 'class2']
+    mean = [discovery.map_latents(g2c, *discovery.sample_latents(g2c, 400, 2, class_idx=k)).mean(0) for k in range(3)]
+    shift = d.stats['class_shift']
+    ws = torch.from_numpy(mean[0])[None, None].repeat(1, g2c.num_ws, 1)
+    moved = apply_edits(ws, d, [Edit('class0', -shift[0]), Edit('class1', shift[1])])
+    assert np.allclose(moved[0, 0].numpy(), mean[1], atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files and edits.
+
+def tiny_directions(G, k=3, start=0, stop=None):
+    q, _ = np.linalg.qr(np.random.RandomState(0).randn(G.w_dim, k))
+    return Directions(vectors=q.T, names=[f'd{i}' for i in range(k)], layer_start=start, layer_stop=stop or G.num_ws,
+                      scale=np.arange(1, k + 1), method='test', num_ws=G.num_ws, meta=dict(note='x'),
+                      stats=dict(score=np.arange(k) / 10))
+
+
+def test_directions_file_round_trip_rename_and_no_pickles(tmp_path, g2):
+    d = tiny_directions(g2)
+    save_directions(tmp_path / 'd.npz', d)
+    e = load_directions(tmp_path / 'd.npz')
+    assert e.names == d.names and np.array_equal(e.vectors, d.vectors) and e.meta == d.meta
+    assert np.array_equal(e.stats['score'], d.stats['score']) and e.method == 'test'
+    save_directions(tmp_path / 'd.npz', e.renamed({'d1': 'darker'}))
+    assert load_directions(tmp_path / 'd.npz').names == ['d0', 'darker', 'd2']
+    with pytest.raises(ValueError, match='used twice'):
+        e.renamed({'d1': 'd0'})
+    with pytest.raises(ValueError, match='contains a space'):
+        e.renamed({'d1': 'dark er'})
+    arrays = dict(np.load(tmp_path / 'd.npz'))
+    arrays['names'] = np.array(['a', 'b', 'c'], dtype=object)
+    np.savez(tmp_path / 'evil.npz', **arrays)
+    with pytest.raises(ValueError, match='evil.npz: contains pickled objects'):
+        load_directions(tmp_path / 'evil.npz')
+
+
+def test_edit_moves_only_the_directions_rows(g2):
+    d = tiny_directions(g2, start=1, stop=3)
+    ws = random_ws(g2)
+    out = apply_edits(ws, d, [Edit('d1', 1.5)])
+    expected = 1.5 * 2 * torch.from_numpy(d.vectors[1])
+    assert torch.equal(out[:, [0, 3, 4, 5]], ws[:, [0, 3, 4, 5]])
+    assert torch.allclose(out[:, 1:3] - ws[:, 1:3], expected.expand(3, 2, -1), atol=1e-6)
+    over = apply_edits(ws, d, parse_edits('d1:1.5@fine'), g2)     # fine = rows 3-5 for this network
+    assert torch.equal(over[:, :3], ws[:, :3]) and not torch.equal(over[:, 3:], ws[:, 3:])
+    assert torch.equal(apply_edits(ws, d, [Edit('d0', 0)]), ws)
+    with pytest.raises(KeyError, match="no direction named 'nope'"):
+        apply_edits(ws, d, [Edit('nope', 1)])
+
+
+def test_parse_edits():
+    assert parse_edits('darker:2, sleeve:-1.5@middle,x') == [Edit('darker', 2), Edit('sleeve', -1.5, 'middle'), Edit('x', 1)]
+    assert parse_edits('a:1e-1@0-3') == [Edit('a', 0.1, '0-3')]
+    for bad in ('a:b', 'a::1', ':2', 'a:1@'):
+        with pytest.raises(ValueError):
+            parse_edits(bad)
+
+
+def test_strip_columns_are_the_strengths(g2):
+    d = tiny_directions(g2)
+    ws = random_ws(g2, 2)
+    s = strip_ws(ws, d, ['d0', 'd2'], [-1, 0, 2])
+    assert s.shape == (4, 3, g2.num_ws, g2.w_dim)
+    assert torch.equal(s[0, 1], ws[0]) and torch.equal(s[3, 1], ws[1])
+    assert torch.allclose(s[3, 2], apply_edits(ws[1:], d, [Edit('d2', 2)])[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Mixing and video.
+
+@pytest.mark.parametrize('spec', ['coarse', 'fine', '1-2,5'])
+def test_style_mixing_copies_exactly_the_requested_rows(g2, spec):
+    rows = L.parse_layers(g2, spec)
+    a, b = random_ws(g2, 3, seed=1), random_ws(g2, 2, seed=2)
+    grid = mix_ws(a, b, rows)
+    others = [i for i in range(g2.num_ws) if i not in rows]
+    for r in range(3):
+        for c in range(2):
+            assert torch.equal(grid[r, c, rows], b[c, rows])
+            assert torch.equal(grid[r, c, others], a[r, others])
+
+
+def test_mixing_grid_headers_and_all_rows_from_columns(g2):
+    a, b = random_ws(g2, 2, seed=1), random_ws(g2, 3, seed=2)
+    img = mixing_grid(g2, a, b, L.parse_layers(g2, 'all'))
+    h = g2.img_resolution
+    assert img.shape == (3 * h, 4 * h, 3) and (img[:h, :h] == 255).all()
+    cols, rows = synthesize(g2, b), synthesize(g2, a)
+    assert np.array_equal(img[:h, 2 * h:3 * h], cols[1]) and np.array_equal(img[2 * h:, :h], rows[1])
+    assert np.array_equal(img[h:2 * h, 3 * h:], cols[2])   # every row from the column: the column's image
+
+
+def test_interpolation_passes_through_keys():
+    keys = torch.randn(3, 2, 4, generator=torch.Generator().manual_seed(0))
+    for kind in ('linear', 'cubic'):
+        path = interpolate(keys, 4, kind=kind, loop=True)
+        assert len(path) == 12 and all(torch.allclose(path[4 * k], keys[k], atol=1e-6) for k in range(3))
+        open_path = interpolate(keys, 4, kind=kind, loop=False)
+        assert len(open_path) == 9 and torch.allclose(open_path[-1], keys[-1], atol=1e-6)
+    assert torch.allclose(interpolate(keys, 4, 'linear')[2], (keys[0] + keys[1]) / 2, atol=1e-6)
+    with pytest.raises(ValueError, match='at least two'):
+        interpolate(keys[:1], 4)
+
+
+def test_video_has_the_expected_frame_count(tmp_path, g2):
+    import imageio.v2 as imageio
+    keys = seeds_to_ws(g2, [0, 1, 2])
+    n = render_interpolation(g2, keys, tmp_path / 'v.mp4', frames_per_key=3, kind='cubic', loop=True, min_size=32)
+    reader = imageio.get_reader(tmp_path / 'v.mp4')
+    frames = [f for f in reader]
+    reader.close()
+    assert n == 9 and len(frames) == 9 and frames[0].shape == (32, 32, 3)
+    assert [p.name for p in tmp_path.iterdir()] == ['v.mp4']
+
+
+# ---------------------------------------------------------------------------------------------
+# Latents files and the command line.
+
+@pytest.mark.parametrize('noise_mode', ['const', 'random'])
+def test_seed_latents_render_as_gen_images_does(g2, noise_mode):
+    from networks.generate import generate_from_seeds
+    seeds = [3, 9]
+    ref = [img for _, img in generate_from_seeds(g2, seeds, truncation_psi=0.7, noise_mode=noise_mode)]
+    got = synthesize(g2, seeds_to_ws(g2, seeds, truncation_psi=0.7), noise_mode=noise_mode, batch_size=1, noise_seeds=seeds)
+    assert all(np.array_equal(a, b) for a, b in zip(ref, got))
+
+
+def test_latents_files_in_both_layouts(tmp_path, g2):
+    ws = random_ws(g2, 1).numpy()
+    np.savez(tmp_path / 'inv.npz', w=ws, w_single=ws[:, 0], space=np.array('w+'))   # invert.py's layout
+    np.savez(tmp_path / 'one.npz', w=ws[:, 0])
+    a, _ = load_ws_file(tmp_path / 'inv.npz', g2.num_ws, g2.w_dim)
+    b, _ = load_ws_file(tmp_path / 'one.npz', g2.num_ws, g2.w_dim)
+    assert np.array_equal(a.numpy(), ws) and np.array_equal(b.numpy(), np.repeat(ws[:, :1], g2.num_ws, 1))
+    np.savez(tmp_path / 'bad.npz', ws=ws[:, :2])
+    with pytest.raises(ValueError, match=r'bad.npz: "ws" has shape \[1, 2, 8\]'):
+        load_ws_file(tmp_path / 'bad.npz', g2.num_ws, g2.w_dim)
+
+
+def cli(*args):
+    result = CliRunner().invoke(gen_images.main, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+def test_cli_discover_rename_edit_strip_mix_and_ws(tmp_path, g2):
+    net = tmp_path / 'g.pkl'
+    save_snapshot(net, tiny_networks('stylegan2'))
+    r = cli('--network', net, '--discover', 'ganspace', '--samples', 400, '--components', 3, '--layers', 'middle',
+            '--directions', tmp_path / 'pca.npz')
+    assert r.exit_code == 0, r.output
+    d = load_directions(tmp_path / 'pca.npz')
+    assert d.names == ['pc0', 'pc1', 'pc2'] and (d.layer_start == 1).all() and (d.layer_stop == 3).all()
+    assert cli('--directions', tmp_path / 'pca.npz', '--rename', 'pc0=darker').exit_code == 0
+    r = cli('--network', net, '--directions', tmp_path / 'pca.npz', '--seeds', '3', '--edit', 'darker:2', '--outdir', tmp_path / 'e')
+    assert r.exit_code == 0, r.output
+    d = load_directions(tmp_path / 'pca.npz')
+    expected = synthesize(g2, apply_edits(seeds_to_ws(g2, [3]), d, [Edit('darker', 2)]))[0]
+    assert np.array_equal(np.asarray(PIL.Image.open(tmp_path / 'e' / 'seed0003-edited.png')), expected)
+
+    # the same edit on an inverted latent of the same seed
+    np.savez(tmp_path / 'inv.npz', w=seeds_to_ws(g2, [3]).numpy())
+    r = cli('--network', net, '--directions', tmp_path / 'pca.npz', '--ws', tmp_path / 'inv.npz', '--edit', 'darker:2',
+            '--outdir', tmp_path / 'w')
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(np.asarray(PIL.Image.open(tmp_path / 'w' / 'inv-edited.png')), expected)
+
+    r = cli('--network', net, '--directions', tmp_path / 'pca.npz', '--seeds', '3-4', '--edit', 'darker,pc2',
+            '--edit-strip', '-2,0,2', '--outdir', tmp_path / 's')
+    assert r.exit_code == 0, r.output
+    strip = np.asarray(PIL.Image.open(tmp_path / 's' / 'edit-strip.png'))
+    h = g2.img_resolution
+    assert strip.shape == (4 * h, 3 * h, 3)
+    assert np.array_equal(strip[:h, 2 * h:], expected)       # seed 3, darker, +2
+    assert np.array_equal(strip[3 * h:, h:2 * h], synthesize(g2, seeds_to_ws(g2, [4]))[0])   # strength 0
+    meta = json.loads((tmp_path / 's' / 'edit-strip.json').read_text())
+    assert meta['strengths'] == [-2, 0, 2] and meta['rows'][1] == dict(latent='seed0003', direction='pc2', layers=[1, 3])
+
+    r = cli('--network', net, '--mix-rows', '0-1', '--mix-cols', f'5,{tmp_path / "inv.npz"}', '--mix-styles', 'fine',
+            '--outdir', tmp_path / 'm')
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / 'm' / 'mix-grid.json').read_text())
+    assert meta['cols'] == ['seed0005', 'inv'] and meta['ws_rows_from_columns'] == [3, 4, 5]
+    assert np.asarray(PIL.Image.open(tmp_path / 'm' / 'mix-grid.png')).shape == (3 * h, 3 * h, 3)
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    net = tmp_path / 'g.pkl'
+    save_snapshot(net, tiny_networks('stylegan2'))
+    save_directions(tmp_path / 'd.npz', tiny_directions(tiny_networks('stylegan2')['G']))
+    cases = [
+        (['--network', net, '--directions', tmp_path / 'd.npz', '--seeds', '0', '--edit', 'nope:1', '--outdir', tmp_path],
+         "no direction named 'nope'"),
+        (['--network', net, '--directions', tmp_path / 'missing.npz', '--seeds', '0', '--edit', 'd0', '--outdir', tmp_path],
+         'missing.npz: no such file'),
+        (['--network', net, '--discover', 'supervised', '--directions', tmp_path / 'x.npz'], 'needs --labels-from'),
+        (['--network', net, '--ws', tmp_path / 'nofile.npz', '--outdir', tmp_path], 'nofile.npz: no such file'),
+        (['--network', net, '--mix-rows', '0', '--mix-cols', '1', '--mix-styles', '0-9', '--outdir', tmp_path], 'beyond'),
+    ]
+    for args, message in cases:
+        r = CliRunner().invoke(gen_images.main, [str(a) for a in args])
+        assert r.exit_code != 0 and message in r.output, (args, r.output)
+        assert len([line for line in r.output.strip().splitlines() if line.startswith('Error')]) == 1
+
+
+def test_hand_labels_file(tmp_path, g2):
+    seeds = list(range(60))
+    ws = seeds_to_ws(g2, seeds)
+    u = np.random.RandomState(1).randn(g2.w_dim)
+    score = ws[:, 0].double().numpy() @ u
+    (tmp_path / 'labels.json').write_text(json.dumps({'long': {str(s): float(v > np.median(score)) for s, v in zip(seeds, score)}}))
+    net = tmp_path / 'g.pkl'
+    save_snapshot(net, tiny_networks('stylegan2'))
+    r = cli('--network', net, '--discover', 'supervised', '--labels-from', tmp_path / 'labels.json',
+            '--directions', tmp_path / 'sup.npz')
+    assert r.exit_code == 0, r.output
+    d = load_directions(tmp_path / 'sup.npz')
+    assert d.names == ['long'] and d.vectors[0] @ (u / np.linalg.norm(u)) > 0.8
+
+
+# ---------------------------------------------------------------------------------------------
+# On a network trained on the synthetic garments (slow: trains one unless SG3C_EDIT_NETWORK names a snapshot).
+
+@pytest.mark.slow
+def test_supervised_darkness_direction_on_trained_garment_network(tmp_path):
+    import subprocess
+    import sys
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    network = os.environ.get('SG3C_EDIT_NETWORK')
+    args = ['--network', network] if network else ['--train-kimg', '6', '--res', '16', '--workdir', str(tmp_path)]
+    r = subprocess.run([sys.executable, os.path.join(repo, 'benchmarks', 'edit_directions.py'), *args,
+                        '--attributes', 'darkness', '--samples', '1500', '--eval-seeds', '64', '--strengths', '-2,-1,0,1,2',
+                        '--json-out', str(tmp_path / 'out.jsonl')], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    row = json.loads((tmp_path / 'out.jsonl').read_text().splitlines()[0])
+    edit, control = row['edit'], row['control_random_direction']
+    assert edit['mean_monotonic'], edit['mean']
+    assert edit['per_seed_spearman_median'] > 0.8
+    assert min(edit['class_kept']) >= 0.8, edit['class_kept']
+    assert np.ptp(edit['mean']) > 3 * np.ptp(control['mean'])
+    for method in ('ganspace', 'sefa'):
+        assert row['unsupervised'][method]['identical_rerun']
+        assert row['unsupervised'][method]['max_abs_gram_minus_identity'] < 1e-5
