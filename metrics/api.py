@@ -63,7 +63,8 @@ def calc_metric(metric: str, G: torch.nn.Module, data: Union[str, dict, None] = 
                          num_workers=num_workers)
 
     start = time.time()
-    with torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []):
+    cuda_ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == 'cuda' else []
+    with torch.random.fork_rng(devices=cuda_ids):
         results = spec(opts)
     results = {key: broadcast_float(value, device) for key, value in results.items()}
     total = time.time() - start

@@ -52,6 +52,7 @@ def find_snapshots(network: str) -> tuple[Optional[str], list[str]]:
     if is_url(network):
         return None, [network]
     if os.path.isdir(network):
+        network = os.path.normpath(network)
         found = sorted(glob.glob(os.path.join(network, SNAPSHOT_GLOB)), key=snapshot_nimg)
         if not found:
             raise MetricError(f'{network}: directory holds no {SNAPSHOT_GLOB} (pass a run directory or a snapshot)')
@@ -102,6 +103,9 @@ def prepare(job: EvalJob) -> EvalJob:
     if G is None:
         raise MetricError(f'{job.todo[0][0]}: snapshot has no G_ema')
     families = {get_metric(m).family for _, m in job.todo}
+    if 'eq' in families and getattr(getattr(G.synthesis, 'input', None), 'transform', None) is None:
+        raise MetricError(f'{job.todo[0][0]}: equivariance metrics need a StyleGAN3 generator '
+                          f'(G.synthesis.input.transform); this one is {type(G).__module__}.{type(G).__name__}')
     needs_data = bool(families & {'fid', 'kid', 'pr', 'ls'}) or G.c_dim > 0
     if job.data is None:
         kwargs = data.get('training_set_kwargs')

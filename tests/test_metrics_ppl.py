@@ -29,20 +29,20 @@ def test_w_space_ppl_of_a_linear_generator(detector_dir):
     # image = A w with orthonormal A; the stand-in LPIPS embedding is (image + 1) * 127.5 / 255, so each
     # sample is |A (w1 - w0)|^2 / 4 = |z1 - z0|^2 / 4: a scaled chi-square with 64 degrees of freedom.
     G = LinearGenerator(z_dim=64, res=16)
-    value = ppl('ppl2_wend_600', G, detector_dir)
+    value = ppl('ppl2_wend_400', G, detector_dir)
     rng = np.random.default_rng(0)
     reference = trimmed_reference(np.square(rng.standard_normal((200000, 64)) * np.sqrt(2)).sum(1) / 4)
-    assert value == pytest.approx(reference, rel=0.03)    # 600 samples: about 0.7% standard error
+    assert value == pytest.approx(reference, rel=0.04)    # 400 samples: about 0.9% standard error
 
 
 def test_z_space_ppl_follows_the_angle_between_latents(detector_dir):
     # slerp moves along the unit sphere: each sample is angle(z0, z1)^2 / 4.
     G = LinearGenerator(z_dim=64, res=16)
-    value = ppl('ppl2_zend_600', G, detector_dir)
+    value = ppl('ppl2_zend_400', G, detector_dir)
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal((2, 100000, 64))
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-    assert value == pytest.approx(trimmed_reference(np.arccos(cos) ** 2 / 4), rel=0.03)
+    assert value == pytest.approx(trimmed_reference(np.arccos(cos) ** 2 / 4), rel=0.04)
 
 
 def test_legacy_crop_uses_the_centre_of_the_image(detector_dir):
@@ -50,7 +50,7 @@ def test_legacy_crop_uses_the_centre_of_the_image(detector_dir):
     # Rows 6..13 and columns 4..11 of each channel: E |A_crop (z1 - z0)|^2 / 4 = 2 |A_crop|_F^2 / 4.
     basis = G.synthesis.basis.T.reshape(3, 16, 16, 32)[:, 6:14, 4:12].reshape(-1, 32)
     expected = 2 * basis.square().sum().item() / 4
-    assert ppl('ppl_wend_600', G, detector_dir) == pytest.approx(expected, rel=0.05)
+    assert ppl('ppl_wend_400', G, detector_dir) == pytest.approx(expected, rel=0.05)
 
 
 def test_slerp_and_trimmed_mean():
