@@ -57,10 +57,12 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
 
     if demodulate:
         w = w * dcoefs.reshape(n, -1, 1, 1, 1)
-    x = x.reshape(1, -1, *x.shape[2:])
+    if n > 1:   # at batch 1 it is a plain conv, and reshaping would restride a channels-last x (a layout copy)
+        x = x.reshape(1, -1, *x.shape[2:])
     x = conv2d_resample(x, w.reshape(-1, in_ch, kh, kw).to(x.dtype), f=resample_filter, up=up, down=down,
                         padding=padding, groups=n, flip_weight=flip_weight)
-    x = x.reshape(n, -1, *x.shape[2:])
+    if n > 1:
+        x = x.reshape(n, -1, *x.shape[2:])
     if noise is not None:
         x = x + noise
     return x

@@ -40,6 +40,8 @@ def modulated_conv2d(x: torch.Tensor, w: torch.Tensor, s: torch.Tensor, demodula
         w = w * (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt().reshape(n, out_ch, 1, 1, 1)
     if input_gain is not None:
         w = w * input_gain.expand(n, in_ch).reshape(n, 1, in_ch, 1, 1)
+    if n == 1:   # a plain conv; reshaping would restride a channels-last x and cost oneDNN a layout copy
+        return F.conv2d(x, w[0].to(x.dtype), padding=padding)
     x = x.reshape(1, -1, *x.shape[2:])
     x = F.conv2d(x, w.reshape(-1, in_ch, kh, kw).to(x.dtype), padding=padding, groups=n)
     return x.reshape(n, -1, *x.shape[2:])

@@ -72,25 +72,75 @@ def setup_filter(f, device: Optional[torch.device] = None, normalize: bool = Tru
     return f.to(device) if device is not None else f
 
 
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def upsample_window(n: int, up: int, k: int, pad0: int, pad1: int) -> Optional[tuple[int, int, int, int]]:
+    """How to compute one axis of "zero-insert by `up`, pad, convolve with `k` taps" as a transposed convolution.
+
+    Returns (i0, i1, crop0, crop1): transpose-convolve only input samples [i0, i1) (those whose filter
+    footprint reaches the output), then crop `crop0`/`crop1` samples from the two ends of the result
+    (negative: pad with zeros). None if no input sample reaches the output (it is all zeros).
+    """
+    n_out = n * up + pad0 + pad1 - k + 1
+    first = k - 1 - pad0   # index of output 0 within the full transposed convolution of the whole input
+    i0 = max(ceil_div(first - k + 1, up), 0)
+    i1 = min((first + n_out - 1) // up + 1, n)
+    if i1 <= i0 or n_out <= 0:
+        return None
+    crop0 = first - up * i0
+    crop1 = up * (i1 - i0 - 1) + k - crop0 - n_out
+    return i0, i1, crop0, crop1
+
+
+def preferred_format(x: torch.Tensor) -> torch.memory_format:
+    """oneDNN runs depthwise (per-channel) convolutions many times faster on channels-last tensors;
+    cuDNN does not need it."""
+    return torch.channels_last if x.device.type == 'cpu' and x.ndim == 4 else torch.contiguous_format
+
+
+def depthwise_weight(k: torch.Tensor, channels: int) -> torch.Tensor:
+    """[kh, kw] taps -> the [channels, 1, kh, kw] weight of a per-channel (groups=channels) convolution."""
+    return k[None, None].expand(channels, 1, *k.shape).contiguous()
+
+
+def transposed_pass(x: torch.Tensor, w: torch.Tensor, up: tuple[int, int], pad: tuple[int, int, int, int]) -> torch.Tensor:
+    """Zero-insert (ux, uy), pad and convolve each channel with depthwise weight `w` [C, 1, kh, kw], computing
+    only products with input samples (polyphase): a grouped transposed convolution over the useful inputs."""
+    ux, uy = up
+    px0, px1, py0, py1 = pad
+    n, c, h, wd = x.shape
+    kh, kw = w.shape[2], w.shape[3]
+    wx = upsample_window(wd, ux, kw, px0, px1)
+    wy = upsample_window(h, uy, kh, py0, py1)
+    if wx is None or wy is None:
+        out_h, out_w = h * uy + py0 + py1 - kh + 1, wd * ux + px0 + px1 - kw + 1
+        return x.new_zeros([n, c, max(out_h, 0), max(out_w, 0)])
+    (ix0, ix1, cx0, cx1), (iy0, iy1, cy0, cy1) = wx, wy
+    x = x[:, :, iy0:iy1, ix0:ix1]
+    # Symmetric crops come free with the transposed convolution's own padding; the rest is cropped/padded after.
+    cpx, cpy = max(min(cx0, cx1), 0), max(min(cy0, cy1), 0)
+    x = F.conv_transpose2d(x, w, stride=(uy, ux), padding=(cpy, cpx), groups=c)
+    rest = [cx0 - cpx, cx1 - cpx, cy0 - cpy, cy1 - cpy]
+    if any(rest):
+        x = F.pad(x, [-r for r in rest])
+    return x
+
+
 def _filter_pass(x: torch.Tensor, k: torch.Tensor, up: tuple[int, int], down: tuple[int, int],
                  pad: tuple[int, int, int, int]) -> torch.Tensor:
     """One upfirdn pass of a 2-D kernel `k` [kh, kw] (true convolution) over every channel of x."""
-    n, c, h, w = x.shape
-    kh, kw = k.shape
     (ux, uy), (dx, dy) = up, down
-    px0, px1, py0, py1 = pad
-    x = x.reshape(n * c, 1, h, w)
-    k = k[None, None]
+    x = x.contiguous(memory_format=preferred_format(x))
+    w = depthwise_weight(k, x.shape[1])
     if ux == 1 and uy == 1:
-        x = F.pad(x, [px0, px1, py0, py1])
-        x = F.conv2d(x, k.flip([2, 3]), stride=(dy, dx))
-    else:
-        # Transposed conv = zero insertion + full convolution, computing only the non-zero products.
-        x = F.conv_transpose2d(x, k, stride=(uy, ux))
-        x = F.pad(x, [px0 - kw + 1, ux + px1 - kw, py0 - kh + 1, uy + py1 - kh])
-        if dx > 1 or dy > 1:
-            x = x[:, :, ::dy, ::dx]
-    return x.reshape(n, c, x.shape[2], x.shape[3])
+        x = F.pad(x, list(pad))
+        return F.conv2d(x, w.flip([2, 3]), stride=(dy, dx), groups=x.shape[1])
+    x = transposed_pass(x, w, (ux, uy), pad)
+    if dx > 1 or dy > 1:
+        x = x[:, :, ::dy, ::dx]
+    return x
 
 
 def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: IntPair = 1, down: IntPair = 1,

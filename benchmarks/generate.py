@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""Generation speed: images/s for each config at one resolution on the current device (CPU or CUDA).
+
+Builds each generator with default widths and a fixed random init, times `G(z, c)` after a warm-up
+and prints a table. With an NVIDIA stylegan3 checkout (--compare-nvidia, env SG3C_NVIDIA_REPO, or
+/work/ref/sg3 when present) the same network, weights and latents are also run by NVIDIA's code in a
+separate process (their package names clash with ours), and the table gains their speed, the ratio
+ours/NVIDIA, and the largest absolute difference between the two outputs.
+
+  python benchmarks/generate.py                       # stylegan3-t, stylegan3-r, stylegan2 at 256x256
+  python benchmarks/generate.py --configs=stylegan3-t --batch=1,4 --json-out=gen_speed.jsonl
+  python benchmarks/generate.py --compare-nvidia=none # ours only
+
+Figures only; nothing here asserts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Optional
+
+import numpy as np
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_NVIDIA_REPO = os.environ.get('SG3C_NVIDIA_REPO', '/work/ref/sg3')
+NVIDIA_PYTHON = '/work/refenv/bin/python'   # a venv with setuptools<81: NVIDIA's code imports pkg_resources
+WORKER_FLAG = '--nvidia-worker'
+
+
+def generator_kwargs(cfg: str, res: int) -> tuple[str, dict]:
+    """(family, constructor kwargs) of a generator as NVIDIA's train.py builds it with default options."""
+    kwargs = dict(z_dim=512, c_dim=0, w_dim=512, img_resolution=res, img_channels=3,
+                  channel_base=32768, channel_max=512)
+    if cfg == 'stylegan2':
+        kwargs['mapping_kwargs'] = dict(num_layers=8)
+        return 'stylegan2', kwargs
+    if cfg not in ('stylegan3-t', 'stylegan3-r'):
+        raise ValueError(f'unknown config {cfg!r}: expected stylegan3-t, stylegan3-r or stylegan2')
+    kwargs['mapping_kwargs'] = dict(num_layers=2)
+    kwargs['magnitude_ema_beta'] = 0.5 ** (32 / 20e3)   # batch 32, as train.py derives it
+    if cfg == 'stylegan3-r':
+        # train.py doubles the capacity of -R and gives it 1x1 convs and radial down filters.
+        kwargs.update(channel_base=65536, channel_max=1024, conv_kernel=1, use_radial_filters=True)
+    return 'stylegan3', kwargs
+
+
+def latents(batch: int, z_dim: int, seed: int) -> torch.Tensor:
+    return torch.from_numpy(np.random.RandomState(seed).randn(batch, z_dim)).to(torch.float32)
+
+
+def time_generator(G: torch.nn.Module, z: torch.Tensor, repeats: int, warmup: int = 1) -> tuple[list[float], torch.Tensor]:
+    """Seconds per call of G(z) (noise 'const', float32 everywhere) and the last output, on z's device."""
+    c = torch.zeros([z.shape[0], G.c_dim], device=z.device)
+    sync = torch.cuda.synchronize if z.device.type == 'cuda' else (lambda: None)
+    times = []
+    img = None
+    with torch.inference_mode():
+        for i in range(warmup + repeats):
+            sync()
+            t0 = time.perf_counter()
+            img = G(z, c, noise_mode='const', force_fp32=True)
+            sync()
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    return times, img
+
+
+def build_ours(cfg: str, res: int, seed: int, device: torch.device) -> torch.nn.Module:
+    if REPO not in sys.path:
+        sys.path.insert(0, REPO)
+    from networks import stylegan2, stylegan3
+    family, kwargs = generator_kwargs(cfg, res)
+    torch.manual_seed(seed)
+    G = (stylegan3 if family == 'stylegan3' else stylegan2).Generator(**kwargs)
+    return G.eval().requires_grad_(False).to(device)
+
+
+# ------------------------------------------------------------------ NVIDIA side (runs in its own process)
+
+def nvidia_worker(job_path: str) -> None:
+    """Build NVIDIA's generator from a job file written by `run_nvidia`, load our weights, time it, save its output."""
+    job = torch.load(job_path, weights_only=False)
+    repo = job['repo']
+    sys.path[:] = [repo] + [p for p in sys.path if os.path.abspath(p or '.') not in (REPO, os.path.dirname(__file__))]
+    import importlib
+    module = importlib.import_module(f'training.networks_{job["family"]}')
+    G = module.Generator(**job['kwargs'])
+    missing, unexpected = G.load_state_dict(job['state'], strict=False)
+    if missing or unexpected:
+        raise SystemExit(f'state dicts differ: missing {missing[:5]}, unexpected {unexpected[:5]}')
+    if job.get('threads'):
+        torch.set_num_threads(job['threads'])
+    device = torch.device(job['device'])
+    G = G.eval().requires_grad_(False).to(device)
+    times, img = time_generator(G, job['z'].to(device), job['repeats'])
+    torch.save(img.cpu(), job['out'])
+    print(json.dumps({'times': times}))
+
+
+def run_nvidia(repo: str, python: str, cfg: str, res: int, G: torch.nn.Module, z: torch.Tensor, repeats: int,
+               device: torch.device) -> tuple[Optional[list[float]], Optional[torch.Tensor], str]:
+    """(seconds per call, output, '') from NVIDIA's code on the same weights, or (None, None, reason)."""
+    family, kwargs = generator_kwargs(cfg, res)
+    with tempfile.TemporaryDirectory() as tmp:
+        job_path, out_path = os.path.join(tmp, 'job.pt'), os.path.join(tmp, 'img.pt')
+        state = {k: v.detach().cpu() for k, v in G.state_dict().items()}
+        torch.save(dict(repo=repo, family=family, kwargs=kwargs, state=state, z=z.cpu(), repeats=repeats,
+                        device=str(device), out=out_path, threads=torch.get_num_threads()), job_path)
+        env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+        proc = subprocess.run([python, os.path.abspath(__file__), WORKER_FLAG, job_path], capture_output=True,
+                              text=True, env=env, cwd=tmp)
+        if proc.returncode != 0:
+            lines = (proc.stderr or proc.stdout).strip().splitlines()
+            return None, None, f'NVIDIA run failed: {lines[-1] if lines else proc.returncode}'
+        times = json.loads(proc.stdout.strip().splitlines()[-1])['times']
+        return times, torch.load(out_path), ''
+
+
+# ------------------------------------------------------------------ driver
+
+def nvidia_setup(compare: Optional[str]) -> tuple[Optional[str], str, str]:
+    """(checkout or None, python to run it with, reason when None)."""
+    if compare is None or compare.lower() in ('', 'none', 'off', '0'):
+        return None, '', 'comparison disabled'
+    if not os.path.isfile(os.path.join(compare, 'training', 'networks_stylegan3.py')):
+        return None, '', f'no NVIDIA stylegan3 checkout at {compare}'
+    python = NVIDIA_PYTHON if os.path.isfile(NVIDIA_PYTHON) else sys.executable
+    return os.path.abspath(compare), python, ''
+
+
+def benchmark(configs: list[str], res: int, batches: list[int], repeats: int, device: torch.device,
+              nvidia_repo: Optional[str], nvidia_python: str, seed: int = 0) -> list[dict]:
+    rows = []
+    for cfg in configs:
+        G = build_ours(cfg, res, seed, device)
+        for batch in batches:
+            z = latents(batch, G.z_dim, seed).to(device)
+            times, img = time_generator(G, z, repeats)
+            row = dict(config=cfg, res=res, batch=batch, device=str(device), threads=torch.get_num_threads(),
+                       torch=torch.__version__, cpu=platform.processor() or platform.machine(),
+                       load_avg_1min=load_average(), ours_sec_per_call=float(np.median(times)),
+                       ours_best_sec_per_call=float(min(times)), ours_img_per_s=batch / float(np.median(times)))
+            if nvidia_repo is not None:
+                nv_times, nv_img, reason = run_nvidia(nvidia_repo, nvidia_python, cfg, res, G, z, repeats, device)
+                if nv_times is not None:
+                    nv_med = float(np.median(nv_times))
+                    row.update(nvidia_sec_per_call=nv_med, nvidia_best_sec_per_call=float(min(nv_times)),
+                               nvidia_img_per_s=batch / nv_med, speedup=nv_med / row['ours_sec_per_call'],
+                               speedup_best=float(min(nv_times)) / row['ours_best_sec_per_call'],
+                               max_abs_diff=float((img.cpu() - nv_img).abs().max()),
+                               load_avg_1min_after=load_average())
+                else:
+                    row['nvidia_error'] = reason
+            print_row(row)
+            rows.append(row)
+    return rows
+
+
+def load_average() -> Optional[float]:
+    """1-minute load average: other processes on the machine distort every figure here."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def fmt(value: Optional[float], spec: str) -> str:
+    return '-' if value is None else format(value, spec)
+
+
+def print_header() -> None:
+    print('s/img: median (best) per call; ratio: NVIDIA time / ours, median (best)', flush=True)
+    print(f'{"config":<12} {"res":>4} {"batch":>5} {"ours img/s":>11} {"s/img":>15} {"NVIDIA img/s":>13} '
+          f'{"s/img":>15} {"ours/NVIDIA":>15} {"max|diff|":>10} {"load":>5}', flush=True)
+
+
+def print_row(row: dict) -> None:
+    b = row['batch']
+    nv = row.get('nvidia_img_per_s')
+    ours_s = f'{row["ours_sec_per_call"] / b:.3f} ({row["ours_best_sec_per_call"] / b:.3f})'
+    nv_s = f'{row["nvidia_sec_per_call"] / b:.3f} ({row["nvidia_best_sec_per_call"] / b:.3f})' if nv else '-'
+    ratio = f'{row["speedup"]:.2f}x ({row["speedup_best"]:.2f}x)' if nv else '-'
+    print(f'{row["config"]:<12} {row["res"]:>4} {b:>5} {row["ours_img_per_s"]:>11.4f} {ours_s:>15} '
+          f'{fmt(nv, ">13.4f")} {nv_s:>15} {ratio:>15} {fmt(row.get("max_abs_diff"), ">10.2e")} '
+          f'{fmt(row.get("load_avg_1min"), ">5.1f")}', flush=True)
+    if 'nvidia_error' in row:
+        print(f'  ({row["nvidia_error"]})', flush=True)
+
+
+def write_jsonl(rows: list[dict], path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix='.tmp')
+    with os.fdopen(fd, 'w') as f:
+        for row in rows:
+            f.write(json.dumps(row) + '\n')
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    import click
+
+    @click.command()
+    @click.option('--configs', default='stylegan3-t,stylegan3-r,stylegan2', show_default=True)
+    @click.option('--res', type=int, default=256, show_default=True)
+    @click.option('--batch', 'batches', default='1', show_default=True, help='Batch sizes (comma list)')
+    @click.option('--repeats', type=click.IntRange(min=1), default=3, show_default=True,
+                  help='Timed calls after one warm-up call; the median is reported')
+    @click.option('--device', default='auto', show_default=True, help="'auto' (CUDA if available), 'cpu', 'cuda'")
+    @click.option('--seed', type=int, default=0, show_default=True)
+    @click.option('--threads', type=click.IntRange(min=1), default=None,
+                  help='CPU threads for both implementations (default: torch\'s default)')
+    @click.option('--compare-nvidia', default=DEFAULT_NVIDIA_REPO, show_default=True,
+                  help="NVlabs/stylegan3 checkout to compare with; 'none' to skip")
+    @click.option('--json-out', default=None, help='Also write the rows as JSON lines here')
+    def cli(configs, res, batches, repeats, device, seed, threads, compare_nvidia, json_out):
+        """Images/s of each generator config on this machine, ours vs NVIDIA's."""
+        if threads:
+            torch.set_num_threads(threads)
+        cfgs = [c.strip() for c in configs.split(',') if c.strip()]
+        for cfg in cfgs:
+            try:
+                generator_kwargs(cfg, res)
+            except ValueError as err:
+                raise click.BadParameter(str(err), param_hint='--configs')
+        try:
+            batch_list = [int(b) for b in batches.split(',')]
+        except ValueError:
+            raise click.BadParameter(f'{batches!r} is not a comma list of integers', param_hint='--batch')
+        dev = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if device == 'auto' else device)
+        if dev.type == 'cuda' and not torch.cuda.is_available():
+            raise click.BadParameter('CUDA is not available on this machine', param_hint='--device')
+        repo, python, reason = nvidia_setup(compare_nvidia)
+        print(f'device {dev}, {torch.get_num_threads()} threads, torch {torch.__version__}; '
+              + (f'NVIDIA: {repo} via {python}' if repo else f'NVIDIA: skipped ({reason})'), flush=True)
+        print_header()
+        rows = benchmark(cfgs, res, batch_list, repeats, dev, repo, python, seed=seed)
+        if json_out:
+            write_jsonl(rows, json_out)
+
+    cli()
+
+
+if __name__ == '__main__':
+    if len(sys.argv) == 3 and sys.argv[1] == WORKER_FLAG:
+        nvidia_worker(sys.argv[2])
+    else:
+        main()
