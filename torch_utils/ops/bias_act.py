@@ -56,8 +56,8 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
     shape = [1] * x.ndim
     shape[dim] = -1
     grad = torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad))
-    if act in _HOMOGENEOUS and gain > 0 and not grad and (act != 'lrelu' or alpha >= 0):
-        return _homogeneous_inplace(x, b if b is None else b.reshape(shape), act, alpha, gain, clamp)
+    if act in _INPLACE_ACTS and not grad:
+        return _inplace(x, b if b is None else b.reshape(shape), act, alpha, gain, clamp)
     if b is not None:
         x = x + b.reshape(shape)
     x = spec.fn(x, alpha)
@@ -68,23 +68,20 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
     return x
 
 
-# act(g * v) == g * act(v) for g > 0: the gain can go in front, and the clamp with it.
-_HOMOGENEOUS = ('linear', 'relu', 'lrelu')
+_INPLACE_ACTS = ('linear', 'relu', 'lrelu')
 
 
-def _homogeneous_inplace(x: torch.Tensor, b: Optional[torch.Tensor], act: str, alpha: float, gain: float,
-                         clamp: Optional[float]) -> torch.Tensor:
-    """Inference path: one allocation and up to three passes, instead of a new tensor per step."""
-    if b is not None:
-        y = torch.add(b * gain, x, alpha=gain) if gain != 1 else x + b   # gain * (x + b)
-    else:
-        y = x * gain if gain != 1 else x.clone()
-    if clamp is not None:
-        # clamp(act(v), -c, c) == act(clamp(v, lo, c)), lo = -c / alpha for lrelu, -inf for relu, -c if linear.
-        lo = -clamp if act == 'linear' else (-clamp / alpha if act == 'lrelu' and alpha > 0 else None)
-        y.clamp_(lo, clamp)
-    if act == 'relu' or (act == 'lrelu' and alpha == 0):
+def _inplace(x: torch.Tensor, b: Optional[torch.Tensor], act: str, alpha: float, gain: float,
+             clamp: Optional[float]) -> torch.Tensor:
+    """Inference path: one allocation, then in-place passes in the same order as the autograd path
+    (so results are bit-identical, which keeps networks' outputs identical too)."""
+    y = x + b if b is not None else x.clone()
+    if act == 'relu':
         y.relu_()
     elif act == 'lrelu':
         F.leaky_relu_(y, alpha)
+    if gain != 1:
+        y.mul_(gain)
+    if clamp is not None:
+        y.clamp_(-clamp, clamp)
     return y

@@ -25,7 +25,7 @@ from typing import Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
-from . import dispatch
+from . import cpu_workers, dispatch
 from .bias_act import bias_act
 from .upfirdn2d import parse_padding, preferred_format, transposed_pass, upfirdn2d, upsample_window
 
@@ -124,9 +124,9 @@ def _separable_up(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional[torc
     phase_gain = max(float(fu[r::up].abs().sum()) for r in range(up)) ** 2 * (1 + 1e-4)
 
     full_w = weights(chunk)
-    outs = []
     out = None if grad else torch.empty([n, c, out_h, out_w], dtype=dtype, device=x.device, memory_format=fmt)
-    for c0 in range(0, c, chunk):
+
+    def run(c0: int) -> Optional[torch.Tensor]:
         c1 = min(c0 + chunk, c)
         ws = full_w if c1 - c0 == chunk else weights(c1 - c0)
         y = x[:, c0:c1]
@@ -153,15 +153,17 @@ def _separable_up(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional[torc
             F.leaky_relu_(y, slope)
         if len(ws) == 3:
             y = F.conv2d(y, ws[2], stride=down, groups=c1 - c0)
-        else:
+        else:   # horizontal first: the vertical pass then runs on half as many rows
             y = F.conv2d(y, ws[2], stride=(1, down), groups=c1 - c0)
             y = F.conv2d(y, ws[3], stride=(down, 1), groups=c1 - c0)
         if out is None:
-            outs.append(y)
-        else:
-            out[:, c0:c1] = y
+            return y
+        out[:, c0:c1] = y
+        return None
+
     if out is None:
-        return torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
+        return run(0)   # a single chunk
+    cpu_workers.map_chunks(run, range(0, c, chunk))
     return out
 
 
