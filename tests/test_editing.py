@@ -129,6 +129,23 @@ def test_sefa_is_the_top_eigenvectors_of_normalised_affines(family, g2, g3):
     assert np.allclose(d.stats['eigenvalue'], top, rtol=1e-6)
 
 
+@pytest.mark.parametrize('name', ['official_stylegan3-r_64', 'official_stylegan2_64'])
+def test_discovery_and_edits_on_official_snapshots(fixtures_dir, name):
+    from networks.snapshot import load_generator
+    G = load_generator(fixtures_dir / f'{name}.pkl')
+    for d in (discovery.ganspace(G, num_samples=300, num_components=6, seed=0),
+              discovery.sefa(G, num_components=6, layers=L.preset_range(G, 'coarse'), num_samples=100, seed=0)):
+        assert_orthonormal(d.vectors)
+        ws = seeds_to_ws(G, [0])
+        ref = np.load(fixtures_dir / f'{name}_ref.npz')['ws_seed0_psi1.0']
+        assert np.allclose(ws.numpy(), ref, atol=1e-5)
+        moved = apply_edits(ws, d, [Edit(d.names[0], 2, 'fine')], G)
+        start = L.preset_range(G, 'fine')[0]
+        assert torch.equal(moved[:, :start], ws[:, :start]) and not torch.equal(moved[:, start:], ws[:, start:])
+    cls = discovery.class_directions(load_generator(fixtures_dir / 'official_stylegan2_32_c3.pkl'), num_samples=50)
+    assert len(cls) == 3
+
+
 def test_sefa_rejects_a_range_without_style_layers(g3):
     with pytest.raises(ValueError, match='no modulated conv'):
         discovery.sefa(g3, layers=(0, 1), num_samples=10)

@@ -2,7 +2,7 @@
 
 `--labels-from` accepts
     garments[:NAME,NAME...]   measurements of the synthetic garments read from pixels (default: all):
-                              darkness, sleeve, coverage, pattern, and class:<garment> (0/1, from a
+                              darkness, sleeve, coverage, pattern, and class:<garment> (0/1 labels named class_<garment>, from a
                               nearest-centroid classifier on silhouettes fitted to rendered garments)
     package.module:function   a user function: [N, H, W, C] uint8 -> {name: [N]} (or one [N] array)
     FILE.json                 hand labels of seeds: {"name": {"seed": value, ...}, ...}
@@ -78,7 +78,7 @@ def garment_measures(images: np.ndarray, names: Optional[list[str]] = None) -> d
             for cls in wanted:
                 if cls not in sg.CLASSES:
                     raise ValueError(f'unknown garment class {cls!r} (choose from {", ".join(sg.CLASSES)})')
-                out[f'class:{cls}'] = (predicted == sg.CLASSES.index(cls)).astype(np.float64)
+                out[f'class_{cls}'] = (predicted == sg.CLASSES.index(cls)).astype(np.float64)
         else:
             raise ValueError(f'unknown garment measure {name!r} (choose from {", ".join(GARMENT_MEASURES)}, class, class:<garment>)')
     return out
