@@ -94,6 +94,7 @@ def launch(opts: tl.TrainingOptions) -> None:
 @click.option('--loss', type=click.Choice(['logistic', 'wgan-gp']), default='logistic', show_default=True, help='GAN loss')
 @click.option('--desc', help='String to include in result dir name')
 @click.option('--metrics', default='fid50k_full', show_default=True, metavar='[NAME|A,B,C|none]', help='Quality metrics')
+@click.option('--detector-dir', metavar='DIR', help='Folder with the metrics\' inception-2015-12-05.pt / vgg16.pt  [default: $SG3C_DETECTOR_DIR or download to the cache]')
 @click.option('--kimg', type=click.FloatRange(min=0, min_open=True), default=25000, show_default=True, help='Total training duration (kimg)')
 @click.option('--tick', type=click.FloatRange(min=0, min_open=True), default=4, show_default=True, help='How often to print progress (kimg)')
 @click.option('--snap', type=click.IntRange(min=1), default=50, show_default=True, help='How often to save snapshots (ticks)')
@@ -129,6 +130,15 @@ def make_options(kw: dict) -> tl.TrainingOptions:
         bad = [m for m in opts.metrics if not is_valid_metric(m)]
         if bad:
             raise ValueError(f'unknown metric(s) {", ".join(bad)} (see calc_metrics.py --help)')
+        # Find (or download) the feature networks now, not after the first hours of training.
+        from metrics.detectors import locate_detector
+        from metrics.errors import DetectorError
+        from metrics.registry import get_metric
+        for name in sorted({d for m in opts.metrics for d in get_metric(m).detectors}):
+            try:
+                locate_detector(name, opts.detector_dir)
+            except DetectorError as e:
+                raise ValueError(f'--metrics={",".join(opts.metrics)}: {e} (or train with --metrics=none)') from None
     return opts
 
 
@@ -151,6 +161,8 @@ def _make_options(kw: dict) -> tl.TrainingOptions:
                     saved[key] = kw[key]
             if kw['metrics'] != 'fid50k_full':
                 saved['metrics'] = metrics
+            if kw['detector_dir'] is not None:
+                saved['detector_dir'] = kw['detector_dir']
             saved.update(resume=resume, run_dir=os.path.dirname(os.path.abspath(resume)))
             return tl.TrainingOptions(**saved)
 

@@ -39,7 +39,7 @@ def train(*args, cwd=None, wait=True):
     cmd = [sys.executable, os.path.join(REPO, 'train.py'), *map(str, args)]
     if not wait:
         return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 def state_of(path):
@@ -161,15 +161,21 @@ def test_two_gloo_processes_compute_one_process_gradients(tmp_path):
 
 def test_two_gloo_processes_train_like_one_process(tmp_path, tiny_data):
     """Same weights after a few Adam steps, up to float noise that Adam's normalised first steps amplify
-    where a gradient is near zero; a wrong batch split moves typical weights by ~lr (1e-3)."""
+    where a gradient is near zero; a wrong batch split moves typical weights by ~lr (1e-3). The snapshot's
+    metric runs on both processes (each extracts half of the features)."""
+    from metrics.standin import save_standin_detectors
+    save_standin_detectors(str(tmp_path / 'det'))
     common = ['--cfg=stylegan3-t', '--data', tiny_data, '--batch=4', '--gamma=1', '--cbase=256', '--cmax=16',
-              '--map-depth=1', '--metrics=none', '--workers=0', '--mbstd-group=2', '--aug=noaug', '--kimg=0.016',
-              '--tick=1', '--snap=1']
+              '--map-depth=1', '--metrics=fid16_full', '--detector-dir', tmp_path / 'det', '--workers=0',
+              '--mbstd-group=2', '--aug=noaug', '--kimg=0.016', '--tick=1', '--snap=1']
     one = train('--outdir', tmp_path / 'one', '--gpus=1', '--batch-gpu=4', *common)
     assert one.returncode == 0, one.stdout + one.stderr
     two = train('--outdir', tmp_path / 'two', '--gpus=2', *common)
     assert two.returncode == 0, two.stdout + two.stderr
     assert 'on 2 process(es)' in open(os.path.join(run_dir(tmp_path / 'two'), 'log.txt')).read()
+    fids = [json.loads(open(os.path.join(run_dir(tmp_path / d), 'metric-fid16_full.jsonl')).readlines()[-1])
+            ['results']['fid16_full'] for d in ('one', 'two')]
+    assert np.isfinite(fids).all() and fids[0] > 0
     a, b = state_of(find_latest_snapshot(tmp_path / 'one')), state_of(find_latest_snapshot(tmp_path / 'two'))
     diff = torch.cat([(a[k] - b[k]).abs().flatten() for k in a if k.startswith('D.')])
     assert diff.median() < 1e-5 and diff.max() < 4 * 0.002 * 4
@@ -193,3 +199,13 @@ def test_transfer_learning_from_official_pickle(tmp_path, fixtures_dir):
     frozen = trained.b64.fromrgb.weight   # layer 0 of D, frozen by --freezed=2
     assert torch.equal(frozen, official.b64.fromrgb.weight)
     assert not torch.equal(trained.b4.out.weight, official.b4.out.weight)
+
+
+def test_missing_metric_detector_stops_before_training(tmp_path, tiny_data):
+    (tmp_path / 'empty').mkdir()
+    r = train('--outdir', tmp_path / 'runs', '--cfg=stylegan2', '--data', tiny_data, '--batch=4', '--gamma=1',
+              '--metrics=fid50k_full', '--detector-dir', tmp_path / 'empty')
+    assert r.returncode != 0
+    assert 'inception-2015-12-05.pt' in r.stderr and '--metrics=none' in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / 'runs').exists()

@@ -66,6 +66,7 @@ class TrainingOptions:
     mbstd_group: int = 4
     loss: str = 'logistic'            # logistic | wgan-gp
     metrics: list = field(default_factory=list)
+    detector_dir: Optional[str] = None   # where the metrics' feature networks are (else env / cache / download)
     kimg: float = 25000
     tick: float = 4
     snap: int = 50
@@ -326,13 +327,13 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
         snapshot_path = None
         if done or state.cur_tick % opts.snap == 0:
             training_state = capture_state(opts, state, phases, ada, loss, sample_gen)   # every rank's RNGs
+            snapshot_path = os.path.join(opts.run_dir, f'network-snapshot-{snapshot_name(state.cur_nimg)}.pkl')
             if is_main:
                 grid.save_fakes(os.path.join(opts.run_dir, f'fakes{snapshot_name(state.cur_nimg)}.png'))
-                snapshot_path = os.path.join(opts.run_dir, f'network-snapshot-{snapshot_name(state.cur_nimg)}.pkl')
                 save_snapshot(snapshot_path, dict(G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe,
                                                   training_set_kwargs=dataset_kwargs(opts, dataset),
                                                   training_state=training_state))
-        if snapshot_path and opts.metrics:
+        if snapshot_path and opts.metrics:   # on every rank: each computes its share of the features
             run_metrics(opts, G_ema, snapshot_path, rank, device, log)
         if is_main:
             append_jsonl(os.path.join(opts.run_dir, 'stats.jsonl'), timestamped(tick_stats))
@@ -551,7 +552,7 @@ def run_metrics(opts, G_ema, snapshot_path, rank, device, log) -> None:
     from metrics.api import calc_metric, report_metric   # imported lazily: detectors load only when asked
     for metric in opts.metrics:
         result = calc_metric(metric, G=G_ema, data=opts.data, mirror=opts.mirror, num_gpus=distributed.world_size(),
-                             rank=rank, device=device)
+                             rank=rank, device=device, detector_dir=opts.detector_dir)
         if rank == 0:
             report_metric(result, run_dir=opts.run_dir, snapshot_pkl=os.path.basename(snapshot_path))
             log(f'{metric}: {result["results"]}')
