@@ -4,13 +4,13 @@ synthetic garments into a training set (NVIDIA's layout; see docs/datasets.md)."
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
-import tempfile
 from typing import Optional
 
 import click
+
+from torch_utils.atomic import atomic_write_bytes
 
 from training.dataset_errors import DatasetError
 from training.dataset_convert import TRANSFORMS, convert, parse_colour
@@ -37,12 +37,7 @@ def _colour(ctx, param, value: str):
 
 
 def _write_json(path: str, data: dict) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path), suffix='.tmp')
-    with os.fdopen(fd, 'w') as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, json.dumps(data, indent=2).encode())
 
 
 @click.command(context_settings=dict(max_content_width=110))

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-r"""Invert photos of garments into a trained generator: projection, PTI or HyperStyle.
+"""Invert photos of garments into a trained generator: projection, PTI or HyperStyle.
 
 \b
 Examples:

@@ -15,13 +15,14 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import time
 from typing import Optional, Union
 
 import torch
 from torch import nn
 from tqdm import tqdm
+
+from torch_utils.atomic import atomic_write
 
 from .encoder import LatentEncoder, encode
 from .hypernet import WeightHypernetwork, modulated_layers, refine, synthesize
@@ -65,28 +66,13 @@ def generator_shape(G: nn.Module) -> dict:
                 w_dim=int(G.w_dim), z_dim=int(G.z_dim), c_dim=int(G.c_dim), family=type(G).__module__.split('.')[-1])
 
 
-def _atomic_torch_save(payload: dict, path: Union[str, os.PathLike]) -> None:
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(payload, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_inverter(inverter: Inverter, path: Union[str, os.PathLike]) -> None:
     def record(module):
         return dict(init_kwargs=module.init_kwargs,
                     state_dict={k: v.detach().cpu() for k, v in module.state_dict().items()})
     payload = dict(format=FORMAT, version=VERSION, encoder=record(inverter.encoder),
                    hypernet=record(inverter.hypernet), w_avg=inverter.w_avg.detach().cpu(), info=inverter.info)
-    _atomic_torch_save(payload, path)
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def load_inverter(path: Union[str, os.PathLike], G: Optional[nn.Module] = None,

@@ -1,36 +1,20 @@
 """What an inversion leaves on disk: images, latents, videos, tuned snapshots, stats. Every write is atomic."""
 from __future__ import annotations
 
-import io
 import json
 import os
-import tempfile
 from typing import Optional, Sequence, Union
 
 import numpy as np
-import PIL.Image
 import torch
 from torch import nn
 
 from networks.generate import save_image, to_uint8
+from networks.editing.video import write_frames
 from networks.snapshot import export_pt, save_snapshot, zipfile_like
+from torch_utils.atomic import atomic_write
 
 PathLike = Union[str, os.PathLike]
-
-
-def _atomic_bytes(path: PathLike, data: bytes) -> None:
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def image_uint8(images: torch.Tensor) -> np.ndarray:
@@ -63,9 +47,7 @@ def save_latents(path: PathLike, ws: torch.Tensor, space: str, noise: Optional[d
         arrays[f'noise/{name}'] = buf.detach().cpu().numpy().astype(np.float32)
     for key, value in extra.items():
         arrays[key] = np.asarray(value)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    _atomic_bytes(path, buffer.getvalue())
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def load_latents(path: PathLike) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -89,30 +71,7 @@ def apply_noise(G: nn.Module, noise: dict[str, torch.Tensor]) -> None:
 
 def write_video(path: PathLike, frames: Sequence[np.ndarray], fps: int = 10, min_size: int = 256) -> None:
     """MP4 of [H, W, C] uint8 frames, upscaled (nearest) so tiny generators stay visible."""
-    import imageio.v2 as imageio   # imported here: only --video needs it
-    frames = [f if f.shape[2] == 3 else np.repeat(f, 3, axis=2) for f in frames]
-    h, w = frames[0].shape[:2]
-    scale = max(1, int(np.ceil(min_size / h)))
-    # H.264 wants dimensions divisible by 16 (imageio's macro block); pad rather than let it rescale.
-    out_h, out_w = -(-h * scale // 16) * 16, -(-w * scale // 16) * 16
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.mp4')
-    os.close(fd)
-    try:
-        writer = imageio.get_writer(tmp, fps=fps, codec='libx264', quality=8, macro_block_size=16)
-        for f in frames:
-            big = np.asarray(PIL.Image.fromarray(f).resize((w * scale, h * scale), PIL.Image.NEAREST))
-            canvas = np.full([out_h, out_w, 3], 255, np.uint8)
-            canvas[:big.shape[0], :big.shape[1]] = big
-            writer.append_data(canvas)
-        writer.close()
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_frames(path, frames, fps=fps, min_size=min_size)
 
 
 def save_tuned_snapshot(snapshot: dict, G_tuned: nn.Module, path: PathLike, source: str, **metadata) -> None:

@@ -140,7 +140,7 @@ def locate_vgg16() -> str:
     from metrics.detectors import locate_detector
     from metrics.errors import DetectorError
     try:
-        return locate_detector('vgg16')
+        return locate_detector('vgg16', option=None)
     except DetectorError as e:
         raise PerceptualUnavailable(f'{e}; or pass --perceptual=PATH/TO/vgg16.pt') from None
 

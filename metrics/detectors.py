@@ -73,10 +73,11 @@ def _missing(spec: DetectorSpec, directory: str, why: str) -> DetectorError:
 
 
 def locate_detector(name: str, detector_dir: Optional[str] = None, download: bool = True,
-                    progress: bool = True) -> str:
-    """Path of the detector's `.pt` file (see the module doc for the search order)."""
+                    progress: bool = True, option: Optional[str] = '--detector-dir') -> str:
+    """Path of the detector's `.pt` file (see the module doc for the search order). `option` is the
+    caller's command-line option for `detector_dir`, named in the error when the file cannot be had."""
     spec = _spec(name)
-    for directory, origin in ((detector_dir, '--detector-dir'), (os.environ.get(ENV_DIR), f'${ENV_DIR}')):
+    for directory, origin in ((detector_dir, option or 'detector_dir'), (os.environ.get(ENV_DIR), f'${ENV_DIR}')):
         if directory:
             path = os.path.join(directory, spec.filename)
             if os.path.isfile(path):
@@ -91,8 +92,8 @@ def locate_detector(name: str, detector_dir: Optional[str] = None, download: boo
     try:
         return download_cached(spec.url, cache_dir=directory, filename=spec.filename, progress=progress)
     except DownloadError as e:
-        raise DetectorError(f'{e} (or pass --detector-dir=DIR / set ${ENV_DIR} to a folder holding '
-                            f'{spec.filename})') from None
+        where = f'pass {option}=DIR / set ${ENV_DIR}' if option else f'set ${ENV_DIR}'
+        raise DetectorError(f'{e} (or {where} to a folder holding {spec.filename})') from None
 
 
 _loaded: dict[tuple[str, str], torch.nn.Module] = {}

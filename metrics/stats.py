@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from typing import Optional
 
 import numpy as np
 import torch
 
+from torch_utils.atomic import atomic_write
 from torch_utils.download import cache_root
 
 from .detectors import detector_fingerprint
@@ -102,16 +102,7 @@ class FeatureAccumulator:
                 arrays[f'extra_{name}'] = self.extra(name)
         if self.capture_mean_cov:
             arrays['sum'], arrays['outer'] = self._sum, self._outer
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix='.stats-', suffix='.npz')
-        try:
-            with os.fdopen(fd, 'wb') as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
     def load(cls, path: str) -> 'FeatureAccumulator':

@@ -14,6 +14,8 @@ import numpy as np
 import PIL.Image
 import torch
 
+from torch_utils.atomic import atomic_output
+
 
 def parse_range(text: Union[str, Sequence[int]]) -> list[int]:
     """'0,1,4-6' -> [0, 1, 4, 5, 6]."""
@@ -90,10 +92,8 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
 def save_image(array: np.ndarray, path: Union[str, os.PathLike]) -> None:
     """Write an [H, W, C] uint8 array as PNG (atomically: a crash never leaves half an image)."""
     image = PIL.Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array, 'L' if array.shape[2] == 1 else 'RGB')
-    path = os.fspath(path)
-    tmp = path + '.tmp'
-    image.save(tmp, format='PNG')
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:   # no fsync: a crash must not leave half an image, power loss may
+        image.save(tmp, format='PNG')
 
 
 def image_grid(images: Sequence[np.ndarray], cols: Optional[int] = None) -> np.ndarray:

@@ -19,13 +19,14 @@ import io
 import os
 import pickle
 import re
-import tempfile
 from collections import OrderedDict
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
+
+from torch_utils.atomic import atomic_write
 
 from . import discriminator, stylegan2, stylegan3
 from .persistence import plain
@@ -287,23 +288,6 @@ def load_generator(source: PathLike, device: Union[str, torch.device] = 'cpu', k
     return data[key].eval().requires_grad_(False).to(device)
 
 
-def _atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], None]) -> None:
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _encode(value: Any) -> Any:
     return _NetworkRecord(network_record(value)) if isinstance(value, nn.Module) else value
 
@@ -311,7 +295,7 @@ def _encode(value: Any) -> Any:
 def save_snapshot(path: PathLike, data: dict) -> None:
     """Write a snapshot dict (networks as nn.Modules, anything else plain data or tensors) atomically."""
     payload = {key: _encode(value) for key, value in data.items()}
-    _atomic_write(path, lambda f: pickle.dump(payload, f, protocol=4))
+    atomic_write(path, lambda f: pickle.dump(payload, f, protocol=4))
 
 
 def export_pt(data: dict, path: PathLike) -> None:
@@ -319,7 +303,7 @@ def export_pt(data: dict, path: PathLike) -> None:
     networks = {key: network_record(value) for key, value in data.items() if isinstance(value, nn.Module)}
     payload = dict(format=PT_FORMAT, version=PT_VERSION, networks=networks,
                    training_set_kwargs=plain(data.get('training_set_kwargs')))
-    _atomic_write(path, lambda f: torch.save(payload, f))
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def find_latest_snapshot(path: str) -> Optional[str]:

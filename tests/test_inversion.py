@@ -253,10 +253,10 @@ def test_weight_offsets_fold_into_an_ordinary_generator(family):
 
 def test_hyperstyle_trains_on_generated_images_and_inverts(G, tmp_path):
     path = tmp_path / 'hyperstyle.pt'
-    inverter = train_inverter(G, perceptual=load_perceptual('random'), encoder_steps=60, hyper_steps=40,
-                              batch_size=4, learning_rate=1e-3, iterations=2, progressive_interval=10,
-                              base_channels=8, max_channels=32, head_hidden=32, w_avg_samples=500,
-                              out_path=path, stats_path=tmp_path / 'train.jsonl', checkpoint_every=20, progress=False)
+    train_inverter(G, perceptual=load_perceptual('random'), encoder_steps=60, hyper_steps=40,
+                          batch_size=4, learning_rate=1e-3, iterations=2, progressive_interval=10,
+                          base_channels=8, max_channels=32, head_hidden=32, w_avg_samples=500,
+                          out_path=path, stats_path=tmp_path / 'train.jsonl', checkpoint_every=20, progress=False)
     raw = torch.load(path, weights_only=True)          # a plain weights-only file
     assert raw['info']['encoder_steps_done'] == 60 and raw['info']['hyper_steps_done'] == 40
     stages = [json.loads(line)['stage'] for line in (tmp_path / 'train.jsonl').read_text().splitlines()]

@@ -15,9 +15,7 @@ controller, counters, and every RNG state.
 from __future__ import annotations
 
 import copy
-import glob
 import os
-import re
 import signal
 import time
 from dataclasses import asdict, dataclass, field
@@ -457,7 +455,8 @@ class RunLog:
 
 
 def make_bar(state: Counters, tick_nimg: int, total_nimg: int, batch: int):
-    images = max(min(tick_nimg, total_nimg - state.cur_nimg), batch) if state.cur_tick else batch
+    # A tick (and the run) ends at the first whole batch that reaches its image count.
+    images = -(-max(min(tick_nimg, total_nimg - state.cur_nimg), 1) // batch) * batch if state.cur_tick else batch
     return tqdm(total=images, desc=f'tick {state.cur_tick}', unit='img', leave=False, dynamic_ncols=True)
 
 

@@ -15,15 +15,15 @@ File layout (read with `np.load(allow_pickle=False)`: plain arrays only, nothing
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 import re
-import tempfile
 from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
+
+from torch_utils.atomic import atomic_write
 
 PathLike = Union[str, os.PathLike]
 NAME_PATTERN = re.compile(r'[^\s,:=@]+')   # the characters the --edit syntax reserves are not allowed in names
@@ -117,21 +117,6 @@ class Directions:
 # ---------------------------------------------------------------------------------------------
 # Files.
 
-def _atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_directions(path: PathLike, d: Directions) -> None:
     """Write `d` as a plain-array .npz (atomic)."""
     d.validate()
@@ -141,9 +126,7 @@ def save_directions(path: PathLike, d: Directions) -> None:
                   w_dim=np.array(d.w_dim), meta=np.array(json.dumps(d.meta)))
     for key, value in d.stats.items():
         arrays[f'stat/{key}'] = value
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    _atomic_write_bytes(path, buffer.getvalue())
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def load_directions(path: PathLike) -> Directions:

@@ -8,6 +8,8 @@ from typing import Optional, Sequence
 
 import torch
 
+from torch_utils.atomic import atomic_write_bytes
+
 from networks.generate import image_grid, save_image, synthesize
 
 from . import discovery, labels as labelling
@@ -22,10 +24,7 @@ METHODS = ('ganspace', 'sefa', 'supervised')
 
 
 def _write_json(path: str, data: dict) -> None:
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, json.dumps(data, indent=2).encode())
 
 
 def discover(G: torch.nn.Module, method: str, out_path: str, samples: Optional[int] = None, components: int = 32,

@@ -1,0 +1,35 @@
+"""torch_utils.atomic: a write that fails midway leaves the previous file and no temporary behind."""
+import os
+import stat
+
+import pytest
+
+from torch_utils.atomic import atomic_output, atomic_write, atomic_write_bytes
+
+
+def test_complete_write_replaces_the_file(tmp_path):
+    path = tmp_path / 'sub' / 'a.bin'
+    atomic_write_bytes(path, b'one')
+    atomic_write(path, lambda f: f.write(b'two'))
+    assert path.read_bytes() == b'two'
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    assert os.listdir(path.parent) == ['a.bin']
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path):
+    path = tmp_path / 'a.bin'
+    atomic_write_bytes(path, b'old')
+
+    def half_then_fail(f):
+        f.write(b'half')
+        raise RuntimeError('disk on fire')
+
+    with pytest.raises(RuntimeError):
+        atomic_write(path, half_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_output(path, suffix='.mp4') as tmp:
+            assert tmp.endswith('.mp4') and os.path.dirname(tmp) == str(tmp_path)
+            open(tmp, 'wb').write(b'partial')
+            raise KeyboardInterrupt
+    assert path.read_bytes() == b'old'
+    assert os.listdir(tmp_path) == ['a.bin']
