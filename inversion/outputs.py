@@ -50,25 +50,6 @@ def save_latents(path: PathLike, ws: torch.Tensor, space: str, noise: Optional[d
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def load_latents(path: PathLike) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """(ws [1, num_ws, w_dim], noise maps) from a latents file written by `save_latents`."""
-    with np.load(path) as data:
-        ws = torch.from_numpy(data['w'])
-        noise = {k[len('noise/'):]: torch.from_numpy(data[k]) for k in data.files if k.startswith('noise/')}
-    return ws, noise
-
-
-def apply_noise(G: nn.Module, noise: dict[str, torch.Tensor]) -> None:
-    """Copy optimised noise maps (as `load_latents` returns them) into G's noise_const buffers."""
-    buffers = dict(G.synthesis.named_buffers())
-    missing = sorted(set(noise) - set(buffers))
-    if missing:
-        raise KeyError(f'the generator has no noise buffers {missing[:3]}')
-    with torch.no_grad():
-        for name, value in noise.items():
-            buffers[name].copy_(value)
-
-
 def write_video(path: PathLike, frames: Sequence[np.ndarray], fps: int = 10, min_size: int = 256) -> None:
     """MP4 of [H, W, C] uint8 frames, upscaled (nearest) so tiny generators stay visible."""
     write_frames(path, frames, fps=fps, min_size=min_size)

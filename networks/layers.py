@@ -158,3 +158,24 @@ class MappingNetwork(nn.Module):
 
     def extra_repr(self) -> str:
         return f'z_dim={self.z_dim}, c_dim={self.c_dim}, w_dim={self.w_dim}, num_ws={self.num_ws}'
+
+
+class MappedGenerator(nn.Module):
+    """G(z, c) = synthesis(mapping(z, c)): the outer generator of both families, around their synthesis."""
+
+    def __init__(self, synthesis: nn.Module, z_dim: int, c_dim: int, mapping_kwargs: dict):
+        super().__init__()
+        self.z_dim = z_dim
+        self.c_dim = c_dim
+        self.w_dim = synthesis.w_dim
+        self.img_resolution = synthesis.img_resolution
+        self.img_channels = synthesis.img_channels
+        self.synthesis = synthesis
+        self.num_ws = synthesis.num_ws
+        self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=self.w_dim, num_ws=self.num_ws, **mapping_kwargs)
+
+    def forward(self, z: torch.Tensor, c: Optional[torch.Tensor], truncation_psi: float = 1,
+                truncation_cutoff: Optional[int] = None, update_emas: bool = False, **synthesis_kwargs) -> torch.Tensor:
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
+                          update_emas=update_emas)
+        return self.synthesis(ws, update_emas=update_emas, **synthesis_kwargs)

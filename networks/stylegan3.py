@@ -23,7 +23,7 @@ from torch_utils import distributed
 from torch_utils.ops.filtered_lrelu import filtered_lrelu
 
 from .persistence import records_init_kwargs
-from .layers import FullyConnectedLayer, MappingNetwork
+from .layers import FullyConnectedLayer, MappedGenerator
 
 
 def modulated_conv2d(x: torch.Tensor, w: torch.Tensor, s: torch.Tensor, demodulate: bool = True, padding: int = 0,
@@ -257,25 +257,11 @@ class SynthesisNetwork(nn.Module):
 
 
 @records_init_kwargs
-class Generator(nn.Module):
+class Generator(MappedGenerator):
     """StyleGAN3 generator: G(z, c) = synthesis(mapping(z, c))."""
 
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
                  mapping_kwargs: Optional[dict] = None, **synthesis_kwargs):
-        super().__init__()
-        self.z_dim = z_dim
-        self.c_dim = c_dim
-        self.w_dim = w_dim
-        self.img_resolution = img_resolution
-        self.img_channels = img_channels
-        self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
-                                          **synthesis_kwargs)
-        self.num_ws = self.synthesis.num_ws
-        mapping_kwargs = {'num_layers': 2, **(mapping_kwargs or {})}
-        self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws, **mapping_kwargs)
-
-    def forward(self, z: torch.Tensor, c: Optional[torch.Tensor], truncation_psi: float = 1,
-                truncation_cutoff: Optional[int] = None, update_emas: bool = False, **synthesis_kwargs) -> torch.Tensor:
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-                          update_emas=update_emas)
-        return self.synthesis(ws, update_emas=update_emas, **synthesis_kwargs)
+        synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
+                                     **synthesis_kwargs)
+        super().__init__(synthesis, z_dim=z_dim, c_dim=c_dim, mapping_kwargs={'num_layers': 2, **(mapping_kwargs or {})})

@@ -18,6 +18,7 @@ from inversion.perceptual import Perceptual, PerceptualUnavailable, RandomBackbo
 from inversion.projector import latent_stats, learning_rate, project
 from inversion.pti import locality_latents, pivotal_tuning
 from inversion.quality import psnr, ssim
+from networks.editing.sources import apply_noise_maps, load_ws_file
 from networks.snapshot import export_pt, load_generator, save_snapshot
 from test_snapshot import tiny_networks
 
@@ -318,7 +319,7 @@ def test_pti_snapshot_regenerates_its_reconstruction(tmp_path, family, suffix):
     assert (out / f'photo_pti{suffix}').is_file()
     # gen_images.py-style loading of the tuned snapshot, latents from the .npz:
     G = load_generator(out / f'photo_pti{suffix}')
-    ws, noise = outputs.load_latents(out / 'photo_pti.npz')
+    ws, noise = load_ws_file(out / 'photo_pti.npz', G.num_ws, G.w_dim)
     with torch.no_grad():
         regenerated = to_u8(G.synthesis(ws, noise_mode='const'))
     assert np.array_equal(regenerated, np.array(PIL.Image.open(out / 'photo_pti.png')))
@@ -348,8 +349,8 @@ def test_cli_seed_option_names_video_and_skipped_images(tmp_path):
         assert z['w'].shape == (1, 6, 8) and str(z['space']) == 'w+' and any(k.startswith('noise/') for k in z.files)
     # The original snapshot plus the latents and noise maps of the .npz give the reconstruction back.
     G = load_generator(tmp_path / 'snap.pkl')
-    ws, noise = outputs.load_latents(tmp_path / 'out' / 'shirt_project-wp.npz')
-    outputs.apply_noise(G, noise)
+    ws, noise = load_ws_file(tmp_path / 'out' / 'shirt_project-wp.npz', G.num_ws, G.w_dim)
+    apply_noise_maps(G, noise)
     with torch.no_grad():
         assert np.array_equal(to_u8(G.synthesis(ws, noise_mode='const')),
                               np.array(PIL.Image.open(tmp_path / 'out' / 'shirt_project-wp.png')))
@@ -402,7 +403,7 @@ def test_cli_trains_and_uses_a_hyperstyle_inverter_with_a_mask(tmp_path):
     assert {'hyperstyle.pt', 'hyperstyle_train.jsonl', 'photo_hyperstyle.png', 'photo_hyperstyle.npz',
             'photo_hyperstyle.pkl', 'photo_mask.png', 'photo_target.png'} <= files
     G = load_generator(tmp_path / 'inv' / 'photo_hyperstyle.pkl')
-    ws, _ = outputs.load_latents(tmp_path / 'inv' / 'photo_hyperstyle.npz')
+    ws, _ = load_ws_file(tmp_path / 'inv' / 'photo_hyperstyle.npz', G.num_ws, G.w_dim)
     with torch.no_grad():
         assert np.array_equal(to_u8(G.synthesis(ws, noise_mode='const')),
                               np.array(PIL.Image.open(tmp_path / 'inv' / 'photo_hyperstyle.png')))

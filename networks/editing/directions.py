@@ -25,6 +25,8 @@ import torch
 
 from torch_utils.atomic import atomic_write
 
+from .npzfile import read_npz
+
 PathLike = Union[str, os.PathLike]
 NAME_PATTERN = re.compile(r'[^\s,:=@]+')   # the characters the --edit syntax reserves are not allowed in names
 
@@ -131,26 +133,16 @@ def save_directions(path: PathLike, d: Directions) -> None:
 
 def load_directions(path: PathLike) -> Directions:
     """Read a directions .npz; any problem is a ValueError naming the file."""
-    path = os.fspath(path)
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in ('directions', 'names', 'layer_start', 'layer_stop', 'scale', 'num_ws') if k not in f.files]
-            if missing:
-                raise ValueError(f'not a directions file (missing {", ".join(missing)})')
-            return Directions(vectors=f['directions'], names=list(f['names']), layer_start=f['layer_start'],
-                              layer_stop=f['layer_stop'], scale=f['scale'],
-                              method=str(f['method']) if 'method' in f.files else 'unknown',
-                              num_ws=int(f['num_ws']), meta=json.loads(str(f['meta'])) if 'meta' in f.files else {},
-                              stats={k[len('stat/'):]: f[k] for k in f.files if k.startswith('stat/')})
-    except FileNotFoundError:
-        raise ValueError(f'{path}: no such file') from None
-    except ValueError as e:
-        msg = str(e)
-        if 'allow_pickle' in msg or 'Object arrays' in msg:
-            msg = 'contains pickled objects, which are not loaded (plain arrays only)'
-        raise ValueError(f'{path}: {msg}') from None
-    except (OSError, KeyError, json.JSONDecodeError, EOFError) as e:
-        raise ValueError(f'{path}: not a readable directions .npz ({e})') from None
+    def read(f) -> Directions:
+        missing = [k for k in ('directions', 'names', 'layer_start', 'layer_stop', 'scale', 'num_ws') if k not in f.files]
+        if missing:
+            raise ValueError(f'not a directions file (missing {", ".join(missing)})')
+        return Directions(vectors=f['directions'], names=list(f['names']), layer_start=f['layer_start'],
+                          layer_stop=f['layer_stop'], scale=f['scale'],
+                          method=str(f['method']) if 'method' in f.files else 'unknown',
+                          num_ws=int(f['num_ws']), meta=json.loads(str(f['meta'])) if 'meta' in f.files else {},
+                          stats={k[len('stat/'):]: f[k] for k in f.files if k.startswith('stat/')})
+    return read_npz(path, 'directions', read)
 
 
 def orthonormal_sign(vectors: np.ndarray) -> np.ndarray:

@@ -17,6 +17,8 @@ import torch
 
 from networks.generate import seeds_to_ws
 
+from .npzfile import read_npz
+
 
 @dataclasses.dataclass
 class Latents:
@@ -29,23 +31,15 @@ class Latents:
 def load_ws_file(path: Union[str, os.PathLike], num_ws: int, w_dim: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(ws [N, num_ws, w_dim] float32, noise maps) from a latents .npz; ValueError naming the file otherwise."""
     path = os.fspath(path)
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            key = next((k for k in ('ws', 'w', 'w_single') if k in f.files), None)
-            if key is None:
-                raise ValueError(f'no latents in it (expected a "ws" or "w" array; found {", ".join(f.files) or "nothing"})')
-            w = np.asarray(f[key], dtype=np.float32)
-            noise = {k[len('noise/'):]: torch.from_numpy(np.asarray(f[k], dtype=np.float32))
-                     for k in f.files if k.startswith('noise/')}
-    except FileNotFoundError:
-        raise ValueError(f'{path}: no such file') from None
-    except ValueError as e:
-        msg = str(e)
-        if 'allow_pickle' in msg or 'Object arrays' in msg:
-            msg = 'contains pickled objects, which are not loaded (plain arrays only)'
-        raise ValueError(f'{path}: {msg}') from None
-    except (OSError, EOFError, KeyError) as e:
-        raise ValueError(f'{path}: not a readable latents .npz ({e})') from None
+
+    def read(f) -> tuple[str, np.ndarray, dict[str, torch.Tensor]]:
+        key = next((k for k in ('ws', 'w', 'w_single') if k in f.files), None)
+        if key is None:
+            raise ValueError(f'no latents in it (expected a "ws" or "w" array; found {", ".join(f.files) or "nothing"})')
+        noise = {k[len('noise/'):]: torch.from_numpy(np.asarray(f[k], dtype=np.float32))
+                 for k in f.files if k.startswith('noise/')}
+        return key, np.asarray(f[key], dtype=np.float32), noise
+    key, w, noise = read_npz(path, 'latents', read)
     if w.ndim == 1:
         w = w[None]
     if w.ndim == 2:
