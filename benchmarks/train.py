@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import subprocess
 import sys
@@ -65,9 +66,13 @@ def main(configs, resolutions, data, batch, gpus, kimg, cbase, nvidia_repo):
                             *nv], cwd=nvidia_repo):
                         theirs = last_sec_per_kimg(tmp)
             rows.append((cfg, res, ours, theirs))
-            print(f'{cfg:12s} {res:5d}px  ours {ours:9.2f} s/kimg  nvidia {theirs:9.2f} s/kimg  '
-                  f'speed-up {theirs / ours:5.2f}x', flush=True)
-    print(json.dumps([dict(cfg=c, res=r, ours_sec_per_kimg=o, nvidia_sec_per_kimg=t) for c, r, o, t in rows]))
+            line = f'{cfg:12s} {res:5d}px  ours {ours:9.2f} s/kimg'
+            if not math.isnan(theirs):
+                line += f'  nvidia {theirs:9.2f} s/kimg  speed-up {theirs / ours:5.2f}x'
+            print(line, flush=True)
+    # NaN is not JSON: a run that failed or was not compared is null.
+    print(json.dumps([dict(cfg=c, res=r, ours_sec_per_kimg=None if math.isnan(o) else o,
+                           nvidia_sec_per_kimg=None if math.isnan(t) else t) for c, r, o, t in rows]))
 
 
 if __name__ == '__main__':

@@ -43,6 +43,20 @@ def test_mapping_synthesis_and_discriminator_match_reference(official):
             assert np.abs(logits.numpy() - ref[f'dlogits_{key}']).max() <= 1e-4
 
 
+@torch.no_grad()
+def test_a_batch_reproduces_the_reference_too(official):
+    """Batches take other code paths than single images (StyleGAN2 on CPU: shared instead of per-sample
+    convolution weights, demodulation from a matrix product)."""
+    name, data, ref, _ = official
+    G = data['G_ema']
+    z = torch.from_numpy(np.concatenate([np.random.RandomState(seed).randn(1, G.z_dim) for seed in range(4)]))
+    c = torch.zeros(4, G.c_dim)
+    if G.c_dim:
+        c[torch.arange(4), torch.arange(4) % G.c_dim] = 1
+    img = G.synthesis(G.mapping(z, c), noise_mode='const')
+    assert np.abs(img.numpy() - np.concatenate([ref[f'img_seed{seed}_psi1.0'] for seed in range(4)])).max() <= 1e-4
+
+
 def test_family_detected_by_structure(official):
     name, data, _, _ = official
     module = type(data['G_ema']).__module__

@@ -61,6 +61,8 @@ def decode_image(data: bytes) -> np.ndarray:
         with PIL.Image.open(io.BytesIO(data)) as image:
             image.load()   # decode fully now, so a truncated file fails here and not halfway through training
             return to_array(image)
+    except PIL.UnidentifiedImageError:   # its message names our in-memory buffer, not the file
+        raise ImageDecodeError('not a known image format') from None
     except (OSError, SyntaxError, ValueError, EOFError, PIL.Image.DecompressionBombError) as e:
         raise ImageDecodeError(f'{type(e).__name__}: {e}') from None
 
