@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
 from networks.generate import save_image, to_uint8
-from networks.editing.video import write_frames
 from networks.snapshot import export_pt, save_snapshot, zipfile_like
 from torch_utils.atomic import atomic_write
 
@@ -48,11 +47,6 @@ def save_latents(path: PathLike, ws: torch.Tensor, space: str, noise: Optional[d
     for key, value in extra.items():
         arrays[key] = np.asarray(value)
     atomic_write(path, lambda f: np.savez(f, **arrays))
-
-
-def write_video(path: PathLike, frames: Sequence[np.ndarray], fps: int = 10, min_size: int = 256) -> None:
-    """MP4 of [H, W, C] uint8 frames, upscaled (nearest) so tiny generators stay visible."""
-    write_frames(path, frames, fps=fps, min_size=min_size)
 
 
 def save_tuned_snapshot(snapshot: dict, G_tuned: nn.Module, path: PathLike, source: str, **metadata) -> None:

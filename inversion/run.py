@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from networks.editing.video import write_frames
 from networks.generate import class_label
 from networks.snapshot import load_snapshot
 
@@ -123,8 +124,8 @@ def write_outputs(result: Inversion, target: Target, outdir: str, *, snapshot: O
     outputs.save_latents(files['latents'], result.ws, result.space, result.noise, method=result.method)
     if video and result.frames:
         files['video'] = base + '.mp4'
-        outputs.write_video(files['video'], [outputs.side_by_side(target_u8, outputs.image_uint8(f))
-                                             for f in result.frames])
+        write_frames(files['video'], [outputs.side_by_side(target_u8, outputs.image_uint8(f)) for f in result.frames],
+                     fps=10)
     if result.tuned and snapshot is not None:
         files['snapshot'] = base + outputs.snapshot_suffix(source)
         outputs.save_tuned_snapshot(snapshot, result.G, files['snapshot'], source, method=result.method,
