@@ -185,7 +185,7 @@ class SynthesisBlock(nn.Module):
             fused_modconv = not self.training
         if fused_modconv and ws.device.type == 'cpu' and ws.shape[0] > 1:
             # Per-sample weights are N copies of each weight tensor; on a CPU, writing and reading them costs
-            # more than the convolution (4.3 vs 6+ img/s at 64x64, batch 64). Results differ only by rounding.
+            # more than the convolution (4.3 vs 9.9 img/s at 64x64, batch 64). Results differ only by rounding.
             fused_modconv = False
 
         if self.in_channels == 0:

@@ -9,7 +9,6 @@ passes through its keyframe exactly at frame k * frames_per_key.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Iterable, Union
 
 import numpy as np
@@ -19,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from networks.generate import synthesize
+from torch_utils.atomic import atomic_output
 
 KINDS = ('linear', 'cubic')
 
@@ -45,61 +45,35 @@ def interpolate(keys: torch.Tensor, frames_per_key: int, kind: str = 'cubic', lo
     return torch.from_numpy(frames).to(keys.dtype)
 
 
-class VideoWriter:
-    """MP4 writer for [H, W, C] uint8 frames: nearest-neighbour upscaling to at least `min_size` pixels (so tiny
-    generators stay visible) and padding to multiples of 16 for H.264. Written to a temp file, renamed on close."""
+def _video_frame(frame: np.ndarray, min_size: int) -> np.ndarray:
+    """RGB, upscaled (nearest) to at least `min_size` pixels so tiny generators stay visible, and padded
+    with white to multiples of 16, which H.264 needs (imageio would otherwise rescale)."""
+    if frame.shape[2] == 1:
+        frame = np.repeat(frame, 3, axis=2)
+    h, w = frame.shape[:2]
+    scale = max(1, -(-min_size // min(h, w)))
+    if scale > 1:
+        frame = np.asarray(PIL.Image.fromarray(frame).resize((w * scale, h * scale), PIL.Image.NEAREST))
+    h, w = frame.shape[:2]
+    canvas = np.full([-(-h // 16) * 16, -(-w // 16) * 16, 3], 255, dtype=np.uint8)
+    canvas[:h, :w] = frame
+    return canvas
 
-    def __init__(self, path: Union[str, os.PathLike], fps: float = 30, min_size: int = 256, bitrate: str = '8M'):
-        import imageio.v2 as imageio     # only videos need ffmpeg
-        self.path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(self.path) + '.', suffix='.mp4')
-        os.close(fd)
-        self.min_size = min_size
-        self.count = 0
-        self.writer = imageio.get_writer(self.tmp, fps=fps, codec='libx264', bitrate=bitrate, macro_block_size=16)
 
-    def append(self, frame: np.ndarray) -> None:
-        if frame.shape[2] == 1:
-            frame = np.repeat(frame, 3, axis=2)
-        h, w = frame.shape[:2]
-        scale = max(1, -(-self.min_size // min(h, w)))
-        if scale > 1:
-            frame = np.asarray(PIL.Image.fromarray(frame).resize((w * scale, h * scale), PIL.Image.NEAREST))
-        h, w = frame.shape[:2]
-        canvas = np.full([-(-h // 16) * 16, -(-w // 16) * 16, 3], 255, dtype=np.uint8)
-        canvas[:h, :w] = frame
-        self.writer.append_data(canvas)
-        self.count += 1
-
-    def close(self) -> None:
-        self.writer.close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
+def write_frames(path: Union[str, os.PathLike], frames: Iterable[np.ndarray], fps: float = 30, min_size: int = 256,
+                 bitrate: str = '8M') -> int:
+    """Write [H, W, C] uint8 frames to an MP4 atomically; returns how many were written."""
+    import imageio.v2 as imageio     # only videos need ffmpeg
+    count = 0
+    with atomic_output(path, suffix='.mp4') as tmp:
+        writer = imageio.get_writer(tmp, fps=fps, codec='libx264', bitrate=bitrate, macro_block_size=16)
         try:
-            self.writer.close()
+            for frame in frames:
+                writer.append_data(_video_frame(frame, min_size))
+                count += 1
         finally:
-            if os.path.exists(self.tmp):
-                os.unlink(self.tmp)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-
-def write_frames(path: Union[str, os.PathLike], frames: Iterable[np.ndarray], fps: float = 30, min_size: int = 256) -> int:
-    """Write frames to an MP4 atomically; returns how many were written."""
-    with VideoWriter(path, fps=fps, min_size=min_size) as writer:
-        for frame in frames:
-            writer.append(frame)
-        return writer.count
+            writer.close()
+    return count
 
 
 def render_interpolation(G: torch.nn.Module, keys: torch.Tensor, path: Union[str, os.PathLike], frames_per_key: int = 60,
