@@ -23,6 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from torch_utils.atomic import atomic_write
+from torch_utils.cli import UserError
 
 from .encoder import LatentEncoder, encode
 from .hypernet import WeightHypernetwork, modulated_layers, refine, synthesize
@@ -34,7 +35,7 @@ FORMAT = 'stylegan3-clothing/inverter'
 VERSION = 1
 
 
-class InverterError(Exception):
+class InverterError(UserError):
     """An inverter file that cannot be used with this generator; the message names the file."""
 
 

@@ -22,12 +22,13 @@ import numpy as np
 import PIL.Image
 import torch
 
+from torch_utils.cli import UserError
 from training.image_io import ImageDecodeError, decode_image, is_image_name, match_channels
 
 FIT_MODES = ('auto', 'pad', 'crop', 'mask')
 
 
-class TargetError(Exception):
+class TargetError(UserError):
     """A target image or mask that cannot be used; the message names the file."""
 
 

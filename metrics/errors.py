@@ -1,7 +1,8 @@
 """Errors that stop a metric; each message is one line naming what is wrong and what to do."""
+from torch_utils.cli import UserError
 
 
-class MetricError(Exception):
+class MetricError(UserError):
     """A metric that cannot run with the given generator, dataset or options."""
 
 

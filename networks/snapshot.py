@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from torch_utils.atomic import atomic_write
+from torch_utils.cli import UserError
 
 from . import discriminator, stylegan2, stylegan3
 from .persistence import plain
@@ -37,7 +38,7 @@ SNAPSHOT_GLOB = 'network-snapshot-*.pkl'
 PT_VERSION = 1
 
 
-class SnapshotError(Exception):
+class SnapshotError(UserError):
     """A snapshot that cannot be read; the message names the file and the reason."""
 
 

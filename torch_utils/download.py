@@ -17,12 +17,15 @@ import urllib.parse
 import urllib.request
 from typing import IO, Optional, Union
 
+
 from tqdm import tqdm
+
+from torch_utils.cli import UserError
 
 PathLike = Union[str, os.PathLike]
 
 
-class DownloadError(Exception):
+class DownloadError(UserError):
     """A URL that could not be fetched; the message names it and the local file to provide instead."""
 
 

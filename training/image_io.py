@@ -10,6 +10,8 @@ import io
 import numpy as np
 import PIL.Image
 
+from torch_utils.cli import UserError
+
 PIL.Image.init()
 # Raster formats a photo collection realistically holds and that Pillow decodes by itself.
 IMAGE_EXTENSIONS = tuple(sorted(
@@ -20,7 +22,7 @@ IMAGE_EXTENSIONS = tuple(sorted(
 _GREY_MODES = ('1', 'L', 'LA', 'I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F')
 
 
-class ImageDecodeError(Exception):
+class ImageDecodeError(UserError):
     """An image file that cannot be decoded (corrupt, truncated, not an image)."""
 
 

@@ -12,6 +12,8 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
+from torch_utils.cli import UserError
+
 # ---------------------------------------------------------------------------------------------
 # CRC-32C (Castagnoli), reflected polynomial 0x82F63B78, as TFRecord uses it.
 
@@ -99,7 +101,7 @@ def masked_crc32c(data: bytes) -> int:
 # ---------------------------------------------------------------------------------------------
 # Record framing.
 
-class TFRecordError(Exception):
+class TFRecordError(UserError):
     """A TFRecord file that cannot be read further."""
 
 

@@ -1,0 +1,89 @@
+"""What every command-line script shares: the user-facing error type, finite-number options, and the
+entry point that turns a failure into one line and exit code 1.
+
+This module imports neither torch nor numpy, so that light scripts (dataset_tool.py) stay light.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import traceback
+from typing import Any, Callable, Optional
+
+import click
+
+DEBUG_ENV = 'SG3C_DEBUG'
+
+
+class UserError(Exception):
+    """A failure caused by the input or the environment, not by a bug: its message is the whole story,
+    on one line, naming the file (or option) and the problem. Every error class of the toolkit that a
+    user can trigger derives from it."""
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option that refuses nan and +-inf (which would silently poison images and JSON stats)."""
+
+    name = 'float'
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f'{value!r} is not a finite number', param, ctx)
+        return number
+
+
+def finite_float(min: Optional[float] = None, max: Optional[float] = None, **kwargs: Any) -> FiniteFloat:   # noqa: A002
+    return FiniteFloat(min=min, max=max, **kwargs)
+
+
+def parse_finite(text: str, what: str = 'value') -> float:
+    """float(text), refusing non-finite numbers; for options that hold several numbers."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError(f'{what}: {text!r} is not a number') from None
+    if not math.isfinite(number):
+        raise ValueError(f'{what}: {text!r} is not a finite number')
+    return number
+
+
+def debug_enabled() -> bool:
+    return os.environ.get(DEBUG_ENV, '') not in ('', '0')
+
+
+def describe(error: BaseException) -> str:
+    """One line for an expected failure: OSErrors name their file, others carry their own message."""
+    if isinstance(error, OSError) and error.strerror:
+        where = error.filename if error.filename is not None else ''
+        return f'{where}: {error.strerror}' if where else error.strerror
+    text = str(error).strip().strip('"\'')
+    return ' '.join(text.split()) or type(error).__name__
+
+
+EXPECTED: tuple[type[BaseException], ...] = (UserError, OSError)
+
+
+def run(command: Callable[..., Any], expected: tuple[type[BaseException], ...] = ()) -> None:
+    """Run a click command as a script. Expected failures (UserError, OSError, and `expected`) print
+    `error: <one line>` and exit 1; with SG3C_DEBUG=1 (or --debug before the other options) the
+    traceback is shown too. Anything else is a bug and keeps its traceback."""
+    if '--debug' in sys.argv[1:]:
+        sys.argv.remove('--debug')
+        os.environ[DEBUG_ENV] = '1'
+    try:
+        command(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo('Aborted!', err=True)
+        sys.exit(1)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except EXPECTED + expected as e:
+        if debug_enabled():
+            traceback.print_exc()
+        click.echo(f'error: {describe(e)}', err=True)
+        sys.exit(1)
