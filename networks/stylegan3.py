@@ -6,7 +6,8 @@
     L{num_layers}: ToRGB (modulated 1x1, no demodulation), then `output_scale`
 
 Each layer's cutoff, stopband, sampling rate and size follow a geometric schedule from the first
-layer (cutoff 2) to the last (Nyquist of the output), the last `num_critical` layers critically sampled.
+layer (cutoff 2) to the last (Nyquist of the output), the last `num_critical` layers critically sampled:
+`synthesis_geometry` computes it once, as one frozen `LayerGeometry` per layer.
 """
 from __future__ import annotations
 
@@ -89,20 +90,21 @@ class LayerGeometry:
     up_taps: int
     down_taps: int
     radial: bool                           # jinc instead of separable taps for the down filter
-    padding: tuple[int, int, int, int]     # x0, x1, y0, y1 around the conv output, before upsampling
+    padding: tuple[int, int, int, int]     # x0, x1, y0, y1 of the upsampled conv output
     torgb: bool
     critical: bool                         # dst.rate is twice dst.cutoff: no room above the band
 
 
 def _resampling(src: Band, dst: Band, *, torgb: bool, critical: bool, conv_kernel: int, filter_size: int,
                 lrelu_upsampling: int, use_radial_filters: bool) -> LayerGeometry:
+    """The layer between two neighbouring bands of the schedule."""
     kernel = 1 if torgb else conv_kernel
     inner_rate = max(src.rate, dst.rate) * (1 if torgb else lrelu_upsampling)
     up, down = inner_rate // src.rate, inner_rate // dst.rate
     up_taps = filter_size * up if up > 1 and not torgb else 1
     down_taps = filter_size * down if down > 1 and not torgb else 1
-    # Pad so that, after upsampling and both filters, the output samples sit where dst's grid puts them:
-    # sample centres aligned between the grids, and the odd sample on the low side.
+    # Pad the upsampled conv output so that both filters leave exactly dst's grid; the `+ up` moves the
+    # low side by half an input pixel, so that pixel centres, not corners, line up across the grids.
     conv_size = (src.size + kernel - 1) * up               # the conv output, upsampled
     needed = (dst.size - 1) * down + 1 + up_taps + down_taps - 2
     low = (needed - conv_size + up) // 2
@@ -216,6 +218,7 @@ class SynthesisLayer(nn.Module):
 
     @property
     def is_torgb(self) -> bool:
+        """Whether this is the last layer; style editing leaves ToRGB's styles alone by default."""
         return self.geometry.torgb
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = 'random', force_fp32: bool = False,
