@@ -31,10 +31,10 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from networks.editing import discovery                                  # noqa: E402
-from networks.editing.directions import Directions                      # noqa: E402
-from networks.editing.edits import Edit, apply_edits                     # noqa: E402
-from networks.editing.labels import classify_garments, garment_measures  # noqa: E402
+from editing import discovery                                  # noqa: E402
+from editing.directions import Directions                      # noqa: E402
+from editing.edits import Edit, apply_edits                     # noqa: E402
+from editing.labels import classify_garments, garment_measures  # noqa: E402
 from networks.generate import image_grid, save_image, seeds_to_ws, synthesize  # noqa: E402
 from networks.snapshot import find_latest_snapshot, load_generator      # noqa: E402
 

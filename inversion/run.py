@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from networks.editing.video import write_frames
+from editing.video import write_frames
 from networks.generate import class_label
 from networks.snapshot import load_snapshot
 

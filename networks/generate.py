@@ -15,6 +15,7 @@ import PIL.Image
 import torch
 
 from torch_utils.atomic import atomic_output
+from torch_utils.cli import parse_finite
 
 
 def parse_range(text: Union[str, Sequence[int]]) -> list[int]:
@@ -26,7 +27,10 @@ def parse_range(text: Union[str, Sequence[int]]) -> list[int]:
         part = part.strip()
         m = re.fullmatch(r'(\d+)-(\d+)', part)
         if m:
-            values.extend(range(int(m.group(1)), int(m.group(2)) + 1))
+            first, last = int(m.group(1)), int(m.group(2))
+            if first > last:
+                raise ValueError(f'{part!r}: the range is reversed (write {last}-{first})')
+            values.extend(range(first, last + 1))
         elif re.fullmatch(r'\d+', part):
             values.append(int(part))
         else:
@@ -42,7 +46,7 @@ def parse_vec2(text: Union[str, Sequence[float]]) -> tuple[float, float]:
     parts = text.split(',')
     if len(parts) != 2:
         raise ValueError(f'{text!r} is not two comma-separated numbers')
-    return float(parts[0]), float(parts[1])
+    return parse_finite(parts[0], text), parse_finite(parts[1], text)
 
 
 def default_device() -> torch.device:

@@ -18,7 +18,7 @@ from inversion.perceptual import Perceptual, PerceptualUnavailable, RandomBackbo
 from inversion.projector import latent_stats, learning_rate, project
 from inversion.pti import locality_latents, pivotal_tuning
 from inversion.quality import psnr, ssim
-from networks.editing.sources import apply_noise_maps, load_ws_file
+from editing.sources import apply_noise_maps, load_ws_file
 from networks.snapshot import export_pt, load_generator, save_snapshot
 from test_snapshot import tiny_networks
 
