@@ -9,7 +9,6 @@ their edits, and the JSON-lines record each run appends to its output folder.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from typing import Callable, Optional, Sequence, Union
@@ -18,6 +17,7 @@ import torch
 
 from networks import generate
 from networks.snapshot import export_pt, find_latest_snapshot, load_generator, load_snapshot
+from torch_utils.jsonl import append_jsonl
 
 from . import jobs
 from .directions import Directions, load_directions, save_directions
@@ -125,19 +125,12 @@ class Session:
         outdir = self.opts.outdir or os.path.dirname(os.path.abspath(paths[0]))
         record = dict(network=self.network, device=str(self.device), truncation_psi=self.opts.truncation_psi,
                       noise_mode=self.opts.noise_mode, class_idx=self.class_idx, **fields, seconds=seconds)
-        append_record(os.path.join(outdir, f'{script}.jsonl'), record)
+        append_jsonl(os.path.join(outdir, f'{script}.jsonl'), record)
         return f'wrote {plural(len(paths), "file")} to {outdir} in {seconds:.1f} s'
 
 
 def plural(n: int, noun: str) -> str:
     return f'{n} {noun}' + ('' if n == 1 else 's')
-
-
-def append_record(path: str, record: dict) -> None:
-    """One JSON line; numbers that are not finite are refused rather than written as bare NaN."""
-    line = json.dumps(record, allow_nan=False) + '\n'
-    with open(path, 'a') as f:
-        f.write(line)
 
 
 def resolve_network(network: str, log: Log) -> str:

@@ -1,6 +1,5 @@
 """The writers behind the editing jobs (commands.py drives them): discover directions, edit, style-mix,
-interpolate. Each takes parsed
-options, writes its files atomically, and returns a summary dict for the stats line."""
+interpolate. Each takes parsed values, writes its files atomically and returns what it wrote."""
 from __future__ import annotations
 
 import json

@@ -15,7 +15,11 @@ import PIL.Image
 import torch
 
 from torch_utils.atomic import atomic_output
-from torch_utils.cli import parse_finite
+from torch_utils.cli import UserError, parse_finite
+
+
+class ClassLabelError(UserError, ValueError):
+    """A class index missing for a conditional network, or out of its range."""
 
 
 def parse_range(text: Union[str, Sequence[int]]) -> list[int]:
@@ -63,9 +67,9 @@ def class_label(G: torch.nn.Module, class_idx: Optional[int], batch: int = 1) ->
     if G.c_dim == 0:
         return c
     if class_idx is None:
-        raise ValueError(f'the network is conditional ({G.c_dim} classes): pass a class index')
+        raise ClassLabelError(f'the network is conditional ({G.c_dim} classes): pass a class index (--class)')
     if not 0 <= class_idx < G.c_dim:
-        raise ValueError(f'class {class_idx} is out of range: the network has {G.c_dim} classes (0-{G.c_dim - 1})')
+        raise ClassLabelError(f'class {class_idx} is out of range: the network has {G.c_dim} classes (0-{G.c_dim - 1})')
     c[:, class_idx] = 1
     return c
 

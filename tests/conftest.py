@@ -29,22 +29,3 @@ def fixtures_dir() -> pathlib.Path:
         pytest.skip(f'official fixtures not found at {FIXTURES} (they live in ../shared beside the checkout)')
     return FIXTURES
 
-
-@pytest.fixture
-def run_script(monkeypatch, capsys):
-    """Run a script's click command in-process as `python script.py ARGS` runs it (through torch_utils.cli.run):
-    returns (exit code, stdout, stderr)."""
-    import sys
-
-    from torch_utils.cli import run
-
-    def call(command, *args):
-        monkeypatch.setattr(sys, 'argv', ['script', *map(str, args)])
-        try:
-            run(command)
-            code = 0
-        except SystemExit as e:
-            code = e.code or 0
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-    return call

@@ -20,6 +20,7 @@ from editing.sources import load_ws_file
 from editing.video import interpolate, render_interpolation
 from networks.generate import seeds_to_ws, synthesize
 from networks.snapshot import save_snapshot
+from script_runner import run_script
 from test_snapshot import tiny_networks
 
 
@@ -316,7 +317,7 @@ def test_latents_files_in_both_layouts(tmp_path, g2):
         load_ws_file(tmp_path / 'bad.npz', g2.num_ws, g2.w_dim)
 
 
-def test_cli_discover_rename_edit_strip_mix_and_ws(tmp_path, g2, run_script):
+def test_cli_discover_rename_edit_strip_mix_and_ws(tmp_path, g2):
     net = tmp_path / 'g.pkl'
     save_snapshot(net, tiny_networks('stylegan2'))
     code, out, err = run_script(directions.main, '--network', net, '--discover', 'ganspace', '--samples', 400,
@@ -358,7 +359,7 @@ def test_cli_discover_rename_edit_strip_mix_and_ws(tmp_path, g2, run_script):
     assert np.asarray(PIL.Image.open(tmp_path / 'm' / 'mix-grid.png')).shape == (3 * h, 3 * h, 3)
 
 
-def test_old_gen_images_flags_run_the_new_scripts_with_a_note(tmp_path, g2, run_script):
+def test_old_gen_images_flags_run_the_new_scripts_with_a_note(tmp_path, g2):
     net = tmp_path / 'g.pkl'
     save_snapshot(net, tiny_networks('stylegan2'))
     code, out, err = run_script(gen_images.main, '--network', net, '--discover', 'ganspace', '--samples', 400,
@@ -381,7 +382,7 @@ def test_old_gen_images_flags_run_the_new_scripts_with_a_note(tmp_path, g2, run_
     assert record['frames'] == 4 and record['kind'] == 'linear' and record['loop'] is False
 
 
-def test_video_grid_tiles_one_interpolation_per_cell(tmp_path, g2, run_script):
+def test_video_grid_tiles_one_interpolation_per_cell(tmp_path, g2):
     import imageio.v2 as imageio
     net = tmp_path / 'g.pkl'
     save_snapshot(net, tiny_networks('stylegan2'))
@@ -399,7 +400,7 @@ def test_video_grid_tiles_one_interpolation_per_cell(tmp_path, g2, run_script):
                       '--w-frames', 1, '--output', tmp_path / 'y.mp4')[0] == 0
 
 
-def test_cli_errors_are_one_line(tmp_path, run_script):
+def test_cli_errors_are_one_line(tmp_path):
     net = tmp_path / 'g.pkl'
     save_snapshot(net, tiny_networks('stylegan2'))
     save_directions(tmp_path / 'd.npz', tiny_directions(tiny_networks('stylegan2')['G']))
@@ -428,7 +429,7 @@ def test_cli_errors_are_one_line(tmp_path, run_script):
         assert 'Traceback' not in err
 
 
-def test_hand_labels_file(tmp_path, g2, run_script):
+def test_hand_labels_file(tmp_path, g2):
     seeds = list(range(60))
     ws = seeds_to_ws(g2, seeds)
     u = np.random.RandomState(1).randn(g2.w_dim)
