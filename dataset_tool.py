@@ -82,13 +82,13 @@ def _write_json(path: str, data: dict) -> None:
 @click.option('--labels', 'labels_path', type=click.Path(exists=True, dir_okay=False), metavar='JSON',
               help='Take labels (and attributes) from this dataset.json, keyed by source file name')
 @click.option('--drop-duplicates', is_flag=True, help='Leave out images whose pixels repeat an earlier image')
-@click.option('--png-compression', type=click.IntRange(0, 9), default=1, show_default=True,
+@click.option('--png-compression', 'compress_level', type=click.IntRange(0, 9), default=1, show_default=True,
               help='PNG compression level: 0 stores raw pixels (NVIDIA\'s choice, ~15% faster to read), '
               '1 is many times smaller on flat backgrounds')
 @click.option('--report', 'report_path', metavar='JSON', help='Also write the conversion report here as JSON')
 @click.option('--quiet', is_flag=True, help='No progress bar or per-file messages')
-def main(source, dest, resolution, transform, background, max_images, min_size, folder_labels, labels_path,
-         drop_duplicates, png_compression, report_path, quiet):
+def main(source: str, dest: str, resolution: Optional[tuple[int, int]], transform: Optional[str],
+         report_path: Optional[str], quiet: bool, **options) -> None:
     """Convert an image source into a training set for train.py.
 
     \b
@@ -133,10 +133,7 @@ def main(source, dest, resolution, transform, background, max_images, min_size, 
         raise click.BadParameter(f'--transform={transform} needs --resolution=WxH', param_hint='--transform')
     check_output_size(resolution, transform)
     try:   # failures a user can cause are DatasetError/OSError: one line naming the file (torch_utils.cli.run)
-        report = convert(source, dest, resolution=resolution, transform=transform, max_images=max_images,
-                         background=background, min_size=min_size, folder_labels=folder_labels,
-                         labels_path=labels_path, drop_duplicates=drop_duplicates, compress_level=png_compression,
-                         progress=not quiet)
+        report = convert(source, dest, resolution=resolution, transform=transform, progress=not quiet, **options)
     except KeyboardInterrupt:
         click.echo('interrupted; nothing was written', err=True)
         sys.exit(130)

@@ -131,3 +131,21 @@ def test_stats_lines_never_hold_bare_nan(tmp_path):
     with pytest.raises(ValueError):
         append_jsonl(tmp_path / 's.jsonl', dict(truncation_psi=float('nan')))
     assert list(read_jsonl(tmp_path / 's.jsonl')) == [dict(truncation_psi=0.5)]
+
+
+SCRIPTS = ['gen_images.py', 'gen_video.py', 'style_mixing.py', 'directions.py', 'invert.py', 'dataset_tool.py',
+           'calc_metrics.py']
+
+
+@pytest.mark.parametrize('script', SCRIPTS)
+def test_scripts_only_parse_and_stop_with_one_line(script):
+    import ast
+    tree = ast.parse(open(os.path.join(REPO, script)).read())
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = node.args
+            count = len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs) + bool(a.vararg) + bool(a.kwarg)
+            assert count <= 12, f'{script}: {node.name} has {count} parameters'
+    # the entry point is torch_utils.cli.run, which turns UserError/OSError into one line and exit code 1
+    main_guard = [n for n in tree.body if isinstance(n, ast.If) and 'main' in ast.unparse(n.test)]
+    assert main_guard and 'run(main)' in ast.unparse(main_guard[0]).replace('cli.run', 'run')
