@@ -28,6 +28,10 @@ def atomic_output(path: PathLike, suffix: str = '.tmp') -> Iterator[str]:
         yield tmp
         os.chmod(tmp, 0o644)   # mkstemp makes it private; outputs are ordinary files
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is None:   # a failed write() (e.g. disk full) names no file: say which output it was
+            raise OSError(e.errno, e.strerror or str(e), path) from e
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
