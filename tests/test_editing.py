@@ -422,6 +422,13 @@ def test_cli_errors_are_one_line(tmp_path):
         (style_mixing, ['--network', net, '--rows', '0', '--cols', '1', '--trunc', 'nan', '--outdir', tmp_path],
          'not a finite number'),
     ]
+    (tmp_path / 'text.npz').write_text('w = [0.1, 0.2]')
+    (tmp_path / 'afile').write_text('')
+    cases += [
+        (gen_images, ['--network', net, '--ws', tmp_path / 'text.npz', '--outdir', tmp_path], 'text.npz: not a latents .npz'),
+        (directions, ['--directions', tmp_path / 'text.npz', '--list'], 'text.npz: not a directions .npz'),
+        (gen_images, ['--network', net, '--export-pt', tmp_path / 'afile' / 'x.pt'], f'{tmp_path / "afile"}: File exists'),
+    ]
     for script, args, message in cases:
         code, out, err = run_script(script.main, *args)
         assert code != 0 and message in err, (args, err)
