@@ -98,7 +98,6 @@ class Session:
         self.device = generate.default_device() if opts.device == 'auto' else torch.device(opts.device)
         self.G = load_generator(self.network, device=self.device)
         self.class_idx = check_class(self.G, opts.class_idx, self.network, needs_class, log)
-
         self.directions = self._directions() if opts.edit else None
 
     def latents(self, items: Sources, edit: bool = True) -> Latents:
@@ -119,10 +118,10 @@ class Session:
             d.index(e.name)
         return d
 
-    def finish(self, script: str, paths: Sequence[str], **fields) -> str:
-        """Append the run's record to OUTDIR/<script>.jsonl; returns the closing line for the user."""
+    def finish(self, script: str, paths: Sequence[str], folder: Optional[str] = None, **fields) -> str:
+        """Append the run's record to <script>.jsonl in `folder` (default OUTDIR); returns the closing line."""
         seconds = round(time.time() - self.started, 3)
-        outdir = self.opts.outdir or os.path.dirname(os.path.abspath(paths[0]))
+        outdir = folder or self.opts.outdir
         record = dict(network=self.network, device=str(self.device), truncation_psi=self.opts.truncation_psi,
                       noise_mode=self.opts.noise_mode, class_idx=self.class_idx, **fields, seconds=seconds)
         append_jsonl(os.path.join(outdir, f'{script}.jsonl'), record)
@@ -145,7 +144,8 @@ def resolve_network(network: str, log: Log) -> str:
     return network
 
 
-def check_class(G: torch.nn.Module, class_idx: Optional[int], network: str, needs_class: bool, log: Log) -> Optional[int]:
+def check_class(G: torch.nn.Module, class_idx: Optional[int], network: str, needs_class: bool,
+                log: Log) -> Optional[int]:
     if G.c_dim == 0:
         if class_idx is not None:
             log('warning: --class is ignored, the network is unconditional')
@@ -161,9 +161,14 @@ def _edits(opts: RenderOptions) -> list:
     return [[e.name, e.strength, e.layers] for e in opts.edit or []]
 
 
-def _outdir(opts: RenderOptions) -> str:
+def _require_outdir(opts: RenderOptions) -> None:
+    """Checked before the snapshot is loaded: a missing option should not cost a load."""
     if not opts.outdir:
         raise EditingError('--outdir is required')
+
+
+def _outdir(opts: RenderOptions) -> str:
+    _require_outdir(opts)
     os.makedirs(opts.outdir, exist_ok=True)
     return opts.outdir
 
@@ -186,11 +191,12 @@ def generate_images(opts: ImageOptions, log: Log = print) -> list[str]:
         raise EditingError('--seeds is required (e.g. --seeds=0-7), or --ws=FILE.npz')
     if opts.edit_strip and not opts.edit:
         raise EditingError('--edit-strip needs --edit=NAMES (the directions to sweep)')
-    has_seeds = any(isinstance(item, int) for item in opts.seeds)
-    session = Session(opts, log, needs_class=has_seeds)
+    _require_outdir(opts)
+    session = Session(opts, log, needs_class=any(isinstance(item, int) for item in opts.seeds))
     outdir = _outdir(opts)
     G = session.G
-    if (tuple(opts.translate) != (0, 0) or opts.rotate != 0) and not generate.set_input_transform(G, opts.translate, opts.rotate):
+    moved = tuple(opts.translate) != (0, 0) or opts.rotate != 0
+    if moved and not generate.set_input_transform(G, opts.translate, opts.rotate):
         log('warning: --translate/--rotate apply to StyleGAN3 networks only; ignored')
     fields: dict = dict(translate=list(opts.translate), rotate=opts.rotate)
     if opts.edit_strip:
@@ -249,17 +255,15 @@ def keyframes(seeds: Sources, grid: tuple[int, int], num_keyframes: Optional[int
 def generate_video(opts: VideoOptions, log: Log = print) -> str:
     """gen_video.py: the interpolation video; returns its path."""
     items = keyframes(opts.seeds, opts.grid, opts.num_keyframes)
-    if opts.output:
-        path = opts.output
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    else:
-        path = os.path.join(_outdir(opts), 'interpolation.mp4')
+    if not opts.output:
+        _require_outdir(opts)
+    path = opts.output or os.path.join(opts.outdir, 'interpolation.mp4')   # the writer makes its folder
     session = Session(opts, log, needs_class=any(isinstance(item, int) for item in items))
     lat = session.latents(items)
     frames = jobs.write_video(session.G, lat, path, frames_per_key=opts.w_frames, kind=opts.kind, loop=opts.loop,
                               fps=opts.fps, noise_mode=opts.noise_mode, batch_size=opts.batch_size, grid=opts.grid)
-    log(session.finish('gen_video', [path], frames=frames, kind=opts.kind, loop=opts.loop, grid=list(opts.grid),
-                       keyframes=lat.labels, edits=_edits(opts)))
+    log(session.finish('gen_video', [path], folder=os.path.dirname(path) or '.', frames=frames, kind=opts.kind,
+                       loop=opts.loop, grid=list(opts.grid), keyframes=lat.labels, edits=_edits(opts)))
     return path
 
 
@@ -267,6 +271,7 @@ def style_mix(opts: MixingOptions, log: Log = print) -> list[str]:
     """style_mixing.py: mix-grid.png and mix-grid.json."""
     if not opts.rows or not opts.cols:
         raise EditingError('style mixing needs both --rows and --cols')
+    _require_outdir(opts)
     session = Session(opts, log)
     outdir = _outdir(opts)
     paths = jobs.write_mixing(session.G, session.latents(opts.rows), session.latents(opts.cols), opts.styles, outdir,
