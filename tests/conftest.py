@@ -28,4 +28,3 @@ def fixtures_dir() -> pathlib.Path:
     if not FIXTURES.is_dir():
         pytest.skip(f'official fixtures not found at {FIXTURES} (they live in ../shared beside the checkout)')
     return FIXTURES
-
