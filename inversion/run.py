@@ -104,8 +104,10 @@ class InvertOptions:
 
 
 def invert(G: nn.Module, target: Target, opts: InvertOptions, *, perceptual: Optional[Perceptual],
-           inverter: Optional[Inverter] = None, stats: Optional[LatentStats] = None, progress: bool = True) -> Inversion:
-    """Invert one prepared target with `opts.method`; G is left unchanged."""
+           inverter: Optional[Inverter] = None, stats: Optional[LatentStats] = None, progress: bool = True,
+           callback: Optional[Callable[[str, int, dict], None]] = None) -> Inversion:
+    """Invert one prepared target with `opts.method`; G is left unchanged. `callback(stage, step, losses)` is
+    called after every optimisation step ('project', then 'pti'); an exception it raises stops the run."""
     method = opts.method
     if method not in METHODS:
         raise ValueError(f'method must be one of {METHODS}, got {method!r}')
@@ -127,7 +129,7 @@ def invert(G: nn.Module, target: Target, opts: InvertOptions, *, perceptual: Opt
     recipe = opts.projection()
     stats = stats or latent_stats(G, opts.w_avg_samples, c=c)
     proj = project(G, image_t, recipe, mask=mask, perceptual=perceptual, c=c, seed=opts.seed, stats=stats,
-                   record_steps=opts.video, progress=progress)
+                   record_steps=opts.video, progress=progress, callback=_stage(callback, 'project'))
     frames = []
     if opts.video:
         every = max(1, recipe.num_steps // (MAX_VIDEO_FRAMES if method == 'project' else MAX_VIDEO_FRAMES // 2))
@@ -143,12 +145,16 @@ def invert(G: nn.Module, target: Target, opts: InvertOptions, *, perceptual: Opt
     tuning = pivotal_tuning(proj.G, image_t, proj.ws, opts.tuning(), mask=mask, perceptual=perceptual, c=c,
                             seed=opts.seed,
                             record_every=max(1, opts.pti_steps // (MAX_VIDEO_FRAMES // 2)) if opts.video else 0,
-                            progress=progress)
+                            progress=progress, callback=_stage(callback, 'pti'))
     with torch.no_grad():
         image = tuning.G.synthesis(tuning.ws, noise_mode='const')
     frames += tuning.images_steps or []
     return Inversion('pti', 'w', tuning.ws, image, tuning.G, True, proj.noise, frames,
                      dict(project=recipe.num_steps, pti=tuning.steps))
+
+
+def _stage(callback, stage: str):
+    return None if callback is None else (lambda step, losses: callback(stage, step, losses))
 
 
 def measure(result: Inversion, target: Target) -> dict:

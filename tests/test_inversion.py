@@ -17,6 +17,7 @@ from inversion.perceptual import Perceptual, PerceptualUnavailable, RandomBackbo
 from inversion.projector import ProjectOptions, latent_stats, learning_rate, project
 from inversion.pti import TuningOptions, locality_latents, pivotal_tuning
 from inversion.quality import psnr, ssim
+from inversion.run import InvertOptions, invert
 from editing.sources import apply_noise_maps, load_ws_file
 from networks.snapshot import export_pt, load_generator, save_snapshot
 from script_runner import run_script
@@ -439,3 +440,12 @@ def test_cli_trains_and_uses_a_hyperstyle_inverter_with_a_mask(tmp_path):
     with torch.no_grad():
         assert np.array_equal(to_u8(G.synthesis(ws, noise_mode='const')),
                               np.array(PIL.Image.open(tmp_path / 'inv' / 'photo_hyperstyle.png')))
+
+
+def test_invert_reports_each_step_of_each_stage(G, stats):
+    target = preprocess.prepare_target(np.full([16, 16, 3], 200, np.uint8), 16, 3)
+    seen = []
+    result = invert(G, target, InvertOptions(method='pti', steps=3, pti_steps=2), perceptual=None, stats=stats,
+                    progress=False, callback=lambda stage, step, losses: seen.append((stage, step, 'loss' in losses)))
+    assert seen == [('project', 0, True), ('project', 1, True), ('project', 2, True), ('pti', 0, True), ('pti', 1, True)]
+    assert result.steps == dict(project=3, pti=2)
