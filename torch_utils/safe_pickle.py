@@ -159,10 +159,18 @@ def _encode(text: Any, encoding: Any = 'utf-8') -> bytes:
     return text.encode('latin1')
 
 
+def _bytes(*args: Any) -> bytes:
+    # protocol-2 pickles write b'' as bytes(); bytes(n) would allocate n bytes, so nothing else is accepted
+    if args:
+        raise UnsafePickleError('refusing bytes() with arguments')
+    return b''
+
+
 NUMPY_GLOBALS: dict[tuple, Any] = {
     ('numpy', 'dtype'): _DType,
     ('numpy', 'ndarray'): _NDARRAY,
     ('_codecs', 'encode'): _encode,
+    ('builtins', 'bytes'): _bytes,
     **{(module, '_reconstruct'): _reconstruct for module in ('numpy.core.multiarray', 'numpy._core.multiarray')},
     **{(module, 'scalar'): _scalar for module in ('numpy.core.multiarray', 'numpy._core.multiarray')},
     **{(module, '_frombuffer'): _frombuffer for module in ('numpy.core.numeric', 'numpy._core.numeric')},
