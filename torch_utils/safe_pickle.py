@@ -20,6 +20,7 @@ import _compat_pickle
 import io
 import math
 import pickle
+import pickletools
 import re
 import struct
 import zipfile
@@ -244,6 +245,25 @@ def _resolve(value: Any, memo: dict, walk: tuple) -> Any:
     return out
 
 
+def _prescan(f: io.BytesIO) -> None:
+    """Walk the opcodes once before unpickling: CPython's C unpickler allocates a length-prefixed argument
+    before reading it, and grows its memo to whatever index a PUT names, so a few bytes could ask for
+    gigabytes. Here every declared length must be present and every memo index must be sequential-ish."""
+    start = f.tell()
+    try:
+        for count, (op, arg, _) in enumerate(pickletools.genops(f), 1):
+            if op.name in _MEMO_PUTS and (not isinstance(arg, int) or not 0 <= arg <= count):
+                raise UnsafePickleError(f'memo index {arg} out of range')
+    except UnsafePickleError:
+        raise
+    except Exception as e:   # noqa: BLE001 - genops reports truncation and unknown opcodes as ValueError
+        raise UnsafePickleError(one_line(f'malformed pickle ({e})')) from None
+    f.seek(start)
+
+
+_MEMO_PUTS = ('PUT', 'BINPUT', 'LONG_BINPUT')
+
+
 def loads(data: bytes, allowed: Globals = PLAIN_GLOBALS, *, walk: tuple = (),
           persistent: Optional[Callable[[Any], Any]] = None, where: str = '', encoding: str = 'ASCII') -> Any:
     """Unpickle `data` with only the `allowed` globals ((module, name) -> object).
@@ -251,8 +271,9 @@ def loads(data: bytes, allowed: Globals = PLAIN_GLOBALS, *, walk: tuple = (),
     `walk`: types (beyond the builtin containers) whose attributes may hold arrays to finish after the
     load. Any failure raises UnsafePickleError with one line."""
     try:
-        unpickler = _Unpickler(io.BytesIO(data), allowed, persistent, where, encoding)
-        return _resolve(unpickler.load(), {}, walk)
+        f = io.BytesIO(data)
+        _prescan(f)
+        return _resolve(_Unpickler(f, allowed, persistent, where, encoding).load(), {}, walk)
     except UnsafePickleError:
         raise
     except pickle.UnpicklingError as e:
@@ -324,6 +345,7 @@ def _storage_from_bytes(payload: Any):
 def _next_pickle(f: io.BytesIO, where: str, persistent: Optional[Callable] = None) -> Any:
     """One pickle from a stream of several (protocol 2, plain data and storage types only)."""
     start = f.tell()
+    _prescan(f)
     unpickler = _Unpickler(f, _torch_globals()['storage_types'], persistent, where, 'ASCII')
     try:
         return unpickler.load()
