@@ -23,6 +23,7 @@ import math
 import os
 import pickle
 import re
+import threading
 from collections import OrderedDict
 from typing import Any, Iterator, Optional, Union
 
@@ -202,7 +203,8 @@ def _check_kwargs(value: Any, where: str = '', depth: int = 0) -> None:
 @contextlib.contextmanager
 def _address_space_budget(nbytes: int) -> Iterator[None]:
     """Lower RLIMIT_AS to what the process maps now plus `nbytes`, so that a constructor asked by a file for
-    absurd filter sizes fails with MemoryError instead of exhausting the machine. POSIX with /proc only."""
+    absurd filter sizes fails with MemoryError instead of exhausting the machine. Only where /proc exists and
+    no other Python thread runs (the limit is process-wide); elsewhere the kwargs bounds above must do."""
     try:
         import resource
         with open('/proc/self/statm') as f:
@@ -212,8 +214,9 @@ def _address_space_budget(nbytes: int) -> Iterator[None]:
         yield
         return
     limit = mapped + nbytes
-    if (soft != resource.RLIM_INFINITY and soft <= limit) or (hard != resource.RLIM_INFINITY and hard < limit):
-        yield   # already bounded at least as tightly
+    if (soft != resource.RLIM_INFINITY and soft <= limit) or (hard != resource.RLIM_INFINITY and hard < limit) \
+            or threading.active_count() > 1:
+        yield   # already bounded at least as tightly, or other threads might be refused memory meanwhile
         return
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     try:
@@ -298,7 +301,7 @@ def _network(key: str, value: Any) -> Optional[nn.Module]:
     else:
         raise SnapshotError(f'{key} is a {type(value).__name__}, not a network')
     family = record.get('family') if isinstance(record, dict) else None
-    if family in OPTIONAL_FAMILIES and family not in FAMILIES:
+    if isinstance(family, str) and family in OPTIONAL_FAMILIES and family not in FAMILIES:
         return None
     try:
         return build_network(record)
@@ -358,6 +361,8 @@ def load_snapshot(source: PathLike) -> dict:
         raise SnapshotError(one_line(f'{source}: {e}')) from None
     except OSError as e:
         raise SnapshotError(f'{source}: {e.strerror or e}') from None
+    except Exception as e:   # noqa: BLE001 - a layout the checks above did not foresee is still the file's fault
+        raise SnapshotError(one_line(f'{source}: malformed snapshot ({type(e).__name__}: {e})')) from None
     data.setdefault('augment_pipe', None)
     data.setdefault('training_set_kwargs', None)
     return data
