@@ -245,7 +245,7 @@ def _resolve(value: Any, memo: dict, walk: tuple) -> Any:
     return out
 
 
-def _prescan(f: io.BytesIO) -> None:
+def _prescan(f: io.BytesIO, where: str = '') -> None:
     """Walk the opcodes once before unpickling: CPython's C unpickler allocates a length-prefixed argument
     before reading it, and grows its memo to whatever index a PUT names, so a few bytes could ask for
     gigabytes. Here every declared length must be present and every memo index must be sequential-ish."""
@@ -253,11 +253,11 @@ def _prescan(f: io.BytesIO) -> None:
     try:
         for count, (op, arg, _) in enumerate(pickletools.genops(f), 1):
             if op.name in _MEMO_PUTS and (not isinstance(arg, int) or not 0 <= arg <= count):
-                raise UnsafePickleError(f'memo index {arg} out of range')
+                raise UnsafePickleError(f'memo index {arg} out of range{where}')
     except UnsafePickleError:
         raise
     except Exception as e:   # noqa: BLE001 - genops reports truncation and unknown opcodes as ValueError
-        raise UnsafePickleError(one_line(f'malformed pickle ({e})')) from None
+        raise UnsafePickleError(one_line(f'malformed pickle{where} ({e})')) from None
     f.seek(start)
 
 
@@ -272,13 +272,13 @@ def loads(data: bytes, allowed: Globals = PLAIN_GLOBALS, *, walk: tuple = (),
     load. Any failure raises UnsafePickleError with one line."""
     try:
         f = io.BytesIO(data)
-        _prescan(f)
+        _prescan(f, where)
         return _resolve(_Unpickler(f, allowed, persistent, where, encoding).load(), {}, walk)
     except UnsafePickleError:
         raise
     except pickle.UnpicklingError as e:
         raise UnsafePickleError(one_line(f'{e}{where}')) from None
-    except (Exception, RecursionError) as e:   # noqa: BLE001 - whatever a malformed file makes the machinery raise
+    except Exception as e:   # noqa: BLE001 - whatever a malformed file makes the machinery raise (RecursionError too)
         raise UnsafePickleError(one_line(f'malformed pickle{where} ({type(e).__name__}: {e})')) from None
 
 
@@ -345,13 +345,13 @@ def _storage_from_bytes(payload: Any):
 def _next_pickle(f: io.BytesIO, where: str, persistent: Optional[Callable] = None) -> Any:
     """One pickle from a stream of several (protocol 2, plain data and storage types only)."""
     start = f.tell()
-    _prescan(f)
+    _prescan(f, where)
     unpickler = _Unpickler(f, _torch_globals()['storage_types'], persistent, where, 'ASCII')
     try:
         return unpickler.load()
     except UnsafePickleError:
         raise
-    except (Exception, RecursionError) as e:   # noqa: BLE001
+    except Exception as e:   # noqa: BLE001
         raise UnsafePickleError(one_line(f'malformed pickle at byte {start}{where} ({type(e).__name__}: {e})')) \
             from None
 
