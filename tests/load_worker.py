@@ -41,7 +41,8 @@ def main() -> None:
     global _armed
     limit = int(sys.argv[1])
     cases = json.load(sys.stdin)
-    # everything the loaders need is imported before the canary is armed
+    # everything the loaders need is imported before the canary is armed, codecs that old pickle opcodes use too
+    import encodings.ascii, encodings.latin_1, encodings.raw_unicode_escape, encodings.unicode_escape  # noqa: F401,E401
     from networks.snapshot import SnapshotError, load_snapshot
     import training.augment   # noqa: F401 - registers the AugmentPipe family, as the training code does
     from training.dataset import ImageFolderDataset
