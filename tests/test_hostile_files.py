@@ -209,6 +209,25 @@ def test_augment_pipes_load_through_the_family_registry(tmp_path):
         line for line in open(f) if line.lstrip().startswith(('import ', 'from ')))]
 
 
+def test_nvidia_augment_pipe_loads_through_the_registry(tmp_path, fixtures_dir):
+    """An NVIDIA snapshot trained with ADA holds a persistent AugmentPipe: rebuilt as ours, p kept."""
+    from collections import OrderedDict
+
+    from training.augment import AugmentPipe
+    kwargs = dict(xflip=1, rotate90=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1, brightness=1, contrast=1,
+                  lumaflip=1, hue=1, saturation=1)
+    buffers = OrderedDict(AugmentPipe(**kwargs).state_dict())
+    buffers['p'] = torch.tensor(0.25)
+    meta = dict(type='class', version=6, module_src='raise SystemExit("never run")', class_name='AugmentPipe',
+                state=dict(_parameters=OrderedDict(), _buffers=buffers, _modules=OrderedDict(), training=True,
+                           _non_persistent_buffers_set=set(), _init_args=(), _init_kwargs=kwargs))
+    tree = hp.read_tree(fixtures_dir / 'official_stylegan2_64.pkl')
+    tree['augment_pipe'] = hp.Stub('torch_utils.persistence', '_reconstruct_persistent_obj', (meta,))
+    (tmp_path / 'ada.pkl').write_bytes(hp.write_tree(tree))
+    pipe = load_snapshot(tmp_path / 'ada.pkl')['augment_pipe']
+    assert isinstance(pipe, AugmentPipe) and float(pipe.p) == 0.25 and pipe.init_kwargs['hue'] == 1
+
+
 def test_zip_member_bombs_are_skipped_with_a_reason(tmp_path):
     """Issue 12.7: a valid PNG followed by 1 GiB of zeros (1 MB deflated) made the readers take 2+ GB."""
     from training.image_io import encode_png

@@ -6,9 +6,7 @@ Every case must end either loaded or refused with a one-line SnapshotError: neve
 exception type, never a MemoryError, never code run; the worst resident memory is reported.
 """
 import copy
-import io
 import os
-import pickle
 import pickletools
 import random
 import time
