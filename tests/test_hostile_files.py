@@ -248,3 +248,28 @@ def test_zip_member_bombs_are_skipped_with_a_reason(tmp_path):
         assert 'big.png' in case['message'] and 'too large' in case['message'], case['message']
         assert case['message'].count('(3, 32, 32)') == 3 or case['mode'] == 'source'
     assert report['max_rss_mb'] < 1024, report['max_rss_mb']
+
+
+def test_filter_design_is_bounded_when_the_memory_limit_cannot_apply(tmp_path):
+    """With several threads (the web app) the loader cannot lower RLIMIT_AS, so the NumPy filter design that
+    StyleGAN3's constructor runs outside the meta device must refuse absurd tap counts by itself."""
+    import threading
+
+    from networks.stylegan3 import MAX_FILTER_TAPS, design_lowpass_filter
+    with pytest.raises(ValueError, match='taps'):
+        design_lowpass_filter(MAX_FILTER_TAPS + 1, cutoff=1, width=1, fs=8, radial=True)
+    kwargs = dict(z_dim=8, w_dim=8, c_dim=0, img_resolution=1024, img_channels=3, channel_base=64, channel_max=8,
+                  mapping_kwargs=dict(num_layers=1), filter_size=64, lrelu_upsampling=16, num_layers=14)
+    path = tmp_path / 'taps.pkl'
+    path.write_bytes(pickle.dumps(dict(G=_NetworkRecord(dict(family='stylegan3.Generator', init_kwargs=kwargs,
+                                                             state_dict={})), D=None, G_ema=None)))
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        with pytest.raises(SnapshotError, match='taps') as info:
+            load_snapshot(path)
+    finally:
+        release.set()
+        other.join()
+    assert '\n' not in str(info.value) and 'taps.pkl' in str(info.value)
