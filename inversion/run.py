@@ -56,8 +56,9 @@ def invert(G: nn.Module, target: Target, method: str, *, perceptual: Optional[Pe
            pixel_weight: float = 1.0, inverter: Optional[Inverter] = None, encoder_iterations: int = 5,
            hyper_iterations: int = 5, class_idx: Optional[int] = None, seed: int = 0,
            stats: Optional[LatentStats] = None, w_avg_samples: int = 10000, video: bool = False,
-           progress: bool = True) -> Inversion:
-    """Invert one prepared target with `method`; G is left unchanged."""
+           progress: bool = True, callback: Optional[Callable[[str, int, dict], None]] = None) -> Inversion:
+    """Invert one prepared target with `method`; G is left unchanged. `callback(stage, step, losses)` is
+    called after every optimisation step ('project', then 'pti'); an exception it raises stops the run."""
     if method not in METHODS:
         raise ValueError(f'method must be one of {METHODS}, got {method!r}')
     device = next(G.parameters()).device
@@ -80,7 +81,8 @@ def invert(G: nn.Module, target: Target, method: str, *, perceptual: Optional[Pe
     stats = stats or latent_stats(G, w_avg_samples, c=c)
     proj = project(G, image_t, mask=mask, perceptual=perceptual, space=space, num_steps=num_steps,
                    initial_learning_rate=lr, perceptual_weight=perceptual_weight, pixel_weight=pixel_weight,
-                   c=c, seed=seed, stats=stats, record_steps=video, progress=progress)
+                   c=c, seed=seed, stats=stats, record_steps=video, progress=progress,
+                   callback=_stage(callback, 'project'))
     frames = []
     if video:
         every = max(1, num_steps // (MAX_VIDEO_FRAMES if method == 'project' else MAX_VIDEO_FRAMES // 2))
@@ -96,12 +98,16 @@ def invert(G: nn.Module, target: Target, method: str, *, perceptual: Optional[Pe
                             learning_rate=pti_learning_rate, l2_weight=pixel_weight,
                             perceptual_weight=perceptual_weight, locality=locality, c=c, seed=seed,
                             record_every=max(1, pti_steps // (MAX_VIDEO_FRAMES // 2)) if video else 0,
-                            progress=progress)
+                            progress=progress, callback=_stage(callback, 'pti'))
     with torch.no_grad():
         image = tuning.G.synthesis(tuning.ws, noise_mode='const')
     frames += tuning.images_steps or []
     return Inversion('pti', 'w', tuning.ws, image, tuning.G, True, proj.noise, frames,
                      dict(project=num_steps, pti=tuning.steps))
+
+
+def _stage(callback, stage: str):
+    return None if callback is None else (lambda step, losses: callback(stage, step, losses))
 
 
 def measure(result: Inversion, target: Target) -> dict:
