@@ -87,7 +87,7 @@ def build_ui(studio: Studio, export_root: Optional[str] = None) -> gr.Blocks:
                 label = gr.Markdown(elem_id='current-label')
                 export_btn = gr.Button('Prepare downloads (PNG, latent .npz)', elem_id='export-btn')
                 downloads = gr.File(label='Downloads', file_count='multiple', interactive=False, elem_id='downloads',
-                                    height=120)
+                                    visible=False)
                 commands = gr.Code(label='The same image from the shell', language='shell', interactive=False,
                                    wrap_lines=True, show_line_numbers=False, elem_id='commands')
                 export_status = gr.Markdown(elem_id='export-status')
@@ -172,7 +172,7 @@ def build_ui(studio: Studio, export_root: Optional[str] = None) -> gr.Blocks:
         # ---- what every change of the current garment updates -------------------------------------
         def shown(s: Session) -> dict:
             return {current: studio.render(s), label: s.garment.label, commands: studio.commands(s),
-                    downloads: None}
+                    downloads: gr.File(value=None, visible=False)}
 
         def with_sliders(s: Session) -> dict:
             d = studio.directions_of(s)
@@ -331,7 +331,7 @@ def build_ui(studio: Studio, export_root: Optional[str] = None) -> gr.Blocks:
         # ---- Export --------------------------------------------------------------------------------
         def export(s):
             outdir = tempfile.mkdtemp(dir=export_root)
-            return {downloads: studio.export(s, outdir)}
+            return {downloads: gr.File(value=studio.export(s, outdir), visible=True)}
 
         export_btn.click(guarded(export_status, export), [state], [downloads, export_status])
     return demo

@@ -70,7 +70,7 @@ class App:
         return self.proc.stdout.read().decode(errors='replace')
 
 
-def chrome(width: int = 1400, height: int = 1100):
+def chrome(width: int = 1400, height: int = 1300):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     options = webdriver.ChromeOptions()

@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""How long app.py takes to show the new image after a slider moves, on the current machine's CPU.
+
+For each config and resolution a generator with NVIDIA's default widths (random weights, as
+benchmarks/generate.py builds it) is saved with GANSpace directions, then:
+
+* library: `Studio.set_strength` + `Studio.render` (edit + synthesis + uint8), median of --repeats;
+* browser: app.py is started on a free localhost port and driven in headless Chromium: from the key press
+  on the slider to the new image loaded on the page (timed inside the page), median of --repeats.
+
+  python benchmarks/app_latency.py                                   # stylegan2, stylegan3-t at 64 and 256
+  python benchmarks/app_latency.py --configs=stylegan2 --res=64 --repeats=10 --json-out=latency.jsonl
+
+Figures only; nothing here asserts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+import click
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [REPO, os.path.join(REPO, 'tests'), os.path.join(REPO, 'benchmarks')]
+
+from generate import build_ours   # noqa: E402  (benchmarks/generate.py)
+
+# Installed in the page: the time from the key press on slider 0 to the next image in #current-image
+# having loaded, in ms, is left in window.__latency.
+PAGE_TIMER = """
+const range = document.querySelector('#slider-0 input[type=range]');
+const box = document.querySelector('#current-image');
+window.__latency = null;
+range.addEventListener('keydown', () => {
+  const t0 = performance.now();
+  const before = box.querySelector('img') ? box.querySelector('img').src : null;
+  const watch = new MutationObserver(() => {
+    const img = box.querySelector('img');
+    if (!img || img.src === before) return;
+    watch.disconnect();
+    const done = () => { window.__latency = performance.now() - t0; };
+    if (img.complete && img.naturalWidth) done(); else img.addEventListener('load', done, {once: true});
+  });
+  watch.observe(box, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
+}, {once: true});
+"""
+
+
+def library_latency(studio, repeats: int) -> list[float]:
+    from editing.studio import Session
+    s = Session()
+    studio.set_garment(s, studio.seed_garment(0, 0.7))
+    name = studio.directions.names[0]
+    studio.render(s)                                   # warm-up
+    times = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        studio.set_strength(s, name, 0.1 * (i + 1))
+        studio.render(s)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def browser_latency(network: str, directions: str, repeats: int) -> list[float]:
+    import browser
+    from selenium.webdriver.common.keys import Keys
+    app = browser.App(f'--network={network}', f'--directions={directions}', '--device=cpu', '--perceptual=none',
+                      timeout=300)
+    driver = browser.chrome()
+    times = []
+    try:
+        driver.get(app.url)
+        browser.wait_for(lambda: browser.image_src(driver, 'current-image'), 120, 'the first garment')
+        browser.open_tab(driver, 'Edit')
+        knob = browser.by_id(driver, 'slider-0', 'input[type=range]')
+        for i in range(repeats + 1):
+            driver.execute_script(PAGE_TIMER)
+            knob.send_keys(Keys.ARROW_RIGHT)
+            ms = browser.wait_for(lambda: driver.execute_script('return window.__latency'), 120, 'the new image')
+            if i:                                      # the first move warms up the server's code paths
+                times.append(ms / 1000)
+            time.sleep(0.3)
+    finally:
+        driver.quit()
+        app.stop()
+    return times
+
+
+@click.command(help=__doc__)
+@click.option('--configs', default='stylegan2,stylegan3-t', show_default=True)
+@click.option('--res', 'resolutions', default='64,256', show_default=True)
+@click.option('--repeats', type=click.IntRange(min=1), default=5, show_default=True)
+@click.option('--browser/--no-browser', 'use_browser', default=True, show_default=True, help='Also time it in Chromium')
+@click.option('--json-out', type=click.Path(dir_okay=False), help='Append one JSON line per measurement')
+def main(configs, resolutions, repeats, use_browser, json_out):
+    from editing.studio import Studio
+    from networks.editing.directions import save_directions
+    from networks.editing.discovery import ganspace
+    from networks.snapshot import save_snapshot
+    print(f'{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads')
+    print(f'{"config":<12} {"res":>4} {"library median s":>17} {"browser median s":>17} {"browser max s":>14}')
+    with tempfile.TemporaryDirectory() as tmp:
+        for res in [int(r) for r in resolutions.split(',')]:
+            for cfg in configs.split(','):
+                G = build_ours(cfg, res, seed=0, device=torch.device('cpu')).eval().requires_grad_(False)
+                net, dirs = os.path.join(tmp, f'{cfg}-{res}.pkl'), os.path.join(tmp, f'{cfg}-{res}.npz')
+                save_snapshot(net, dict(G=G, G_ema=G, D=None, augment_pipe=None, training_set_kwargs=None))
+                save_directions(dirs, ganspace(G, num_samples=2000, num_components=4))
+                lib = library_latency(Studio(G, net, ganspace(G, num_samples=200, num_components=2)), repeats)
+                web = browser_latency(net, dirs, repeats) if use_browser else []
+                row = dict(config=cfg, res=res, library_s=statistics.median(lib),
+                           browser_s=statistics.median(web) if web else None, browser_max_s=max(web) if web else None,
+                           repeats=repeats, threads=torch.get_num_threads())
+                print(f'{cfg:<12} {res:>4} {row["library_s"]:>17.3f} '
+                      + (f'{row["browser_s"]:>17.3f} {row["browser_max_s"]:>14.3f}' if web else f'{"-":>17} {"-":>14}'))
+                if json_out:
+                    with open(json_out, 'a') as f:
+                        f.write(json.dumps(row) + '\n')
+
+
+if __name__ == '__main__':
+    main()
