@@ -29,7 +29,7 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, 'tests'), os.path.join(REPO, 'benchmarks')]
 
-from generate import build_ours   # noqa: E402  (benchmarks/generate.py)
+from generate import generator_kwargs   # noqa: E402  (benchmarks/generate.py)
 
 # Installed in the page: the time from the key press on slider 0 to the next image in #current-image
 # having loaded, in ms, is left in window.__latency.
@@ -52,26 +52,37 @@ range.addEventListener('keydown', () => {
 """
 
 
-def library_latency(studio, repeats: int) -> list[float]:
+def build(cfg: str, res: int, channel_base: int) -> torch.nn.Module:
+    from networks import stylegan2, stylegan3
+    family, kwargs = generator_kwargs(cfg, res)
+    kwargs['channel_base'] = channel_base * (2 if cfg == 'stylegan3-r' else 1)
+    torch.manual_seed(0)
+    G = (stylegan3 if family == 'stylegan3' else stylegan2).Generator(**kwargs)
+    return G.eval().requires_grad_(False)
+
+
+def library_latency(studio, repeats: int) -> tuple[list[float], list[float]]:
+    """(wall seconds, CPU seconds of this process) per slider update."""
     from editing.studio import Session
     s = Session()
     studio.set_garment(s, studio.seed_garment(0, 0.7))
     name = studio.directions.names[0]
     studio.render(s)                                   # warm-up
-    times = []
+    wall, cpu = [], []
     for i in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         studio.set_strength(s, name, 0.1 * (i + 1))
         studio.render(s)
-        times.append(time.perf_counter() - t0)
-    return times
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return wall, cpu
 
 
-def browser_latency(network: str, directions: str, repeats: int) -> list[float]:
+def browser_latency(network: str, directions: str, repeats: int, threads: int) -> list[float]:
     import browser
     from selenium.webdriver.common.keys import Keys
     app = browser.App(f'--network={network}', f'--directions={directions}', '--device=cpu', '--perceptual=none',
-                      timeout=300)
+                      timeout=300, env=dict(OMP_NUM_THREADS=str(threads)))
     driver = browser.chrome()
     times = []
     try:
@@ -95,33 +106,43 @@ def browser_latency(network: str, directions: str, repeats: int) -> list[float]:
 @click.command(help=__doc__)
 @click.option('--configs', default='stylegan2,stylegan3-t', show_default=True)
 @click.option('--res', 'resolutions', default='64,256', show_default=True)
+@click.option('--cbase', 'bases', default='32768,16384', show_default=True,
+              help="channel_base values (NVIDIA's default 32768; 16384 as their paper256 config), channel_max 512")
 @click.option('--repeats', type=click.IntRange(min=1), default=5, show_default=True)
 @click.option('--browser/--no-browser', 'use_browser', default=True, show_default=True, help='Also time it in Chromium')
+@click.option('--threads', type=click.IntRange(min=1), help='CPU threads for the library and the app  [default: torch\'s]')
 @click.option('--json-out', type=click.Path(dir_okay=False), help='Append one JSON line per measurement')
-def main(configs, resolutions, repeats, use_browser, json_out):
+def main(configs, resolutions, bases, repeats, use_browser, threads, json_out):
     from editing.studio import Studio
     from networks.editing.directions import save_directions
     from networks.editing.discovery import ganspace
     from networks.snapshot import save_snapshot
-    print(f'{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads')
-    print(f'{"config":<12} {"res":>4} {"library median s":>17} {"browser median s":>17} {"browser max s":>14}')
+    if threads:
+        torch.set_num_threads(threads)
+    print(f'{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, torch {torch.__version__}, '
+          f'{torch.get_num_threads()} threads')
+    print(f'{"config":<12} {"res":>4} {"cbase":>6} {"library s":>10} {"library CPU s":>14} {"browser s":>10} '
+          f'{"browser max s":>14} {"load":>5}')
     with tempfile.TemporaryDirectory() as tmp:
-        for res in [int(r) for r in resolutions.split(',')]:
-            for cfg in configs.split(','):
-                G = build_ours(cfg, res, seed=0, device=torch.device('cpu')).eval().requires_grad_(False)
-                net, dirs = os.path.join(tmp, f'{cfg}-{res}.pkl'), os.path.join(tmp, f'{cfg}-{res}.npz')
-                save_snapshot(net, dict(G=G, G_ema=G, D=None, augment_pipe=None, training_set_kwargs=None))
-                save_directions(dirs, ganspace(G, num_samples=2000, num_components=4))
-                lib = library_latency(Studio(G, net, ganspace(G, num_samples=200, num_components=2)), repeats)
-                web = browser_latency(net, dirs, repeats) if use_browser else []
-                row = dict(config=cfg, res=res, library_s=statistics.median(lib),
-                           browser_s=statistics.median(web) if web else None, browser_max_s=max(web) if web else None,
-                           repeats=repeats, threads=torch.get_num_threads())
-                print(f'{cfg:<12} {res:>4} {row["library_s"]:>17.3f} '
-                      + (f'{row["browser_s"]:>17.3f} {row["browser_max_s"]:>14.3f}' if web else f'{"-":>17} {"-":>14}'))
-                if json_out:
-                    with open(json_out, 'a') as f:
-                        f.write(json.dumps(row) + '\n')
+        for res, base, cfg in [(int(r), int(b), c) for r in resolutions.split(',') for b in bases.split(',')
+                               for c in configs.split(',')]:
+            load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
+            G = build(cfg, res, base)
+            net, dirs = os.path.join(tmp, f'{cfg}-{res}-{base}.pkl'), os.path.join(tmp, f'{cfg}-{res}-{base}.npz')
+            save_snapshot(net, dict(G=G, G_ema=G, D=None, augment_pipe=None, training_set_kwargs=None))
+            d = ganspace(G, num_samples=1000, num_components=4)
+            save_directions(dirs, d)
+            wall, cpu = library_latency(Studio(G, net, d), repeats)
+            web = browser_latency(net, dirs, repeats, torch.get_num_threads()) if use_browser else []
+            row = dict(config=cfg, res=res, channel_base=base, library_s=statistics.median(wall),
+                       library_cpu_s=statistics.median(cpu), browser_s=statistics.median(web) if web else None,
+                       browser_max_s=max(web) if web else None, repeats=repeats, threads=torch.get_num_threads(),
+                       load_average=load)
+            print(f'{cfg:<12} {res:>4} {base:>6} {row["library_s"]:>10.3f} {row["library_cpu_s"]:>14.3f} '
+                  + (f'{row["browser_s"]:>10.3f} {row["browser_max_s"]:>14.3f}' if web else f'{"-":>10} {"-":>14}') + f' {load:>5.1f}', flush=True)
+            if json_out:
+                with open(json_out, 'a') as f:
+                    f.write(json.dumps(row) + '\n')
 
 
 if __name__ == '__main__':

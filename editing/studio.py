@@ -26,6 +26,7 @@ import os
 import shlex
 import threading
 import time
+import traceback
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
@@ -153,7 +154,7 @@ class Garment:
 
 @dataclasses.dataclass
 class Session:
-    """One browser tab's state. Plain data (no network), so the web framework can copy a fresh one."""
+    """One browser tab's state. A new one holds no network, so the web framework can copy it cheaply."""
     garment: Optional[Garment] = None
     strengths: dict = dataclasses.field(default_factory=dict)       # direction name -> strength (std)
     edit_layers: Optional[str] = None                               # preset or 'A-B' for every edit
@@ -184,7 +185,7 @@ class InversionJob:
         self.result: Optional[Garment] = None
         self.reconstruction: Optional[np.ndarray] = None
         self.error: Optional[str] = None
-        self.started = time.time()
+        self.started = self.finished = time.time()
         self._cancel = threading.Event()
         self._done = threading.Event()
         kwargs = dict(perceptual=perceptual, steps=steps, pti_steps=pti_steps, class_idx=class_idx, seed=seed,
@@ -209,7 +210,11 @@ class InversionJob:
             self.error = 'cancelled'
         except (UserError, ValueError) as e:
             self.error = str(e)
+        except Exception as e:   # a bug or out of memory: the page says so, the server log has the traceback
+            traceback.print_exc()
+            self.error = f'failed ({type(e).__name__})'
         finally:
+            self.finished = time.time()
             self._done.set()
 
     def cancel(self) -> None:
@@ -227,7 +232,7 @@ class InversionJob:
         """(fraction done, one line for the page)."""
         if self.done:
             return 1.0, (f'stopped: {self.error}' if self.error else
-                         f'done in {time.time() - self.started:.1f} s')
+                         f'done in {self.finished - self.started:.1f} s')
         what = {'project': 'projecting into W', 'pti': 'tuning the generator (PTI)'}.get(self.stage, self.stage)
         return self.step / max(self.total, 1), f'{what}: step {self.step} of {self.total}'
 
@@ -258,8 +263,10 @@ class Studio:
              perceptual: Optional[Perceptual] = None, perceptual_name: str = 'none', **kwargs) -> 'Studio':
         G = load_generator(network, device=device)
         path = directions or directions_beside(network, G)
-        d = load_directions(path) if path else None
-        return cls(G, network, d, path, perceptual, perceptual_name, **kwargs)
+        try:
+            return cls(G, network, load_directions(path) if path else None, path, perceptual, perceptual_name, **kwargs)
+        except ValueError as e:   # a directions file that is broken or made for another network
+            raise StudioError(str(e)) from None
 
     # --- facts the page shows ---------------------------------------------------------------
     @property

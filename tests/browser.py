@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from typing import Optional
@@ -41,17 +42,19 @@ def free_port() -> int:
 class App:
     """app.py running in a subprocess on a free port; stopped (and its log kept) by `stop`."""
 
-    def __init__(self, *args: str, timeout: float = 120):
+    def __init__(self, *args: str, timeout: float = 120, env: Optional[dict] = None):
         self.port = free_port()
         self.url = f'http://127.0.0.1:{self.port}/'
-        env = dict(os.environ, GRADIO_ANALYTICS_ENABLED='False', OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '1'))
-        self.log = io.BytesIO()
+        # One thread unless told otherwise: the tests share a small machine with the rest of the suite.
+        env = dict(os.environ, GRADIO_ANALYTICS_ENABLED='False', OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '1'),
+                   **(env or {}))
+        self.log = tempfile.TemporaryFile()   # a file, not a pipe: a pipe nobody reads would block a chatty app
         self.proc = subprocess.Popen([sys.executable, os.path.join(REPO, 'app.py'), f'--port={self.port}', *args],
-                                     cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                     cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f'app.py exited: {self.proc.stdout.read().decode(errors="replace")[-2000:]}')
+                raise RuntimeError(f'app.py exited: {self.output()[-2000:]}')
             try:
                 urllib.request.urlopen(self.url, timeout=2).read()
                 return
@@ -60,14 +63,20 @@ class App:
         self.stop()
         raise RuntimeError(f'app.py did not answer on {self.url} within {timeout:.0f} s')
 
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors='replace')
+
     def stop(self) -> str:
+        """Stop the app; returns everything it printed."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-        return self.proc.stdout.read().decode(errors='replace')
+                self.proc.wait()
+        return self.output()
 
 
 def chrome(width: int = 1400, height: int = 1300):

@@ -148,5 +148,21 @@ def test_upload_a_photo_and_get_a_reconstruction(page, studio, tmp_path):
     shot(page, 'invert')
 
 
+
+
+def test_a_second_tab_has_its_own_state(page, studio):
+    first, url = page.current_window_handle, page.current_url
+    page.switch_to.new_window('tab')
+    try:
+        page.get(url)
+        got = browser.new_image(page, 'current-image', None, timeout=60)
+        assert np.array_equal(got, expected(studio, studio.seed_garment(0, 0.7)))   # the page's fresh start
+        assert 'seed 0' in browser.text_of(page, 'current-label')
+    finally:
+        page.close()
+        page.switch_to.window(first)
+    assert 'photo shirt' in browser.text_of(page, 'current-label')                  # the first tab kept its garment
+
+
 def test_the_page_only_talks_to_localhost(page):
     assert browser.requested_hosts(page) <= {'127.0.0.1', 'localhost'}

@@ -230,3 +230,12 @@ def test_default_network_name_resolves_in_the_app_folder_only(tmp_path):
     assert S.resolve_network('garments', tmp_path) == str(tmp_path / 'pretrained' / 'stylegan2-garments-64x64.pt')
     with pytest.raises(S.StudioError, match='no such file'):
         S.resolve_network('elsewhere/model.pkl', tmp_path)
+
+
+def test_directions_for_another_network_are_refused_in_one_line(files, tmp_path):
+    d = ganspace(tiny_networks('stylegan3')['G_ema'], num_samples=50, num_components=2)
+    d.num_ws = 7
+    d.layer_stop[:] = 7
+    save_directions(tmp_path / 'other.npz', d)
+    with pytest.raises(S.StudioError, match='num_ws=7'):
+        S.Studio.load(str(files / 'tiny.pkl'), str(tmp_path / 'other.npz'))
