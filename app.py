@@ -105,8 +105,8 @@ def build_ui(studio: Studio, export_root: Optional[str] = None) -> gr.Blocks:
                         with gr.Row():
                             grid_n = gr.Slider(2, 32, value=8, step=1, label='Seeds in the grid (from the seed above)')
                             grid_btn = gr.Button('Show a grid of seeds', elem_id='grid-btn')
-                        gallery = gr.Gallery(label='Click a garment to make it current', columns=8, format='png',
-                                             allow_preview=False, elem_id='gallery', height='auto')
+                        gallery = gr.Gallery(label='Click a garment to make it current', columns=4, format='png',
+                                             allow_preview=False, elem_id='gallery')
                         gen_status = gr.Markdown(elem_id='generate-status')
                     with gr.Tab('Mix', id='mix', elem_id='tab-mix'):
                         gr.Markdown('Garment A gives the structure, garment B the style: the chosen ws rows come '

@@ -92,8 +92,14 @@ def browser_latency(network: str, directions: str, repeats: int, threads: int) -
         knob = browser.by_id(driver, 'slider-0', 'input[type=range]')
         for i in range(repeats + 1):
             driver.execute_script(PAGE_TIMER)
-            knob.send_keys(Keys.ARROW_RIGHT)
-            ms = browser.wait_for(lambda: driver.execute_script('return window.__latency'), 120, 'the new image')
+            # Whole-range jumps: a small step on a random network may leave every uint8 pixel as it was, and
+            # the page then keeps the same image file, which the timer would wait for in vain.
+            knob.send_keys(Keys.END if i % 2 == 0 else Keys.HOME)
+            try:
+                ms = browser.wait_for(lambda: driver.execute_script('return window.__latency'), 120, 'the new image')
+            except TimeoutError:
+                print('  no new image within 120 s; stopping this config', file=sys.stderr)
+                break
             if i:                                      # the first move warms up the server's code paths
                 times.append(ms / 1000)
             time.sleep(0.3)

@@ -26,15 +26,18 @@ sys.path.insert(0, REPO)
 @click.option('--components', type=int, default=6, show_default=True, help='GANSpace components without --directions')
 @click.option('--out', default=os.path.join(REPO, 'docs', 'app'), show_default=True, help='Folder for the PNGs')
 def main(network, directions, components, out):
-    with tempfile.TemporaryDirectory() as tmp:
+    # Paths relative to the checkout (where the app runs), so the pictures show no paths of this machine.
+    network = os.path.relpath(os.path.abspath(network), REPO)
+    with tempfile.TemporaryDirectory(dir=REPO, prefix='screens-') as tmp:
         if not directions:
             from networks.editing.directions import save_directions
             from networks.editing.discovery import ganspace
             from networks.snapshot import load_generator
-            directions = os.path.join(tmp, 'ganspace.npz')
-            save_directions(directions, ganspace(load_generator(network), num_samples=5000, num_components=components))
-        env = dict(os.environ, SG3C_APP_SCREENSHOTS=os.path.abspath(out), SG3C_APP_NETWORK=os.path.abspath(network),
-                   SG3C_APP_DIRECTIONS=os.path.abspath(directions))
+            directions = os.path.join(os.path.relpath(tmp, REPO), 'ganspace.npz')
+            save_directions(os.path.join(REPO, directions),
+                            ganspace(load_generator(os.path.join(REPO, network)), num_samples=5000, num_components=components))
+        env = dict(os.environ, SG3C_APP_SCREENSHOTS=os.path.abspath(out), SG3C_APP_NETWORK=network,
+                   SG3C_APP_DIRECTIONS=directions)
         code = subprocess.call([sys.executable, '-m', 'pytest', '-q', '-x', 'tests/test_app_browser.py'], cwd=REPO, env=env)
     if code == 0:
         print(f'screenshots in {out}: ' + ', '.join(sorted(os.listdir(out))))

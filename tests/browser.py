@@ -46,8 +46,8 @@ class App:
         self.port = free_port()
         self.url = f'http://127.0.0.1:{self.port}/'
         # One thread unless told otherwise: the tests share a small machine with the rest of the suite.
-        env = dict(os.environ, GRADIO_ANALYTICS_ENABLED='False', OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '1'),
-                   **(env or {}))
+        env = {**os.environ, 'GRADIO_ANALYTICS_ENABLED': 'False',
+               'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS', '1'), **(env or {})}
         self.log = tempfile.TemporaryFile()   # a file, not a pipe: a pipe nobody reads would block a chatty app
         self.proc = subprocess.Popen([sys.executable, os.path.join(REPO, 'app.py'), f'--port={self.port}', *args],
                                      cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT)
