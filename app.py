@@ -219,15 +219,10 @@ def build_ui(studio: Studio, export_root: Optional[str] = None) -> gr.Blocks:
         def mix(s, a, b, preset_value, cut_value, trunc_value, cls_value):
             ga = studio.seed_garment(a, trunc_value, cls_value)
             gb = studio.seed_garment(b, trunc_value, cls_value)
-            rows = studio.mix_rows(preset_value, None) if preset_value in MIX_PRESETS else studio.mix_rows(cut=cut_value)
+            rows = studio.mix_rows(preset_value) if preset_value in MIX_PRESETS else studio.mix_rows(cut=cut_value)
             studio.set_garment(s, studio.mix(ga, gb, rows))
             out = with_sliders(s)
-            probe = Session()
-            images = []
-            for g in (ga, gb):
-                studio.set_garment(probe, g)
-                images.append(studio.render(probe))
-            return {img_a: images[0], img_b: images[1], img_mix: out[current], **out}
+            return {img_a: studio.image(ga), img_b: studio.image(gb), img_mix: out[current], **out}
 
         def preset_moved(preset_value):
             if preset_value in MIX_PRESETS:

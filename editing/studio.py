@@ -27,7 +27,7 @@ import shlex
 import threading
 import time
 import traceback
-from typing import Callable, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import PIL.Image
@@ -41,7 +41,7 @@ from inversion.projector import LatentStats, latent_stats
 from inversion.run import PROJECT_STEPS, invert
 from networks.editing import Directions, Edit, apply_edits, load_directions, mix_ws, parse_layer_range, preset_range
 from networks.editing.discovery import ganspace
-from networks.generate import image_grid, save_image, seeds_to_ws, synthesize
+from networks.generate import save_image, seeds_to_ws, synthesize
 from networks.snapshot import export_pt, load_generator
 from torch_utils.cli import UserError
 from training.image_io import to_array
@@ -380,8 +380,11 @@ class Studio:
 
     def render(self, session: Session) -> np.ndarray:
         """[H, W, C] uint8 image of the current garment as edited."""
-        g = self._garment(session)
-        return synthesize(g.G or self.G, self.current_ws(session))[0]
+        return self.image(self._garment(session), self.current_ws(session))
+
+    def image(self, garment: Garment, ws: Optional[torch.Tensor] = None) -> np.ndarray:
+        """[H, W, C] uint8 image of a garment (of `ws` instead of its own latent, if given)."""
+        return synthesize(garment.G or self.G, garment.ws if ws is None else ws)[0]
 
     def _garment(self, session: Session) -> Garment:
         if session.garment is None:
