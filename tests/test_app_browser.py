@@ -4,8 +4,10 @@
 Skipped with the reason when Selenium, gradio, Chromium or chromedriver is missing (`.ci/run` installs them).
 With SG3C_APP_SCREENSHOTS=DIR the run also saves a screenshot of each tab there (benchmarks/app_screenshots.py);
 SG3C_APP_NETWORK / SG3C_APP_DIRECTIONS run it on another network (default: a tiny random StyleGAN2)."""
+import io
 import os
 import time
+import urllib.request
 
 import numpy as np
 import PIL.Image
@@ -101,6 +103,17 @@ def test_move_a_slider_and_see_the_image_change(page, studio):
     assert not np.array_equal(got, expected(studio, studio.seed_garment(5, 0.7)))
     assert f'--edit={name}:0.5' in browser.text_of(page, 'commands')
     shot(page, 'edit')
+
+    browser.by_id(page, 'export-btn').click()                  # the downloads hold the edited latent
+    links = browser.wait_for(lambda: {os.path.basename(a.get_attribute('href').split('?')[0]): a.get_attribute('href')
+                                      for a in page.find_elements('css selector', '#downloads a[href]')}, 30, 'downloads')
+    assert set(links) == {'garment.png', 'garment.npz'}
+    with urllib.request.urlopen(links['garment.npz'], timeout=10) as r:
+        w = np.load(io.BytesIO(r.read()), allow_pickle=False)['w']
+    s = S.Session()
+    studio.set_garment(s, studio.seed_garment(5, 0.7))
+    studio.set_strength(s, name, value)
+    assert np.array_equal(w, studio.current_ws(s).numpy())
 
 
 def test_mix_two_seeds(page, studio):
