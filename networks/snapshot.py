@@ -311,8 +311,9 @@ def _network(key: str, value: Any) -> Optional[nn.Module]:
 
 def _snapshot_dict(data: dict, networks: Any) -> dict:
     """Check the layout of a loaded file and build its networks."""
+    # Exports may hold G_ema alone (pretrained/, PTI results); a file with none of G, D, G_ema is no snapshot.
     if not isinstance(networks, dict) or not all(isinstance(k, str) for k in networks) \
-            or not {'G', 'D', 'G_ema'} <= set(networks) or not set(networks) <= set(NETWORK_KEYS):
+            or not {'G', 'D', 'G_ema'} & set(networks) or not set(networks) <= set(NETWORK_KEYS):
         raise SnapshotError(NOT_A_SNAPSHOT)
     if all(networks.get(key) is None for key in NETWORK_KEYS):
         raise SnapshotError('the snapshot holds no network (G, D and G_ema are all empty)')
@@ -320,6 +321,7 @@ def _snapshot_dict(data: dict, networks: Any) -> dict:
     for key in ('training_set_kwargs', 'training_state'):
         if out.get(key) is not None and not isinstance(out[key], dict):
             raise SnapshotError(f'{key} is a {type(out[key]).__name__}, not a dict')
+    out.update({key: None for key in ('G', 'D', 'G_ema')})
     out.update({key: _network(key, value) for key, value in networks.items()})
     return out
 

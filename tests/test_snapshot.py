@@ -113,3 +113,12 @@ def test_truncated_file_is_a_clear_error(tmp_path):
     (tmp_path / 'cut.pkl').write_bytes(blob[:len(blob) // 2])
     with pytest.raises(SnapshotError, match='cut.pkl'):
         load_snapshot(tmp_path / 'cut.pkl')
+
+
+def test_an_export_of_g_ema_alone_loads(tmp_path):
+    """The pretrained model and PTI results ship G_ema only; the loader must not ask for G and D too."""
+    G = tiny_networks('stylegan2')['G_ema']
+    export_pt(dict(G_ema=G), tmp_path / 'g.pt')
+    data = load_snapshot(tmp_path / 'g.pt')
+    assert data['G'] is None and data['D'] is None
+    assert torch.equal(load_generator(tmp_path / 'g.pt').mapping.fc0.weight, G.mapping.fc0.weight)

@@ -1,0 +1,376 @@
+#!/usr/bin/env python3
+"""Web app for designers: generate garments, mix two, edit them with sliders, invert a photo, in the browser.
+
+\b
+  python app.py                                        # the pretrained garment model (pretrained/*-garments-*.pt)
+  python app.py --network=runs/ --directions=sup.npz   # a run's newest snapshot, with its directions
+  python app.py --network=snapshot.pkl --port=8080 --device=cpu
+  python app.py --network=snapshot.pkl --share         # also on a public gradio.live link
+
+Open http://127.0.0.1:7860 (or --port). The app loads only the network named here (a short name is looked
+up in pretrained/ beside this file); uploaded photos are decoded as images only. See docs/app.md.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')   # no telemetry: read by gradio at import
+
+import functools
+import tempfile
+import traceback
+from typing import Any, Callable, Optional
+
+import click
+import gradio as gr
+import numpy as np
+
+from editing.studio import (DEFAULT_NETWORK, INVERT_METHODS, MAX_UPLOAD_BYTES, MIX_PRESETS, STRENGTH_LIMIT, Session,
+                            Studio, StudioError, mask_from_strokes, read_upload, resolve_network)
+from inversion.outputs import side_by_side
+from torch_utils.cli import UserError, run
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MAX_SLIDERS = 16
+EXPECTED_ERRORS = (UserError, ValueError, KeyError)
+# System fonts only: the default theme's Google fonts would make every page load call out to the internet.
+THEME = gr.themes.Soft(font=['ui-sans-serif', 'system-ui', 'sans-serif'], font_mono=['ui-monospace', 'monospace'])
+# Small generators make small images: show them large, with visible pixels rather than a blur.
+CSS = """
+#current-image img, #mix-a-image img, #mix-b-image img, #mix-result img, #compare img, #gallery img {
+  image-rendering: pixelated; }
+#current-image img { width: 100%; height: 300px; object-fit: contain; }
+#mix-a-image img, #mix-b-image img, #mix-result img { width: 100%; height: 180px; object-fit: contain; }
+#compare img { width: 100%; height: 200px; object-fit: contain; }
+"""
+
+
+def _message(error: BaseException) -> str:
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    return f'**{" ".join(text.split())}**'
+
+
+def guarded(status: gr.components.Component, fn: Callable[..., dict]) -> Callable[..., dict]:
+    """Run a handler; a failure the user caused becomes a message in `status`, anything else a short note
+    (the traceback goes to the server's console, never to the page)."""
+    @functools.wraps(fn)   # gradio reads the handler's signature (gr.SelectData, gr.Progress parameters)
+    def wrapper(*args):
+        try:
+            out = fn(*args)
+        except EXPECTED_ERRORS as e:
+            return {status: _message(e)}
+        except Exception as e:   # a bug: keep the page alive, log it for whoever runs the server
+            traceback.print_exc()
+            return {status: f'**internal error ({type(e).__name__}); the server log has the details**'}
+        return {status: '', **out}
+    return wrapper
+
+
+def build_ui(studio: Studio, export_root: Optional[str] = None) -> gr.Blocks:
+    """The page: current garment on the left, the Generate / Mix / Edit / Invert tabs on the right."""
+    export_root = export_root or tempfile.mkdtemp(prefix='sg3c-app-')
+    G = studio.G
+    classes = [(f'class {i}', i) for i in range(studio.num_classes)]
+    presets = studio.presets()
+    with gr.Blocks(title='Garment studio', analytics_enabled=False) as demo:
+        state = gr.State(lambda: Session(), delete_callback=lambda s: s.close())   # one per browser tab
+        family = 'StyleGAN3' if hasattr(G.synthesis, 'layer_names') else 'StyleGAN2'
+        d_text = (f'{len(studio.directions)} directions from `{os.path.basename(studio.directions_path)}`'
+                  if studio.directions else 'no directions file (find GANSpace components in the Edit tab)')
+        gr.Markdown(f'## Garment studio\n`{os.path.basename(studio.network)}`: {family}, '
+                    f'{studio.resolution}x{studio.resolution}' + (f', {studio.num_classes} classes' if classes else '')
+                    + f', {G.num_ws} ws rows; {d_text}')
+        with gr.Row():
+            with gr.Column(scale=2):
+                current = gr.Image(label='Current garment', format='png', interactive=False, elem_id='current-image',
+                                   buttons=['download', 'fullscreen'])
+                label = gr.Markdown(elem_id='current-label')
+                export_btn = gr.Button('Prepare downloads (PNG, latent .npz)', elem_id='export-btn')
+                downloads = gr.File(label='Downloads', file_count='multiple', interactive=False, elem_id='downloads',
+                                    visible=False)
+                commands = gr.Code(label='The same image from the shell', language='shell', interactive=False,
+                                   wrap_lines=True, show_line_numbers=False, elem_id='commands')
+                export_status = gr.Markdown(elem_id='export-status')
+            with gr.Column(scale=3):
+                with gr.Tabs():
+                    with gr.Tab('Generate', id='generate', elem_id='tab-generate'):
+                        with gr.Row():
+                            seed = gr.Number(label='Seed', value=0, precision=0, minimum=0, elem_id='seed')
+                            random_btn = gr.Button('Random seed', elem_id='random-btn')
+                        trunc = gr.Slider(0, 1.5, value=0.7, step=0.05, elem_id='trunc',
+                                          label='Truncation (lower: more typical garments, higher: more varied)')
+                        cls = gr.Dropdown(choices=classes, value=0 if classes else None, label='Garment class',
+                                          visible=bool(classes), elem_id='class')
+                        gen_btn = gr.Button('Generate', variant='primary', elem_id='generate-btn')
+                        with gr.Row():
+                            grid_n = gr.Slider(2, 32, value=8, step=1, label='Seeds in the grid (from the seed above)')
+                            grid_btn = gr.Button('Show a grid of seeds', elem_id='grid-btn')
+                        gallery = gr.Gallery(label='Click a garment to make it current', columns=4, format='png',
+                                             allow_preview=False, elem_id='gallery')
+                        gen_status = gr.Markdown(elem_id='generate-status')
+                    with gr.Tab('Mix', id='mix', elem_id='tab-mix'):
+                        gr.Markdown('Garment A gives the structure, garment B the style: the chosen ws rows come '
+                                    'from B (as `style_mixing.py --styles`). Seeds use the truncation and class '
+                                    'of the Generate tab.')
+                        with gr.Row():
+                            seed_a = gr.Number(label='Garment A (structure): seed', value=1, precision=0, minimum=0,
+                                               elem_id='mix-a')
+                            seed_b = gr.Number(label='Garment B (style): seed', value=2, precision=0, minimum=0,
+                                               elem_id='mix-b')
+                        preset = gr.Radio([*MIX_PRESETS, 'custom'], value='fine', elem_id='mix-preset',
+                                          label='Rows from B: ' + ', '.join(f'{p} {a}-{b - 1}' for p, (a, b) in presets.items()))
+                        cut = gr.Slider(1, G.num_ws - 1, value=presets['fine'][0], step=1, elem_id='mix-cut',
+                                        label='Custom: structure from A ends at ws row (B gives this row and later)')
+                        mix_btn = gr.Button('Mix', variant='primary', elem_id='mix-btn')
+                        with gr.Row():
+                            img_a = gr.Image(label='A', format='png', interactive=False, elem_id='mix-a-image')
+                            img_b = gr.Image(label='B', format='png', interactive=False, elem_id='mix-b-image')
+                            img_mix = gr.Image(label='A with the style of B', format='png', interactive=False,
+                                               elem_id='mix-result')
+                        mix_status = gr.Markdown(elem_id='mix-status')
+                    with gr.Tab('Edit', id='edit', elem_id='tab-edit'):
+                        gr.Markdown(f'Each slider moves the current garment along a direction, in standard '
+                                    f'deviations of W along it (+-{STRENGTH_LIMIT:g} is a strong edit).')
+                        sliders = [gr.Slider(-STRENGTH_LIMIT, STRENGTH_LIMIT, value=0, step=0.05, visible=False,
+                                             elem_id=f'slider-{i}') for i in range(MAX_SLIDERS)]
+                        with gr.Row():
+                            layers = gr.Dropdown(['', 'coarse', 'middle', 'fine', 'all'], value='', allow_custom_value=True,
+                                                 label="Layers every edit acts on (empty: each direction's own; or A-B)",
+                                                 elem_id='edit-layers')
+                            reset_btn = gr.Button('Reset', elem_id='reset-btn')
+                        with gr.Accordion('Find directions (GANSpace)', open=studio.directions is None):
+                            with gr.Row():
+                                components = gr.Slider(2, MAX_SLIDERS, value=8, step=1, label='Components')
+                                samples = gr.Number(value=5000, precision=0, minimum=100, label='Samples of W')
+                            discover_btn = gr.Button('Find principal directions', elem_id='discover-btn')
+                        edit_status = gr.Markdown(elem_id='edit-status')
+                    with gr.Tab('Invert', id='invert', elem_id='tab-invert'):
+                        with gr.Row():
+                            photo = gr.File(label='Photo of a garment', file_types=['image'], type='filepath',
+                                            elem_id='photo')
+                            mask_file = gr.File(label='Mask (optional, white = garment)', file_types=['image'],
+                                                type='filepath', elem_id='mask')
+                        painter = gr.ImageEditor(label='...or paint over the garment to mask it (optional)',
+                                                 type='numpy', sources=[], image_mode='RGBA', elem_id='painter',
+                                                 brush=gr.Brush(colors=['#ff0066'], color_mode='fixed'),
+                                                 transforms=[], height=320)
+                        with gr.Row():
+                            method = gr.Radio(list(INVERT_METHODS), value='pti', label='Method', elem_id='method')
+                            steps = gr.Slider(1, 1000, value=200, step=1, label='Projection steps', elem_id='steps')
+                            pti_steps = gr.Slider(0, 350, value=100, step=1, label='PTI tuning steps', elem_id='pti-steps')
+                        with gr.Row():
+                            invert_btn = gr.Button('Invert', variant='primary', elem_id='invert-btn')
+                            cancel_btn = gr.Button('Cancel', variant='stop', elem_id='cancel-btn')
+                        invert_status = gr.Markdown(elem_id='invert-status')
+                        compare = gr.Image(label='Target | reconstruction', format='png', interactive=False,
+                                           elem_id='compare')
+                        note = ('Perceptual loss: ' + studio.perceptual_name if studio.perceptual is not None else
+                                "Pixel loss only: NVIDIA's vgg16.pt was not found (start with --perceptual=PATH for "
+                                'a perceptual loss)')
+                        gr.Markdown(note)
+
+        # ---- what every change of the current garment updates -------------------------------------
+        def shown(s: Session) -> dict:
+            return {current: studio.render(s), label: s.garment.label, commands: studio.commands(s),
+                    downloads: gr.File(value=None, visible=False)}
+
+        def with_sliders(s: Session) -> dict:
+            d = studio.directions_of(s)
+            names = d.names if d is not None else []
+            updates = {}
+            for i, slider in enumerate(sliders):
+                if i < len(names):
+                    updates[slider] = gr.Slider(visible=True, label=names[i].replace('_', ' '),
+                                                value=s.strengths.get(names[i], 0))
+                else:
+                    updates[slider] = gr.Slider(visible=False, value=0)
+            if len(names) > MAX_SLIDERS:
+                updates[edit_status] = f'showing the first {MAX_SLIDERS} of {len(names)} directions'
+            return {**(shown(s) if s.garment is not None else {}), **updates, layers: s.edit_layers or ''}
+
+        garment_outputs = [current, label, commands, downloads]
+        slider_outputs = garment_outputs + sliders + [layers, edit_status]
+
+        # ---- Generate ------------------------------------------------------------------------------
+        def generate(s, seed_value, trunc_value, cls_value):
+            studio.set_garment(s, studio.seed_garment(seed_value, trunc_value, cls_value))
+            return with_sliders(s)
+
+        def random_seed(s, trunc_value, cls_value):
+            value = int(np.random.randint(0, 2 ** 31))
+            return {seed: value, **generate(s, value, trunc_value, cls_value)}
+
+        def grid(s, first, n, trunc_value, cls_value):
+            return {gallery: [(img, caption) for img, caption in studio.seed_grid(s, first, n, trunc_value, cls_value)]}
+
+        def pick(s, evt: gr.SelectData):
+            studio.set_garment(s, studio.pick_from_grid(s, evt.index))
+            return with_sliders(s)
+
+        gen_inputs = [state, seed, trunc, cls]
+        gen_btn.click(guarded(gen_status, generate), gen_inputs, slider_outputs + [gen_status])
+        seed.submit(guarded(gen_status, generate), gen_inputs, slider_outputs + [gen_status])
+        random_btn.click(guarded(gen_status, random_seed), [state, trunc, cls], slider_outputs + [seed, gen_status])
+        grid_btn.click(guarded(gen_status, grid), [state, seed, grid_n, trunc, cls], [gallery, gen_status])
+        gallery.select(guarded(gen_status, pick), [state], slider_outputs + [gen_status])
+        demo.load(guarded(gen_status, generate), gen_inputs, slider_outputs + [gen_status])
+
+        # ---- Mix -----------------------------------------------------------------------------------
+        def mix(s, a, b, preset_value, cut_value, trunc_value, cls_value):
+            ga = studio.seed_garment(a, trunc_value, cls_value)
+            gb = studio.seed_garment(b, trunc_value, cls_value)
+            rows = studio.mix_rows(preset_value) if preset_value in MIX_PRESETS else studio.mix_rows(cut=cut_value)
+            studio.set_garment(s, studio.mix(ga, gb, rows))
+            out = with_sliders(s)
+            return {img_a: studio.image(ga), img_b: studio.image(gb), img_mix: out[current], **out}
+
+        def preset_moved(preset_value):
+            if preset_value in MIX_PRESETS:
+                return gr.Slider(value=presets[preset_value][0])
+            return gr.Slider()
+
+        mix_inputs = [state, seed_a, seed_b, preset, cut, trunc, cls]
+        mix_outputs = slider_outputs + [img_a, img_b, img_mix, mix_status]
+        mix_btn.click(guarded(mix_status, mix), mix_inputs, mix_outputs)
+        preset.input(preset_moved, [preset], [cut]).then(guarded(mix_status, mix), mix_inputs, mix_outputs)
+        cut.release(lambda: 'custom', None, [preset]).then(guarded(mix_status, mix), mix_inputs, mix_outputs)
+
+        # ---- Edit ----------------------------------------------------------------------------------
+        def slider_moved(i):
+            def moved(s, value):
+                d = studio.directions_of(s)
+                if d is None or i >= len(d):
+                    raise StudioError('no direction behind this slider')
+                studio.set_strength(s, d.names[i], value)
+                return shown(s) if s.garment is not None else {}
+            return moved
+
+        for i, slider in enumerate(sliders):
+            slider.input(guarded(edit_status, slider_moved(i)), [state, slider], garment_outputs + [edit_status],
+                         trigger_mode='always_last', show_progress='hidden')
+
+        def set_layers(s, spec):
+            studio.set_edit_layers(s, spec)
+            return shown(s) if s.garment is not None else {}
+
+        def reset(s):
+            studio.reset_edits(s)
+            return with_sliders(s)
+
+        def discover(s, k, n):
+            studio.discover(s, k, n)
+            return {**with_sliders(s), edit_status: f'{int(k)} GANSpace components of {int(n)} samples of W'}
+
+        layers.change(guarded(edit_status, set_layers), [state, layers], garment_outputs + [edit_status])
+        reset_btn.click(guarded(edit_status, reset), [state], slider_outputs)
+        discover_btn.click(guarded(edit_status, discover), [state, components, samples], slider_outputs)
+
+        # ---- Invert --------------------------------------------------------------------------------
+        def photo_uploaded(path):
+            if not path:
+                return {painter: None}
+            image = read_upload(path)
+            if image.shape[2] == 1:
+                image = np.repeat(image, 3, axis=2)
+            return {painter: dict(background=image, layers=[], composite=None),
+                    invert_status: f'{os.path.basename(path)}: {image.shape[1]}x{image.shape[0]}'}
+
+        def start(s, photo_path, mask_path, painted, method_value, steps_value, pti_value, cls_value):
+            if not photo_path:
+                raise StudioError('upload a photo first')
+            image = read_upload(photo_path)
+            mask = None
+            if mask_path:
+                mask = read_upload(mask_path, what='mask')
+                if mask.shape[:2] != image.shape[:2]:
+                    raise StudioError(f'the mask is {mask.shape[1]}x{mask.shape[0]}, the photo {image.shape[1]}x{image.shape[0]}')
+                mask = mask.max(axis=2) >= 128
+            elif painted and painted.get('layers'):
+                mask = mask_from_strokes(painted['layers'], image.shape[:2])
+            name = os.path.splitext(os.path.basename(photo_path))[0]
+            target = studio.prepare_photo(image, mask, name=name)
+            job = studio.start_inversion(s, target, method_value, steps_value, pti_value, cls_value,
+                                         photo_file=os.path.basename(photo_path), mask=mask)
+            return job, target
+
+        def invert(s, photo_path, mask_path, painted, method_value, steps_value, pti_value, cls_value,
+                   progress=gr.Progress()):
+            try:
+                job, target = start(s, photo_path, mask_path, painted, method_value, steps_value, pti_value, cls_value)
+            except EXPECTED_ERRORS as e:
+                yield {invert_status: _message(e)}
+                return
+            while not job.wait(0.4):
+                fraction, text = job.progress()
+                progress(fraction, desc=text)
+                yield {invert_status: text}
+            try:
+                studio.finish_inversion(s)
+            except EXPECTED_ERRORS as e:
+                yield {invert_status: _message(e)}
+                return
+            yield {**with_sliders(s), invert_status: job.progress()[1] + '; the reconstruction is the current garment',
+                   compare: side_by_side(target.uint8(), job.reconstruction)}
+
+        def cancel(s):
+            if s.job is not None and not s.job.done:
+                s.job.cancel()
+                return {invert_status: 'cancelling...'}
+            return {}
+
+        photo.upload(guarded(invert_status, photo_uploaded), [photo], [painter, invert_status])
+        invert_btn.click(invert, [state, photo, mask_file, painter, method, steps, pti_steps, cls],
+                         slider_outputs + [invert_status, compare], concurrency_limit=2)
+        cancel_btn.click(guarded(invert_status, cancel), [state], [invert_status], queue=False)
+
+        # ---- Export --------------------------------------------------------------------------------
+        def export(s):
+            outdir = tempfile.mkdtemp(dir=export_root)
+            return {downloads: gr.File(value=studio.export(s, outdir), visible=True)}
+
+        export_btn.click(guarded(export_status, export), [state], [downloads, export_status])
+    return demo
+
+
+def load_perceptual_for_app(kind: str, device) -> tuple[Any, str]:
+    """(network, name): 'auto' takes NVIDIA's vgg16.pt when it is already on disk, never downloading it."""
+    from inversion.perceptual import PerceptualUnavailable, load_perceptual
+    if kind == 'auto':
+        from metrics.detectors import locate_detector
+        from metrics.errors import DetectorError
+        try:
+            kind = locate_detector('vgg16', download=False, option=None)
+        except DetectorError:
+            return None, 'none'
+    try:
+        return load_perceptual(kind, device), kind
+    except PerceptualUnavailable as e:
+        raise StudioError(str(e)) from None
+
+
+@click.command(help=__doc__)
+@click.option('--network', default=DEFAULT_NETWORK, show_default=True, metavar='NAME|PATH|URL',
+              help='Snapshot (.pkl, .pt, run dir, URL) or the short name of a model in pretrained/')
+@click.option('--directions', type=click.Path(dir_okay=False), metavar='FILE.npz',
+              help='Directions for the sliders  [default: the .npz beside the network, if any]')
+@click.option('--port', type=click.IntRange(1, 65535), default=7860, show_default=True)
+@click.option('--host', default='127.0.0.1', show_default=True, help='Address to listen on (0.0.0.0: every interface)')
+@click.option('--share', is_flag=True, help='Also serve on a public gradio.live link')
+@click.option('--device', default='auto', show_default=True, help="'auto' (CUDA when available), 'cpu', 'cuda', ...")
+@click.option('--perceptual', default='auto', show_default=True, metavar='auto|vgg16|PATH|none',
+              help="Inversion's perceptual loss; auto: NVIDIA's vgg16.pt if already downloaded, else pixel loss only")
+def main(network, directions, port, host, share, device, perceptual):
+    from networks.generate import default_device
+    import torch
+    device = default_device() if device == 'auto' else torch.device(device)
+    path = resolve_network(network, HERE)
+    loss_net, loss_name = load_perceptual_for_app(perceptual, device)
+    studio = Studio.load(path, directions, device=device, perceptual=loss_net, perceptual_name=loss_name)
+    demo = build_ui(studio)
+    demo.queue(default_concurrency_limit=4)
+    demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD_BYTES, theme=THEME, css=CSS,
+                ssr_mode=False, footer_links=['settings'], show_error=False)
+
+
+if __name__ == '__main__':
+    run(main)
