@@ -10,7 +10,8 @@ the cases, relative to the reference's largest magnitude, of
   grad2     d<d<y, w>/dx, v>/dw: the gradient through the backward graph that R1 and path-length
             regularisation take.
 float16 runs are measured against the reference in float32 on the same (rounded) inputs, next to the
-reference's own float16 error, so that a kernel is judged against what float16 allows.
+reference's own float16 error, so that a kernel is judged against what float16 allows (gradients on
+the 99.9th percentile of the error: see GRAD_QUANTILE).
 
   python benchmarks/op_compare.py --json=op_compare.json      # needs CUDA (SG3C_OPS is forced to cuda)
 
@@ -24,6 +25,7 @@ import math
 import os
 import random
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -41,6 +43,10 @@ OPS = ('bias_act', 'upfirdn2d', 'filtered_lrelu')
 # worse than a few times the reference's own float16 error (plus a floor for tiny outputs).
 TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2}
 FP16_SLACK = 4.0
+# A float16 output that rounds onto the clamp value, or onto zero, reads as clamped (or negative) when the
+# backward pass derives its mask from the output (as NVIDIA's kernels do too): a handful of samples then
+# get another gradient. Low-precision gradients are therefore judged on this quantile of the error.
+GRAD_QUANTILE = 0.999
 
 
 def reference_ops() -> dict[str, Callable]:
@@ -168,13 +174,17 @@ def evaluate(op: Callable, case: Case, device: torch.device, dtype: torch.dtype,
     return {k: t.detach().float() for k, t in out.items()}
 
 
-def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
+def relative_error(got: torch.Tensor, want: torch.Tensor, quantile: Optional[float] = None) -> float:
+    """Largest (or `quantile` of the) absolute difference, relative to the largest magnitude of `want`."""
     if got.shape != want.shape:
         return math.inf
     if want.numel() == 0:
         return 0.0
-    err = (got - want).abs().max().item()
-    return err / max(want.abs().max().item(), 1e-6) if math.isfinite(err) else math.inf
+    diff = (got - want).abs().flatten()
+    if not torch.isfinite(diff).all():
+        return math.inf
+    err = diff.max().item() if quantile is None else torch.quantile(diff.double().cpu(), quantile).item()
+    return err / max(want.abs().max().item(), 1e-6)
 
 
 QUANTITIES = {'forward': ('forward',), 'grad': ('grad_x', 'grad_b'), 'grad2': ('grad2',)}
@@ -196,8 +206,10 @@ def compare(candidate: dict[str, Callable], reference: dict[str, Callable], case
                 ref_low = evaluate(reference[op], case, device, dtype) if dtype != torch.float32 else want
                 score = 0.0
                 for q, keys in QUANTITIES.items():
-                    err = max((relative_error(got[k], want[k]) for k in keys if k in want), default=0.0)
-                    ref_err = max((relative_error(ref_low[k], want[k]) for k in keys if k in want), default=0.0)
+                    quantile = GRAD_QUANTILE if q != 'forward' and dtype != torch.float32 else None
+                    err = max((relative_error(got[k], want[k], quantile) for k in keys if k in want), default=0.0)
+                    ref_err = max((relative_error(ref_low[k], want[k], quantile) for k in keys if k in want),
+                                  default=0.0)
                     row[q] = max(row[q], err)
                     row[f'ref_{q}'] = max(row[f'ref_{q}'], ref_err)
                     score = max(score, err)
@@ -231,17 +243,19 @@ def main() -> int:
         print('op_compare: needs a CUDA device', file=sys.stderr)
         return 2
     from torch_utils.ops import cuda_kernels
-    failure = cuda_kernels.load()
-    if failure is not None:
+    start = time.perf_counter()
+    failure = cuda_kernels.load()   # builds on first use (or loads the cached build)
+    result: dict = {'build_or_load_s': round(time.perf_counter() - start, 1), 'failure': failure, 'rows': []}
+    if failure is None:
+        result['rows'] = compare(cuda_kernels.OPS, reference_ops(), random_cases(args.cases, args.seed),
+                                 torch.device('cuda'), dtypes=(torch.float32, torch.float16))
+        print(format_table(result['rows']))
+    else:
         print(f'op_compare: the CUDA ops cannot be used: {failure}', file=sys.stderr)
-        return 1
-    rows = compare(cuda_kernels.OPS, reference_ops(), random_cases(args.cases, args.seed), torch.device('cuda'),
-                   dtypes=(torch.float32, torch.float16))
-    print(format_table(rows))
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(rows, f, indent=1)
-    return 0 if all(r['ok'] for r in rows) else 1
+            json.dump(result, f, indent=1)
+    return 0 if failure is None and all(r['ok'] for r in result['rows']) else 1
 
 
 if __name__ == '__main__':

@@ -2,6 +2,7 @@
 choice and its fallbacks, the build cache key and lock, the self-test and the op-comparison harness of
 the GPU acceptance (benchmarks/op_compare.py), the compile check in a side environment (slow, where
 SG3C_CUDA_PYTHON names a Python with a CUDA build of torch), and the GPU-only parts (marked gpu)."""
+import json
 import os
 import subprocess
 import sys
@@ -227,6 +228,51 @@ def test_gpu_check_refuses_a_machine_without_cuda(tmp_path):
                           capture_output=True, text=True, timeout=120)
     lines = (proc.stdout + proc.stderr).strip().splitlines()
     assert proc.returncode != 0 and len(lines) == 1 and 'needs CUDA' in lines[0], lines
+
+
+def test_gpu_check_step_runner_kills_what_overruns(tmp_path, monkeypatch):
+    import gpu_check
+    log = str(tmp_path / 'log')
+    monkeypatch.setattr(gpu_check, 'MIN_STEP_S', 0.5)
+    start = time.monotonic()
+    slow = gpu_check.run(['bash', '-c', 'sleep 30 & wait'], log, timeout=1)   # the child sleep dies too
+    assert slow['timed_out'] and time.monotonic() - start < 10
+    assert gpu_check.run(['true'], log, timeout=0.1)['skipped']
+    assert gpu_check.run(['bash', '-c', 'echo hi; exit 3'], log, timeout=5)['rc'] == 3
+    assert gpu_check.tail(log, 1) == 'hi'
+
+
+def test_gpu_check_reads_the_last_tick_and_tabulates_against_targets(tmp_path):
+    import gpu_check
+    run_dir = tmp_path / '00000-run'
+    run_dir.mkdir()
+    ticks = [{'Timing/sec_per_kimg': {'mean': 90.0}, 'Resources/peak_gpu_mem_gb': {'mean': 5.0}},
+             {'Timing/sec_per_kimg': {'mean': 30.0}, 'Resources/peak_gpu_mem_gb': {'mean': 6.5}}]
+    (run_dir / 'stats.jsonl').write_text(''.join(json.dumps(t) + '\n' for t in ticks))
+    tick = gpu_check.last_tick(str(tmp_path))
+    assert tick == {'sec_per_kimg': 30.0, 'peak_gpu_mem_gb': 6.5, 'ticks': 2}
+    result = {'environment': {'gpu': 'H200', 'capability': '9.0', 'torch': '2.11', 'cuda': '13.0', 'nvidia_repo': 'nv'},
+              'seconds': 400, 'ops_backend': 'cuda', 'steps': {
+                  'ops': {'ok': True, 'build_or_load_s': 70, 'rows': [
+                      {'op': 'upfirdn2d', 'dtype': 'float16', 'cases': 30, 'forward': 1e-3, 'grad': 2e-3,
+                       'grad2': 3e-3, 'ok': True}]},
+                  'pytest': {'ok': False, 'rc': 1, 'summary': '1 failed, 5 passed'},
+                  'generate': {'ok': True, 'rows': [
+                      {'config': 'stylegan3-t', 'res': 256, 'batch': 32, 'precision': 'mixed', 'ours_img_per_s': 300.0,
+                       'nvidia_img_per_s': 150.0, 'speedup': 2.0, 'max_abs_diff': 1e-3, 'meets_speed_target': True,
+                       'identical_to_1_level': True}]},
+                  'train': {'ok': True, 'rows': [{'config': 'stylegan3-r', 'ours': dict(tick, rc=0),
+                                                  'nvidia': {'sec_per_kimg': 40.0, 'peak_gpu_mem_gb': 9.0},
+                                                  'ratio': 0.75, 'meets_target': False}]},
+                  'e2e': {'skipped': 'no time left in the budget'}}}
+    text = gpu_check.table(result)
+    rows = {line.split('|')[2].strip(): line for line in text.splitlines() if line.startswith('| ')}
+    assert 'ok' in rows['upfirdn2d float16 vs reference, max rel. error fwd / grad / grad2 (30 cases)']
+    assert 'FAIL' in rows['pytest -m gpu'] and '1 failed' in rows['pytest -m gpu']
+    assert '2.00x' in rows['generate stylegan3-t 256px batch 32 (img/s, mixed)']
+    assert '0.75 (<= 0.7)' in rows['train stylegan3-r 256px batch 32 (s/kimg, peak GB)']
+    assert rows['train stylegan3-r 256px batch 32 (s/kimg, peak GB)'].rstrip(' |').endswith('below target')
+    assert rows['train.py -> gen_images.py -> invert.py on CUDA'].rstrip(' |').endswith('skipped')
 
 
 @pytest.mark.slow

@@ -29,7 +29,7 @@ HEADERS = ('sg3c_ops.h', 'device_common.cuh')
 
 # Warnings are errors in waiting: the build is kept warning-free (benchmarks/build_ops.py checks it).
 CXX_FLAGS = ['-O3', '-Wall']
-CUDA_FLAGS = ['-O3']
+CUDA_FLAGS = ['-O3', '-Xcompiler=-Wall']
 
 
 def target_archs() -> str:

@@ -162,7 +162,13 @@ def _epilogue(act: str, alpha: float, gain: float, clamp: Optional[float]) -> Op
 
 
 def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, act: str = 'linear',
-             alpha: float = 0.0, gain: float = 1.0, clamp: Optional[float] = None) -> torch.Tensor:
+             alpha: Optional[float] = None, gain: Optional[float] = None, clamp: Optional[float] = None) -> torch.Tensor:
+    from .bias_act import ACTIVATIONS
+    spec = ACTIVATIONS[act]
+    alpha = spec.default_alpha if alpha is None else float(alpha)
+    gain = spec.default_gain if gain is None else float(gain)
+    if clamp is not None and clamp < 0:
+        clamp = None
     epi = _epilogue(act, alpha, gain, clamp)
     if epi is None or x.ndim == 0:
         from .bias_act import bias_act as reference
@@ -248,7 +254,7 @@ def self_test(device: torch.device, ops: Optional[dict[str, Callable]] = None) -
     }
     refs = {'bias_act': ref_bias_act, 'upfirdn2d': ref_upfirdn2d, 'upfirdn2d/separable': ref_upfirdn2d,
             'filtered_lrelu': ref_filtered_lrelu}
-    for name, case in cases.items():
+    for name, case in cases.items():   # (first use may come inside no_grad/inference_mode: the test needs autograd)
         results = []
         for op, kwargs in ((ops[name.split('/')[0]], {}), (refs[name], {'impl': 'ref'})):
             t = x.clone().requires_grad_(True)
@@ -279,7 +285,8 @@ def load(device: Optional[torch.device] = None) -> Optional[str]:
         if not torch.cuda.is_available():
             raise RuntimeError('no CUDA device')
         _module = cuda_build.build()
-        _failure = self_test(device or torch.device('cuda', torch.cuda.current_device()))
+        with torch.inference_mode(False), torch.enable_grad():
+            _failure = self_test(device or torch.device('cuda', torch.cuda.current_device()))
     except Exception as e:   # noqa: BLE001 - any build/import failure means "use the reference ops"
         _failure = f'{type(e).__name__}: {e}'
     if _failure is not None:
