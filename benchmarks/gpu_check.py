@@ -241,31 +241,36 @@ def table(result: dict) -> str:
                      f'| {r["forward"]:.1e} / {r["grad"]:.1e} / {r["grad2"]:.1e} | | | {"ok" if r["ok"] else "FAIL"} |')
     pt = s.get('pytest', {})
     lines.append(f'| 2 | pytest -m gpu | {pt.get("summary", "")} | | | {status(pt)} |')
-    gen = s.get('generate', {})
-    for r in gen.get('rows', []):
-        ratio = f'{r["speedup"]:.2f}x (>= {GEN_SPEEDUP_TARGET}x), max diff {r["max_abs_diff"]:.1e}' \
-            if 'speedup' in r else r.get('nvidia_error', '')
-        lines.append(f'| 3 | generate {r["config"]} {r["res"]}px batch {r["batch"]} (img/s, {r["precision"]}) | '
-                     f'{r["ours_img_per_s"]:.1f} | {fmt(r.get("nvidia_img_per_s"), ".1f")} | {ratio} | '
-                     f'{"ok" if r.get("meets_speed_target", True) and r.get("identical_to_1_level", True) else "below target"} |')
-    if not gen.get('rows'):
-        lines.append(f'| 3 | generation speed | | | | {status(gen)} |')
-    tr = s.get('train', {})
-    for r in tr.get('rows', []):
-        o, n = r['ours'], r.get('nvidia', {})
-        ratio = f'{r["ratio"]:.2f} (<= {TRAIN_RATIO_TARGET})' if 'ratio' in r else ''
-        ok = 'ok' if o.get('sec_per_kimg') and r.get('meets_target', True) else \
-            ('below target' if o.get('sec_per_kimg') else status(o))
-        lines.append(f'| 4 | train {r["config"]} 256px batch 32 (s/kimg, peak GB) | {fmt(o.get("sec_per_kimg"), ".2f")}, '
-                     f'{fmt(o.get("peak_gpu_mem_gb"), ".1f")} GB | {fmt(n.get("sec_per_kimg"), ".2f")}'
-                     f'{", " + fmt(n.get("peak_gpu_mem_gb"), ".1f") + " GB" if n else ""} | {ratio} | {ok} |')
-    if not tr.get('rows'):
-        lines.append(f'| 4 | training speed | | | | {status(tr)} |')
+    for num, title, name, line in (('3', 'generation speed', 'generate', generate_line),
+                                   ('4', 'training speed', 'train', train_line)):
+        res = s.get(name, {})
+        lines += [line(r) for r in res.get('rows', [])] or [f'| {num} | {title} | | | | {status(res)} |']
     e2e = s.get('e2e', {})
     parts = ', '.join(f'{k} {fmt(e2e[k].get("seconds"), ".0f")} s (rc {e2e[k].get("rc")})'
                       for k in ('train', 'gen_images', 'invert') if k in e2e)
     lines.append(f'| 5 | train.py -> gen_images.py -> invert.py on CUDA | {parts} | | | {status(e2e)} |')
     return '\n'.join(lines) + '\n'
+
+
+def generate_line(r: dict) -> str:
+    ratio = f'{r["speedup"]:.2f}x (>= {GEN_SPEEDUP_TARGET}x), max diff {r["max_abs_diff"]:.1e}' \
+        if 'speedup' in r else r.get('nvidia_error', '')
+    ok = r.get('meets_speed_target', True) and r.get('identical_to_1_level', True)
+    return (f'| 3 | generate {r["config"]} {r["res"]}px batch {r["batch"]} (img/s, {r["precision"]}) | '
+            f'{r["ours_img_per_s"]:.1f} | {fmt(r.get("nvidia_img_per_s"), ".1f")} | {ratio} | '
+            f'{"ok" if ok else "below target"} |')
+
+
+def train_line(r: dict) -> str:
+    o, n = r['ours'], r.get('nvidia', {})
+    ratio = f'{r["ratio"]:.2f} (<= {TRAIN_RATIO_TARGET})' if 'ratio' in r else ''
+    if not o.get('sec_per_kimg'):
+        ok = status(o)
+    else:
+        ok = 'ok' if r.get('meets_target', True) else 'below target'
+    theirs = f'{fmt(n.get("sec_per_kimg"), ".2f")}, {fmt(n.get("peak_gpu_mem_gb"), ".1f")} GB' if n else '-'
+    return (f'| 4 | train {r["config"]} 256px batch 32 (s/kimg, peak GB) | {fmt(o.get("sec_per_kimg"), ".2f")}, '
+            f'{fmt(o.get("peak_gpu_mem_gb"), ".1f")} GB | {theirs} | {ratio} | {ok} |')
 
 
 def tail_note(res: dict) -> str:

@@ -5,14 +5,15 @@ import socket
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 
 from networks import discriminator, stylegan2, stylegan3
-from networks.snapshot import find_latest_snapshot, load_snapshot
+from networks.snapshot import find_latest_snapshot
 from torch_utils.ops.dispatch import allow_cpu_fp16, fp16_enabled
 from training.loss import StyleGANLoss
+
+from test_train import run_dir, state_of, tiny_data  # noqa: F401 (tiny_data: a fixture)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -121,29 +122,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope='module')
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp('data')
-    import PIL.Image
-    rng = np.random.RandomState(0)
-    for i in range(16):
-        img = np.full([16, 16, 3], 255, np.uint8)
-        x0, y0 = rng.randint(1, 6, size=2)
-        img[y0:y0 + 9, x0:x0 + 9] = rng.randint(0, 200, size=3)
-        PIL.Image.fromarray(img).save(root / f'{i:03d}.png')
-    return root
-
-
-def state_of(path):
-    data = load_snapshot(path)
-    return {f'{k}.{n}': t for k in ('G', 'D') for n, t in data[k].state_dict().items()}
-
-
 @pytest.mark.slow
 def test_torchrun_two_nodes_one_process_each_trains_like_one_process(tmp_path, tiny_data):
     """Two torchrun launchers on localhost, one per node (rendezvous over TCP, gloo), give the weights of one
     process doing the whole batch (up to float noise; a wrong batch split moves weights by ~lr)."""
-    common = ['--cfg=stylegan2', '--data', str(tiny_data), '--batch=4', '--gamma=1', '--cbase=256', '--cmax=16',
+    # stylegan3-t: no path-length term, whose per-rank batch (NVIDIA's too) would legitimately differ
+    common = ['--cfg=stylegan3-t', '--data', str(tiny_data), '--batch=4', '--gamma=1', '--cbase=256', '--cmax=16',
               '--map-depth=1', '--metrics=none', '--workers=0', '--mbstd-group=2', '--aug=noaug', '--kimg=0.008',
               '--tick=1', '--snap=1']
     env = dict(os.environ, OMP_NUM_THREADS='1')
@@ -160,9 +144,9 @@ def test_torchrun_two_nodes_one_process_each_trains_like_one_process(tmp_path, t
     outputs = [p.communicate(timeout=600)[0] for p in nodes]
     assert all(p.returncode == 0 for p in nodes), '\n'.join(o[-2000:] for o in outputs)
 
+    assert 'on 2 process(es)' in open(os.path.join(run_dir(tmp_path / 'two'), 'log.txt')).read()
     a, b = state_of(find_latest_snapshot(tmp_path / 'one')), state_of(find_latest_snapshot(tmp_path / 'two'))
     assert a.keys() == b.keys()
-    diff = torch.cat([(a[k] - b[k]).abs().flatten() for k in a if a[k].is_floating_point()])
-    assert diff.median() < 1e-5 and diff.max() < 4 * 0.002 * 2
-    moved = torch.cat([(a[k] - state_of(find_latest_snapshot(tmp_path / 'one'))[k]).abs().flatten() for k in a])
-    assert moved.max() == 0
+    for net in ('G.', 'D.', 'G_ema.'):
+        diff = torch.cat([(a[k] - b[k]).abs().flatten() for k in a if k.startswith(net) and a[k].is_floating_point()])
+        assert diff.median() < 1e-5 and diff.max() < 4 * 0.002 * 2, (net, diff.median(), diff.max())
