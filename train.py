@@ -29,7 +29,7 @@ from networks.snapshot import SnapshotError, find_latest_snapshot
 from torch_utils import distributed
 from training import training_loop as tl
 from training.dataset import DatasetError
-from training.dataset_sources import ensure_dataset
+from training.dataset_convert import ensure_dataset
 
 
 def parse_comma_list(value):

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import itertools
 from typing import Optional, Sequence
 
 import numpy as np
@@ -17,6 +18,7 @@ from torch_utils.ops.upfirdn2d import downsample2d, setup_filter
 
 from .persistence import records_init_kwargs
 from .layers import Conv2dLayer, FullyConnectedLayer, MappingNetwork
+from .pyramid import resolution_pyramid
 
 
 class DiscriminatorBlock(nn.Module):
@@ -29,31 +31,24 @@ class DiscriminatorBlock(nn.Module):
         if architecture not in ('orig', 'skip', 'resnet'):
             raise ValueError(f'unknown discriminator architecture {architecture!r}')
         super().__init__()
-        self.in_channels = in_channels
-        self.resolution = resolution
-        self.img_channels = img_channels
-        self.first_layer_idx = first_layer_idx
-        self.architecture = architecture
-        self.use_fp16 = use_fp16
-        self.channels_last = use_fp16 and fp16_channels_last
+        self.in_channels, self.architecture = in_channels, architecture
+        self.use_fp16, self.channels_last = use_fp16, use_fp16 and fp16_channels_last
         self.register_buffer('resample_filter', setup_filter(list(resample_filter)))
-        self.num_layers = 0
+        # Freeze-D numbers the layers of all blocks from the image on; this block's start at first_layer_idx.
+        index = itertools.count(first_layer_idx)
 
-        def trainable() -> bool:
-            idx = first_layer_idx + self.num_layers
-            self.num_layers += 1
-            return idx >= freeze_layers
+        def layer(in_ch: int, out_ch: int, kernel_size: int, **kwargs) -> Conv2dLayer:
+            return Conv2dLayer(in_ch, out_ch, kernel_size, trainable=next(index) >= freeze_layers,
+                               channels_last=self.channels_last, **kwargs)
 
-        common = dict(activation=activation, conv_clamp=conv_clamp, channels_last=self.channels_last)
+        act = dict(activation=activation, conv_clamp=conv_clamp)
         if in_channels == 0 or architecture == 'skip':
-            self.fromrgb = Conv2dLayer(img_channels, tmp_channels, kernel_size=1, trainable=trainable(), **common)
-        self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, kernel_size=3, trainable=trainable(), **common)
-        self.conv1 = Conv2dLayer(tmp_channels, out_channels, kernel_size=3, down=2, trainable=trainable(),
-                                 resample_filter=resample_filter, **common)
+            self.fromrgb = layer(img_channels, tmp_channels, 1, **act)
+        self.conv0 = layer(tmp_channels, tmp_channels, 3, **act)
+        self.conv1 = layer(tmp_channels, out_channels, 3, down=2, resample_filter=resample_filter, **act)
         if architecture == 'resnet':
-            self.skip = Conv2dLayer(tmp_channels, out_channels, kernel_size=1, bias=False, down=2,
-                                    trainable=trainable(), resample_filter=resample_filter,
-                                    channels_last=self.channels_last)
+            self.skip = layer(tmp_channels, out_channels, 1, bias=False, down=2, resample_filter=resample_filter)
+        self.num_layers = next(index) - first_layer_idx
 
     def forward(self, x: Optional[torch.Tensor], img: Optional[torch.Tensor], force_fp32: bool = False):
         device = (x if x is not None else img).device
@@ -102,18 +97,15 @@ class DiscriminatorEpilogue(nn.Module):
                  architecture: str = 'resnet', mbstd_group_size: Optional[int] = 4, mbstd_num_channels: int = 1,
                  activation: str = 'lrelu', conv_clamp: Optional[float] = None):
         super().__init__()
-        self.in_channels = in_channels
-        self.cmap_dim = cmap_dim
-        self.resolution = resolution
-        self.img_channels = img_channels
-        self.architecture = architecture
+        self.architecture, self.cmap_dim = architecture, cmap_dim
         if architecture == 'skip':
             self.fromrgb = Conv2dLayer(img_channels, in_channels, kernel_size=1, activation=activation)
         self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels > 0 else None
+        # The stddev channels join the features; then the whole 4x4 map goes through one dense layer.
         self.conv = Conv2dLayer(in_channels + mbstd_num_channels, in_channels, kernel_size=3, activation=activation,
                                 conv_clamp=conv_clamp)
         self.fc = FullyConnectedLayer(in_channels * resolution ** 2, in_channels, activation=activation)
-        self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
+        self.out = FullyConnectedLayer(in_channels, cmap_dim or 1)   # a score, or an embedding to project c onto
 
     def forward(self, x: torch.Tensor, img: Optional[torch.Tensor], cmap: Optional[torch.Tensor],
                 force_fp32: bool = False) -> torch.Tensor:
@@ -137,29 +129,31 @@ class Discriminator(nn.Module):
                  conv_clamp: Optional[float] = 256, cmap_dim: Optional[int] = None,
                  block_kwargs: Optional[dict] = None, mapping_kwargs: Optional[dict] = None,
                  epilogue_kwargs: Optional[dict] = None):
+        coarse_to_fine = resolution_pyramid(img_resolution, channel_base, channel_max, num_fp16_res)
         super().__init__()
-        self.c_dim = c_dim
-        self.img_resolution = img_resolution
-        self.img_resolution_log2 = int(np.log2(img_resolution))
-        self.img_channels = img_channels
-        self.block_resolutions = [2 ** i for i in range(self.img_resolution_log2, 2, -1)]
-        channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions + [4]}
-        fp16_resolution = max(2 ** (self.img_resolution_log2 + 1 - num_fp16_res), 8)
-        cmap_dim = (channels[4] if cmap_dim is None else cmap_dim) if c_dim > 0 else 0
+        self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
+        head = coarse_to_fine[0]   # the 4x4 epilogue
+        if c_dim == 0:
+            cmap_dim = 0
+        elif cmap_dim is None:
+            cmap_dim = head.channels
+        shared = dict(img_channels=img_channels, architecture=architecture, conv_clamp=conv_clamp)
 
-        common = dict(img_channels=img_channels, architecture=architecture, conv_clamp=conv_clamp)
-        layer_idx = 0
-        for res in self.block_resolutions:
-            block = DiscriminatorBlock(channels[res] if res < img_resolution else 0, channels[res], channels[res // 2],
-                                       resolution=res, first_layer_idx=layer_idx, use_fp16=res >= fp16_resolution,
-                                       **(block_kwargs or {}), **common)
-            setattr(self, f'b{res}', block)
-            layer_idx += block.num_layers
+        # From the image down to 8x8, each block halving the resolution into the next one's channels.
+        self.block_resolutions = []
+        first_layer_idx = 0
+        for below, scale in reversed(list(zip(coarse_to_fine, coarse_to_fine[1:]))):
+            block = DiscriminatorBlock(0 if scale is coarse_to_fine[-1] else scale.channels, scale.channels,
+                                       below.channels, resolution=scale.resolution, first_layer_idx=first_layer_idx,
+                                       use_fp16=scale.fp16, **(block_kwargs or {}), **shared)
+            self.add_module(f'b{scale.resolution}', block)
+            self.block_resolutions.append(scale.resolution)
+            first_layer_idx += block.num_layers
         if c_dim > 0:
             self.mapping = MappingNetwork(z_dim=0, c_dim=c_dim, w_dim=cmap_dim, num_ws=None, w_avg_beta=None,
                                           **(mapping_kwargs or {}))
-        self.b4 = DiscriminatorEpilogue(channels[4], cmap_dim=cmap_dim, resolution=4, **(epilogue_kwargs or {}),
-                                        **common)
+        self.b4 = DiscriminatorEpilogue(head.channels, cmap_dim=cmap_dim, resolution=4, **(epilogue_kwargs or {}),
+                                        **shared)
 
     def forward(self, img: torch.Tensor, c: Optional[torch.Tensor], update_emas: bool = False,
                 **block_kwargs) -> torch.Tensor:

@@ -10,6 +10,7 @@ noise, bias, leaky ReLU and clamping. The highest `num_fp16_res` resolutions run
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional, Sequence
 
 import numpy as np
@@ -23,6 +24,7 @@ from torch_utils.ops.upfirdn2d import setup_filter, upsample2d
 
 from .persistence import records_init_kwargs
 from .layers import Conv2dLayer, FullyConnectedLayer, MappedGenerator
+from .pyramid import resolution_pyramid
 
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, noise: Optional[torch.Tensor] = None,
@@ -67,6 +69,15 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     return x
 
 
+def _style_and_weight(in_channels: int, out_channels: int, w_dim: int, kernel_size: int,
+                      channels_last: bool) -> tuple[FullyConnectedLayer, nn.Parameter]:
+    """The affine that maps w to per-input-channel styles (starting at 1), and the unit-scale conv weight."""
+    affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    weight = torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=fmt)
+    return affine, nn.Parameter(weight)
+
+
 class SynthesisLayer(nn.Module):
     """Modulated 3x3 conv (optionally 2x upsampling) + noise + bias + leaky ReLU + clamp."""
 
@@ -75,25 +86,15 @@ class SynthesisLayer(nn.Module):
                  resample_filter: Sequence[float] = (1, 3, 3, 1), conv_clamp: Optional[float] = None,
                  channels_last: bool = False):
         super().__init__()
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.w_dim = w_dim
-        self.resolution = resolution
-        self.up = up
-        self.use_noise = use_noise
-        self.activation = activation
-        self.conv_clamp = conv_clamp
+        self.up, self.padding = up, kernel_size // 2
         self.register_buffer('resample_filter', setup_filter(list(resample_filter)))
-        self.padding = kernel_size // 2
-        self.act_gain = default_gain(activation)
-
-        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=fmt))
+        self.affine, self.weight = _style_and_weight(in_channels, out_channels, w_dim, kernel_size, channels_last)
+        self.resolution, self.use_noise = resolution, use_noise   # one noise map, of the output's size
         if use_noise:
             self.register_buffer('noise_const', torch.randn([resolution, resolution]))
             self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
+        self.activation, self.act_gain, self.conv_clamp = activation, default_gain(activation), conv_clamp
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = 'random', fused_modconv: bool = True,
                 gain: float = 1) -> torch.Tensor:
@@ -101,10 +102,10 @@ class SynthesisLayer(nn.Module):
             raise ValueError(f'noise_mode must be random, const or none, got {noise_mode!r}')
         styles = self.affine(w)
         noise = None
-        if self.use_noise and noise_mode == 'random':
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
-        elif self.use_noise and noise_mode == 'const':
-            noise = self.noise_const * self.noise_strength
+        if self.use_noise and noise_mode != 'none':
+            pattern = self.noise_const if noise_mode == 'const' else \
+                torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device)
+            noise = pattern * self.noise_strength
         x = modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
                              resample_filter=self.resample_filter, flip_weight=(self.up == 1),
                              fused_modconv=fused_modconv)
@@ -118,15 +119,11 @@ class ToRGBLayer(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, kernel_size: int = 1,
                  conv_clamp: Optional[float] = None, channels_last: bool = False):
         super().__init__()
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.w_dim = w_dim
-        self.conv_clamp = conv_clamp
-        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=fmt))
+        self.affine, self.weight = _style_and_weight(in_channels, out_channels, w_dim, kernel_size, channels_last)
         self.bias = nn.Parameter(torch.zeros([out_channels]))
+        # Without demodulation, the styles take the He scale of the weights instead.
         self.weight_gain = 1 / np.sqrt(in_channels * kernel_size ** 2)
+        self.conv_clamp = conv_clamp
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
@@ -144,33 +141,25 @@ class SynthesisBlock(nn.Module):
         if architecture not in ('orig', 'skip', 'resnet'):
             raise ValueError(f'unknown synthesis architecture {architecture!r}')
         super().__init__()
-        self.in_channels = in_channels
-        self.w_dim = w_dim
-        self.resolution = resolution
-        self.img_channels = img_channels
-        self.is_last = is_last
-        self.architecture = architecture
-        self.use_fp16 = use_fp16
-        self.channels_last = use_fp16 and fp16_channels_last
+        first = in_channels == 0   # the 4x4 block starts from a learned constant instead of features
+        self.in_channels, self.architecture, self.is_last = in_channels, architecture, is_last
+        self.use_fp16, self.channels_last = use_fp16, use_fp16 and fp16_channels_last
         self.fused_modconv_default = fused_modconv_default
         self.register_buffer('resample_filter', setup_filter(list(resample_filter)))
-        self.num_conv = 0
-        self.num_torgb = 0
-        common = dict(w_dim=w_dim, resolution=resolution, conv_clamp=conv_clamp, channels_last=self.channels_last)
+        conv = functools.partial(SynthesisLayer, w_dim=w_dim, resolution=resolution, conv_clamp=conv_clamp,
+                                 channels_last=self.channels_last, **layer_kwargs)
 
-        if in_channels == 0:
+        if first:
             self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, up=2, resample_filter=resample_filter,
-                                        **common, **layer_kwargs)
-            self.num_conv += 1
-        self.conv1 = SynthesisLayer(out_channels, out_channels, **common, **layer_kwargs)
-        self.num_conv += 1
-        if is_last or architecture == 'skip':
+            self.conv0 = conv(in_channels, out_channels, up=2, resample_filter=resample_filter)
+        self.conv1 = conv(out_channels, out_channels)
+        self.num_conv = 1 if first else 2
+        self.num_torgb = 1 if is_last or architecture == 'skip' else 0
+        if self.num_torgb:
             self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp,
                                     channels_last=self.channels_last)
-            self.num_torgb += 1
-        if in_channels != 0 and architecture == 'resnet':
+        if architecture == 'resnet' and not first:
             self.skip = Conv2dLayer(in_channels, out_channels, kernel_size=1, bias=False, up=2,
                                     resample_filter=resample_filter, channels_last=self.channels_last)
 
@@ -194,14 +183,14 @@ class SynthesisBlock(nn.Module):
             x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
         else:
             x = x.to(dtype=dtype, memory_format=fmt)
-            if self.architecture == 'resnet':
-                y = self.skip(x, gain=np.sqrt(0.5))
-                x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
-                x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, gain=np.sqrt(0.5), **layer_kwargs)
-                x = y + x
-            else:
-                x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
-                x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
+            # resnet: the convs and a 1x1 shortcut, both scaled by sqrt(1/2) so that their sum keeps the variance.
+            resnet = self.architecture == 'resnet'
+            shortcut = self.skip(x, gain=np.sqrt(0.5)) if resnet else None
+            x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
+            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, gain=np.sqrt(0.5) if resnet else 1,
+                           **layer_kwargs)
+            if resnet:
+                x = shortcut + x
 
         if img is not None:
             img = upsample2d(img, self.resample_filter)
@@ -217,27 +206,17 @@ class SynthesisNetwork(nn.Module):
 
     def __init__(self, w_dim: int, img_resolution: int, img_channels: int, channel_base: int = 32768,
                  channel_max: int = 512, num_fp16_res: int = 4, **block_kwargs):
-        if img_resolution < 4 or img_resolution & (img_resolution - 1):
-            raise ValueError(f'img_resolution must be a power of two >= 4, got {img_resolution}')
+        scales = resolution_pyramid(img_resolution, channel_base, channel_max, num_fp16_res)
         super().__init__()
-        self.w_dim = w_dim
-        self.img_resolution = img_resolution
-        self.img_resolution_log2 = int(np.log2(img_resolution))
-        self.img_channels = img_channels
-        self.num_fp16_res = num_fp16_res
-        self.block_resolutions = [2 ** i for i in range(2, self.img_resolution_log2 + 1)]
-        channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
-        fp16_resolution = max(2 ** (self.img_resolution_log2 + 1 - num_fp16_res), 8)
-
-        self.num_ws = 0
-        for res in self.block_resolutions:
-            is_last = res == img_resolution
-            block = SynthesisBlock(channels[res // 2] if res > 4 else 0, channels[res], w_dim=w_dim,
-                                   resolution=res, img_channels=img_channels, is_last=is_last,
-                                   use_fp16=res >= fp16_resolution, **block_kwargs)
-            # Consecutive blocks share a w: torgb of one block uses the w of the next block's conv0.
-            self.num_ws += block.num_conv + (block.num_torgb if is_last else 0)
-            setattr(self, f'b{res}', block)
+        self.w_dim, self.img_resolution, self.img_channels = w_dim, img_resolution, img_channels
+        self.block_resolutions = [scale.resolution for scale in scales]
+        for below, scale in zip([None] + scales[:-1], scales):
+            self.add_module(f'b{scale.resolution}', SynthesisBlock(
+                below.channels if below else 0, scale.channels, w_dim=w_dim, resolution=scale.resolution,
+                img_channels=img_channels, is_last=scale is scales[-1], use_fp16=scale.fp16, **block_kwargs))
+        # Each conv takes a w of its own; a block's torgb shares the w of the next block's conv0, and the last
+        # torgb, with no next block, takes one more.
+        self.num_ws = sum(getattr(self, f'b{res}').num_conv for res in self.block_resolutions) + 1
 
     def forward(self, ws: torch.Tensor, **block_kwargs) -> torch.Tensor:
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:

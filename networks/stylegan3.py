@@ -6,10 +6,12 @@
     L{num_layers}: ToRGB (modulated 1x1, no demodulation), then `output_scale`
 
 Each layer's cutoff, stopband, sampling rate and size follow a geometric schedule from the first
-layer (cutoff 2) to the last (Nyquist of the output), the last `num_critical` layers critically sampled.
+layer (cutoff 2) to the last (Nyquist of the output), the last `num_critical` layers critically sampled:
+`synthesis_geometry` computes it once, as one frozen `LayerGeometry` per layer.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -65,23 +67,96 @@ def design_lowpass_filter(numtaps: int, cutoff: float, width: float, fs: float,
     return torch.as_tensor(f / np.sum(f), dtype=torch.float32)
 
 
+@dataclass(frozen=True)
+class Band:
+    """One point of the synthesis schedule: a feature map's grid and the frequencies it may carry."""
+    channels: int
+    size: int            # pixels per side, margins included
+    rate: int            # sampling rate s: samples per unit length of the image
+    cutoff: float        # f_c: frequencies below it pass
+    stopband: float      # f_t: frequencies above it are stopped
+    half_width: float    # f_h: half the transition band, max(f_t, s/2) - f_c
+
+
+@dataclass(frozen=True)
+class LayerGeometry:
+    """How one layer resamples: from the band `src` of its input, through the rate `inner_rate` where the
+    nonlinearity runs, to the band `dst` of its output. Filters of 1 tap are no filters."""
+    src: Band
+    dst: Band
+    kernel: int                            # conv kernel size (1 for ToRGB)
+    inner_rate: int
+    up: int                                # inner_rate / src.rate
+    down: int                              # inner_rate / dst.rate
+    up_taps: int
+    down_taps: int
+    radial: bool                           # jinc instead of separable taps for the down filter
+    padding: tuple[int, int, int, int]     # x0, x1, y0, y1 of the upsampled conv output
+    torgb: bool
+    critical: bool                         # dst.rate is twice dst.cutoff: no room above the band
+
+
+def _resampling(src: Band, dst: Band, *, torgb: bool, critical: bool, conv_kernel: int, filter_size: int,
+                lrelu_upsampling: int, use_radial_filters: bool) -> LayerGeometry:
+    """The layer between two neighbouring bands of the schedule."""
+    kernel = 1 if torgb else conv_kernel
+    inner_rate = max(src.rate, dst.rate) * (1 if torgb else lrelu_upsampling)
+    up, down = inner_rate // src.rate, inner_rate // dst.rate
+    up_taps = filter_size * up if up > 1 and not torgb else 1
+    down_taps = filter_size * down if down > 1 and not torgb else 1
+    # Pad the upsampled conv output so that both filters leave exactly dst's grid; the `+ up` moves the
+    # low side by half an input pixel, so that pixel centres, not corners, line up across the grids.
+    conv_size = (src.size + kernel - 1) * up               # the conv output, upsampled
+    needed = (dst.size - 1) * down + 1 + up_taps + down_taps - 2
+    low = (needed - conv_size + up) // 2
+    high = needed - conv_size - low
+    return LayerGeometry(src=src, dst=dst, kernel=kernel, inner_rate=inner_rate, up=up, down=down,
+                         up_taps=up_taps, down_taps=down_taps, radial=use_radial_filters and not critical,
+                         padding=(low, high, low, high), torgb=torgb, critical=critical)
+
+
+def synthesis_geometry(img_resolution: int, img_channels: int, *, channel_base: int = 32768,
+                       channel_max: int = 512, num_layers: int = 14, num_critical: int = 2,
+                       first_cutoff: float = 2, first_stopband: float = 2 ** 2.1,
+                       last_stopband_rel: float = 2 ** 0.3, margin_size: int = 10, conv_kernel: int = 3,
+                       filter_size: int = 6, lrelu_upsampling: int = 2,
+                       use_radial_filters: bool = False) -> list[LayerGeometry]:
+    """The geometry of layers L0..L{num_layers} (the last is ToRGB); L0's `src` is the Fourier input's band.
+
+    Cutoff and stopband grow geometrically from the first layer's to the output's Nyquist frequency, which
+    they reach `num_critical` layers before the end; from there on the layers are critically sampled. Each
+    rate is the power of two that holds the stopband, at most the output resolution; channels fall as the
+    cutoff rises. The last two bands are the output image itself, without margins."""
+    nyquist = img_resolution / 2
+    progress = np.minimum(np.arange(num_layers + 1) / (num_layers - num_critical), 1)
+    cutoff = first_cutoff * (nyquist / first_cutoff) ** progress
+    stopband = first_stopband * (nyquist * last_stopband_rel / first_stopband) ** progress
+    rate = np.exp2(np.ceil(np.log2(np.minimum(stopband * 2, img_resolution))))
+    channels = np.rint(np.minimum((channel_base / 2) / cutoff, channel_max))
+    bands = []
+    for k in range(num_layers + 1):
+        bands.append(Band(channels=img_channels if k == num_layers else int(channels[k]),
+                          size=img_resolution if k >= num_layers - 1 else int(rate[k]) + 2 * margin_size,
+                          rate=int(rate[k]), cutoff=float(cutoff[k]), stopband=float(stopband[k]),
+                          half_width=float(max(stopband[k], rate[k] / 2) - cutoff[k])))
+    return [_resampling(bands[max(k - 1, 0)], bands[k], torgb=k == num_layers,
+                        critical=k >= num_layers - num_critical, conv_kernel=conv_kernel, filter_size=filter_size,
+                        lrelu_upsampling=lrelu_upsampling, use_radial_filters=use_radial_filters)
+            for k in range(num_layers + 1)]
+
+
 class SynthesisInput(nn.Module):
-    """Fourier features with random frequencies in a disc of radius `bandwidth`, transformed by w."""
+    """Fourier features with random frequencies in a disc of radius `band.cutoff`, transformed by w."""
 
-    def __init__(self, w_dim: int, channels: int, size, sampling_rate: float, bandwidth: float):
+    def __init__(self, w_dim: int, band: Band):
         super().__init__()
-        self.w_dim = w_dim
-        self.channels = channels
-        self.size = np.broadcast_to(np.asarray(size), [2])
-        self.sampling_rate = sampling_rate
-        self.bandwidth = bandwidth
-
-        freqs = torch.randn([channels, 2])
+        self.band = band
+        freqs = torch.randn([band.channels, 2])
         radii = freqs.square().sum(dim=1, keepdim=True).sqrt()
-        freqs = freqs / (radii * radii.square().exp().pow(0.25)) * bandwidth
-        phases = torch.rand([channels]) - 0.5
+        freqs = freqs / (radii * radii.square().exp().pow(0.25)) * band.cutoff
+        phases = torch.rand([band.channels]) - 0.5
 
-        self.weight = nn.Parameter(torch.randn([channels, channels]))
+        self.weight = nn.Parameter(torch.randn([band.channels, band.channels]))
         # Starts as the identity rotation (1, 0) and zero translation.
         self.affine = FullyConnectedLayer(w_dim, 4, weight_init=0, bias_init=[1, 0, 0, 0])
         self.register_buffer('transform', torch.eye(3, 3))   # user-set inverse transform of the output image
@@ -106,155 +181,105 @@ class SynthesisInput(nn.Module):
         phases = self.phases.unsqueeze(0) + (freqs @ transforms[:, :2, 2:]).squeeze(2)
         freqs = freqs @ transforms[:, :2, :2]
         # Fade out frequencies that a user transform pushed beyond the band the layer can represent.
-        amplitudes = (1 - (freqs.norm(dim=2) - self.bandwidth) / (self.sampling_rate / 2 - self.bandwidth)).clamp(0, 1)
+        band = self.band
+        amplitudes = (1 - (freqs.norm(dim=2) - band.cutoff) / (band.rate / 2 - band.cutoff)).clamp(0, 1)
 
         theta = torch.eye(2, 3, device=w.device)
-        theta[0, 0] = 0.5 * self.size[0] / self.sampling_rate
-        theta[1, 1] = 0.5 * self.size[1] / self.sampling_rate
-        grid = F.affine_grid(theta.unsqueeze(0), [1, 1, int(self.size[1]), int(self.size[0])], align_corners=False)
+        theta[0, 0] = theta[1, 1] = 0.5 * band.size / band.rate
+        grid = F.affine_grid(theta.unsqueeze(0), [1, 1, band.size, band.size], align_corners=False)
 
         x = (grid.unsqueeze(3) @ freqs.permute(0, 2, 1).unsqueeze(1).unsqueeze(2)).squeeze(3)   # [N, H, W, C]
         x = torch.sin((x + phases.unsqueeze(1).unsqueeze(2)) * (2 * np.pi))
         x = x * amplitudes.unsqueeze(1).unsqueeze(2)
-        x = x @ (self.weight / np.sqrt(self.channels)).t()
+        x = x @ (self.weight / np.sqrt(band.channels)).t()
         return x.permute(0, 3, 1, 2)
 
 
 class SynthesisLayer(nn.Module):
     """Modulated conv, then bias + leaky ReLU at a raised sampling rate between two low-pass filters."""
 
-    def __init__(self, w_dim: int, is_torgb: bool, is_critically_sampled: bool, use_fp16: bool,
-                 in_channels: int, out_channels: int, in_size, out_size, in_sampling_rate: float,
-                 out_sampling_rate: float, in_cutoff: float, out_cutoff: float, in_half_width: float,
-                 out_half_width: float, conv_kernel: int = 3, filter_size: int = 6, lrelu_upsampling: int = 2,
-                 use_radial_filters: bool = False, conv_clamp: Optional[float] = 256,
-                 magnitude_ema_beta: float = 0.999):
+    def __init__(self, w_dim: int, geometry: LayerGeometry, use_fp16: bool = False,
+                 conv_clamp: Optional[float] = 256, magnitude_ema_beta: float = 0.999):
         super().__init__()
-        self.w_dim = w_dim
-        self.is_torgb = is_torgb
-        self.is_critically_sampled = is_critically_sampled
+        g = self.geometry = geometry
         self.use_fp16 = use_fp16
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.in_size = np.broadcast_to(np.asarray(in_size), [2])
-        self.out_size = np.broadcast_to(np.asarray(out_size), [2])
-        self.in_sampling_rate = in_sampling_rate
-        self.out_sampling_rate = out_sampling_rate
-        self.tmp_sampling_rate = max(in_sampling_rate, out_sampling_rate) * (1 if is_torgb else lrelu_upsampling)
-        self.in_cutoff = in_cutoff
-        self.out_cutoff = out_cutoff
-        self.in_half_width = in_half_width
-        self.out_half_width = out_half_width
-        self.conv_kernel = 1 if is_torgb else conv_kernel
         self.conv_clamp = conv_clamp
         self.magnitude_ema_beta = magnitude_ema_beta
 
-        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, self.conv_kernel, self.conv_kernel]))
-        self.bias = nn.Parameter(torch.zeros([out_channels]))
+        self.affine = FullyConnectedLayer(w_dim, g.src.channels, bias_init=1)
+        self.weight = nn.Parameter(torch.randn([g.dst.channels, g.src.channels, g.kernel, g.kernel]))
+        self.bias = nn.Parameter(torch.zeros([g.dst.channels]))
         self.register_buffer('magnitude_ema', torch.ones([]))
-
-        self.up_factor = int(np.rint(self.tmp_sampling_rate / in_sampling_rate))
-        self.up_taps = filter_size * self.up_factor if self.up_factor > 1 and not is_torgb else 1
+        # Both filters run at the inner rate: the first keeps the input's band after upsampling,
+        # the second cuts the nonlinearity's harmonics down to the output's band before downsampling.
         self.register_buffer('up_filter', design_lowpass_filter(
-            self.up_taps, cutoff=in_cutoff, width=in_half_width * 2, fs=self.tmp_sampling_rate))
-        self.down_factor = int(np.rint(self.tmp_sampling_rate / out_sampling_rate))
-        self.down_taps = filter_size * self.down_factor if self.down_factor > 1 and not is_torgb else 1
-        self.down_radial = use_radial_filters and not is_critically_sampled
+            g.up_taps, cutoff=g.src.cutoff, width=g.src.half_width * 2, fs=g.inner_rate))
         self.register_buffer('down_filter', design_lowpass_filter(
-            self.down_taps, cutoff=out_cutoff, width=out_half_width * 2, fs=self.tmp_sampling_rate,
-            radial=self.down_radial))
+            g.down_taps, cutoff=g.dst.cutoff, width=g.dst.half_width * 2, fs=g.inner_rate, radial=g.radial))
 
-        # Padding that maps the input grid onto the output grid with sample centres aligned
-        # (the symmetric interpretation of the sample positions).
-        pad_total = (self.out_size - 1) * self.down_factor + 1
-        pad_total -= (self.in_size + self.conv_kernel - 1) * self.up_factor
-        pad_total += self.up_taps + self.down_taps - 2
-        pad_lo = (pad_total + self.up_factor) // 2
-        pad_hi = pad_total - pad_lo
-        self.padding = [int(pad_lo[0]), int(pad_hi[0]), int(pad_lo[1]), int(pad_hi[1])]
+    @property
+    def is_torgb(self) -> bool:
+        """Whether this is the last layer; style editing leaves ToRGB's styles alone by default."""
+        return self.geometry.torgb
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = 'random', force_fp32: bool = False,
                 update_emas: bool = False) -> torch.Tensor:
+        g = self.geometry
         if update_emas:
             magnitude = distributed.mean_over_ranks(x.detach().to(torch.float32).square().mean())
             self.magnitude_ema.copy_(magnitude.lerp(self.magnitude_ema, self.magnitude_ema_beta))
         styles = self.affine(w)
-        if self.is_torgb:
-            styles = styles * (1 / np.sqrt(self.in_channels * self.conv_kernel ** 2))
+        if g.torgb:
+            styles = styles * (1 / np.sqrt(g.src.channels * g.kernel ** 2))
 
         fp16 = self.use_fp16 and not force_fp32 and fp16_enabled(x.device)
         x = modulated_conv2d(x.to(torch.float16 if fp16 else torch.float32), self.weight, styles,
-                             padding=self.conv_kernel - 1, demodulate=not self.is_torgb,
+                             padding=g.kernel - 1, demodulate=not g.torgb,
                              input_gain=self.magnitude_ema.rsqrt())
         return filtered_lrelu(x, fu=self.up_filter, fd=self.down_filter, b=self.bias.to(x.dtype),
-                              up=self.up_factor, down=self.down_factor, padding=self.padding,
-                              gain=1 if self.is_torgb else np.sqrt(2), slope=1 if self.is_torgb else 0.2,
+                              up=g.up, down=g.down, padding=g.padding,
+                              gain=1 if g.torgb else np.sqrt(2), slope=1 if g.torgb else 0.2,
                               clamp=self.conv_clamp)
 
     def extra_repr(self) -> str:
-        return (f'in={self.in_channels}x{list(self.in_size)}@{self.in_sampling_rate:g}, '
-                f'out={self.out_channels}x{list(self.out_size)}@{self.out_sampling_rate:g}, '
-                f'cutoff={self.in_cutoff:g}->{self.out_cutoff:g}, torgb={self.is_torgb}')
+        g = self.geometry
+        return (f'in={g.src.channels}x{g.src.size}@{g.src.rate}, out={g.dst.channels}x{g.dst.size}@{g.dst.rate}, '
+                f'cutoff={g.src.cutoff:g}->{g.dst.cutoff:g}, torgb={g.torgb}')
 
 
 class SynthesisNetwork(nn.Module):
-    """ws -> image: Fourier input, `num_layers` filtered layers on the cutoff schedule, ToRGB."""
+    """ws -> image: Fourier input, the filtered layers of `synthesis_geometry`, ToRGB (the last of them).
 
-    def __init__(self, w_dim: int, img_resolution: int, img_channels: int, channel_base: int = 32768,
-                 channel_max: int = 512, num_layers: int = 14, num_critical: int = 2, first_cutoff: float = 2,
-                 first_stopband: float = 2 ** 2.1, last_stopband_rel: float = 2 ** 0.3, margin_size: int = 10,
-                 output_scale: float = 0.25, num_fp16_res: int = 4, **layer_kwargs):
+    `geometry_kwargs` go to `synthesis_geometry`; the highest `num_fp16_res` sampling rates run in float16."""
+
+    def __init__(self, w_dim: int, img_resolution: int, img_channels: int, num_fp16_res: int = 4,
+                 output_scale: float = 0.25, conv_clamp: Optional[float] = 256, magnitude_ema_beta: float = 0.999,
+                 **geometry_kwargs):
         super().__init__()
         self.w_dim = w_dim
-        self.num_ws = num_layers + 2
         self.img_resolution = img_resolution
         self.img_channels = img_channels
-        self.num_layers = num_layers
-        self.num_critical = num_critical
-        self.margin_size = margin_size
         self.output_scale = output_scale
-        self.num_fp16_res = num_fp16_res
+        layers = synthesis_geometry(img_resolution, img_channels, **geometry_kwargs)
+        self.num_ws = len(layers) + 1   # one w for the input, one per layer
 
-        last_cutoff = img_resolution / 2
-        last_stopband = last_cutoff * last_stopband_rel
-        exponents = np.minimum(np.arange(num_layers + 1) / (num_layers - num_critical), 1)
-        cutoffs = first_cutoff * (last_cutoff / first_cutoff) ** exponents
-        stopbands = first_stopband * (last_stopband / first_stopband) ** exponents
-        sampling_rates = np.exp2(np.ceil(np.log2(np.minimum(stopbands * 2, img_resolution))))
-        half_widths = np.maximum(stopbands, sampling_rates / 2) - cutoffs
-        sizes = sampling_rates + margin_size * 2
-        sizes[-2:] = img_resolution
-        channels = np.rint(np.minimum((channel_base / 2) / cutoffs, channel_max))
-        channels[-1] = img_channels
-
-        self.input = SynthesisInput(w_dim=w_dim, channels=int(channels[0]), size=int(sizes[0]),
-                                    sampling_rate=sampling_rates[0], bandwidth=cutoffs[0])
+        self.input = SynthesisInput(w_dim, layers[0].src)
         self.layer_names = []
-        for idx in range(num_layers + 1):
-            prev = max(idx - 1, 0)
-            layer = SynthesisLayer(
-                w_dim=w_dim, is_torgb=idx == num_layers, is_critically_sampled=idx >= num_layers - num_critical,
-                use_fp16=bool(sampling_rates[idx] * 2 ** num_fp16_res > img_resolution),
-                in_channels=int(channels[prev]), out_channels=int(channels[idx]),
-                in_size=int(sizes[prev]), out_size=int(sizes[idx]),
-                in_sampling_rate=int(sampling_rates[prev]), out_sampling_rate=int(sampling_rates[idx]),
-                in_cutoff=cutoffs[prev], out_cutoff=cutoffs[idx],
-                in_half_width=half_widths[prev], out_half_width=half_widths[idx], **layer_kwargs)
-            name = f'L{idx}_{layer.out_size[0]}_{layer.out_channels}'
-            setattr(self, name, layer)
+        for k, geometry in enumerate(layers):
+            name = f'L{k}_{geometry.dst.size}_{geometry.dst.channels}'
+            self.add_module(name, SynthesisLayer(
+                w_dim, geometry, use_fp16=geometry.dst.rate * 2 ** num_fp16_res > img_resolution,
+                conv_clamp=conv_clamp, magnitude_ema_beta=magnitude_ema_beta))
             self.layer_names.append(name)
 
     def forward(self, ws: torch.Tensor, **layer_kwargs) -> torch.Tensor:
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
             raise ValueError(f'expected ws of shape [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}')
-        ws = ws.to(torch.float32).unbind(dim=1)
-        x = self.input(ws[0])
-        for name, w in zip(self.layer_names, ws[1:]):
+        w_input, *w_layers = ws.to(torch.float32).unbind(dim=1)
+        x = self.input(w_input)
+        for name, w in zip(self.layer_names, w_layers):
             x = getattr(self, name)(x, w, **layer_kwargs)
-        if self.output_scale != 1:
-            x = x * self.output_scale
-        return x.to(torch.float32)
+        return (x * self.output_scale if self.output_scale != 1 else x).to(torch.float32)
 
 
 @records_init_kwargs

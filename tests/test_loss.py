@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from networks.snapshot import load_snapshot
-from training.loss import StyleGANLoss, gaussian_blur
+from training.loss import LossOptions, StyleGANLoss, gaussian_blur
 
 
 @pytest.mark.parametrize('cfg', ['stylegan2', 'stylegan3-t', 'stylegan3-r'])
@@ -18,7 +18,7 @@ def test_gradients_match_nvidia(fixtures_dir, cfg):
     real = torch.from_numpy(ref['real_u8']).to(torch.float32) / 127.5 - 1
     z = torch.from_numpy(ref['gen_z'])
     c = torch.zeros([z.shape[0], 0])
-    loss = StyleGANLoss(G, D, r1_gamma=2.0)
+    loss = StyleGANLoss(G, D, LossOptions(r1_gamma=2.0))
     for phase, net, prefix, gain in (('Gmain', G, 'G', 1), ('Dmain', D, 'D', 1), ('Dreg', D, 'D', 16)):
         G.requires_grad_(net is G)
         D.requires_grad_(net is D)
@@ -48,7 +48,7 @@ def test_wgan_gp_trains_d_towards_separating_reals_and_fakes():
     from test_snapshot import tiny_networks
     nets = tiny_networks('stylegan2')
     G, D = nets['G'], nets['D']
-    loss = StyleGANLoss(G, D, kind='wgan-gp')
+    loss = StyleGANLoss(G, D, LossOptions(kind='wgan-gp'))
     opt = torch.optim.Adam(D.parameters(), lr=1e-2)
     real = torch.ones(4, 3, 16, 16) * 0.8
     torch.manual_seed(0)

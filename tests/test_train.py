@@ -15,7 +15,7 @@ import torch
 from networks.snapshot import find_latest_snapshot, load_snapshot
 from torch_utils import distributed
 from training import training_loop as tl
-from training.loss import StyleGANLoss
+from training.loss import LossOptions, StyleGANLoss
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--gpus=1', '--batch=4', '--gamma=1', '--cbase=256', '--cmax=16', '--map-depth=1', '--metrics=none',
@@ -132,7 +132,7 @@ def _phase_gradients(rank, world, init_file, out):
     gen = torch.Generator().manual_seed(1)
     reals, z, c = torch.randn(4, 3, 16, 16, generator=gen), torch.randn(4, 16, generator=gen), torch.zeros(4, 0)
     mine = slice(rank, 4, world)
-    loss = StyleGANLoss(G, D, r1_gamma=1)
+    loss = StyleGANLoss(G, D, LossOptions(r1_gamma=1))
     grads = {}
     for phase, net in (('Gboth', G), ('Dmain', D), ('Dreg', D)):
         for p in list(G.parameters()) + list(D.parameters()):

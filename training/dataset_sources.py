@@ -498,9 +498,3 @@ def open_source(source: str, folder_labels: bool = False, resolution: Optional[i
     if kind in ('folder', 'zip'):
         return (open_folder if kind == 'folder' else open_zip)(source, folder_labels=folder_labels)
     return {'idx': open_idx, 'cifar10': open_cifar10, 'tfrecord': open_tfrecords}[kind](source)
-
-
-def ensure_dataset(spec: str, resolution: Optional[int] = None) -> str:
-    """See `training.dataset_convert.ensure_dataset` (kept here too, where train.py looks for it)."""
-    from .dataset_convert import ensure_dataset as _ensure   # deferred: dataset_convert imports this module
-    return _ensure(spec, resolution)

@@ -31,7 +31,7 @@ from networks.snapshot import load_snapshot, save_snapshot, snapshot_name
 from torch_utils import distributed
 from training.augment import AdaptiveP, AugmentPipe, augment_kwargs_for
 from training.dataset import ImageFolderDataset
-from training.loss import StyleGANLoss
+from training.loss import LossOptions, StyleGANLoss
 from training.stats import StatsCollector, append_jsonl, timestamped
 
 @dataclass
@@ -232,9 +232,10 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
                             speed_kimg=opts.ada_kimg)
 
     stats = StatsCollector(device)
-    loss = StyleGANLoss(G, D, augment_pipe=augment_pipe, r1_gamma=opts.gamma, style_mixing_prob=opts.style_mixing_prob,
-                        pl_weight=opts.pl_weight, blur_init_sigma=opts.blur_init_sigma,
-                        blur_fade_kimg=opts.blur_fade_kimg, kind=opts.loss, report=stats.report,
+    loss_options = LossOptions(kind=opts.loss, r1_gamma=opts.gamma, style_mixing_prob=opts.style_mixing_prob,
+                               pl_weight=opts.pl_weight, blur_init_sigma=opts.blur_init_sigma,
+                               blur_fade_kimg=opts.blur_fade_kimg)
+    loss = StyleGANLoss(G, D, loss_options, augment_pipe=augment_pipe, report=stats.report,
                         observe_real=ada.observe if ada is not None else None)
     phases = make_phases(opts, G, D)
     state = Counters()
