@@ -34,9 +34,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from torch_utils.ops.bias_act import bias_act   # noqa: E402
-from torch_utils.ops.filtered_lrelu import filtered_lrelu   # noqa: E402
-from torch_utils.ops.upfirdn2d import setup_filter, upfirdn2d   # noqa: E402
+from torch_utils.ops.selftest import backend_ops   # noqa: E402
+from torch_utils.ops.upfirdn2d import setup_filter   # noqa: E402
 
 OPS = ('bias_act', 'upfirdn2d', 'filtered_lrelu')
 # Largest relative error accepted: float32 differs by summation order only; float16 kernels must be no
@@ -47,12 +46,6 @@ FP16_SLACK = 4.0
 # backward pass derives its mask from the output (as NVIDIA's kernels do too): a handful of samples then
 # get another gradient. Low-precision gradients are therefore judged on this quantile of the error.
 GRAD_QUANTILE = 0.999
-
-
-def reference_ops() -> dict[str, Callable]:
-    return {'bias_act': lambda *a, **k: bias_act(*a, **k, impl='ref'),
-            'upfirdn2d': lambda *a, **k: upfirdn2d(*a, **k, impl='ref'),
-            'filtered_lrelu': lambda *a, **k: filtered_lrelu(*a, **k, impl='ref')}
 
 
 @dataclass
@@ -247,7 +240,7 @@ def main() -> int:
     failure = cuda_kernels.load()   # builds on first use (or loads the cached build)
     result: dict = {'build_or_load_s': round(time.perf_counter() - start, 1), 'failure': failure, 'rows': []}
     if failure is None:
-        result['rows'] = compare(cuda_kernels.OPS, reference_ops(), random_cases(args.cases, args.seed),
+        result['rows'] = compare(backend_ops('cuda'), backend_ops('ref'), random_cases(args.cases, args.seed),
                                  torch.device('cuda'), dtypes=(torch.float32, torch.float16))
         print(format_table(result['rows']))
     else:

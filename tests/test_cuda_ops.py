@@ -16,6 +16,7 @@ import torch
 
 from torch_utils.cli import UserError
 from torch_utils.ops import cuda_build, cuda_kernels, dispatch
+from torch_utils.ops.selftest import agree_with_reference, backend_ops
 from torch_utils.ops.bias_act import bias_act
 from torch_utils.ops.filtered_lrelu import _composed, filtered_lrelu
 from torch_utils.ops.upfirdn2d import setup_filter, upfirdn2d
@@ -73,6 +74,7 @@ def fresh_loader(monkeypatch):
     """cuda_kernels as if no load had been tried yet in this process, with CUDA 'available'."""
     monkeypatch.setattr(cuda_kernels, '_module', None)
     monkeypatch.setattr(cuda_kernels, '_failure', None)
+    monkeypatch.setattr(cuda_kernels, '_state', 'new')
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     monkeypatch.setattr(torch.cuda, 'current_device', lambda: 0)
     monkeypatch.setattr(dispatch, '_backend', None)
@@ -106,7 +108,7 @@ def test_cuda_backend_fails_loudly_and_ref_never_builds(fresh_loader, capfd):
 
 def test_kernels_disagreeing_with_reference_are_not_used(fresh_loader, capfd):
     fresh_loader.setattr(cuda_build, 'build', lambda: types.SimpleNamespace())
-    fresh_loader.setattr(cuda_kernels, 'self_test', lambda device: 'upfirdn2d forward disagrees with the reference')
+    fresh_loader.setattr(cuda_kernels, '_self_test', lambda device: 'upfirdn2d forward disagrees with the reference')
     assert cuda_kernels.get('upfirdn2d') is None
     assert 'disagrees' in capfd.readouterr().err
 
@@ -123,11 +125,23 @@ def test_environment_variable_is_validated(monkeypatch):
 def test_self_test_catches_a_wrong_kernel():
     """The first-use self-test, run with reference ops standing in for kernels: silent when they agree,
     and naming the op when one is off (here: correlating instead of convolving)."""
-    ref = op_compare.reference_ops()
-    assert cuda_kernels.self_test(torch.device('cpu'), ops=ref) is None
+    ref = backend_ops('ref')
+    cpu = torch.device('cpu')
+    assert agree_with_reference(cpu, candidate=ref, reference=ref) is None
     wrong = dict(ref, upfirdn2d=lambda x, f, **k: upfirdn2d(x, f, **dict(k, flip_filter=not k.get('flip_filter')),
                                                             impl='ref'))
-    assert 'upfirdn2d' in cuda_kernels.self_test(torch.device('cpu'), ops=wrong)
+    assert 'upfirdn2d' in agree_with_reference(cpu, candidate=wrong, reference=ref)
+    assert cuda_kernels._self_test is agree_with_reference   # the check that load() runs
+
+
+def test_kernel_declining_a_call_leaves_it_to_the_reference(monkeypatch):
+    """A kernel returns None for calls it does not cover (here: every call); the op still answers."""
+    monkeypatch.setattr(dispatch, 'kernel_for', lambda op, x, impl=None: (lambda *a, **k: None))
+    x = torch.randn(1, 2, 5, 5)
+    f = setup_filter([1, 2, 1])
+    assert torch.equal(upfirdn2d(x, f, up=2), upfirdn2d(x, f, up=2, impl='ref'))
+    assert torch.equal(bias_act(x, act='tanh'), torch.tanh(x))
+    assert filtered_lrelu(x, f, f, up=2, down=2, padding=2).shape == (1, 2, 5, 5)
 
 
 # ------------------------------------------------------------------ build cache
@@ -183,7 +197,7 @@ def test_cuda_home_is_found_through_a_wrapper_script(tmp_path, monkeypatch):
 
 def test_harness_reports_zero_error_for_identical_ops():
     cases = op_compare.random_cases(4, seed=1)
-    rows = op_compare.compare(op_compare.reference_ops(), op_compare.reference_ops(), cases, torch.device('cpu'))
+    rows = op_compare.compare(backend_ops('ref'), backend_ops('ref'), cases, torch.device('cpu'))
     assert {r['op'] for r in rows} == set(op_compare.OPS)
     for r in rows:
         assert r['cases'] == 4 and r['ok'] and r['forward'] == r['grad'] == r['grad2'] == 0
@@ -194,7 +208,7 @@ def test_harness_accepts_an_equivalent_formulation_and_flags_a_wrong_one():
     whose backward is wrong (a leaky slope of 0.2 where the forward used the case's own) is flagged in
     'grad', and one whose forward misses the bias in 'forward'."""
     cases = [c for c in op_compare.random_cases(6, seed=2, ops=('filtered_lrelu',))]
-    ref = op_compare.reference_ops()
+    ref = backend_ops('ref')
 
     def composed(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter):
         from torch_utils.ops.upfirdn2d import parse_padding
@@ -213,7 +227,7 @@ def test_harness_accepts_an_equivalent_formulation_and_flags_a_wrong_one():
 
 def test_harness_measures_float16_against_float32_reference():
     cases = op_compare.random_cases(3, seed=3, ops=('bias_act',))
-    ref = op_compare.reference_ops()
+    ref = backend_ops('ref')
     row = op_compare.compare(ref, ref, cases, torch.device('cpu'), dtypes=(torch.float16,))[0]
     # The reference in float16 against itself in float32: float16's own rounding, and accepted.
     assert row['ok'] and 0 < row['forward'] < 1e-2 and row['forward'] == row['ref_forward']
@@ -294,7 +308,7 @@ def test_extension_compiles_and_loads_against_cuda_torch():
 def test_cuda_ops_match_reference_on_random_cases(dtype):
     from torch_utils.ops import cuda_kernels as ck
     assert ck.load() is None, ck.failure()
-    rows = op_compare.compare(ck.OPS, op_compare.reference_ops(), op_compare.random_cases(12, seed=5),
+    rows = op_compare.compare(backend_ops('cuda'), backend_ops('ref'), op_compare.random_cases(12, seed=5),
                               torch.device('cuda'), dtypes=(dtype,))
     assert all(r['ok'] for r in rows), op_compare.format_table(rows)
 
@@ -308,9 +322,9 @@ def test_cuda_ops_are_twice_differentiable_in_float64():
     b = torch.randn([2], dtype=torch.float64, device=dev, requires_grad=True)
     f = setup_filter([1, 3, 3, 1], device=dev)
     fs = setup_filter(np.hanning(10)[1:-1], device=dev)
-    ops = [lambda x, b: ck.bias_act(x + 0.01, b, act='lrelu', alpha=0.2, gain=1.4, clamp=2.5),
-           lambda x, b: ck.upfirdn2d(x, f, up=2, down=1, padding=[2, 1, 1, 2]) * b.sum(),
-           lambda x, b: ck.filtered_lrelu(x + 0.01, fs, fs, b, up=2, down=2, padding=[7, 6, 7, 6], clamp=2)]
+    ops = [lambda x, b: bias_act(x + 0.01, b, act='lrelu', alpha=0.2, gain=1.4, clamp=2.5, impl='cuda'),
+           lambda x, b: upfirdn2d(x, f, up=2, down=1, padding=[2, 1, 1, 2], impl='cuda') * b.sum(),
+           lambda x, b: filtered_lrelu(x + 0.01, fs, fs, b, up=2, down=2, padding=[7, 6, 7, 6], clamp=2, impl='cuda')]
     for op in ops:
         assert torch.autograd.gradcheck(op, (x, b))
         assert torch.autograd.gradgradcheck(op, (x, b))
@@ -322,10 +336,10 @@ def test_channels_last_and_float16_inputs_keep_their_layout_on_cuda():
     assert ck.load() is None, ck.failure()
     x = torch.randn([2, 8, 9, 9], device='cuda', dtype=torch.float16).contiguous(memory_format=torch.channels_last)
     f = setup_filter([1, 3, 3, 1], device='cuda')
-    y = ck.upfirdn2d(x, f, up=2, padding=[2, 1, 2, 1])
+    y = upfirdn2d(x, f, up=2, padding=[2, 1, 2, 1], impl='cuda')
     assert y.dtype == torch.float16 and y.is_contiguous(memory_format=torch.channels_last)
     want = upfirdn2d(x.float(), f, up=2, padding=[2, 1, 2, 1], impl='ref')
     assert (y.float() - want).abs().max() < 1e-2 * want.abs().max()
-    z = ck.bias_act(x, torch.ones(8, device='cuda'), act='lrelu', gain=1.0)
+    z = bias_act(x, torch.ones(8, device='cuda', dtype=torch.float16), act='lrelu', gain=1.0, impl='cuda')
     assert z.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(z.float(), bias_act(x.float() + 1, act='lrelu', gain=1.0, impl='ref'), atol=1e-2)

@@ -16,16 +16,15 @@ written to memory and kept for backward in the activation dtype (NVIDIA keeps 2 
 sample), 1-D upsampling filters run as their 2-D outer product, and no kernel tiles its input in shared
 memory. Each op is one thread per output sample with float32 accumulation.
 
-Calls the kernels do not cover (other activations, negative gains, filters that need gradients, non-4-D
-images) run the reference op.
+Calls the kernels do not cover (other activations, negative gains or slopes, filters that need gradients,
+non-4-D images) return None, and the reference op runs instead.
 """
 from __future__ import annotations
 
 import sys
 from types import ModuleType
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence
 
-import numpy as np
 import torch
 
 from . import cuda_build
@@ -142,7 +141,8 @@ class _UpsampleAct(torch.autograd.Function):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The ops, with the reference ops' signatures
+# The ops. The reference ops (bias_act.py, upfirdn2d.py, filtered_lrelu.py) call these with their arguments
+# already parsed; None means "not covered here" and the reference op goes on.
 
 def _needs_grad(t: Optional[torch.Tensor]) -> bool:
     return t is not None and t.requires_grad
@@ -161,25 +161,12 @@ def _epilogue(act: str, alpha: float, gain: float, clamp: Optional[float]) -> Op
     return None
 
 
-def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, act: str = 'linear',
-             alpha: Optional[float] = None, gain: Optional[float] = None, clamp: Optional[float] = None) -> torch.Tensor:
-    from .bias_act import ACTIVATIONS
-    spec = ACTIVATIONS[act]
-    alpha = spec.default_alpha if alpha is None else float(alpha)
-    gain = spec.default_gain if gain is None else float(gain)
-    if clamp is not None and clamp < 0:
-        clamp = None
+def bias_act(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float, gain: float,
+             clamp: Optional[float]) -> Optional[torch.Tensor]:
     epi = _epilogue(act, alpha, gain, clamp)
     if epi is None or x.ndim == 0:
-        from .bias_act import bias_act as reference
-        return reference(x, b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp, impl='ref')
+        return None
     return _BiasAct.apply(x, None if b is None else b.to(x.dtype), dim % x.ndim, epi)
-
-
-def _pair(v) -> tuple[int, int]:
-    if isinstance(v, (int, np.integer)):
-        return int(v), int(v)
-    return int(v[0]), int(v[1])
 
 
 def _correlation_taps(f: torch.Tensor, flip_filter: bool, scale: float, device: torch.device) -> torch.Tensor:
@@ -188,85 +175,51 @@ def _correlation_taps(f: torch.Tensor, flip_filter: bool, scale: float, device: 
     return (f if flip_filter else f.flip(list(range(f.ndim)))).contiguous()
 
 
-def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up=1, down=1, padding=0, flip_filter: bool = False,
-              gain: float = 1) -> torch.Tensor:
-    from .upfirdn2d import parse_padding
+def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: tuple[int, int], down: tuple[int, int],
+              padding: tuple[int, int, int, int], flip_filter: bool, gain: float) -> Optional[torch.Tensor]:
     if x.ndim != 4 or _needs_grad(f):
-        from .upfirdn2d import upfirdn2d as reference
-        return reference(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain, impl='ref')
-    up, down = _pair(up), _pair(down)
-    px0, px1, py0, py1 = parse_padding(padding)
+        return None
     if f is None:
         f = torch.ones([1, 1])
+    px0, px1, py0, py1 = padding
     taps = _correlation_taps(f, flip_filter, gain ** (f.ndim / 2), x.device)
     if taps.ndim == 2:
-        return _UpFirDn.apply(x, taps, up, down, (px0, px1, py0, py1))
+        return _UpFirDn.apply(x, taps, up, down, padding)
     x = _UpFirDn.apply(x, taps[None, :], (up[0], 1), (down[0], 1), (px0, px1, 0, 0))
     return _UpFirDn.apply(x, taps[:, None].contiguous(), (1, up[1]), (1, down[1]), (0, 0, py0, py1))
 
 
-def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor] = None, fd: Optional[torch.Tensor] = None,
-                   b: Optional[torch.Tensor] = None, up: int = 1, down: int = 1,
-                   padding: Union[int, Sequence[int]] = 0, gain: float = np.sqrt(2), slope: float = 0.2,
-                   clamp: Optional[float] = None, flip_filter: bool = False) -> torch.Tensor:
-    from .upfirdn2d import parse_padding
-    if clamp is not None and clamp < 0:
-        clamp = None
+def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional[torch.Tensor], b: Optional[torch.Tensor],
+                   up: int, down: int, padding: tuple[int, int, int, int], gain: float, slope: float,
+                   clamp: Optional[float], flip_filter: bool) -> Optional[torch.Tensor]:
     epi = _epilogue('lrelu', slope, gain, clamp)
     if epi is None or x.ndim != 4 or _needs_grad(fu) or _needs_grad(fd):
-        from .filtered_lrelu import filtered_lrelu as reference
-        return reference(x, fu, fd, b, up=up, down=down, padding=padding, gain=gain, slope=slope, clamp=clamp,
-                         flip_filter=flip_filter, impl='ref')
+        return None
     if fu is None:
         fu = torch.ones([1, 1])
     if fu.ndim == 1:
         fu = torch.outer(fu, fu)   # one fused launch needs the 2-D taps
     taps = _correlation_taps(fu, flip_filter, float(up) ** 2, x.device)
-    pad = parse_padding(padding)
-    y = _UpsampleAct.apply(x, None if b is None else b.to(x.dtype), taps, (int(up), int(up)), pad, epi)
-    return upfirdn2d(y, fd, down=down, flip_filter=flip_filter)
+    y = _UpsampleAct.apply(x, None if b is None else b.to(x.dtype), taps, (up, up), padding, epi)
+    return upfirdn2d(y, fd, (1, 1), (down, down), (0, 0, 0, 0), flip_filter, 1.0)
 
 
 OPS: dict[str, Callable] = {'bias_act': bias_act, 'upfirdn2d': upfirdn2d, 'filtered_lrelu': filtered_lrelu}
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Loading with a self-test
+# Loading, with a self-test at first use
 
-def self_test(device: torch.device, ops: Optional[dict[str, Callable]] = None) -> Optional[str]:
-    """Compare each kernel (of `ops`, default these) with the reference op on tiny inputs (values and
-    gradients); None when all agree, else what disagreed."""
-    ops = OPS if ops is None else ops
-    from .bias_act import bias_act as ref_bias_act
-    from .filtered_lrelu import filtered_lrelu as ref_filtered_lrelu
-    from .upfirdn2d import setup_filter, upfirdn2d as ref_upfirdn2d
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn([2, 3, 9, 7], generator=gen).to(device)
-    b = torch.randn([3], generator=gen).to(device)
-    # Asymmetric taps, so that a filter applied the wrong way round shows.
-    f = setup_filter([1, 3, 4, 2], device=device)
-    f1 = setup_filter([1, 2, 5, 3, 6, 4, 2, 1], device=device)   # 8 taps: separable
-    cases = {
-        'bias_act': lambda op, t: op(t, b, act='lrelu', alpha=0.2, gain=1.4, clamp=1.5),
-        'upfirdn2d': lambda op, t: op(t, f, up=2, down=1, padding=[2, 1, 1, 2], gain=4),
-        'upfirdn2d/separable': lambda op, t: op(t, f1, up=1, down=2, padding=3),
-        'filtered_lrelu': lambda op, t: op(t, f1, f1, b, up=2, down=2, padding=[7, 6, 7, 6], clamp=1.0),
-    }
-    refs = {'bias_act': ref_bias_act, 'upfirdn2d': ref_upfirdn2d, 'upfirdn2d/separable': ref_upfirdn2d,
-            'filtered_lrelu': ref_filtered_lrelu}
-    for name, case in cases.items():   # (first use may come inside no_grad/inference_mode: the test needs autograd)
-        results = []
-        for op, kwargs in ((ops[name.split('/')[0]], {}), (refs[name], {'impl': 'ref'})):
-            t = x.clone().requires_grad_(True)
-            y = case(lambda *a, **k: op(*a, **k, **kwargs), t)
-            (grad,) = torch.autograd.grad((y * y.detach().sin()).sum(), [t])
-            results.append((y.detach(), grad))
-        (y_k, g_k), (y_r, g_r) = results
-        for what, got, want in (('forward', y_k, y_r), ('gradient', g_k, g_r)):
-            if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-4, atol=1e-4):
-                err = (got - want).abs().max().item() if got.shape == want.shape else 'shape'
-                return f'{name} {what} disagrees with the reference (max error {err})'
-    return None
+_self_test: Optional[Callable[[torch.device], Optional[str]]] = None
+_state = 'new'   # -> 'testing' -> 'ready' | 'failed'
+
+
+def set_self_test(check: Callable[[torch.device], Optional[str]]) -> None:
+    """The check run right after loading: None when the kernels agree with the reference ops, else what
+    disagreed (torch_utils/ops/__init__.py installs selftest.agree_with_reference; kept out of this module so
+    that it does not import the reference ops that import it)."""
+    global _self_test
+    _self_test = check
 
 
 def _warn(reason: str) -> None:
@@ -275,20 +228,25 @@ def _warn(reason: str) -> None:
     sys.stderr.write(f'stylegan3-clothing: CUDA ops unavailable, using the reference ops ({first})\n')
 
 
-def load(device: Optional[torch.device] = None) -> Optional[str]:
+def load() -> Optional[str]:
     """Build, import and self-test the kernels once per process. None on success, else the reason
     (already reported in one warning line)."""
-    global _module, _failure
-    if _module is not None or _failure is not None:
+    global _module, _failure, _state
+    if _state != 'new':
         return _failure
     try:
         if not torch.cuda.is_available():
             raise RuntimeError('no CUDA device')
         _module = cuda_build.build()
+        if _self_test is None:
+            raise RuntimeError('no self-test installed')
+        _state = 'testing'   # get() hands out the kernels to the self-test
+        # (first use may come inside no_grad/inference_mode: the test needs autograd)
         with torch.inference_mode(False), torch.enable_grad():
-            _failure = self_test(device or torch.device('cuda', torch.cuda.current_device()))
-    except Exception as e:   # noqa: BLE001 - any build/import failure means "use the reference ops"
+            _failure = _self_test(torch.device('cuda', torch.cuda.current_device()))
+    except Exception as e:   # noqa: BLE001 - any build/import/test failure means "use the reference ops"
         _failure = f'{type(e).__name__}: {e}'
+    _state = 'ready' if _failure is None else 'failed'
     if _failure is not None:
         _module = None
         _warn(_failure)
@@ -297,7 +255,9 @@ def load(device: Optional[torch.device] = None) -> Optional[str]:
 
 def get(op: str) -> Optional[Callable]:
     """The CUDA implementation of `op`, or None when the kernels cannot be used (reason warned once)."""
-    return OPS[op] if load() is None else None
+    if _state == 'new':
+        load()
+    return OPS[op] if _state in ('testing', 'ready') else None
 
 
 def failure() -> Optional[str]:

@@ -27,6 +27,8 @@ import torch
 
 from torch_utils.cli import UserError
 
+from . import cuda_kernels
+
 BACKENDS = ('auto', 'ref', 'cuda')
 ENV_VAR = 'SG3C_OPS'
 
@@ -55,11 +57,11 @@ def get_backend() -> str:
 
 def kernel_for(op: str, x: torch.Tensor, impl: Optional[str] = None) -> Optional[Callable]:
     """The CUDA implementation that should run `op` on tensor `x`, or None for the reference path.
-    `impl` overrides the process-wide backend for one call."""
+    `impl` overrides the process-wide backend for one call. The implementation itself returns None for
+    calls it does not cover (see cuda_kernels.py), which then take the reference path too."""
     backend = _checked(impl, 'impl') if impl is not None else get_backend()
     if backend == 'ref' or x.device.type != 'cuda':
         return None
-    from . import cuda_kernels
     kernel = cuda_kernels.get(op)
     if kernel is None and backend == 'cuda':
         raise UserError(f'{op}: CUDA ops were required ({ENV_VAR}=cuda) but cannot be used: {cuda_kernels.failure()}')
