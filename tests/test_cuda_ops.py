@@ -64,6 +64,86 @@ def test_kernels_cover_only_what_their_derivative_trick_allows():
         assert cuda_kernels._epilogue(*args) is None
 
 
+class EmulatedExtension:
+    """The compiled module's contract (torch_utils/ops/cuda/sg3c_ops.h) written directly in PyTorch:
+    zero-insert, pad, correlate, decimate; epilogue act -> gain -> clamp; derivative read from the output.
+    With it, cuda_kernels.py's autograd layer (adjoint geometry, flips, gains, separable passes, the fused
+    filtered_lrelu step, double backward) runs on the CPU against the reference ops."""
+
+    @staticmethod
+    def _epilogue(v, act, alpha, gain, clamp):
+        if act == cuda_kernels.ACT_LRELU:
+            v = torch.where(v < 0, v * alpha, v)
+        v = v * gain
+        return v.clamp(-clamp, clamp) if clamp >= 0 else v
+
+    def bias_act(self, x, b, dim, act, alpha, gain, clamp):
+        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+        v = x.to(acc)
+        if b is not None:
+            shape = [1] * x.ndim
+            shape[dim] = -1
+            v = v + b.to(acc).reshape(shape)
+        return torch.empty_like(x).copy_(self._epilogue(v, act, alpha, gain, clamp))
+
+    def bias_act_grad(self, dy, y, act, alpha, gain, clamp):
+        slope = torch.full_like(y, gain)
+        if act == cuda_kernels.ACT_LRELU:
+            slope = torch.where(y > 0, slope, slope * alpha)
+        if clamp >= 0:
+            slope = torch.where((y < clamp) & (y > -clamp), slope, torch.zeros_like(slope))
+        return torch.empty_like(y).copy_(dy * slope)
+
+    def upfirdn2d(self, x, taps, b, upx, upy, downx, downy, px0, px1, py0, py1, act, alpha, gain, clamp):
+        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+        n, c, h, w = x.shape
+        v = x.to(acc) + (b.to(acc).reshape(1, -1, 1, 1) if b is not None else 0)
+        z = v.new_zeros([n, c, h * upy, w * upx])
+        z[:, :, ::upy, ::upx] = v
+        z = torch.nn.functional.pad(z, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+        z = z[:, :, max(-py0, 0):z.shape[2] - max(-py1, 0), max(-px0, 0):z.shape[3] - max(-px1, 0)]
+        kh, kw = taps.shape
+        if z.shape[2] < kh or z.shape[3] < kw:
+            out = v.new_zeros([n, c, 0, 0])
+        else:
+            weight = taps.to(acc)[None, None].expand(c, 1, kh, kw)
+            out = torch.nn.functional.conv2d(z, weight, groups=c)[:, :, ::downy, ::downx]
+        out = self._epilogue(out, act, alpha, gain, clamp)
+        fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and c > 1 \
+            else torch.contiguous_format
+        return out.to(x.dtype).contiguous(memory_format=fmt)
+
+
+@pytest.fixture
+def emulated_kernels(monkeypatch):
+    """The CUDA path of every op, on CPU tensors, over EmulatedExtension."""
+    monkeypatch.setattr(cuda_kernels, '_module', EmulatedExtension())
+    monkeypatch.setattr(cuda_kernels, '_state', 'ready')
+    monkeypatch.setattr(dispatch, 'kernel_for',
+                        lambda op, x, impl=None: None if impl == 'ref' else cuda_kernels.get(op))
+
+
+def test_kernel_autograd_layer_matches_reference_on_random_cases(emulated_kernels):
+    """Forward, gradients and gradients of gradients of the kernels' Python layer (over the emulated
+    extension) against the reference ops, through the same harness as the GPU acceptance."""
+    rows = op_compare.compare(backend_ops('cuda'), backend_ops('ref'), op_compare.random_cases(10, seed=7),
+                              torch.device('cpu'))
+    assert all(r['ok'] for r in rows), op_compare.format_table(rows)
+
+
+def test_kernel_autograd_layer_is_twice_differentiable(emulated_kernels):
+    x = torch.randn([1, 2, 5, 6], dtype=torch.float64, requires_grad=True)
+    b = torch.randn([2], dtype=torch.float64, requires_grad=True)
+    f = setup_filter([1, 3, 4, 2])
+    fs = setup_filter([1, 2, 5, 3, 6, 4, 2, 1])
+    ops = [lambda x, b: bias_act(x + 0.01, b, act='lrelu', alpha=0.2, gain=1.4, clamp=2.5, impl='cuda'),
+           lambda x, b: upfirdn2d(x, f, up=2, down=1, padding=[2, 1, 1, 2], impl='cuda') * b.sum(),
+           lambda x, b: filtered_lrelu(x + 0.01, fs, fs, b, up=2, down=2, padding=[7, 6, 7, 6], clamp=2, impl='cuda')]
+    for op in ops:
+        assert torch.autograd.gradcheck(op, (x, b))
+        assert torch.autograd.gradgradcheck(op, (x, b))
+
+
 # ------------------------------------------------------------------ backend choice
 
 FAKE_CUDA = types.SimpleNamespace(device=torch.device('cuda'))   # constructing a device needs no GPU
