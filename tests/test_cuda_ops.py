@@ -377,6 +377,7 @@ def test_extension_compiles_and_loads_against_cuda_torch():
         pytest.skip('set SG3C_CUDA_PYTHON to a Python whose torch is a CUDA build')
     proc = subprocess.run([python, os.path.join(REPO, 'benchmarks', 'build_ops.py')], capture_output=True, text=True,
                           timeout=3000)
+    print(proc.stdout[-6000:])   # (shown with -s: the compiler commands and the warning count)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert '0 warning line(s)' in proc.stdout and 'loaded sg3c_ops_' in proc.stdout
 
