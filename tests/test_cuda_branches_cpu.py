@@ -11,7 +11,7 @@ import torch
 from networks import discriminator, stylegan2, stylegan3
 from networks.snapshot import find_latest_snapshot
 from torch_utils.ops.dispatch import allow_cpu_fp16, fp16_enabled
-from training.loss import StyleGANLoss
+from training.loss import LossOptions, StyleGANLoss
 
 from test_train import run_dir, state_of, tiny_data  # noqa: F401 (tiny_data: a fixture)
 
@@ -80,21 +80,24 @@ def test_float16_layers_run_on_cpu_and_agree_with_float32(family):
     assert torch.allclose(logits16, logits32, rtol=2e-2, atol=2e-2 * logits32.abs().max())
 
 
-@pytest.mark.parametrize('family', ['stylegan2', 'stylegan3-t'])
-def test_float16_training_gradients_match_float32(family):
-    """Every loss phase, R1 and (for StyleGAN2) path length included, i.e. double backward through the
-    float16, channels-last layers: the parameter gradients point the same way as in float32."""
-    def gradients(fp16):
-        G, D = tiny(family)
-        for m in G.modules():
-            if hasattr(m, 'noise_strength'):
-                m.noise_strength.data.zero_()
-        loss = StyleGANLoss(G, D, r1_gamma=1.0, pl_weight=2.0 if family == 'stylegan2' else 0)
-        gen = torch.Generator().manual_seed(2)
-        real = torch.rand(4, 3, 32, 32, generator=gen) * 2 - 1
-        z, c = torch.randn(4, 8, generator=gen), torch.zeros(4, 0)
-        phases = ['Gmain', 'Greg', 'Dmain', 'Dreg'] if family == 'stylegan2' else ['Gmain', 'Dmain', 'Dreg']
-        grads = {}
+def phase_gradients(family: str, fp16: bool, device: str = 'cpu', backend: str = 'auto') -> dict:
+    """Parameter gradients of every loss phase (R1 and, for StyleGAN2, path length included: double backward
+    through the float16, channels-last layers) on the tiny networks."""
+    from torch_utils.ops import get_backend, set_backend
+    G, D = tiny(family)
+    G, D = G.to(device), D.to(device)
+    for m in G.modules():
+        if hasattr(m, 'noise_strength'):
+            m.noise_strength.data.zero_()
+    loss = StyleGANLoss(G, D, LossOptions(r1_gamma=1.0, pl_weight=2.0 if family == 'stylegan2' else 0))
+    gen = torch.Generator().manual_seed(2)
+    real = (torch.rand(4, 3, 32, 32, generator=gen) * 2 - 1).to(device)
+    z, c = torch.randn(4, 8, generator=gen).to(device), torch.zeros(4, 0, device=device)
+    phases = ['Gmain', 'Greg', 'Dmain', 'Dreg'] if family == 'stylegan2' else ['Gmain', 'Dmain', 'Dreg']
+    grads = {}
+    previous = get_backend()
+    set_backend(backend)
+    try:
         with allow_cpu_fp16(fp16):
             for phase in phases:
                 net = G if phase.startswith('G') else D
@@ -104,14 +107,30 @@ def test_float16_training_gradients_match_float32(family):
                     p.grad = None
                 torch.manual_seed(3)
                 loss.accumulate_gradients(phase, real, c, z, c, gain=1, cur_nimg=0)
-                grads[phase] = torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None])
-        return grads
+                grads[phase] = torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None]).cpu()
+    finally:
+        set_backend(previous)
+    return grads
 
-    g32, g16 = gradients(False), gradients(True)
-    for phase in g32:
-        assert torch.isfinite(g16[phase]).all(), phase
-        cos = torch.nn.functional.cosine_similarity(g16[phase], g32[phase], dim=0)
-        assert cos > 0.99, (phase, cos)
+
+def assert_same_direction(grads: dict, want: dict, min_cos: float = 0.99) -> None:
+    for phase in want:
+        assert torch.isfinite(grads[phase]).all(), phase
+        cos = torch.nn.functional.cosine_similarity(grads[phase].float(), want[phase].float(), dim=0)
+        assert cos > min_cos, (phase, cos)
+
+
+@pytest.mark.parametrize('family', ['stylegan2', 'stylegan3-t'])
+def test_float16_training_gradients_match_float32(family):
+    assert_same_direction(phase_gradients(family, fp16=True), phase_gradients(family, fp16=False))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize('family', ['stylegan2', 'stylegan3-t'])
+def test_cuda_kernels_train_like_reference_ops(family):
+    """On a GPU (float16 layers on), every loss phase with the CUDA kernels against the reference ops."""
+    want = phase_gradients(family, fp16=False, device='cuda', backend='ref')
+    assert_same_direction(phase_gradients(family, fp16=False, device='cuda', backend='cuda'), want)
 
 
 # ------------------------------------------------------------------ torchrun, 2 nodes x 1 process
