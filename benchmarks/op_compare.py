@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from torch_utils.ops.selftest import backend_ops   # noqa: E402
+from torch_utils.ops.selftest import backend_ops, exact_float32   # noqa: E402
 from torch_utils.ops.upfirdn2d import setup_filter   # noqa: E402
 
 OPS = ('bias_act', 'upfirdn2d', 'filtered_lrelu')
@@ -186,6 +186,11 @@ QUANTITIES = {'forward': ('forward',), 'grad': ('grad_x', 'grad_b'), 'grad2': ('
 def compare(candidate: dict[str, Callable], reference: dict[str, Callable], cases: list[Case], device: torch.device,
             dtypes: tuple[torch.dtype, ...] = (torch.float32,)) -> list[dict]:
     """One row per (op, dtype): the largest relative error per quantity, the worst case, and pass/fail."""
+    with exact_float32():
+        return _compare(candidate, reference, cases, device, dtypes)
+
+
+def _compare(candidate, reference, cases, device, dtypes) -> list[dict]:
     rows = []
     for dtype in dtypes:
         for op in sorted({c.op for c in cases}):

@@ -214,6 +214,15 @@ def test_self_test_catches_a_wrong_kernel():
     assert cuda_kernels._self_test is agree_with_reference   # the check that load() runs
 
 
+def test_comparisons_switch_tf32_off_and_back(monkeypatch):
+    from torch_utils.ops.selftest import exact_float32
+    monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', True)
+    monkeypatch.setattr(torch.backends.cuda.matmul, 'allow_tf32', True)
+    with exact_float32():
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+
+
 def test_kernel_declining_a_call_leaves_it_to_the_reference(monkeypatch):
     """A kernel returns None for calls it does not cover (here: every call); the op still answers."""
     monkeypatch.setattr(dispatch, 'kernel_for', lambda op, x, impl=None: (lambda *a, **k: None))

@@ -2,7 +2,8 @@
 the kernels against itself with the reference ops, on tiny inputs, values and gradients."""
 from __future__ import annotations
 
-from typing import Callable, Optional
+import contextlib
+from typing import Callable, Iterator, Optional
 
 import torch
 
@@ -18,6 +19,18 @@ def backend_ops(impl: str) -> Ops:
     return {'bias_act': lambda *a, **k: bias_act(*a, **k, impl=impl),
             'upfirdn2d': lambda *a, **k: upfirdn2d(*a, **k, impl=impl),
             'filtered_lrelu': lambda *a, **k: filtered_lrelu(*a, **k, impl=impl)}
+
+
+@contextlib.contextmanager
+def exact_float32() -> Iterator[None]:
+    """cuDNN convolutions and matmuls in true float32 (PyTorch lets cuDNN use TF32 by default, whose ~1e-3
+    relative error would hide or fake a kernel's error), restored afterwards."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def agree_with_reference(device: torch.device, candidate: Optional[Ops] = None,
@@ -43,8 +56,9 @@ def agree_with_reference(device: torch.device, candidate: Optional[Ops] = None,
         results = []
         for ops in (candidate, reference):
             t = x.clone().requires_grad_(True)
-            y = case(ops[op], t)
-            (grad,) = torch.autograd.grad((y * y.detach().sin()).sum(), [t])
+            with exact_float32():
+                y = case(ops[op], t)
+                (grad,) = torch.autograd.grad((y * y.detach().sin()).sum(), [t])
             results.append((y.detach(), grad))
         (y_c, g_c), (y_r, g_r) = results
         for what, got, want in (('forward', y_c, y_r), ('gradient', g_c, g_r)):
