@@ -131,17 +131,22 @@ def test_kernel_autograd_layer_matches_reference_on_random_cases(emulated_kernel
     assert all(r['ok'] for r in rows), op_compare.format_table(rows)
 
 
-def test_kernel_autograd_layer_is_twice_differentiable(emulated_kernels):
-    x = torch.randn([1, 2, 5, 6], dtype=torch.float64, requires_grad=True)
-    b = torch.randn([2], dtype=torch.float64, requires_grad=True)
-    f = setup_filter([1, 3, 4, 2])
-    fs = setup_filter([1, 2, 5, 3, 6, 4, 2, 1])
+def check_kernels_twice_differentiable(device: str) -> None:
+    """gradcheck and gradgradcheck (float64) of each op through its CUDA path."""
+    x = torch.randn([1, 2, 5, 6], dtype=torch.float64, device=device, requires_grad=True)
+    b = torch.randn([2], dtype=torch.float64, device=device, requires_grad=True)
+    f = setup_filter([1, 3, 4, 2], device=device)
+    fs = setup_filter([1, 2, 5, 3, 6, 4, 2, 1], device=device)
     ops = [lambda x, b: bias_act(x + 0.01, b, act='lrelu', alpha=0.2, gain=1.4, clamp=2.5, impl='cuda'),
            lambda x, b: upfirdn2d(x, f, up=2, down=1, padding=[2, 1, 1, 2], impl='cuda') * b.sum(),
            lambda x, b: filtered_lrelu(x + 0.01, fs, fs, b, up=2, down=2, padding=[7, 6, 7, 6], clamp=2, impl='cuda')]
     for op in ops:
         assert torch.autograd.gradcheck(op, (x, b))
         assert torch.autograd.gradgradcheck(op, (x, b))
+
+
+def test_kernel_autograd_layer_is_twice_differentiable(emulated_kernels):
+    check_kernels_twice_differentiable('cpu')
 
 
 # ------------------------------------------------------------------ backend choice
@@ -396,8 +401,7 @@ def test_extension_compiles_and_loads_against_cuda_torch():
 @pytest.mark.gpu
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
 def test_cuda_ops_match_reference_on_random_cases(dtype):
-    from torch_utils.ops import cuda_kernels as ck
-    assert ck.load() is None, ck.failure()
+    assert cuda_kernels.load() is None, cuda_kernels.failure()
     rows = op_compare.compare(backend_ops('cuda'), backend_ops('ref'), op_compare.random_cases(12, seed=5),
                               torch.device('cuda'), dtypes=(dtype,))
     assert all(r['ok'] for r in rows), op_compare.format_table(rows)
@@ -405,25 +409,13 @@ def test_cuda_ops_match_reference_on_random_cases(dtype):
 
 @pytest.mark.gpu
 def test_cuda_ops_are_twice_differentiable_in_float64():
-    from torch_utils.ops import cuda_kernels as ck
-    assert ck.load() is None, ck.failure()
-    dev = torch.device('cuda')
-    x = torch.randn([1, 2, 5, 6], dtype=torch.float64, device=dev, requires_grad=True)
-    b = torch.randn([2], dtype=torch.float64, device=dev, requires_grad=True)
-    f = setup_filter([1, 3, 3, 1], device=dev)
-    fs = setup_filter(np.hanning(10)[1:-1], device=dev)
-    ops = [lambda x, b: bias_act(x + 0.01, b, act='lrelu', alpha=0.2, gain=1.4, clamp=2.5, impl='cuda'),
-           lambda x, b: upfirdn2d(x, f, up=2, down=1, padding=[2, 1, 1, 2], impl='cuda') * b.sum(),
-           lambda x, b: filtered_lrelu(x + 0.01, fs, fs, b, up=2, down=2, padding=[7, 6, 7, 6], clamp=2, impl='cuda')]
-    for op in ops:
-        assert torch.autograd.gradcheck(op, (x, b))
-        assert torch.autograd.gradgradcheck(op, (x, b))
+    assert cuda_kernels.load() is None, cuda_kernels.failure()
+    check_kernels_twice_differentiable('cuda')
 
 
 @pytest.mark.gpu
 def test_channels_last_and_float16_inputs_keep_their_layout_on_cuda():
-    from torch_utils.ops import cuda_kernels as ck
-    assert ck.load() is None, ck.failure()
+    assert cuda_kernels.load() is None, cuda_kernels.failure()
     x = torch.randn([2, 8, 9, 9], device='cuda', dtype=torch.float16).contiguous(memory_format=torch.channels_last)
     f = setup_filter([1, 3, 3, 1], device='cuda')
     y = upfirdn2d(x, f, up=2, padding=[2, 1, 2, 1], impl='cuda')
