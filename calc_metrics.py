@@ -29,11 +29,8 @@ from __future__ import annotations
 
 import click
 
-from metrics.errors import MetricError
 from metrics.runner import EvalJob, collect, format_table, prepare, run
-from networks.snapshot import SnapshotError
-from torch_utils.download import DownloadError
-from training.dataset_errors import DatasetError
+from torch_utils import cli
 
 
 def parse_metrics(value: str) -> list[str]:
@@ -58,16 +55,13 @@ def main(network, metrics, data, mirror, gpus, detector_dir, force, seed, verbos
         raise click.BadParameter('give at least one metric', param_hint='--metrics')
     job = EvalJob(metrics=names, network=network, data=data, mirror=mirror, gpus=gpus, detector_dir=detector_dir,
                   force=force, seed=seed, verbose=verbose)
-    try:
-        prepare(job)
-        skipped = len(job.snapshots) * len(names) - len(job.todo)
-        if skipped and verbose:
-            click.echo(f'{skipped} result(s) already in {job.run_dir}/metric-*.jsonl; --force recomputes them')
-        new = run(job)
-    except (MetricError, SnapshotError, DownloadError, DatasetError) as e:
-        raise click.ClickException(str(e))
+    prepare(job)   # every failure a user can cause is a UserError: one line, exit code 1 (torch_utils.cli.run)
+    skipped = len(job.snapshots) * len(names) - len(job.todo)
+    if skipped and verbose:
+        click.echo(f'{skipped} result(s) already in {job.run_dir}/metric-*.jsonl; --force recomputes them')
+    new = run(job)
     click.echo(format_table(collect(job, new)))
 
 
 if __name__ == '__main__':
-    main()
+    cli.run(main)

@@ -11,9 +11,13 @@ from typing import Optional
 import click
 
 from torch_utils.atomic import atomic_write_bytes
+from torch_utils.cli import run
 
-from training.dataset_errors import DatasetError
 from training.dataset_convert import TRANSFORMS, convert, parse_colour
+
+# Archive suffixes people reach for; only .zip is written, anything else would silently become a folder.
+NOT_WRITTEN = ('.tar', '.tar.gz', '.tgz', '.tar.bz2', '.tbz2', '.tar.xz', '.txz', '.gz', '.bz2', '.xz', '.7z', '.rar',
+               '.zst', '.tfrecords')
 
 
 def _resolution(ctx, param, value: Optional[str]):
@@ -36,6 +40,28 @@ def _colour(ctx, param, value: str):
         raise click.BadParameter(str(e))
 
 
+def check_dest(dest: str) -> None:
+    if not dest:
+        raise click.BadParameter('must not be empty', param_hint='--dest')
+    suffix = next((s for s in NOT_WRITTEN if dest.lower().rstrip('/').endswith(s)), None)
+    if suffix:
+        raise click.BadParameter(f'{dest!r}: {suffix} archives are not written; give a .zip (recommended) or a '
+                                 f'folder', param_hint='--dest')
+
+
+def check_output_size(resolution: Optional[tuple[int, int]], transform: Optional[str]) -> None:
+    """Training needs square power-of-two images: refuse a --resolution that cannot give one before any
+    image is read (center-crop-wide letterboxes WxH onto a max(W, H) square)."""
+    if resolution is None:
+        return
+    width, height = resolution
+    side = max(width, height) if transform == 'center-crop-wide' else width
+    if (width != height and transform != 'center-crop-wide') or side & (side - 1):
+        hint = ' (or --transform=center-crop-wide onto a square)' if width != height else ''
+        raise click.BadParameter(f'{width}x{height}: training needs square power-of-two images, e.g. 256x256{hint}',
+                                 param_hint='--resolution')
+
+
 def _write_json(path: str, data: dict) -> None:
     atomic_write_bytes(path, json.dumps(data, indent=2).encode())
 
@@ -56,13 +82,13 @@ def _write_json(path: str, data: dict) -> None:
 @click.option('--labels', 'labels_path', type=click.Path(exists=True, dir_okay=False), metavar='JSON',
               help='Take labels (and attributes) from this dataset.json, keyed by source file name')
 @click.option('--drop-duplicates', is_flag=True, help='Leave out images whose pixels repeat an earlier image')
-@click.option('--png-compression', type=click.IntRange(0, 9), default=1, show_default=True,
+@click.option('--png-compression', 'compress_level', type=click.IntRange(0, 9), default=1, show_default=True,
               help='PNG compression level: 0 stores raw pixels (NVIDIA\'s choice, ~15% faster to read), '
               '1 is many times smaller on flat backgrounds')
 @click.option('--report', 'report_path', metavar='JSON', help='Also write the conversion report here as JSON')
 @click.option('--quiet', is_flag=True, help='No progress bar or per-file messages')
-def main(source, dest, resolution, transform, background, max_images, min_size, folder_labels, labels_path,
-         drop_duplicates, png_compression, report_path, quiet):
+def main(source: str, dest: str, resolution: Optional[tuple[int, int]], transform: Optional[str],
+         report_path: Optional[str], quiet: bool, **options) -> None:
     """Convert an image source into a training set for train.py.
 
     \b
@@ -102,19 +128,12 @@ def main(source, dest, resolution, transform, background, max_images, min_size, 
       python dataset_tool.py --source=synthetic:garments?n=1000 --dest=synthetic-64.zip --resolution=64x64
       python dataset_tool.py --source=fashion-mnist/ --dest=fmnist-32.zip --resolution=32x32 --transform=pad
     """
-    if not dest:
-        raise click.BadParameter('must not be empty', param_hint='--dest')
+    check_dest(dest)
     if transform in ('center-crop', 'center-crop-wide') and resolution is None:
         raise click.BadParameter(f'--transform={transform} needs --resolution=WxH', param_hint='--transform')
-    try:
-        report = convert(source, dest, resolution=resolution, transform=transform, max_images=max_images,
-                         background=background, min_size=min_size, folder_labels=folder_labels,
-                         labels_path=labels_path, drop_duplicates=drop_duplicates, compress_level=png_compression,
-                         progress=not quiet)
-    except DatasetError as e:
-        raise click.ClickException(str(e))
-    except OSError as e:
-        raise click.ClickException(f'{e.filename or dest}: {e.strerror or e}')
+    check_output_size(resolution, transform)
+    try:   # failures a user can cause are DatasetError/OSError: one line naming the file (torch_utils.cli.run)
+        report = convert(source, dest, resolution=resolution, transform=transform, progress=not quiet, **options)
     except KeyboardInterrupt:
         click.echo('interrupted; nothing was written', err=True)
         sys.exit(130)
@@ -124,4 +143,4 @@ def main(source, dest, resolution, transform, background, max_images, min_size, 
 
 
 if __name__ == '__main__':
-    main()  # pylint: disable=no-value-for-parameter
+    run(main)

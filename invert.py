@@ -12,20 +12,18 @@ Examples:
   # HyperStyle: train the encoder + hypernetwork once per snapshot, then invert in one pass:
   python invert.py --method=hyperstyle --train-encoder --network=snapshot.pkl --outdir=inverter
   python invert.py --method=hyperstyle --encoder=inverter/hyperstyle.pt --network=snapshot.pkl --target=shirt.jpg --outdir=out
-  # the seed project's option names work too:
+  # NVIDIA projector's option names work too (--num-steps, --save-video), and the seed project's:
+  python invert.py --method=project --network=snapshot.pkl --target=shirt.jpg --num-steps=1000 --save-video=true --outdir=out
   python invert.py --input_image input/clothing_photo.jpg --checkpoint_path weights/stylegan3_model.pt --output_path results/
 
 See docs/inversion.md for every option and output.
 """
 from __future__ import annotations
 
-import os
-
 import click
-import torch
 
-from networks import generate
-from networks.snapshot import SnapshotError, load_generator
+from inversion.run import InvertOptions, run_job
+from torch_utils.cli import finite_float, run, say
 
 
 def _colour(ctx, param, value):
@@ -56,79 +54,33 @@ def _colour(ctx, param, value):
 @click.option('--background', callback=_colour, default='auto', show_default=True, metavar='auto|R,G,B',
               help='Padding colour; auto = median colour of the photo border')
 @click.option('--space', type=click.Choice(['w', 'w+']), default='w', show_default=True, help='Latent space of --method=project')
-@click.option('--steps', type=click.IntRange(min=1), help='Projection steps  [default: 1000 project, 450 PTI pivot]')
-@click.option('--lr', type=click.FloatRange(min=0, min_open=True), help='Projection learning rate  [default: 0.1]')
+@click.option('--steps', '--num-steps', 'steps', type=click.IntRange(min=1), help='Projection steps  [default: 1000 project, 450 PTI pivot]')
+@click.option('--lr', type=finite_float(min=0, min_open=True), help='Projection learning rate  [default: 0.1]')
 @click.option('--pti-steps', type=click.IntRange(min=0), default=350, show_default=True, help='PTI generator-tuning steps')
-@click.option('--pti-lr', type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True, help='PTI tuning learning rate')
+@click.option('--pti-lr', type=finite_float(min=0, min_open=True), default=3e-4, show_default=True, help='PTI tuning learning rate')
 @click.option('--locality/--no-locality', default=True, show_default=True, help="PTI's locality regularisation")
 @click.option('--perceptual', default='vgg16', show_default=True, metavar='vgg16|PATH|URL|lpips|none',
               help="Perceptual loss: NVIDIA's VGG16 LPIPS (downloaded once, or a local vgg16.pt), the lpips package, or none")
-@click.option('--perceptual-weight', type=click.FloatRange(min=0), default=1.0, show_default=True)
-@click.option('--pixel-weight', type=click.FloatRange(min=0), default=1.0, show_default=True, help='Weight of the pixel MSE')
+@click.option('--perceptual-weight', type=finite_float(min=0), default=1.0, show_default=True)
+@click.option('--pixel-weight', type=finite_float(min=0), default=1.0, show_default=True, help='Weight of the pixel MSE')
 @click.option('--seed', type=int, default=0, show_default=True, help='Random seed (noise maps, latent jitter)')
 @click.option('--class', 'class_idx', type=int, help='Class label (conditional networks)')
 @click.option('--video', is_flag=True, help='Also write an MP4 of the optimisation (target | reconstruction)')
+@click.option('--save-video', type=bool, metavar='BOOL', help="The same as NVIDIA's projector spells it: --save-video=true")
 @click.option('--device', default='auto', show_default=True, help="'auto', 'cpu', 'cuda', 'cuda:1', ...")
-@click.option('--encoder', 'encoder_path', type=click.Path(dir_okay=False), help='HyperStyle inverter file (from --train-encoder)')
+@click.option('--encoder', type=click.Path(dir_okay=False), help='HyperStyle inverter file (from --train-encoder)')
 @click.option('--encoder-iters', type=click.IntRange(min=0), default=5, show_default=True, help='HyperStyle: encoder (ReStyle) iterations')
 @click.option('--hyper-iters', type=click.IntRange(min=0), default=5, show_default=True, help='HyperStyle: hypernetwork refinements')
 @click.option('--train-encoder', is_flag=True, help='HyperStyle: train the encoder and hypernetwork for --network on its own '
               'images, write OUTDIR/hyperstyle.pt (or --encoder), then invert --target if given')
 @click.option('--train-steps', type=click.IntRange(min=0), default=20000, show_default=True, help='Training steps of each stage')
 @click.option('--train-batch', type=click.IntRange(min=1), default=8, show_default=True)
-@click.option('--train-lr', type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True)
+@click.option('--train-lr', type=finite_float(min=0, min_open=True), default=1e-4, show_default=True)
 @click.option('--w-avg-samples', type=click.IntRange(min=1), default=10000, show_default=True, help='Samples for the mean latent')
-def main(method, network, target, outdir, mask, fit, background, space, steps, lr, pti_steps, pti_lr, locality,
-         perceptual, perceptual_weight, pixel_weight, seed, class_idx, video, device, encoder_path, encoder_iters,
-         hyper_iters, train_encoder, train_steps, train_batch, train_lr, w_avg_samples):
-    from inversion.hyperstyle import InverterError, train_inverter
-    from inversion.perceptual import PerceptualUnavailable, load_perceptual
-    from inversion.preprocess import TargetError
-    from inversion.run import run_inversion
-
-    if train_encoder and method != 'hyperstyle':
-        raise click.UsageError('--train-encoder belongs to --method=hyperstyle')
-    if not train_encoder and not target:
-        raise click.UsageError('--target (or --input_image) is required')
-    if method == 'pti' and space != 'w':
-        raise click.UsageError('PTI pivots in W: leave --space at w')
-    device = generate.default_device() if device == 'auto' else torch.device(device)
-    torch.manual_seed(seed)
-    try:
-        loss_net = load_perceptual(perceptual, device)
-        if loss_net is None and pixel_weight <= 0:
-            raise click.UsageError('--perceptual=none with --pixel-weight=0 leaves nothing to optimise')
-        if train_encoder:
-            encoder_path = encoder_path or os.path.join(outdir, 'hyperstyle.pt')
-            G = load_generator(network, device=device)
-            train_inverter(G, perceptual=loss_net, encoder_steps=train_steps, hyper_steps=train_steps,
-                           batch_size=train_batch, learning_rate=train_lr, iterations=3,
-                           w_avg_samples=w_avg_samples, seed=seed, out_path=encoder_path,
-                           stats_path=os.path.join(os.path.dirname(os.path.abspath(encoder_path)), 'hyperstyle_train.jsonl'),
-                           source=str(network))
-            click.echo(f'wrote {encoder_path}')
-            if not target:
-                return
-        elif method == 'hyperstyle' and not encoder_path:
-            raise click.UsageError('--method=hyperstyle needs --encoder=PATH; train one with '
-                                   '--method=hyperstyle --train-encoder --network=... --outdir=...')
-        records = run_inversion(network, target, outdir, method, mask=mask, fit=fit, background=background,
-                                perceptual=loss_net, encoder=encoder_path, device=device, video=video,
-                                log=click.echo, space=space, steps=steps, learning_rate=lr, pti_steps=pti_steps,
-                                pti_learning_rate=pti_lr, locality=locality, perceptual_weight=perceptual_weight,
-                                pixel_weight=pixel_weight, encoder_iterations=encoder_iters,
-                                hyper_iterations=hyper_iters, class_idx=class_idx, seed=seed,
-                                w_avg_samples=w_avg_samples)
-    except (SnapshotError, TargetError, PerceptualUnavailable, InverterError) as e:
-        raise click.ClickException(str(e))
-    except ValueError as e:   # e.g. a conditional network without --class
-        raise click.ClickException(f'{network}: {e}')
-    done = [r for r in records if 'skipped' not in r]
-    if not done:
-        raise click.ClickException(f'{target}: no image could be inverted')
-    click.echo(f'inverted {len(done)} image(s) into {outdir}' +
-               (f'; skipped {len(records) - len(done)}' if len(done) < len(records) else ''))
+def main(video: bool, save_video: bool, **opts) -> list[dict]:
+    """Invert photos into a generator."""
+    return run_job(InvertOptions(video=video or bool(save_video), **opts), log=say)
 
 
 if __name__ == '__main__':
-    main()
+    run(main)

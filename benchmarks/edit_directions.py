@@ -8,7 +8,7 @@ A random direction scaled the same way is the control. Also checks that GANSpace
 the same network are orthonormal and reproducible.
 
   # train a small network first (hours on a busy 2-core CPU, minutes on a GPU), then measure:
-  python benchmarks/edit_directions.py --train-kimg=40 --res=16 --workdir=/tmp/edit
+  python benchmarks/edit_directions.py --train-kimg=40 --res=16 --workdir=edit-bench
   # or measure a given snapshot:
   python benchmarks/edit_directions.py --network=runs/00000-.../network-snapshot-000040.pkl --figures=docs/figures
 
@@ -21,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import click
 import numpy as np
@@ -31,10 +32,10 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from networks.editing import discovery                                  # noqa: E402
-from networks.editing.directions import Directions                      # noqa: E402
-from networks.editing.edits import Edit, apply_edits                     # noqa: E402
-from networks.editing.labels import classify_garments, garment_measures  # noqa: E402
+from editing import discovery                                  # noqa: E402
+from editing.directions import Directions                      # noqa: E402
+from editing.edits import Edit, apply_edits                     # noqa: E402
+from editing.labels import classify_garments, garment_measures  # noqa: E402
 from networks.generate import image_grid, save_image, seeds_to_ws, synthesize  # noqa: E402
 from networks.snapshot import find_latest_snapshot, load_generator      # noqa: E402
 
@@ -150,7 +151,8 @@ def strip_figure(path: str, images: np.ndarray, rows: int, scale: int = 4) -> No
 @click.option('--train-kimg', type=float, default=40, show_default=True)
 @click.option('--res', type=int, default=16, show_default=True, help='Resolution of the network trained here')
 @click.option('--batch', type=int, default=16, show_default=True)
-@click.option('--workdir', default='/tmp/edit-bench', show_default=True)
+@click.option('--workdir', envvar='SG3C_EDIT_WORKDIR', metavar='DIR',
+              help='Where the network is trained (env SG3C_EDIT_WORKDIR)  [default: a new temporary folder]')
 @click.option('--attributes', default='darkness,sleeve', show_default=True)
 @click.option('--samples', type=int, default=3000, show_default=True, help='Generated images the directions are fitted on')
 @click.option('--eval-seeds', type=int, default=200, show_default=True, help='Held-out seeds edited (100000 onwards)')
@@ -160,6 +162,8 @@ def strip_figure(path: str, images: np.ndarray, rows: int, scale: int = 4) -> No
 @click.option('--device', default='cpu', show_default=True)
 def main(network, train_kimg, res, batch, workdir, attributes, samples, eval_seeds, strengths, figures, json_out, device):
     if not network:
+        workdir = workdir or tempfile.mkdtemp(prefix='sg3c-edit-bench-')   # kept: the trained network is reusable
+        print(f'training in {workdir}')
         network = train_network(workdir, res, train_kimg, batch)
     torch.manual_seed(0)
     G = load_generator(network, device=device)

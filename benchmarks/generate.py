@@ -2,14 +2,15 @@
 """Generation speed: images/s for each config at one resolution on the current device (CPU or CUDA).
 
 Builds each generator with default widths and a fixed random init, times `G(z, c)` after a warm-up
-and prints a table. With an NVIDIA stylegan3 checkout (--compare-nvidia, env SG3C_NVIDIA_REPO, or
-/work/ref/sg3 when present) the same network, weights and latents are also run by NVIDIA's code in a
-separate process (their package names clash with ours), and the table gains their speed, the ratio
-ours/NVIDIA, and the largest absolute difference between the two outputs.
+and prints a table. Given an NVIDIA stylegan3 checkout (--compare-nvidia or $SG3C_NVIDIA_REPO; without
+either, ours runs alone) the same network, weights and latents are also run by NVIDIA's code in a separate
+process (their package names clash with ours), with --nvidia-python or $SG3C_NVIDIA_PYTHON (default: this
+interpreter; NVIDIA's code imports pkg_resources, so it needs setuptools<81), and the table gains their
+speed, the ratio ours/NVIDIA, and the largest absolute difference between the two outputs.
 
-  python benchmarks/generate.py                       # stylegan3-t, stylegan3-r, stylegan2 at 256x256
+  python benchmarks/generate.py                       # stylegan3-t, stylegan3-r, stylegan2 at 256x256, ours only
   python benchmarks/generate.py --configs=stylegan3-t --batch=1,4 --json-out=gen_speed.jsonl
-  python benchmarks/generate.py --compare-nvidia=none # ours only
+  python benchmarks/generate.py --compare-nvidia=../stylegan3 --nvidia-python=../refenv/bin/python
 
 Figures only; nothing here asserts.
 """
@@ -28,8 +29,6 @@ import numpy as np
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_NVIDIA_REPO = os.environ.get('SG3C_NVIDIA_REPO', '/work/ref/sg3')
-NVIDIA_PYTHON = '/work/refenv/bin/python'   # a venv with setuptools<81: NVIDIA's code imports pkg_resources
 WORKER_FLAG = '--nvidia-worker'
 
 
@@ -112,7 +111,8 @@ def run_nvidia(repo: str, python: str, cfg: str, res: int, G: torch.nn.Module, z
     with tempfile.TemporaryDirectory() as tmp:
         job_path, out_path = os.path.join(tmp, 'job.pt'), os.path.join(tmp, 'img.pt')
         state = {k: v.detach().cpu() for k, v in G.state_dict().items()}
-        torch.save(dict(repo=repo, family=family, kwargs=kwargs, state=state, z=z.cpu(), repeats=repeats, force_fp32=force_fp32,
+        torch.save(dict(repo=repo, family=family, kwargs=kwargs, state=state, z=z.cpu(), repeats=repeats,
+                        force_fp32=force_fp32,
                         device=str(device), out=out_path, threads=torch.get_num_threads()), job_path)
         env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
         proc = subprocess.run([python, os.path.abspath(__file__), WORKER_FLAG, job_path], capture_output=True,
@@ -126,14 +126,13 @@ def run_nvidia(repo: str, python: str, cfg: str, res: int, G: torch.nn.Module, z
 
 # ------------------------------------------------------------------ driver
 
-def nvidia_setup(compare: Optional[str]) -> tuple[Optional[str], str, str]:
+def nvidia_setup(compare: Optional[str], python: Optional[str] = None) -> tuple[Optional[str], str, str]:
     """(checkout or None, python to run it with, reason when None)."""
     if compare is None or compare.lower() in ('', 'none', 'off', '0'):
-        return None, '', 'comparison disabled'
+        return None, '', 'no --compare-nvidia or $SG3C_NVIDIA_REPO given'
     if not os.path.isfile(os.path.join(compare, 'training', 'networks_stylegan3.py')):
         return None, '', f'no NVIDIA stylegan3 checkout at {compare}'
-    python = NVIDIA_PYTHON if os.path.isfile(NVIDIA_PYTHON) else sys.executable
-    return os.path.abspath(compare), python, ''
+    return os.path.abspath(compare), python or sys.executable, ''
 
 
 def benchmark(configs: list[str], res: int, batches: list[int], repeats: int, device: torch.device,
@@ -218,12 +217,14 @@ def main() -> None:
     @click.option('--seed', type=int, default=0, show_default=True)
     @click.option('--threads', type=click.IntRange(min=1), default=None,
                   help='CPU threads for both implementations (default: torch\'s default)')
-    @click.option('--compare-nvidia', default=DEFAULT_NVIDIA_REPO, show_default=True,
-                  help="NVlabs/stylegan3 checkout to compare with; 'none' to skip")
+    @click.option('--compare-nvidia', envvar='SG3C_NVIDIA_REPO', metavar='DIR',
+                  help="NVlabs/stylegan3 checkout to compare with (env SG3C_NVIDIA_REPO)  [default: ours alone]")
+    @click.option('--nvidia-python', envvar='SG3C_NVIDIA_PYTHON', metavar='PYTHON',
+                  help='Interpreter for NVIDIA\'s code (env SG3C_NVIDIA_PYTHON)  [default: this one]')
     @click.option('--json-out', default=None, help='Also write the rows as JSON lines here')
     @click.option('--precision', type=click.Choice(['fp32', 'mixed']), default='fp32', show_default=True,
                   help="'mixed': float16 in the layers where the networks use it on CUDA, as NVIDIA's gen_images.py does")
-    def cli(configs, res, batches, repeats, device, seed, threads, compare_nvidia, json_out, precision):
+    def cli(configs, res, batches, repeats, device, seed, threads, compare_nvidia, nvidia_python, json_out, precision):
         """Images/s of each generator config on this machine, ours vs NVIDIA's."""
         if threads:
             torch.set_num_threads(threads)
@@ -240,7 +241,7 @@ def main() -> None:
         dev = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if device == 'auto' else device)
         if dev.type == 'cuda' and not torch.cuda.is_available():
             raise click.BadParameter('CUDA is not available on this machine', param_hint='--device')
-        repo, python, reason = nvidia_setup(compare_nvidia)
+        repo, python, reason = nvidia_setup(compare_nvidia, nvidia_python)
         print(f'device {dev}, {torch.get_num_threads()} threads, torch {torch.__version__}; '
               + (f'NVIDIA: {repo} via {python}' if repo else f'NVIDIA: skipped ({reason})'), flush=True)
         print_header()

@@ -28,12 +28,12 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from inversion import outputs  # noqa: E402
-from inversion.hyperstyle import InverterError, load_inverter, train_inverter  # noqa: E402
+from inversion.hyperstyle import InverterError, TrainOptions, load_inverter, train_inverter  # noqa: E402
 from inversion.perceptual import PerceptualUnavailable, load_perceptual  # noqa: E402
 from inversion.preprocess import Target, TargetError, list_targets, load_target  # noqa: E402
 from inversion.projector import latent_stats  # noqa: E402
 from inversion.quality import psnr, ssim  # noqa: E402
-from inversion.run import invert  # noqa: E402
+from inversion.run import InvertOptions, invert  # noqa: E402
 from networks import generate  # noqa: E402
 from networks.snapshot import SnapshotError, load_generator  # noqa: E402
 
@@ -105,8 +105,8 @@ def main(network, num_images, targets, methods, steps, pti_steps, perceptual, en
                 raise click.ClickException(str(e))
         elif train_steps > 0:
             start = time.time()
-            inverter = train_inverter(G, perceptual=loss_net, encoder_steps=train_steps, hyper_steps=train_steps,
-                                      learning_rate=train_lr, source=str(network))
+            inverter = train_inverter(G, TrainOptions(encoder_steps=train_steps, hyper_steps=train_steps,
+                                                      learning_rate=train_lr), perceptual=loss_net, source=str(network))
             click.echo(f'hyperstyle training: {train_steps} + {train_steps} steps in {time.time() - start:.1f} s')
         else:
             click.echo('hyperstyle skipped: pass --encoder or --train-steps', err=True)
@@ -123,8 +123,8 @@ def main(network, num_images, targets, methods, steps, pti_steps, perceptual, en
             else:
                 name = 'project' if method.startswith('project') else method
                 space = 'w+' if method == 'project-wp' else 'w'
-                image = invert(G, t, name, perceptual=loss_net, space=space, steps=steps, pti_steps=pti_steps,
-                               inverter=inverter, class_idx=class_idx, stats=stats, progress=False).image
+                opts = InvertOptions(method=name, space=space, steps=steps, pti_steps=pti_steps, class_idx=class_idx)
+                image = invert(G, t, opts, perceptual=loss_net, inverter=inverter, stats=stats, progress=False).image
             if device.type == 'cuda':
                 torch.cuda.synchronize()
             seconds.append(time.time() - start)

@@ -141,54 +141,74 @@ def _reconstruction(images, targets, perceptual, perceptual_weight, pixel_weight
     return loss, terms
 
 
+@dataclasses.dataclass
+class TrainOptions:
+    """How the encoder and hypernetwork are trained; invert.py --train-encoder sets encoder_steps and
+    hyper_steps (--train-steps), batch_size (--train-batch), learning_rate (--train-lr), w_avg_samples, seed."""
+    encoder_steps: int = 20000
+    hyper_steps: int = 20000
+    batch_size: int = 8
+    learning_rate: float = 1e-4
+    iterations: int = 3
+    perceptual_weight: float = 0.8
+    pixel_weight: float = 1.0
+    latent_weight: float = 1.0
+    delta_weight: float = 2e-4
+    progressive_interval: int = 2000
+    mixing_prob: float = 0.5
+    base_channels: int = 32
+    max_channels: int = 256
+    head_hidden: int = 256
+    rank: int = 4
+    hyper_layers: Optional[list[str]] = None
+    w_avg_samples: int = 10000
+    seed: int = 0
+    checkpoint_every: int = 1000
+
+
 def _log(f, record: dict) -> None:
     if f is not None:
         f.write(json.dumps(record) + '\n')
         f.flush()
 
 
-def train_inverter(G: nn.Module, *, perceptual: Optional[Perceptual] = None, encoder_steps: int = 20000,
-                   hyper_steps: int = 20000, batch_size: int = 8, learning_rate: float = 1e-4,
-                   iterations: int = 3, perceptual_weight: float = 0.8, pixel_weight: float = 1.0,
-                   latent_weight: float = 1.0, delta_weight: float = 2e-4, progressive_interval: int = 2000,
-                   mixing_prob: float = 0.5, base_channels: int = 32, max_channels: int = 256,
-                   head_hidden: int = 256, rank: int = 4, hyper_layers: Optional[list[str]] = None,
-                   w_avg_samples: int = 10000, seed: int = 0, out_path: Optional[Union[str, os.PathLike]] = None,
-                   checkpoint_every: int = 1000, stats_path: Optional[Union[str, os.PathLike]] = None,
-                   progress: bool = True, source: str = '') -> Inverter:
+def train_inverter(G: nn.Module, o: TrainOptions = TrainOptions(), *, perceptual: Optional[Perceptual] = None,
+                   out_path: Optional[Union[str, os.PathLike]] = None,
+                   stats_path: Optional[Union[str, os.PathLike]] = None, progress: bool = True,
+                   source: str = '') -> Inverter:
     """Train an encoder and a hypernetwork for G on G's own images; save to `out_path` as it goes."""
     G = G.eval().requires_grad_(False)
     device = G.mapping.w_avg.device
-    torch.manual_seed(seed)   # initial weights of the encoder and hypernetwork
-    gen = torch.Generator(device=device).manual_seed(seed)
-    stats = latent_stats(G, w_avg_samples)
+    torch.manual_seed(o.seed)   # initial weights of the encoder and hypernetwork
+    gen = torch.Generator(device=device).manual_seed(o.seed)
+    stats = latent_stats(G, o.w_avg_samples)
     encoder = LatentEncoder(img_resolution=G.img_resolution, img_channels=G.img_channels, num_ws=G.num_ws,
-                            w_dim=G.w_dim, base_channels=base_channels, max_channels=max_channels,
-                            head_hidden=head_hidden).to(device)
+                            w_dim=G.w_dim, base_channels=o.base_channels, max_channels=o.max_channels,
+                            head_hidden=o.head_hidden).to(device)
     encoder.w_scale.copy_(stats.w_std_dims.to(device))
     layers = modulated_layers(G)
-    if hyper_layers:
-        unknown = sorted(set(hyper_layers) - {n for n, _, _ in layers})
+    if o.hyper_layers:
+        unknown = sorted(set(o.hyper_layers) - {n for n, _, _ in layers})
         if unknown:
             raise ValueError(f'unknown generator layers {unknown}; choose from {[n for n, _, _ in layers]}')
-        layers = [entry for entry in layers if entry[0] in hyper_layers]
+        layers = [entry for entry in layers if entry[0] in o.hyper_layers]
     hypernet = WeightHypernetwork(img_resolution=G.img_resolution, img_channels=G.img_channels, layers=layers,
-                                  rank=rank, base_channels=base_channels, max_channels=max_channels,
-                                  hidden=head_hidden).to(device)
+                                  rank=o.rank, base_channels=o.base_channels, max_channels=o.max_channels,
+                                  hidden=o.head_hidden).to(device)
     w_avg = stats.w_avg.to(device)
     info = dict(generator=generator_shape(G), fingerprint=generator_fingerprint(G), source=str(source),
-                options=dict(encoder_steps=encoder_steps, hyper_steps=hyper_steps, batch_size=batch_size,
-                             learning_rate=learning_rate, iterations=iterations, perceptual_weight=perceptual_weight,
-                             pixel_weight=pixel_weight, latent_weight=latent_weight, delta_weight=delta_weight,
-                             progressive_interval=progressive_interval, mixing_prob=mixing_prob, rank=rank,
-                             perceptual=getattr(perceptual, 'name', None), seed=seed),
+                options=dict(encoder_steps=o.encoder_steps, hyper_steps=o.hyper_steps, batch_size=o.batch_size,
+                             learning_rate=o.learning_rate, iterations=o.iterations, perceptual_weight=o.perceptual_weight,
+                             pixel_weight=o.pixel_weight, latent_weight=o.latent_weight, delta_weight=o.delta_weight,
+                             progressive_interval=o.progressive_interval, mixing_prob=o.mixing_prob, rank=o.rank,
+                             perceptual=getattr(perceptual, 'name', None), seed=o.seed),
                 encoder_steps_done=0, hyper_steps_done=0)
     inverter = Inverter(encoder, hypernet, w_avg, info)
     scale = stats.w_std_dims.to(device)
     if stats_path:
         os.makedirs(os.path.dirname(os.path.abspath(stats_path)), exist_ok=True)
     stats_file = open(stats_path, 'a') if stats_path else None
-    start_image = G.synthesis(w_avg.expand(batch_size, G.num_ws, -1), noise_mode='const')
+    start_image = G.synthesis(w_avg.expand(o.batch_size, G.num_ws, -1), noise_mode='const')
 
     def checkpoint():
         if out_path is not None:
@@ -197,60 +217,60 @@ def train_inverter(G: nn.Module, *, perceptual: Optional[Perceptual] = None, enc
     try:
         # Stage 1: the encoder.
         encoder.train().requires_grad_(True)
-        opt = torch.optim.Adam(encoder.parameters(), lr=learning_rate)
-        encoder.active_offsets.fill_(1 if progressive_interval > 0 else G.num_ws)
+        opt = torch.optim.Adam(encoder.parameters(), lr=o.learning_rate)
+        encoder.active_offsets.fill_(1 if o.progressive_interval > 0 else G.num_ws)
         t0 = time.time()
-        for step in tqdm(range(encoder_steps), desc='train encoder', unit='step', disable=not progress):
-            if progressive_interval > 0:
-                encoder.active_offsets.fill_(min(G.num_ws, 1 + step // progressive_interval))
-            targets, ws_true = sample_training_batch(G, batch_size, gen, mixing_prob)
-            ws = w_avg.expand(batch_size, G.num_ws, -1)
+        for step in tqdm(range(o.encoder_steps), desc='train encoder', unit='step', disable=not progress):
+            if o.progressive_interval > 0:
+                encoder.active_offsets.fill_(min(G.num_ws, 1 + step // o.progressive_interval))
+            targets, ws_true = sample_training_batch(G, o.batch_size, gen, o.mixing_prob)
+            ws = w_avg.expand(o.batch_size, G.num_ws, -1)
             image = start_image
             opt.zero_grad(set_to_none=True)
             record = {}
-            for it in range(iterations):
+            for it in range(o.iterations):
                 # ReStyle: each iteration's prediction is supervised; inputs from earlier iterations are detached.
                 delta, offsets = encoder(targets, image.detach(), return_offsets=True)
                 ws = ws.detach() + delta
                 image = G.synthesis(ws, noise_mode='const')
-                loss, terms = _reconstruction(image, targets, perceptual, perceptual_weight, pixel_weight)
+                loss, terms = _reconstruction(image, targets, perceptual, o.perceptual_weight, o.pixel_weight)
                 terms['latent'] = ((ws - ws_true) / scale).square().mean()
                 terms['delta'] = offsets[:, 1:].square().sum(dim=2).mean() if G.num_ws > 1 else torch.zeros([])
-                loss = loss + latent_weight * terms['latent'] + delta_weight * terms['delta']
-                (loss / iterations).backward()
+                loss = loss + o.latent_weight * terms['latent'] + o.delta_weight * terms['delta']
+                (loss / o.iterations).backward()
                 record = {k: float(v.detach()) for k, v in terms.items()}
             opt.step()
             info['encoder_steps_done'] = step + 1
-            if (step + 1) % max(1, checkpoint_every // 10) == 0 or step + 1 == encoder_steps:
+            if (step + 1) % max(1, o.checkpoint_every // 10) == 0 or step + 1 == o.encoder_steps:
                 _log(stats_file, dict(stage='encoder', step=step + 1, seconds=round(time.time() - t0, 2),
                                       active_offsets=int(encoder.active_offsets), **record))
-            if checkpoint_every and (step + 1) % checkpoint_every == 0:
+            if o.checkpoint_every and (step + 1) % o.checkpoint_every == 0:
                 checkpoint()
         encoder.active_offsets.fill_(G.num_ws)
         encoder.eval().requires_grad_(False)
 
         # Stage 2: the hypernetwork, on the frozen encoder's latents.
         hypernet.train().requires_grad_(True)
-        opt = torch.optim.Adam(hypernet.parameters(), lr=learning_rate)
+        opt = torch.optim.Adam(hypernet.parameters(), lr=o.learning_rate)
         t0 = time.time()
-        for step in tqdm(range(hyper_steps), desc='train hypernetwork', unit='step', disable=not progress):
-            targets, _ = sample_training_batch(G, batch_size, gen, mixing_prob)
-            ws, image = encode(encoder, G, targets, w_avg, iterations)[-1]
+        for step in tqdm(range(o.hyper_steps), desc='train hypernetwork', unit='step', disable=not progress):
+            targets, _ = sample_training_batch(G, o.batch_size, gen, o.mixing_prob)
+            ws, image = encode(encoder, G, targets, w_avg, o.iterations)[-1]
             offsets: dict[str, torch.Tensor] = {}
             opt.zero_grad(set_to_none=True)
             record = {}
-            for it in range(iterations):
+            for it in range(o.iterations):
                 delta = hypernet(targets, image.detach())
                 offsets = {k: (offsets[k].detach() if k in offsets else 0) + v for k, v in delta.items()}
                 image = synthesize(G, ws, offsets)
-                loss, terms = _reconstruction(image, targets, perceptual, perceptual_weight, pixel_weight)
-                (loss / iterations).backward()
+                loss, terms = _reconstruction(image, targets, perceptual, o.perceptual_weight, o.pixel_weight)
+                (loss / o.iterations).backward()
                 record = {k: float(v.detach()) for k, v in terms.items()}
             opt.step()
             info['hyper_steps_done'] = step + 1
-            if (step + 1) % max(1, checkpoint_every // 10) == 0 or step + 1 == hyper_steps:
+            if (step + 1) % max(1, o.checkpoint_every // 10) == 0 or step + 1 == o.hyper_steps:
                 _log(stats_file, dict(stage='hypernet', step=step + 1, seconds=round(time.time() - t0, 2), **record))
-            if checkpoint_every and (step + 1) % checkpoint_every == 0:
+            if o.checkpoint_every and (step + 1) % o.checkpoint_every == 0:
                 checkpoint()
         hypernet.eval().requires_grad_(False)
     finally:

@@ -1,7 +1,6 @@
 """What an inversion leaves on disk: images, latents, videos, tuned snapshots, stats. Every write is atomic."""
 from __future__ import annotations
 
-import json
 import os
 from typing import Optional, Union
 
@@ -68,8 +67,3 @@ def snapshot_suffix(source: str) -> str:
         return '.pt' if os.path.isfile(source) and zipfile_like(source) else '.pkl'
     except OSError:
         return '.pkl'
-
-
-def append_jsonl(path: PathLike, record: dict) -> None:
-    with open(path, 'a') as f:
-        f.write(json.dumps(record) + '\n')

@@ -21,12 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torch_utils.cli import UserError
+
 VGG16_URL = 'https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/vgg16.pt'
 KINDS_HELP = ("'vgg16' (NVIDIA's VGG16 LPIPS TorchScript, downloaded once), a path or URL to that vgg16.pt, "
               "'lpips' (the lpips package, VGG), 'random' (untrained backbone, for tests only) or 'none'")
 
 
-class PerceptualUnavailable(Exception):
+class PerceptualUnavailable(UserError):
     """The requested perceptual network cannot be loaded here; the message says what to provide instead."""
 
 
@@ -132,7 +134,7 @@ def _download(url: str) -> str:
         return str(download_cached(url))
     except DownloadError as e:
         raise PerceptualUnavailable(f'{e}; download it on a machine with internet access and pass '
-                                    f'--perceptual=PATH/TO/vgg16.pt') from None
+                                    f'--perceptual=PATH/TO/vgg16.pt, or use --perceptual=none (pixel loss only)') from None
 
 
 def locate_vgg16() -> str:
@@ -142,14 +144,16 @@ def locate_vgg16() -> str:
     try:
         return locate_detector('vgg16', option=None)
     except DetectorError as e:
-        raise PerceptualUnavailable(f'{e}; or pass --perceptual=PATH/TO/vgg16.pt') from None
+        raise PerceptualUnavailable(f'{e}; or pass --perceptual=PATH/TO/vgg16.pt, or --perceptual=none for the pixel '
+                                    f'loss only') from None
 
 
 def load_vgg16(source: str, device: Union[str, torch.device] = 'cpu') -> Perceptual:
     """NVIDIA's VGG16 LPIPS TorchScript from a path or URL."""
     path = _download(source) if re.match(r'^(https?|file)://', source) else source
     if not os.path.isfile(path):
-        raise PerceptualUnavailable(f'{path}: no such file; download NVIDIA\'s VGG16 ({VGG16_URL}) and pass its path')
+        raise PerceptualUnavailable(f'{path}: no such file; download NVIDIA\'s VGG16 ({VGG16_URL}) and pass its path, '
+                                    f'or use --perceptual=none (pixel loss only)')
     try:
         net = torch.jit.load(path, map_location=device).eval()
     except Exception as e:   # torch.jit reports bad archives with RuntimeError or ValueError depending on version

@@ -164,11 +164,12 @@ def prepare_target(image: np.ndarray, resolution: int, channels: int, *, mask: O
 
 
 def load_target(path: Union[str, os.PathLike], resolution: int, channels: int, *,
-                mask_path: Optional[Union[str, os.PathLike]] = None, **kwargs) -> Target:
-    """Read a photo (and mask) from disk and prepare it; problems raise TargetError naming the file."""
+                mask_path: Optional[Union[str, os.PathLike]] = None, name: Optional[str] = None, **kwargs) -> Target:
+    """Read a photo (and mask) from disk and prepare it; problems raise TargetError naming the file.
+    `name` (default: the file stem) names the outputs."""
     image = read_image(path)
     mask = read_image(mask_path) if mask_path is not None else None
-    name = os.path.splitext(os.path.basename(path))[0]
+    name = name or os.path.splitext(os.path.basename(path))[0]
     try:
         return prepare_target(image, resolution, channels, mask=mask, name=name, **kwargs)
     except ValueError as e:

@@ -76,61 +76,75 @@ def noise_buffers(G: nn.Module) -> dict[str, torch.Tensor]:
     return {name: buf for name, buf in G.synthesis.named_buffers() if name.endswith('noise_const')}
 
 
-def project(G: nn.Module, target: torch.Tensor, *, mask: Optional[torch.Tensor] = None,
-            perceptual: Optional[Perceptual] = None, space: str = 'w', num_steps: int = 1000,
-            w_avg_samples: int = 10000, initial_learning_rate: float = 0.1, initial_noise_factor: float = 0.05,
-            lr_rampdown_length: float = 0.25, lr_rampup_length: float = 0.05, noise_ramp_length: float = 0.75,
-            regularize_noise_weight: float = 1e5, perceptual_weight: float = 1.0, pixel_weight: float = 1.0,
-            optimize_noise: bool = True, c: Optional[torch.Tensor] = None, seed: int = 0,
-            w_init: Optional[torch.Tensor] = None, stats: Optional[LatentStats] = None,
-            record_steps: bool = False, progress: bool = True,
+@dataclasses.dataclass
+class ProjectOptions:
+    """The projection recipe (NVIDIA's projector defaults); invert.py sets space, num_steps (--steps),
+    initial_learning_rate (--lr), the two loss weights and w_avg_samples."""
+    space: str = 'w'
+    num_steps: int = 1000
+    w_avg_samples: int = 10000
+    initial_learning_rate: float = 0.1
+    initial_noise_factor: float = 0.05
+    lr_rampdown_length: float = 0.25
+    lr_rampup_length: float = 0.05
+    noise_ramp_length: float = 0.75
+    regularize_noise_weight: float = 1e5
+    perceptual_weight: float = 1.0
+    pixel_weight: float = 1.0
+    optimize_noise: bool = True
+
+
+def project(G: nn.Module, target: torch.Tensor, o: ProjectOptions = ProjectOptions(), *,
+            mask: Optional[torch.Tensor] = None, perceptual: Optional[Perceptual] = None,
+            c: Optional[torch.Tensor] = None, seed: int = 0, w_init: Optional[torch.Tensor] = None,
+            stats: Optional[LatentStats] = None, record_steps: bool = False, progress: bool = True,
             callback: Optional[Callable[[int, dict], None]] = None) -> Projection:
     """Find the latent whose image matches `target` ([1, C, R, R] in [-1, 1]) inside `mask`.
 
     G is not modified: the noise maps are optimised in a copy, returned as `Projection.G`. `w_init`
     ([1, 1 or num_ws, w_dim]) replaces the w_avg start. Deterministic for a given `seed` on a given device.
     """
-    if space not in SPACES:
-        raise ValueError(f'space must be one of {SPACES}, got {space!r}')
+    if o.space not in SPACES:
+        raise ValueError(f'space must be one of {SPACES}, got {o.space!r}')
     if target.ndim != 4 or target.shape[0] != 1 or tuple(target.shape[1:]) != (G.img_channels, G.img_resolution, G.img_resolution):
         raise ValueError(f'target must be [1, {G.img_channels}, {G.img_resolution}, {G.img_resolution}], got {list(target.shape)}')
     device = target.device
     G = copy.deepcopy(G).eval().requires_grad_(False).to(device)
     gen = torch.Generator(device=device).manual_seed(seed)
-    stats = stats or latent_stats(G, w_avg_samples, c=c)
+    stats = stats or latent_stats(G, o.w_avg_samples, c=c)
 
     start = stats.w_avg.to(device) if w_init is None else w_init.to(device, torch.float32)
-    if start.shape[1] == 1 and space == 'w+':
+    if start.shape[1] == 1 and o.space == 'w+':
         start = start.repeat(1, G.num_ws, 1)
-    elif start.shape[1] != 1 and space == 'w':
+    elif start.shape[1] != 1 and o.space == 'w':
         start = start.mean(dim=1, keepdim=True)
     w_opt = start.detach().clone().requires_grad_(True)
 
-    noise = noise_buffers(G) if optimize_noise else {}
+    noise = noise_buffers(G) if o.optimize_noise else {}
     for buf in noise.values():
         buf.copy_(torch.randn(buf.shape, generator=gen, device=device))
         buf.requires_grad_(True)
-    optimizer = torch.optim.Adam([w_opt] + list(noise.values()), lr=initial_learning_rate, betas=(0.9, 0.999))
-    criterion = ReconstructionLoss(target, mask, perceptual, perceptual_weight, pixel_weight)
+    optimizer = torch.optim.Adam([w_opt] + list(noise.values()), lr=o.initial_learning_rate, betas=(0.9, 0.999))
+    criterion = ReconstructionLoss(target, mask, perceptual, o.perceptual_weight, o.pixel_weight)
 
     history = []
-    ws_steps = torch.zeros([num_steps, G.num_ws, G.w_dim]) if record_steps else None
-    bar = tqdm(range(num_steps), desc=f'project {space.upper()}', unit='step', disable=not progress, leave=False)
+    ws_steps = torch.zeros([o.num_steps, G.num_ws, G.w_dim]) if record_steps else None
+    bar = tqdm(range(o.num_steps), desc=f'project {o.space.upper()}', unit='step', disable=not progress, leave=False)
     for step in bar:
-        t = step / num_steps
-        lr = learning_rate(step, num_steps, initial_learning_rate, lr_rampup_length, lr_rampdown_length)
+        t = step / o.num_steps
+        lr = learning_rate(step, o.num_steps, o.initial_learning_rate, o.lr_rampup_length, o.lr_rampdown_length)
         for group in optimizer.param_groups:
             group['lr'] = lr
         # Jitter the latent early on so that the optimiser does not lock into the nearest local minimum.
-        jitter = stats.w_std * initial_noise_factor * max(0.0, 1.0 - t / noise_ramp_length) ** 2
+        jitter = stats.w_std * o.initial_noise_factor * max(0.0, 1.0 - t / o.noise_ramp_length) ** 2
         w = w_opt + torch.randn(w_opt.shape, generator=gen, device=device) * jitter
-        ws = w.expand(-1, G.num_ws, -1) if space == 'w' else w
+        ws = w.expand(-1, G.num_ws, -1) if o.space == 'w' else w
         images = G.synthesis(ws, noise_mode='const')
         terms = criterion.terms(images)
         loss = terms['loss'].sum()
-        if noise and regularize_noise_weight > 0:
+        if noise and o.regularize_noise_weight > 0:
             terms['noise_reg'] = noise_autocorrelation(list(noise.values()))
-            loss = loss + regularize_noise_weight * terms['noise_reg']
+            loss = loss + o.regularize_noise_weight * terms['noise_reg']
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -149,5 +163,5 @@ def project(G: nn.Module, target: torch.Tensor, *, mask: Optional[torch.Tensor] 
     for buf in noise.values():
         buf.requires_grad_(False)
     final = w_opt.detach().expand(-1, G.num_ws, -1).clone()
-    return Projection(ws=final, space=space, G=G, noise={k: v.detach().clone() for k, v in noise.items()},
+    return Projection(ws=final, space=o.space, G=G, noise={k: v.detach().clone() for k, v in noise.items()},
                       history=history, ws_steps=ws_steps)

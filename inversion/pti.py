@@ -48,13 +48,27 @@ def locality_latents(G: nn.Module, pivot: torch.Tensor, num: int, alpha: float, 
     return pivot + alpha * direction / norm
 
 
-def pivotal_tuning(G: nn.Module, target: torch.Tensor, pivot: torch.Tensor, *, mask: Optional[torch.Tensor] = None,
-                   perceptual: Optional[Perceptual] = None, num_steps: int = 350, learning_rate: float = 3e-4,
-                   l2_weight: float = 1.0, perceptual_weight: float = 1.0, perceptual_threshold: Optional[float] = 0.06,
-                   locality: bool = True, locality_interval: int = 1, locality_samples: int = 1,
-                   locality_alpha: float = 30.0, locality_truncation: float = 0.5, locality_l2_weight: float = 0.1,
-                   locality_perceptual_weight: float = 0.1, c: Optional[torch.Tensor] = None, seed: int = 0,
-                   record_every: int = 0, progress: bool = True,
+@dataclasses.dataclass
+class TuningOptions:
+    """PTI's tuning recipe (see the module docstring); invert.py sets num_steps (--pti-steps), learning_rate
+    (--pti-lr), locality, and the loss weights (l2_weight from --pixel-weight)."""
+    num_steps: int = 350
+    learning_rate: float = 3e-4
+    l2_weight: float = 1.0
+    perceptual_weight: float = 1.0
+    perceptual_threshold: Optional[float] = 0.06
+    locality: bool = True
+    locality_interval: int = 1
+    locality_samples: int = 1
+    locality_alpha: float = 30.0
+    locality_truncation: float = 0.5
+    locality_l2_weight: float = 0.1
+    locality_perceptual_weight: float = 0.1
+
+
+def pivotal_tuning(G: nn.Module, target: torch.Tensor, pivot: torch.Tensor, o: TuningOptions = TuningOptions(), *,
+                   mask: Optional[torch.Tensor] = None, perceptual: Optional[Perceptual] = None,
+                   c: Optional[torch.Tensor] = None, seed: int = 0, record_every: int = 0, progress: bool = True,
                    callback: Optional[Callable[[int, dict], None]] = None) -> TuningResult:
     """Tune a copy of G so that G.synthesis(pivot, noise_mode='const') reproduces `target` inside `mask`.
 
@@ -68,31 +82,31 @@ def pivotal_tuning(G: nn.Module, target: torch.Tensor, pivot: torch.Tensor, *, m
     params = [p for p in tuned.synthesis.parameters()]
     for p in params:
         p.requires_grad_(True)
-    optimizer = torch.optim.Adam(params, lr=learning_rate, betas=(0.9, 0.999))
-    criterion = ReconstructionLoss(target, mask, perceptual, perceptual_weight, l2_weight)
+    optimizer = torch.optim.Adam(params, lr=o.learning_rate, betas=(0.9, 0.999))
+    criterion = ReconstructionLoss(target, mask, perceptual, o.perceptual_weight, o.l2_weight)
     gen = torch.Generator(device=device).manual_seed(seed)
     pivot = pivot.detach().to(device)
-    use_perceptual = perceptual is not None and locality_perceptual_weight > 0
+    use_perceptual = perceptual is not None and o.locality_perceptual_weight > 0
 
     history = []
     frames = [] if record_every else None
-    bar = tqdm(range(num_steps), desc='PTI tuning', unit='step', disable=not progress, leave=False)
+    bar = tqdm(range(o.num_steps), desc='PTI tuning', unit='step', disable=not progress, leave=False)
     steps = 0
     for step in bar:
         images = tuned.synthesis(pivot, noise_mode='const')
         terms = criterion.terms(images)
         # PTI stops once the reconstruction is perceptually close enough; tuning further only overfits.
-        if perceptual_threshold is not None and 'perceptual' in terms and float(terms['perceptual'].detach()) < perceptual_threshold:
+        if o.perceptual_threshold is not None and 'perceptual' in terms and float(terms['perceptual'].detach()) < o.perceptual_threshold:
             break
         loss = terms['loss'].sum()
-        if locality and locality_interval > 0 and step % locality_interval == 0:
-            w_near = locality_latents(original, pivot, locality_samples, locality_alpha, locality_truncation, gen, c)
+        if o.locality and o.locality_interval > 0 and step % o.locality_interval == 0:
+            w_near = locality_latents(original, pivot, o.locality_samples, o.locality_alpha, o.locality_truncation, gen, c)
             with torch.no_grad():
                 before = original.synthesis(w_near, noise_mode='const')
             after = tuned.synthesis(w_near, noise_mode='const')
-            reg = locality_l2_weight * masked_mse(after, before).mean()
+            reg = o.locality_l2_weight * masked_mse(after, before).mean()
             if use_perceptual:
-                reg = reg + locality_perceptual_weight * perceptual(after, before).mean()
+                reg = reg + o.locality_perceptual_weight * perceptual(after, before).mean()
             terms['locality'] = reg
             loss = loss + reg
         optimizer.zero_grad(set_to_none=True)

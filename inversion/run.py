@@ -12,17 +12,19 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from networks.editing.video import write_frames
-from networks.generate import class_label
-from networks.snapshot import load_snapshot
+from editing.video import write_frames
+from networks.generate import ClassLabelError, class_label, default_device
+from networks.snapshot import load_generator, load_snapshot
+from torch_utils.cli import UserError
+from torch_utils.jsonl import append_jsonl, read_jsonl
 
 from . import outputs
-from .hyperstyle import Inverter, invert_hyperstyle, load_inverter
+from .hyperstyle import Inverter, TrainOptions, invert_hyperstyle, load_inverter, train_inverter
 from .hypernet import fold_offsets
-from .perceptual import Perceptual
+from .perceptual import Perceptual, load_perceptual
 from .preprocess import Target, TargetError, list_targets, load_target
-from .projector import LatentStats, latent_stats, project
-from .pti import pivotal_tuning
+from .projector import LatentStats, ProjectOptions, latent_stats, project
+from .pti import TuningOptions, pivotal_tuning
 from .quality import psnr, ssim
 
 METHODS = ('project', 'pti', 'hyperstyle')
@@ -31,6 +33,10 @@ METHODS = ('project', 'pti', 'hyperstyle')
 # w_avg; the pivot is meant to be the best W projection.
 PROJECT_STEPS = {'project': 1000, 'pti': 450}
 MAX_VIDEO_FRAMES = 150
+
+
+class InversionError(UserError):
+    """Options that cannot work together, or targets of which none could be inverted."""
 
 
 @dataclasses.dataclass
@@ -50,58 +56,105 @@ class Inversion:
         return {'w': 'project-w', 'w+': 'project-wp'}[self.space] if self.method == 'project' else self.method
 
 
-def invert(G: nn.Module, target: Target, method: str, *, perceptual: Optional[Perceptual], space: str = 'w',
-           steps: Optional[int] = None, learning_rate: Optional[float] = None, pti_steps: int = 350,
-           pti_learning_rate: float = 3e-4, locality: bool = True, perceptual_weight: float = 1.0,
-           pixel_weight: float = 1.0, inverter: Optional[Inverter] = None, encoder_iterations: int = 5,
-           hyper_iterations: int = 5, class_idx: Optional[int] = None, seed: int = 0,
-           stats: Optional[LatentStats] = None, w_avg_samples: int = 10000, video: bool = False,
-           progress: bool = True) -> Inversion:
-    """Invert one prepared target with `method`; G is left unchanged."""
+@dataclasses.dataclass
+class InvertOptions:
+    """invert.py's options, one field per command-line option (same names and defaults)."""
+    method: str = 'pti'
+    network: str = ''
+    target: Optional[str] = None
+    outdir: str = ''
+    mask: Optional[str] = None
+    fit: str = 'auto'
+    background: Optional[tuple] = None
+    space: str = 'w'
+    steps: Optional[int] = None                # default: PROJECT_STEPS[method]
+    lr: Optional[float] = None                 # default: 0.1
+    pti_steps: int = 350
+    pti_lr: float = 3e-4
+    locality: bool = True
+    perceptual: str = 'vgg16'
+    perceptual_weight: float = 1.0
+    pixel_weight: float = 1.0
+    seed: int = 0
+    class_idx: Optional[int] = None
+    video: bool = False
+    device: str = 'auto'
+    encoder: Optional[str] = None
+    encoder_iters: int = 5
+    hyper_iters: int = 5
+    train_encoder: bool = False
+    train_steps: int = 20000
+    train_batch: int = 8
+    train_lr: float = 1e-4
+    w_avg_samples: int = 10000
+
+    def projection(self) -> ProjectOptions:
+        return ProjectOptions(space=self.space, num_steps=self.steps if self.steps is not None else PROJECT_STEPS[self.method],
+                              initial_learning_rate=self.lr if self.lr is not None else 0.1,
+                              perceptual_weight=self.perceptual_weight, pixel_weight=self.pixel_weight,
+                              w_avg_samples=self.w_avg_samples)
+
+    def tuning(self) -> TuningOptions:
+        return TuningOptions(num_steps=self.pti_steps, learning_rate=self.pti_lr, l2_weight=self.pixel_weight,
+                             perceptual_weight=self.perceptual_weight, locality=self.locality)
+
+    def training(self) -> TrainOptions:
+        return TrainOptions(encoder_steps=self.train_steps, hyper_steps=self.train_steps, batch_size=self.train_batch,
+                            learning_rate=self.train_lr, iterations=3, w_avg_samples=self.w_avg_samples, seed=self.seed)
+
+
+def invert(G: nn.Module, target: Target, opts: InvertOptions, *, perceptual: Optional[Perceptual],
+           inverter: Optional[Inverter] = None, stats: Optional[LatentStats] = None, progress: bool = True,
+           callback: Optional[Callable[[str, int, dict], None]] = None) -> Inversion:
+    """Invert one prepared target with `opts.method`; G is left unchanged. `callback(stage, step, losses)` is
+    called after every optimisation step ('project', then 'pti'); an exception it raises stops the run."""
+    method = opts.method
     if method not in METHODS:
         raise ValueError(f'method must be one of {METHODS}, got {method!r}')
     device = next(G.parameters()).device
     image_t = target.image.to(device)
     mask = target.mask.to(device) if target.mask is not None else None
-    c = class_label(G, class_idx).to(device) if G.c_dim else None
+    c = class_label(G, opts.class_idx).to(device) if G.c_dim else None
 
     if method == 'hyperstyle':
         if inverter is None:
             raise ValueError('hyperstyle needs a trained inverter (--encoder=PATH)')
-        result = invert_hyperstyle(inverter, G, image_t, mask, encoder_iterations, hyper_iterations)
+        result = invert_hyperstyle(inverter, G, image_t, mask, opts.encoder_iters, opts.hyper_iters)
         tuned_G = fold_offsets(G, result.offsets) if result.offsets else G
         return Inversion(method, 'w+', result.ws, result.image, tuned_G, bool(result.offsets), {},
-                         result.frames if video else [], dict(encoder=encoder_iterations, hyper=hyper_iterations))
+                         result.frames if opts.video else [], dict(encoder=opts.encoder_iters, hyper=opts.hyper_iters))
 
-    if method == 'pti' and space != 'w':
+    if method == 'pti' and opts.space != 'w':
         raise ValueError('PTI pivots in W (--space=w)')
-    num_steps = steps if steps is not None else PROJECT_STEPS[method]
-    lr = learning_rate if learning_rate is not None else 0.1
-    stats = stats or latent_stats(G, w_avg_samples, c=c)
-    proj = project(G, image_t, mask=mask, perceptual=perceptual, space=space, num_steps=num_steps,
-                   initial_learning_rate=lr, perceptual_weight=perceptual_weight, pixel_weight=pixel_weight,
-                   c=c, seed=seed, stats=stats, record_steps=video, progress=progress)
+    recipe = opts.projection()
+    stats = stats or latent_stats(G, opts.w_avg_samples, c=c)
+    proj = project(G, image_t, recipe, mask=mask, perceptual=perceptual, c=c, seed=opts.seed, stats=stats,
+                   record_steps=opts.video, progress=progress, callback=_stage(callback, 'project'))
     frames = []
-    if video:
-        every = max(1, num_steps // (MAX_VIDEO_FRAMES if method == 'project' else MAX_VIDEO_FRAMES // 2))
+    if opts.video:
+        every = max(1, recipe.num_steps // (MAX_VIDEO_FRAMES if method == 'project' else MAX_VIDEO_FRAMES // 2))
         with torch.no_grad():
             for ws in proj.ws_steps[::every]:
                 frames.append(proj.G.synthesis(ws[None].to(device), noise_mode='const').cpu())
     if method == 'project':
         with torch.no_grad():
             image = proj.G.synthesis(proj.ws, noise_mode='const')
-        return Inversion('project', space, proj.ws, image, proj.G, False, proj.noise, frames, dict(project=num_steps))
+        return Inversion('project', opts.space, proj.ws, image, proj.G, False, proj.noise, frames,
+                         dict(project=recipe.num_steps))
 
-    tuning = pivotal_tuning(proj.G, image_t, proj.ws, mask=mask, perceptual=perceptual, num_steps=pti_steps,
-                            learning_rate=pti_learning_rate, l2_weight=pixel_weight,
-                            perceptual_weight=perceptual_weight, locality=locality, c=c, seed=seed,
-                            record_every=max(1, pti_steps // (MAX_VIDEO_FRAMES // 2)) if video else 0,
-                            progress=progress)
+    tuning = pivotal_tuning(proj.G, image_t, proj.ws, opts.tuning(), mask=mask, perceptual=perceptual, c=c,
+                            seed=opts.seed,
+                            record_every=max(1, opts.pti_steps // (MAX_VIDEO_FRAMES // 2)) if opts.video else 0,
+                            progress=progress, callback=_stage(callback, 'pti'))
     with torch.no_grad():
         image = tuning.G.synthesis(tuning.ws, noise_mode='const')
     frames += tuning.images_steps or []
     return Inversion('pti', 'w', tuning.ws, image, tuning.G, True, proj.noise, frames,
-                     dict(project=num_steps, pti=tuning.steps))
+                     dict(project=recipe.num_steps, pti=tuning.steps))
+
+
+def _stage(callback, stage: str):
+    return None if callback is None else (lambda step, losses: callback(stage, step, losses))
 
 
 def measure(result: Inversion, target: Target) -> dict:
@@ -133,50 +186,102 @@ def write_outputs(result: Inversion, target: Target, outdir: str, *, snapshot: O
     return files
 
 
-def run_inversion(network: str, target: str, outdir: str, method: str, *, mask: Optional[str] = None,
-                  fit: str = 'auto', background: Optional[tuple] = None, perceptual: Optional[Perceptual] = None,
-                  encoder: Optional[str] = None, device: Union[str, torch.device] = 'cpu', video: bool = False,
-                  save_target: bool = True, log: Callable[[str], None] = print, **invert_kwargs) -> list[dict]:
-    """Invert one photo or a folder of photos into `network`; unreadable photos are reported and skipped."""
+def output_names(images: list[str], outdir: str) -> dict[str, str]:
+    """The name each photo's outputs start with: its stem, or stem_ext (shirt_jpg) where another photo of
+    this run, or an earlier run into the same outdir (invert.jsonl), has the same stem from another file,
+    so that shirt.jpg and shirt.png never overwrite each other's results."""
+    def stem(path: str) -> str:
+        return os.path.splitext(os.path.basename(path))[0]
+    taken: dict[str, set[str]] = {}
+    for path in images:
+        taken.setdefault(stem(path), set()).add(os.path.basename(path))
+    for record in read_jsonl(os.path.join(outdir, 'invert.jsonl')):
+        if isinstance(record.get('target'), str) and 'skipped' not in record:
+            taken.setdefault(stem(record['target']), set()).add(os.path.basename(record['target']))
+    return {path: stem(path) if len(taken[stem(path)]) == 1 else os.path.basename(path).replace('.', '_')
+            for path in images}
+
+
+def run_inversion(opts: InvertOptions, *, perceptual: Optional[Perceptual] = None,
+                  device: Union[str, torch.device] = 'cpu', save_target: bool = True,
+                  log: Callable[[str], None] = print) -> list[dict]:
+    """Invert one photo or a folder of photos into `opts.network`; unreadable photos are reported and skipped."""
+    network, outdir, method = opts.network, opts.outdir, opts.method
     snapshot = load_snapshot(network)
     G = snapshot['G_ema'].eval().requires_grad_(False).to(device)
-    pairs = list_targets(target, mask)
-    inverter = load_inverter(encoder, G, device) if method == 'hyperstyle' else None
+    pairs = list_targets(opts.target, opts.mask)
+    inverter = load_inverter(opts.encoder, G, device) if method == 'hyperstyle' else None
     if inverter is not None and inverter.info.get('fingerprint') not in (None, ''):
         from .hyperstyle import generator_fingerprint
         if inverter.info['fingerprint'] != generator_fingerprint(G):
-            log(f'warning: {encoder} was trained for a different snapshot of the same shape; results may be poor')
+            log(f'warning: {opts.encoder} was trained for a different snapshot of the same shape; results may be poor')
+    try:
+        c = class_label(G, opts.class_idx).to(device) if G.c_dim else None
+    except ClassLabelError as e:
+        raise ClassLabelError(f'{network}: {e}') from None
     os.makedirs(outdir, exist_ok=True)
     stats_path = os.path.join(outdir, 'invert.jsonl')
-    stats = None
-    if method != 'hyperstyle':
-        c = class_label(G, invert_kwargs.get('class_idx')).to(device) if G.c_dim else None
-        stats = latent_stats(G, invert_kwargs.pop('w_avg_samples', 10000), c=c)
+    names = output_names([p for p, _ in pairs], outdir)
+    stats = latent_stats(G, opts.w_avg_samples, c=c) if method != 'hyperstyle' else None
     records = []
     for image_path, mask_path in tqdm(pairs, desc=f'invert ({method})', unit='img', disable=len(pairs) < 2):
         try:
-            prepared = load_target(image_path, G.img_resolution, G.img_channels, mask_path=mask_path, fit=fit,
-                                   background=background)
+            prepared = load_target(image_path, G.img_resolution, G.img_channels, mask_path=mask_path, fit=opts.fit,
+                                   background=opts.background, name=names[image_path])
         except TargetError as e:
             log(f'skipped: {e}')
             records.append(dict(target=str(image_path), skipped=str(e)))
             continue
         start = time.time()
-        result = invert(G, prepared, method, perceptual=perceptual, inverter=inverter, stats=stats, video=video,
-                        **invert_kwargs)
+        result = invert(G, prepared, opts, perceptual=perceptual, inverter=inverter, stats=stats)
         seconds = time.time() - start
         if save_target:
             outputs.save_png(prepared.uint8(), os.path.join(outdir, f'{prepared.name}_target.png'))
             if prepared.mask is not None:
                 m = (prepared.mask[0, 0].cpu().numpy() * 255).astype(np.uint8)[:, :, None]
                 outputs.save_png(m, os.path.join(outdir, f'{prepared.name}_mask.png'))
-        files = write_outputs(result, prepared, outdir, snapshot=snapshot, source=network, video=video)
-        record = dict(target=str(image_path), mask=mask_path, method=result.method, space=result.space,
-                      network=str(network), seconds=round(seconds, 3), steps=result.steps,
+        files = write_outputs(result, prepared, outdir, snapshot=snapshot, source=network, video=opts.video)
+        record = dict(target=str(image_path), name=prepared.name, mask=mask_path, method=result.method,
+                      space=result.space, network=str(network), seconds=round(seconds, 3), steps=result.steps,
                       perceptual=getattr(perceptual, 'name', None), device=str(device), **measure(result, prepared),
                       files=files)
-        outputs.append_jsonl(stats_path, record)
+        append_jsonl(stats_path, record)
         records.append(record)
         log(f'{prepared.name}: {result.tag} PSNR {record["psnr"]:.2f} dB, SSIM {record["ssim"]:.3f}, '
             f'{seconds:.1f} s -> {files["reconstruction"]}')
+    return records
+
+
+def run_job(opts: InvertOptions, log: Callable[[str], None] = print) -> list[dict]:
+    """Everything invert.py does: check the options, load the perceptual loss, train a HyperStyle inverter
+    if asked, invert the targets. Failures a user can cause raise UserError subclasses."""
+    if opts.train_encoder and opts.method != 'hyperstyle':
+        raise InversionError('--train-encoder belongs to --method=hyperstyle')
+    if not opts.train_encoder and not opts.target:
+        raise InversionError('--target (or --input_image) is required')
+    if opts.method == 'pti' and opts.space != 'w':
+        raise InversionError('PTI pivots in W: leave --space at w')
+    if opts.method == 'hyperstyle' and not opts.train_encoder and not opts.encoder:
+        raise InversionError('--method=hyperstyle needs --encoder=PATH; train one with '
+                             '--method=hyperstyle --train-encoder --network=... --outdir=...')
+    device = default_device() if opts.device == 'auto' else torch.device(opts.device)
+    torch.manual_seed(opts.seed)
+    perceptual = load_perceptual(opts.perceptual, device)
+    if perceptual is None and opts.pixel_weight <= 0:
+        raise InversionError('--perceptual=none with --pixel-weight=0 leaves nothing to optimise')
+    if opts.train_encoder:
+        opts = dataclasses.replace(opts, encoder=opts.encoder or os.path.join(opts.outdir, 'hyperstyle.pt'))
+        G = load_generator(opts.network, device=device)
+        train_inverter(G, opts.training(), perceptual=perceptual, out_path=opts.encoder,
+                       stats_path=os.path.join(os.path.dirname(os.path.abspath(opts.encoder)), 'hyperstyle_train.jsonl'),
+                       source=str(opts.network))
+        log(f'wrote {opts.encoder}')
+        if not opts.target:
+            return []
+    records = run_inversion(opts, perceptual=perceptual, device=device, log=log)
+    done = [r for r in records if 'skipped' not in r]
+    if not done:
+        raise InversionError(f'{opts.target}: no image could be inverted')
+    log(f'inverted {len(done)} image(s) into {opts.outdir}' +
+        (f'; skipped {len(records) - len(done)}' if len(done) < len(records) else ''))
     return records

@@ -15,6 +15,11 @@ import PIL.Image
 import torch
 
 from torch_utils.atomic import atomic_output
+from torch_utils.cli import UserError, parse_finite
+
+
+class ClassLabelError(UserError, ValueError):
+    """A class index missing for a conditional network, or out of its range."""
 
 
 def parse_range(text: Union[str, Sequence[int]]) -> list[int]:
@@ -26,7 +31,10 @@ def parse_range(text: Union[str, Sequence[int]]) -> list[int]:
         part = part.strip()
         m = re.fullmatch(r'(\d+)-(\d+)', part)
         if m:
-            values.extend(range(int(m.group(1)), int(m.group(2)) + 1))
+            first, last = int(m.group(1)), int(m.group(2))
+            if first > last:
+                raise ValueError(f'{part!r}: the range is reversed (write {last}-{first})')
+            values.extend(range(first, last + 1))
         elif re.fullmatch(r'\d+', part):
             values.append(int(part))
         else:
@@ -42,7 +50,7 @@ def parse_vec2(text: Union[str, Sequence[float]]) -> tuple[float, float]:
     parts = text.split(',')
     if len(parts) != 2:
         raise ValueError(f'{text!r} is not two comma-separated numbers')
-    return float(parts[0]), float(parts[1])
+    return parse_finite(parts[0], text), parse_finite(parts[1], text)
 
 
 def default_device() -> torch.device:
@@ -59,9 +67,9 @@ def class_label(G: torch.nn.Module, class_idx: Optional[int], batch: int = 1) ->
     if G.c_dim == 0:
         return c
     if class_idx is None:
-        raise ValueError(f'the network is conditional ({G.c_dim} classes): pass a class index')
+        raise ClassLabelError(f'the network is conditional ({G.c_dim} classes): pass a class index (--class)')
     if not 0 <= class_idx < G.c_dim:
-        raise ValueError(f'class {class_idx} is out of range: the network has {G.c_dim} classes (0-{G.c_dim - 1})')
+        raise ClassLabelError(f'class {class_idx} is out of range: the network has {G.c_dim} classes (0-{G.c_dim - 1})')
     c[:, class_idx] = 1
     return c
 

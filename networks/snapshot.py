@@ -5,29 +5,35 @@ optional training state). Three file kinds are read:
 
 * NVIDIA's pickles (StyleGAN3 and stylegan2-ada-pytorch `network-snapshot-*.pkl`): each network is a
   "persistent object" carrying its class name, constructor kwargs, tensors and the *source code* of its
-  module. We read them with an allow-listed unpickler, ignore the source, and rebuild our own class of the
-  same structure from the kwargs and tensors.
+  module. We ignore the source and rebuild our own class of the same structure from the kwargs and tensors.
 * Our pickles: the same dict layout; each network is stored as (family, kwargs, state dict).
 * `.pt` exports: the same records, loadable with `torch.load(weights_only=True)`.
 
-Any global outside the allow-list stops the load with an error naming it, before anything runs.
+All three are read by the one allow-listed unpickler of torch_utils.safe_pickle: any global outside its
+allow-list stops the load with an error naming it, before anything runs. Networks are then built on the
+meta device and their tensor shapes compared with the file's before any memory is committed, so a file
+cannot make the loader allocate much more than the tensor bytes it holds. Every problem with a file is
+a SnapshotError whose message is one line naming the file.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
-import io
+import math
 import os
 import pickle
 import re
+import threading
 from collections import OrderedDict
-from typing import Any, Callable, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
-import numpy as np
 import torch
 from torch import nn
 
+from torch_utils import safe_pickle
 from torch_utils.atomic import atomic_write
 from torch_utils.cli import UserError
+from torch_utils.safe_pickle import one_line
 
 from . import discriminator, stylegan2, stylegan3
 from .persistence import plain
@@ -36,6 +42,9 @@ PathLike = Union[str, os.PathLike]
 PT_FORMAT = 'stylegan3-clothing/snapshot'
 SNAPSHOT_GLOB = 'network-snapshot-*.pkl'
 PT_VERSION = 1
+NETWORK_KEYS = ('G', 'D', 'G_ema', 'augment_pipe')
+NOT_A_SNAPSHOT = ('not a network snapshot (expected a .pkl from train.py or NVIDIA, a .pt export, '
+                  'a run directory or a URL)')
 
 
 class SnapshotError(UserError):
@@ -43,168 +52,229 @@ class SnapshotError(UserError):
 
 
 # ---------------------------------------------------------------------------------------------
-# Network families: what we can build, and how to tell them apart in a file.
+# Network families: what we can build. Code outside networks/ adds its own (training.augment registers
+# the AugmentPipe), so that generating never needs the training code.
 
-def _augment_pipe_class():
-    from training.augment import AugmentPipe   # imported on demand: training code is not needed to generate
-    return AugmentPipe
+FAMILIES: dict[str, type] = {}
+# Families whose module may not be loaded: their networks load as None there (nothing that does not
+# import them needs them, e.g. gen_images.py and the augment pipe).
+OPTIONAL_FAMILIES = {'AugmentPipe': 'training.augment'}
 
 
-FAMILIES: dict[str, Callable[[], type]] = {
-    'stylegan2.Generator': lambda: stylegan2.Generator,
-    'stylegan3.Generator': lambda: stylegan3.Generator,
-    'Discriminator': lambda: discriminator.Discriminator,
-    'AugmentPipe': _augment_pipe_class,
-}
+def register_family(name: str, cls: type) -> None:
+    """Let snapshots hold networks of class `cls` under `name` (NVIDIA's class name where there is one)."""
+    FAMILIES[name] = cls
+
+
+register_family('stylegan2.Generator', stylegan2.Generator)
+register_family('stylegan3.Generator', stylegan3.Generator)
+register_family('Discriminator', discriminator.Discriminator)
 
 
 def family_of(module: nn.Module) -> str:
-    for name, get_class in FAMILIES.items():
-        if type(module) is get_class():
+    for name, cls in FAMILIES.items():
+        if type(module) is cls:
             return name
-    raise TypeError(f'cannot snapshot a {type(module).__name__}: not a network family of this toolkit')
+    raise TypeError(f'cannot snapshot a {type(module).__name__}: not a registered network family')
 
 
 # ---------------------------------------------------------------------------------------------
-# The allow-listed unpickler.
+# What the unpickler may build besides plain data and tensors.
 
 class _PersistentObject:
     """Stand-in for one of NVIDIA's persistent objects: holds its metadata, never its code."""
 
-    def __init__(self, meta: dict):
-        if not isinstance(meta, dict) or meta.get('type') != 'class' or 'state' not in meta:
-            raise pickle.UnpicklingError('malformed persistent object')
-        self.class_name = str(meta.get('class_name'))
+    def __init__(self, meta: Any):
+        if not isinstance(meta, dict) or meta.get('type') != 'class' or not isinstance(meta.get('state'), dict) \
+                or not isinstance(meta.get('class_name'), str):
+            raise SnapshotError('malformed NVIDIA persistent object')
+        self.class_name = meta['class_name']
         self.state = meta['state']
 
 
 class _NetworkRecord:
     """One network of our own snapshots: family, constructor kwargs and state dict."""
 
-    def __init__(self, record: dict):
+    def __init__(self, record: Any):
         self.record = record
 
     def __reduce__(self):
         return _NetworkRecord, (self.record,)
 
 
-def _storage_from_bytes(data: bytes):
-    # torch pickles storages as nested torch.save() blobs; read them with torch's own weights-only loader.
-    return torch.load(io.BytesIO(data), weights_only=True)
-
-
-def _rebuild_parameter(data, requires_grad, backward_hooks, *state):
-    return nn.Parameter(data, requires_grad=requires_grad)
-
-
-_NUMPY_CORE = getattr(np, '_core', None) or np.core
-_ALLOWED: dict[tuple[str, str], Any] = {
-    ('collections', 'OrderedDict'): OrderedDict,
-    ('torch._utils', '_rebuild_tensor_v2'): torch._utils._rebuild_tensor_v2,
-    ('torch._utils', '_rebuild_tensor'): torch._utils._rebuild_tensor,
-    ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
-    ('torch._utils', '_rebuild_parameter_with_state'): _rebuild_parameter,
-    ('torch.storage', '_load_from_bytes'): _storage_from_bytes,
-    ('torch', 'Size'): torch.Size,
-    ('numpy', 'dtype'): np.dtype,
-    ('numpy', 'ndarray'): np.ndarray,
-    ('numpy._core.multiarray', '_reconstruct'): _NUMPY_CORE.multiarray._reconstruct,
-    ('numpy.core.multiarray', '_reconstruct'): _NUMPY_CORE.multiarray._reconstruct,
-    ('numpy._core.multiarray', 'scalar'): _NUMPY_CORE.multiarray.scalar,
-    ('numpy.core.multiarray', 'scalar'): _NUMPY_CORE.multiarray.scalar,
-    ('builtins', 'set'): set,
-    ('builtins', 'frozenset'): frozenset,
+_SNAPSHOT_GLOBALS = {
+    **safe_pickle.tensor_globals(),
     ('dnnlib.util', 'EasyDict'): dict,
     ('dnnlib', 'EasyDict'): dict,
-    ('torch_utils.persistence', '_reconstruct_persistent_obj'): _PersistentObject,
-    ('networks.snapshot', '_NetworkRecord'): _NetworkRecord,
+    # functions, not the classes: a pickle may call them but not create bare instances (NEWOBJ)
+    ('torch_utils.persistence', '_reconstruct_persistent_obj'): lambda meta: _PersistentObject(meta),
+    ('networks.snapshot', '_NetworkRecord'): lambda record: _NetworkRecord(record),
 }
-_ALLOWED.update({('torch', name): getattr(torch, name) for name in dir(torch) if isinstance(getattr(torch, name), torch.dtype)})
-_ALLOWED.update({('torch', f'{k}Storage'): getattr(torch, f'{k}Storage') for k in
-                 ('Float', 'Double', 'Half', 'BFloat16', 'Long', 'Int', 'Short', 'Char', 'Byte', 'Bool')})
-
-
-class SafeUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only the globals on the allow-list above."""
-
-    def find_class(self, module: str, name: str):
-        found = _ALLOWED.get((module, name))
-        if found is not None:
-            return found
-        if module.startswith('dnnlib.tflib'):
-            raise pickle.UnpicklingError('this is a TensorFlow StyleGAN/StyleGAN2 pickle, which is not supported; '
-                                         'convert it with NVIDIA\'s legacy.py to a PyTorch pickle first')
-        raise pickle.UnpicklingError(f'refusing to load global {module}.{name} (not on the allow-list of safe types)')
+_WALK = (_PersistentObject, _NetworkRecord)
 
 
 # ---------------------------------------------------------------------------------------------
-# Rebuilding networks from records.
+# NVIDIA's persistent objects -> records.
+
+def _module_parts(state: dict, where: str) -> tuple:
+    parts = tuple(state.get(key) or {} for key in ('_parameters', '_buffers', '_modules'))
+    skip = state.get('_non_persistent_buffers_set') or ()
+    if not all(isinstance(part, dict) for part in parts) or not isinstance(skip, (set, frozenset, list, tuple)):
+        raise SnapshotError(f'{where}: malformed module state')
+    return parts + (skip,)
+
 
 def _persistent_tensors(state: dict, prefix: str = '') -> OrderedDict:
     """Flatten a pickled nn.Module __dict__ (and its children) into a state dict."""
+    parameters, buffers, modules, skip = _module_parts(state, prefix.rstrip('.') or 'network')
     tensors = OrderedDict()
-    skip = set(state.get('_non_persistent_buffers_set', ()))
-    for name, value in list(state.get('_parameters', {}).items()) + list(state.get('_buffers', {}).items()):
+    for name, value in list(parameters.items()) + list(buffers.items()):
         if value is not None and name not in skip:
-            tensors[prefix + name] = value.detach() if isinstance(value, torch.Tensor) else torch.as_tensor(value)
-    for name, child in state.get('_modules', {}).items():
+            tensors[f'{prefix}{name}'] = value
+    for name, child in modules.items():
         if isinstance(child, _PersistentObject):
             tensors.update(_persistent_tensors(child.state, f'{prefix}{name}.'))
         elif child is not None:
-            raise pickle.UnpicklingError(f'unexpected child module {name!r} of type {type(child).__name__}')
+            raise SnapshotError(f'unexpected child module {prefix}{name} of type {type(child).__name__}')
     return tensors
 
 
 def _nvidia_family(obj: _PersistentObject) -> str:
     if obj.class_name == 'Generator':
-        synthesis = obj.state.get('_modules', {}).get('synthesis')
-        children = synthesis.state.get('_modules', {}) if isinstance(synthesis, _PersistentObject) else {}
+        synthesis = _module_parts(obj.state, 'Generator')[2].get('synthesis')
+        children = _module_parts(synthesis.state, 'synthesis')[2] if isinstance(synthesis, _PersistentObject) else {}
         # Told apart by structure: StyleGAN3 synthesis starts from Fourier features, StyleGAN2 from a 4x4 block.
         if 'input' in children:
             return 'stylegan3.Generator'
         if 'b4' in children:
             return 'stylegan2.Generator'
-        raise pickle.UnpicklingError('Generator with an unknown synthesis network')
+        raise SnapshotError('Generator with an unknown synthesis network')
     if obj.class_name in ('Discriminator', 'AugmentPipe'):
         return obj.class_name
-    raise pickle.UnpicklingError(f'unsupported network class {obj.class_name!r}')
+    raise SnapshotError(f'unsupported network class {obj.class_name!r}')
 
 
 def _nvidia_record(obj: _PersistentObject) -> dict:
     family = _nvidia_family(obj)
     if obj.state.get('_init_args'):
-        raise pickle.UnpicklingError(f'{obj.class_name} was built with positional arguments, which are not supported')
-    kwargs = plain(dict(obj.state.get('_init_kwargs') or {}))
+        raise SnapshotError(f'{obj.class_name} was built with positional arguments, which are not supported')
+    kwargs = obj.state.get('_init_kwargs') or {}
+    if not isinstance(kwargs, dict):
+        raise SnapshotError(f'{obj.class_name}: constructor arguments are a {type(kwargs).__name__}, not a dict')
+    kwargs = plain(dict(kwargs))
     if family.endswith('Generator'):
         # stylegan2-ada-pytorch nests the synthesis kwargs; the StyleGAN3 repo passes them flat.
-        kwargs.update(kwargs.pop('synthesis_kwargs', None) or {})
+        nested = kwargs.pop('synthesis_kwargs', None) or {}
+        if not isinstance(nested, dict):
+            raise SnapshotError(f'{obj.class_name}: synthesis_kwargs is a {type(nested).__name__}, not a dict')
+        kwargs.update(nested)
     return dict(family=family, init_kwargs=kwargs, state_dict=_persistent_tensors(obj.state),
-                training=bool(obj.state.get('training', False)))
+                training=obj.state.get('training', False))
 
 
-def build_network(record: dict) -> nn.Module:
-    """Instantiate a network from a record (family, init_kwargs, state_dict) and load its tensors exactly."""
-    family = record['family']
-    if family not in FAMILIES:
-        raise pickle.UnpicklingError(f'unknown network family {family!r}')
-    cls = FAMILIES[family]()
+# ---------------------------------------------------------------------------------------------
+# Building networks from records: checked on the meta device before any memory is committed.
+
+# Constructor arguments also steer how many modules a constructor makes and how much filter design it
+# does in NumPy (which the meta device does not cover); real models stay far inside these bounds.
+_MAX_NUMBER = 1 << 20
+_KWARG_LIMITS = {'img_resolution': 8192, 'num_layers': 64, 'num_critical': 64, 'filter_size': 64,
+                 'lrelu_upsampling': 16, 'conv_kernel': 31, 'img_channels': 64}
+_CONSTRUCTION_BUDGET = 1 << 30   # bytes of address space a constructor's own NumPy work may take
+
+
+def _check_kwargs(value: Any, where: str = '', depth: int = 0) -> None:
+    if value is None or isinstance(value, bool) or (isinstance(value, str) and len(value) <= 256):
+        return
+    if isinstance(value, (int, float)):
+        limit = _KWARG_LIMITS.get(where.rsplit('.', 1)[-1], _MAX_NUMBER)
+        if not math.isfinite(value) or abs(value) > limit:
+            raise SnapshotError(f'constructor argument {where}={value} is out of range (at most {limit})')
+        return
+    if isinstance(value, (list, tuple, dict)) and len(value) <= 64 and depth < 4:
+        for key, item in (value.items() if isinstance(value, dict) else enumerate(value)):
+            if not isinstance(key, (str, int)):
+                raise SnapshotError(f'constructor argument {where} has a key of type {type(key).__name__}')
+            _check_kwargs(item, f'{where}.{key}' if where else str(key), depth + 1)
+        return
+    raise SnapshotError(f'constructor argument {where or "kwargs"} is a {type(value).__name__} that no network takes')
+
+
+@contextlib.contextmanager
+def _address_space_budget(nbytes: int) -> Iterator[None]:
+    """Lower RLIMIT_AS to what the process maps now plus `nbytes`, so that a constructor asked by a file for
+    absurd filter sizes fails with MemoryError instead of exhausting the machine. Only where /proc exists and
+    no other Python thread runs (the limit is process-wide); elsewhere the kwargs bounds above must do."""
     try:
-        module = cls(**record['init_kwargs'])
-    except TypeError as e:
-        raise pickle.UnpicklingError(f'{family}: constructor arguments not understood ({e})') from e
-    expected = module.state_dict()
-    state = record['state_dict']
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise pickle.UnpicklingError(f'{family}: tensors do not match the architecture '
-                                     f'(missing {missing[:3]}, unexpected {unexpected[:3]})')
+        import resource
+        with open('/proc/self/statm') as f:
+            mapped = int(f.read().split()[0]) * os.sysconf('SC_PAGE_SIZE')
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        yield
+        return
+    limit = mapped + nbytes
+    if (soft != resource.RLIM_INFINITY and soft <= limit) or (hard != resource.RLIM_INFINITY and hard < limit) \
+            or threading.active_count() > 1:
+        yield   # already bounded at least as tightly, or other threads might be refused memory meanwhile
+        return
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def _construct(cls: type, kwargs: dict, family: str, meta: bool) -> nn.Module:
+    try:
+        if not meta:
+            return cls(**kwargs)
+        with _address_space_budget(_CONSTRUCTION_BUDGET), torch.device('meta'):
+            return cls(**kwargs)
+    except Exception as e:   # noqa: BLE001 - the kwargs come from the file: any failure is the file's
+        raise SnapshotError(one_line(f'{family}: constructor arguments not understood ({type(e).__name__}: {e})')) \
+            from None
+
+
+def _check_tensors(expected: dict, state: Any, family: str) -> None:
+    if not isinstance(state, dict):
+        raise SnapshotError(f'{family}: state dict is a {type(state).__name__}, not a dict')
     for name, value in state.items():
-        if tuple(value.shape) != tuple(expected[name].shape):
-            raise pickle.UnpicklingError(f'{family}: {name} has shape {list(value.shape)}, '
-                                         f'expected {list(expected[name].shape)}')
-    module.load_state_dict(state, strict=True)
-    module.train(bool(record.get('training', False)))
+        if not isinstance(value, torch.Tensor):
+            raise SnapshotError(f'{family}: {name} is a {type(value).__name__}, not a tensor')
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(str(k) for k in set(state) - set(expected))
+    if missing or unexpected:
+        raise SnapshotError(f'{family}: tensors do not match the architecture '
+                            f'(missing {missing[:3]}, unexpected {unexpected[:3]})')
+    for name, value in state.items():
+        want = expected[name]
+        if tuple(value.shape) != tuple(want.shape):
+            raise SnapshotError(f'{family}: {name} has shape {list(value.shape)}, expected {list(want.shape)}')
+        if value.dtype != want.dtype and not (value.is_floating_point() and want.is_floating_point()):
+            raise SnapshotError(f'{family}: {name} has dtype {value.dtype}, expected {want.dtype}')
+
+
+def build_network(record: Any) -> nn.Module:
+    """Instantiate a network from a record (family, init_kwargs, state_dict, training) and load its tensors
+    exactly. The architecture is first built on the meta device and every tensor's shape and dtype compared
+    with the record's, so that a file cannot make us allocate more than the tensors it holds."""
+    if not isinstance(record, dict) or not isinstance(record.get('family'), str):
+        raise SnapshotError(f'network record is a {type(record).__name__} without a family')
+    family, kwargs, state = record['family'], record.get('init_kwargs'), record.get('state_dict')
+    if family not in FAMILIES:
+        raise SnapshotError(f'unknown network family {family!r}')
+    if not isinstance(kwargs, dict):
+        raise SnapshotError(f'{family}: constructor arguments are a {type(kwargs).__name__}, not a dict')
+    _check_kwargs(kwargs)
+    cls = FAMILIES[family]
+    _check_tensors(_construct(cls, kwargs, family, meta=True).state_dict(), state, family)
+    module = _construct(cls, kwargs, family, meta=False)
+    try:
+        module.load_state_dict(state, strict=True)
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise SnapshotError(one_line(f'{family}: tensors not accepted ({e})')) from None
+    module.train(record.get('training') is True)
     return module.requires_grad_(False)
 
 
@@ -215,61 +285,84 @@ def network_record(module: nn.Module) -> dict:
                 training=False)
 
 
-def _materialise(value: Any) -> Any:
-    """Replace records inside a loaded snapshot dict with built networks."""
-    if isinstance(value, _PersistentObject):
-        return build_network(_nvidia_record(value))
-    if isinstance(value, _NetworkRecord):
-        return build_network(value.record)
-    return value
-
-
 # ---------------------------------------------------------------------------------------------
-# Public API.
+# Reading.
+
+def _network(key: str, value: Any) -> Optional[nn.Module]:
+    """The network stored under `key` (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, _PersistentObject):
+        record = _nvidia_record(value)
+    elif isinstance(value, _NetworkRecord):
+        record = value.record
+    elif isinstance(value, dict) and 'family' in value:   # .pt exports hold plain records
+        record = value
+    else:
+        raise SnapshotError(f'{key} is a {type(value).__name__}, not a network')
+    family = record.get('family') if isinstance(record, dict) else None
+    if isinstance(family, str) and family in OPTIONAL_FAMILIES and family not in FAMILIES:
+        return None
+    try:
+        return build_network(record)
+    except SnapshotError as e:
+        raise SnapshotError(f'{key}: {e}') from None
+
+
+def _snapshot_dict(data: dict, networks: Any) -> dict:
+    """Check the layout of a loaded file and build its networks."""
+    if not isinstance(networks, dict) or not all(isinstance(k, str) for k in networks) \
+            or not {'G', 'D', 'G_ema'} <= set(networks) or not set(networks) <= set(NETWORK_KEYS):
+        raise SnapshotError(NOT_A_SNAPSHOT)
+    if all(networks.get(key) is None for key in NETWORK_KEYS):
+        raise SnapshotError('the snapshot holds no network (G, D and G_ema are all empty)')
+    out = {key: value for key, value in data.items() if key not in NETWORK_KEYS}
+    for key in ('training_set_kwargs', 'training_state'):
+        if out.get(key) is not None and not isinstance(out[key], dict):
+            raise SnapshotError(f'{key} is a {type(out[key]).__name__}, not a dict')
+    out.update({key: _network(key, value) for key, value in networks.items()})
+    return out
+
+
+def _read_snapshot(path: str) -> dict:
+    with open(path, 'rb') as f:
+        head = f.read(4)
+        if head == b'PK\x03\x04':   # a torch.save archive: our .pt exports
+            data = safe_pickle.load_torch_zip(path, _SNAPSHOT_GLOBALS, walk=_WALK)
+            if not isinstance(data, dict) or data.get('format') != PT_FORMAT:
+                raise SnapshotError(NOT_A_SNAPSHOT)
+            return _snapshot_dict({'training_set_kwargs': data.get('training_set_kwargs')}, data.get('networks'))
+        if head[:1] != b'\x80':   # every pickle of protocol 2 or later starts with PROTO
+            raise SnapshotError(NOT_A_SNAPSHOT)
+        data = safe_pickle.loads(head + f.read(), _SNAPSHOT_GLOBALS, walk=_WALK)
+    if not isinstance(data, dict):
+        raise SnapshotError(NOT_A_SNAPSHOT)
+    return _snapshot_dict(data, {key: value for key, value in data.items() if key in NETWORK_KEYS})
+
 
 def _resolve(source: PathLike) -> str:
     source = str(source)
     if re.match(r'^https?://', source):
         from torch_utils.download import download_cached
         return str(download_cached(source))
-    if os.path.isdir(source):
-        latest = find_latest_snapshot(source)
-        if latest is None:
-            raise SnapshotError(f'{source}: directory holds no {SNAPSHOT_GLOB}')
-        return latest
-    if not os.path.isfile(source):
-        raise SnapshotError(f'{source}: no such file')
-    return source
-
-
-def _read_pickle(path: str) -> dict:
-    with open(path, 'rb') as f:
-        data = SafeUnpickler(f).load()
-    if not isinstance(data, dict) or not {'G', 'D', 'G_ema'} <= set(data):
-        raise pickle.UnpicklingError('not a network snapshot (expected a dict with G, D and G_ema)')
-    return {key: _materialise(value) for key, value in data.items()}
-
-
-def _read_pt(path: str) -> dict:
-    data = torch.load(path, map_location='cpu', weights_only=True)
-    if not isinstance(data, dict) or data.get('format') != PT_FORMAT:
-        raise pickle.UnpicklingError(f'not a {PT_FORMAT} export')
-    out = {'augment_pipe': None, 'training_set_kwargs': data.get('training_set_kwargs')}
-    for key, record in data['networks'].items():
-        out[key] = build_network(record)
-    return out
+    latest = find_latest_snapshot(source)
+    if latest is None:
+        raise SnapshotError(f'{source}: directory holds no {SNAPSHOT_GLOB}')
+    return latest
 
 
 def load_snapshot(source: PathLike) -> dict:
-    """Read a snapshot (.pkl of ours or NVIDIA's, .pt export, or http(s) URL) into a dict of our networks."""
+    """Read a snapshot (.pkl of ours or NVIDIA's, .pt export, run directory or http(s) URL) into a dict of our
+    networks. Every problem with the file raises SnapshotError with one line naming it."""
     path = _resolve(source)
     try:
-        if zipfile_like(path):
-            data = _read_pt(path)
-        else:
-            data = _read_pickle(path)
-    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, RuntimeError, KeyError) as e:
-        raise SnapshotError(f'{source}: {e}') from None
+        data = _read_snapshot(path)
+    except (SnapshotError, safe_pickle.UnsafePickleError) as e:
+        raise SnapshotError(one_line(f'{source}: {e}')) from None
+    except OSError as e:
+        raise SnapshotError(f'{source}: {e.strerror or e}') from None
+    except Exception as e:   # noqa: BLE001 - a layout the checks above did not foresee is still the file's fault
+        raise SnapshotError(one_line(f'{source}: malformed snapshot ({type(e).__name__}: {e})')) from None
     data.setdefault('augment_pipe', None)
     data.setdefault('training_set_kwargs', None)
     return data
@@ -289,6 +382,9 @@ def load_generator(source: PathLike, device: Union[str, torch.device] = 'cpu', k
     return data[key].eval().requires_grad_(False).to(device)
 
 
+# ---------------------------------------------------------------------------------------------
+# Writing.
+
 def _encode(value: Any) -> Any:
     return _NetworkRecord(network_record(value)) if isinstance(value, nn.Module) else value
 
@@ -307,10 +403,14 @@ def export_pt(data: dict, path: PathLike) -> None:
     atomic_write(path, lambda f: torch.save(payload, f))
 
 
-def find_latest_snapshot(path: str) -> Optional[str]:
-    """Newest snapshot of a run dir, or of the newest run in an outdir that holds run dirs."""
+def find_latest_snapshot(path: PathLike) -> Optional[str]:
+    """Newest snapshot of a run dir, or of the newest run in an outdir that holds run dirs; None where a
+    directory holds none. A path that does not exist raises SnapshotError ("no such file or directory")."""
+    path = str(path)
     if os.path.isfile(path):
         return path
+    if not os.path.isdir(path):
+        raise SnapshotError(f'{path}: no such file or directory')
     candidates = glob.glob(os.path.join(path, SNAPSHOT_GLOB)) or glob.glob(os.path.join(path, '*', SNAPSHOT_GLOB))
     if not candidates:
         return None

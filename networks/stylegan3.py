@@ -50,11 +50,19 @@ def modulated_conv2d(x: torch.Tensor, w: torch.Tensor, s: torch.Tensor, demodula
     return x.reshape(n, -1, *x.shape[2:])
 
 
+MAX_FILTER_TAPS = 1024   # NVIDIA's configs use at most a few dozen
+
+
 def design_lowpass_filter(numtaps: int, cutoff: float, width: float, fs: float,
                           radial: bool = False) -> Optional[torch.Tensor]:
     """Kaiser-windowed low-pass filter: separable 1-D taps, or a 2-D jinc for radially symmetric filtering."""
     if numtaps == 1:
         return None
+    if not 1 <= numtaps <= MAX_FILTER_TAPS:
+        # Filters are designed in NumPy, outside the meta device that guards snapshot loading: a file's
+        # sampling rates must not be able to ask for a (numtaps x numtaps) array of any size.
+        raise ValueError(f'a low-pass filter of {numtaps} taps was asked for (at most {MAX_FILTER_TAPS}): '
+                         'the sampling rates or filter sizes are out of range')
     if not radial:
         return torch.as_tensor(scipy.signal.firwin(numtaps=numtaps, cutoff=cutoff, width=width, fs=fs),
                                dtype=torch.float32)

@@ -33,3 +33,35 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
             raise KeyboardInterrupt
     assert path.read_bytes() == b'old'
     assert os.listdir(tmp_path) == ['a.bin']
+
+
+def test_a_full_disk_names_the_file_it_was_writing(tmp_path):
+    import errno
+
+    from torch_utils.cli import describe
+    path = tmp_path / 'network-snapshot-000004.pkl'
+
+    def disk_full(f):
+        f.write(b'part')
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))   # what write() raises: no file name
+
+    with pytest.raises(OSError) as info:
+        atomic_write(path, disk_full)
+    assert describe(info.value) == f'{path}: No space left on device'
+    assert info.value.errno == errno.ENOSPC and os.listdir(tmp_path) == []
+
+
+def test_a_refused_temporary_is_reported_under_the_output_name(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    from torch_utils.cli import describe
+    path = tmp_path / 'x.pt'
+
+    def refuse(dir, prefix, suffix):   # noqa: A002 - what a read-only folder does to mkstemp
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.path.join(dir, prefix + 'abc' + suffix))
+
+    monkeypatch.setattr(tempfile, 'mkstemp', refuse)
+    with pytest.raises(OSError) as info:
+        atomic_write_bytes(path, b'data')
+    assert describe(info.value) == f'{path}: Permission denied'

@@ -278,7 +278,7 @@ class _Evil:
 
 def test_cifar_unpickler_refuses_code(tmp_path, capsys):
     cifar_tarball(tmp_path / 'cifar-10-python.tar.gz', [{'data': _Evil(), 'labels': [0]}])
-    with pytest.raises(DatasetError, match=r'refusing to load (__builtin__|builtins)\.print'):
+    with pytest.raises(DatasetError, match=r'refusing to load global (__builtin__|builtins)\.print'):
         convert(str(tmp_path / 'cifar-10-python.tar.gz'), str(tmp_path / 'c.zip'), progress=False)
     assert 'must never run' not in capsys.readouterr().out
     assert not (tmp_path / 'c.zip').exists()
@@ -409,3 +409,30 @@ def test_cli(messy_folder, tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
     r = run_tool('--source', root, '--dest', tmp_path / 'x.zip', '--transform=center-crop')
     assert r.returncode != 0 and 'needs --resolution' in r.stderr
+
+
+def test_cli_refuses_what_it_cannot_write_before_reading(messy_folder, tmp_path):
+    root, _ = messy_folder
+    r = run_tool('--source', root, '--dest', tmp_path / 'set.tar', '--resolution=8x8')
+    assert r.returncode != 0 and '.tar archives are not written' in r.stderr and '--dest' in r.stderr
+    assert not (tmp_path / 'set.tar').exists() and os.listdir(tmp_path) == ['photos']
+    for size in ('24x24', '16x8'):   # reported against the option, before any image is read
+        r = run_tool('--source', tmp_path / 'does-not-exist', '--dest', tmp_path / 'set.zip', f'--resolution={size}')
+        assert r.returncode != 0 and '--resolution' in r.stderr and 'power-of-two' in r.stderr, r.stderr
+    r = run_tool('--source', root, '--dest', tmp_path / 'wide.zip', '--resolution=8x4', '--transform=center-crop-wide')
+    assert r.returncode == 0, r.stderr
+
+
+def test_outputs_get_the_usual_modes(messy_folder, tmp_path):
+    root, _ = messy_folder
+    old = os.umask(0o022)
+    try:
+        for dest in ('folder', 'set.zip'):
+            r = run_tool('--source', root, '--dest', tmp_path / dest, '--resolution=8x8', '--transform=pad')
+            assert r.returncode == 0, r.stderr
+    finally:
+        os.umask(old)
+    assert (tmp_path / 'folder').stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / 'folder' / '00000').stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / 'folder' / 'dataset.json').stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / 'set.zip').stat().st_mode & 0o777 == 0o644

@@ -6,18 +6,21 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from click.testing import CliRunner
 
+import directions
 import gen_images
+import gen_video
+import style_mixing
 from networks import stylegan2
-from networks.editing import discovery, layers as L
-from networks.editing.directions import Directions, load_directions, save_directions
-from networks.editing.edits import Edit, apply_edits, parse_edits, strip_ws
-from networks.editing.mixing import mix_ws, mixing_grid
-from networks.editing.sources import load_ws_file
-from networks.editing.video import interpolate, render_interpolation
+from editing import discovery, layers as L
+from editing.directions import Directions, load_directions, save_directions
+from editing.edits import Edit, apply_edits, parse_edits, strip_ws
+from editing.mixing import mix_ws, mixing_grid
+from editing.sources import load_ws_file
+from editing.video import interpolate, render_interpolation
 from networks.generate import seeds_to_ws, synthesize
 from networks.snapshot import save_snapshot
+from script_runner import run_script
 from test_snapshot import tiny_networks
 
 
@@ -314,36 +317,32 @@ def test_latents_files_in_both_layouts(tmp_path, g2):
         load_ws_file(tmp_path / 'bad.npz', g2.num_ws, g2.w_dim)
 
 
-def cli(*args):
-    result = CliRunner().invoke(gen_images.main, [str(a) for a in args], catch_exceptions=False)
-    return result
-
-
 def test_cli_discover_rename_edit_strip_mix_and_ws(tmp_path, g2):
     net = tmp_path / 'g.pkl'
     save_snapshot(net, tiny_networks('stylegan2'))
-    r = cli('--network', net, '--discover', 'ganspace', '--samples', 400, '--components', 3, '--layers', 'middle',
-            '--directions', tmp_path / 'pca.npz')
-    assert r.exit_code == 0, r.output
+    code, out, err = run_script(directions.main, '--network', net, '--discover', 'ganspace', '--samples', 400,
+                                '--components', 3, '--layers', 'middle', '--directions', tmp_path / 'pca.npz')
+    assert code == 0, err
     d = load_directions(tmp_path / 'pca.npz')
     assert d.names == ['pc0', 'pc1', 'pc2'] and (d.layer_start == 1).all() and (d.layer_stop == 3).all()
-    assert cli('--directions', tmp_path / 'pca.npz', '--rename', 'pc0=darker').exit_code == 0
-    r = cli('--network', net, '--directions', tmp_path / 'pca.npz', '--seeds', '3', '--edit', 'darker:2', '--outdir', tmp_path / 'e')
-    assert r.exit_code == 0, r.output
+    assert run_script(directions.main, '--directions', tmp_path / 'pca.npz', '--rename', 'pc0=darker')[0] == 0
+    code, out, err = run_script(gen_images.main, '--network', net, '--directions', tmp_path / 'pca.npz', '--seeds', '3',
+                                '--edit', 'darker:2', '--outdir', tmp_path / 'e')
+    assert code == 0, err
     d = load_directions(tmp_path / 'pca.npz')
     expected = synthesize(g2, apply_edits(seeds_to_ws(g2, [3]), d, [Edit('darker', 2)]))[0]
     assert np.array_equal(np.asarray(PIL.Image.open(tmp_path / 'e' / 'seed0003-edited.png')), expected)
 
     # the same edit on an inverted latent of the same seed
     np.savez(tmp_path / 'inv.npz', w=seeds_to_ws(g2, [3]).numpy())
-    r = cli('--network', net, '--directions', tmp_path / 'pca.npz', '--ws', tmp_path / 'inv.npz', '--edit', 'darker:2',
-            '--outdir', tmp_path / 'w')
-    assert r.exit_code == 0, r.output
+    code, out, err = run_script(gen_images.main, '--network', net, '--directions', tmp_path / 'pca.npz',
+                                '--ws', tmp_path / 'inv.npz', '--edit', 'darker:2', '--outdir', tmp_path / 'w')
+    assert code == 0, err
     assert np.array_equal(np.asarray(PIL.Image.open(tmp_path / 'w' / 'inv-edited.png')), expected)
 
-    r = cli('--network', net, '--directions', tmp_path / 'pca.npz', '--seeds', '3-4', '--edit', 'darker,pc2',
-            '--edit-strip', '-2,0,2', '--outdir', tmp_path / 's')
-    assert r.exit_code == 0, r.output
+    code, out, err = run_script(gen_images.main, '--network', net, '--directions', tmp_path / 'pca.npz', '--seeds', '3-4',
+                                '--edit', 'darker,pc2', '--edit-strip', '-2,0,2', '--outdir', tmp_path / 's')
+    assert code == 0, err
     strip = np.asarray(PIL.Image.open(tmp_path / 's' / 'edit-strip.png'))
     h = g2.img_resolution
     assert strip.shape == (4 * h, 3 * h, 3)
@@ -352,12 +351,53 @@ def test_cli_discover_rename_edit_strip_mix_and_ws(tmp_path, g2):
     meta = json.loads((tmp_path / 's' / 'edit-strip.json').read_text())
     assert meta['strengths'] == [-2, 0, 2] and meta['rows'][1] == dict(latent='seed0003', direction='pc2', layers=[1, 3])
 
-    r = cli('--network', net, '--mix-rows', '0-1', '--mix-cols', f'5,{tmp_path / "inv.npz"}', '--mix-styles', 'fine',
-            '--outdir', tmp_path / 'm')
-    assert r.exit_code == 0, r.output
+    code, out, err = run_script(style_mixing.main, '--network', net, '--rows', '0-1', '--cols', f'5,{tmp_path / "inv.npz"}',
+                                '--styles', 'fine', '--outdir', tmp_path / 'm')
+    assert code == 0, err
     meta = json.loads((tmp_path / 'm' / 'mix-grid.json').read_text())
     assert meta['cols'] == ['seed0005', 'inv'] and meta['ws_rows_from_columns'] == [3, 4, 5]
     assert np.asarray(PIL.Image.open(tmp_path / 'm' / 'mix-grid.png')).shape == (3 * h, 3 * h, 3)
+
+
+def test_old_gen_images_flags_run_the_new_scripts_with_a_note(tmp_path, g2):
+    net = tmp_path / 'g.pkl'
+    save_snapshot(net, tiny_networks('stylegan2'))
+    code, out, err = run_script(gen_images.main, '--network', net, '--discover', 'ganspace', '--samples', 400,
+                                '--components', 2, '--discover-seed', 3, '--directions', tmp_path / 'pca.npz')
+    assert code == 0, err
+    assert err.count('moved to directions.py') == 1
+    assert load_directions(tmp_path / 'pca.npz').meta['seed'] == 3
+    code, out, err = run_script(gen_images.main, '--directions', tmp_path / 'pca.npz', '--rename', 'pc1=longer')
+    assert code == 0 and 'longer' in out
+    code, out, err = run_script(gen_images.main, '--directions', tmp_path / 'pca.npz', '--list-directions')
+    assert code == 0 and 'longer' in out and 'pc0' in out
+    code, out, err = run_script(gen_images.main, '--network', net, '--mix-rows=0-1', '--mix-cols', '5', '--mix-styles',
+                                'fine', '--outdir', tmp_path / 'm')
+    assert code == 0 and 'moved to style_mixing.py' in err, err
+    assert json.loads((tmp_path / 'm' / 'mix-grid.json').read_text())['ws_rows_from_columns'] == [3, 4, 5]
+    code, out, err = run_script(gen_images.main, '--network', net, '--seeds', '0-1', '--video', '--frames-per-seed', 3,
+                                '--no-loop', '--kind', 'linear', '--outdir', tmp_path / 'v')
+    assert code == 0 and 'moved to gen_video.py' in err, err
+    record = json.loads((tmp_path / 'v' / 'gen_video.jsonl').read_text())
+    assert record['frames'] == 4 and record['kind'] == 'linear' and record['loop'] is False
+
+
+def test_video_grid_tiles_one_interpolation_per_cell(tmp_path, g2):
+    import imageio.v2 as imageio
+    net = tmp_path / 'g.pkl'
+    save_snapshot(net, tiny_networks('stylegan2'))
+    code, out, err = run_script(gen_video.main, '--network', net, '--seeds', '0-3', '--grid', '2x1', '--w-frames', 2,
+                                '--output', tmp_path / 'v.mp4')
+    assert code == 0, err
+    record = json.loads((tmp_path / 'gen_video.jsonl').read_text())
+    assert record['frames'] == 4 and record['keyframes'] == ['seed0000', 'seed0001', 'seed0002', 'seed0003']
+    frame = imageio.get_reader(tmp_path / 'v.mp4').get_data(0)
+    assert frame.shape[1] == 2 * frame.shape[0]       # two cells side by side (upscaled to 256 high)
+    code, out, err = run_script(gen_video.main, '--network', net, '--seeds', '0-2', '--grid', '2x1', '--output',
+                                tmp_path / 'x.mp4')
+    assert code == 1 and 'do not split evenly over a 2x1 grid' in err
+    assert run_script(gen_video.main, '--network', net, '--seeds', '0-2', '--grid', '2x1', '--num-keyframes', 2,
+                      '--w-frames', 1, '--output', tmp_path / 'y.mp4')[0] == 0
 
 
 def test_cli_errors_are_one_line(tmp_path):
@@ -365,18 +405,35 @@ def test_cli_errors_are_one_line(tmp_path):
     save_snapshot(net, tiny_networks('stylegan2'))
     save_directions(tmp_path / 'd.npz', tiny_directions(tiny_networks('stylegan2')['G']))
     cases = [
-        (['--network', net, '--directions', tmp_path / 'd.npz', '--seeds', '0', '--edit', 'nope:1', '--outdir', tmp_path],
-         "no direction named 'nope'"),
-        (['--network', net, '--directions', tmp_path / 'missing.npz', '--seeds', '0', '--edit', 'd0', '--outdir', tmp_path],
-         'missing.npz: no such file'),
-        (['--network', net, '--discover', 'supervised', '--directions', tmp_path / 'x.npz'], 'needs --labels-from'),
-        (['--network', net, '--ws', tmp_path / 'nofile.npz', '--outdir', tmp_path], 'nofile.npz: no such file'),
-        (['--network', net, '--mix-rows', '0', '--mix-cols', '1', '--mix-styles', '0-9', '--outdir', tmp_path], 'beyond'),
+        (gen_images, ['--network', net, '--directions', tmp_path / 'd.npz', '--seeds', '0', '--edit', 'nope:1',
+                      '--outdir', tmp_path], "no direction named 'nope'"),
+        (gen_images, ['--network', net, '--directions', tmp_path / 'missing.npz', '--seeds', '0', '--edit', 'd0',
+                      '--outdir', tmp_path], 'missing.npz: no such file'),
+        (directions, ['--network', net, '--discover', 'supervised', '--directions', tmp_path / 'x.npz'],
+         'needs --labels-from'),
+        (gen_images, ['--network', net, '--ws', tmp_path / 'nofile.npz', '--outdir', tmp_path], 'nofile.npz: no such file'),
+        (style_mixing, ['--network', net, '--rows', '0', '--cols', '1', '--styles', '0-9', '--outdir', tmp_path], 'beyond'),
+        (gen_images, ['--network', net, '--seeds', '5-2', '--outdir', tmp_path], 'the range is reversed'),
+        (gen_images, ['--network', net, '--seeds', '0', '--edit', 'd0:1e999', '--directions', tmp_path / 'd.npz',
+                      '--outdir', tmp_path], 'not a finite number'),
+        (gen_images, ['--network', net, '--seeds', '0', '--edit', 'd0', '--edit-strip', '0,nan',
+                      '--directions', tmp_path / 'd.npz', '--outdir', tmp_path], 'not a finite number'),
+        (gen_video, ['--network', net, '--seeds', '0-1', '--fps', 'inf', '--outdir', tmp_path], 'not a finite number'),
+        (style_mixing, ['--network', net, '--rows', '0', '--cols', '1', '--trunc', 'nan', '--outdir', tmp_path],
+         'not a finite number'),
     ]
-    for args, message in cases:
-        r = CliRunner().invoke(gen_images.main, [str(a) for a in args])
-        assert r.exit_code != 0 and message in r.output, (args, r.output)
-        assert len([line for line in r.output.strip().splitlines() if line.startswith('Error')]) == 1
+    (tmp_path / 'text.npz').write_text('w = [0.1, 0.2]')
+    (tmp_path / 'afile').write_text('')
+    cases += [
+        (gen_images, ['--network', net, '--ws', tmp_path / 'text.npz', '--outdir', tmp_path], 'text.npz: not a latents .npz'),
+        (directions, ['--directions', tmp_path / 'text.npz', '--list'], 'text.npz: not a directions .npz'),
+        (gen_images, ['--network', net, '--export-pt', tmp_path / 'afile' / 'x.pt'], f'{tmp_path / "afile"}: File exists'),
+    ]
+    for script, args, message in cases:
+        code, out, err = run_script(script.main, *args)
+        assert code != 0 and message in err, (args, err)
+        assert len([line for line in err.strip().splitlines() if 'rror' in line]) == 1, err
+        assert 'Traceback' not in err
 
 
 def test_hand_labels_file(tmp_path, g2):
@@ -387,9 +444,9 @@ def test_hand_labels_file(tmp_path, g2):
     (tmp_path / 'labels.json').write_text(json.dumps({'long': {str(s): float(v > np.median(score)) for s, v in zip(seeds, score)}}))
     net = tmp_path / 'g.pkl'
     save_snapshot(net, tiny_networks('stylegan2'))
-    r = cli('--network', net, '--discover', 'supervised', '--labels-from', tmp_path / 'labels.json',
-            '--directions', tmp_path / 'sup.npz')
-    assert r.exit_code == 0, r.output
+    code, out, err = run_script(directions.main, '--network', net, '--discover', 'supervised', '--labels-from',
+                                tmp_path / 'labels.json', '--directions', tmp_path / 'sup.npz')
+    assert code == 0, err
     d = load_directions(tmp_path / 'sup.npz')
     assert d.names == ['long'] and d.vectors[0] @ (u / np.linalg.norm(u)) > 0.8
 

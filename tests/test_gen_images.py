@@ -1,4 +1,5 @@
 """gen_images.py from the shell, as a user runs it."""
+import json
 import os
 import pickle
 import subprocess
@@ -8,7 +9,9 @@ import numpy as np
 import PIL.Image
 import pytest
 
+import gen_images
 from networks.snapshot import save_snapshot
+from script_runner import run_script
 from test_snapshot import Evil, tiny_networks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -88,3 +91,61 @@ def test_translate_rotate_change_stylegan3_output_and_export_pt(tmp_path):
                '--outdir', tmp_path / 'c').returncode == 0
     a, b, c = (np.asarray(PIL.Image.open(tmp_path / d / 'seed0001.png')) for d in 'abc')
     assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_runs_folder_names_the_snapshot_and_bad_numbers_are_refused(tmp_path):
+    run = tmp_path / 'runs' / '00000-tiny'
+    run.mkdir(parents=True)
+    save_snapshot(run / 'network-snapshot-000004.pkl', tiny_networks('stylegan2'))
+    code, out, err = run_script(gen_images.main, '--network', tmp_path / 'runs', '--seeds', '2', '--outdir', tmp_path / 'o')
+    picked = str(run / 'network-snapshot-000004.pkl')
+    assert code == 0 and f'using {picked}' in out, err
+    assert 'wrote 1 file to' in out
+    record = json.loads((tmp_path / 'o' / 'gen_images.jsonl').read_text())
+    assert record['network'] == picked and record['truncation_psi'] == 1
+    for args, message in [(['--trunc', 'nan'], "'nan' is not a finite number"),
+                          (['--trunc', 'inf'], "'inf' is not a finite number"),
+                          (['--rotate', '-inf'], 'not a finite number'),
+                          (['--translate', '0,nan'], 'not a finite number'),
+                          (['--seeds', '5-2'], 'the range is reversed')]:
+        code, out, err = run_script(gen_images.main, '--network', picked, '--seeds', '0', *args, '--outdir', tmp_path / 'bad')
+        assert code == 2 and message in err, (args, err)
+    assert not (tmp_path / 'bad').exists()
+    assert len((tmp_path / 'o' / 'gen_images.jsonl').read_text().splitlines()) == 1
+    code, out, err = run_script(gen_images.main, '--help')
+    options = [line for line in out.splitlines() if line.startswith('  --')]
+    assert code == 0 and len(options) <= 15 and 'CONVERT' not in out
+
+
+def test_a_network_url_that_cannot_be_downloaded_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv('SG3C_CACHE', str(tmp_path / 'cache'))
+    code, out, err = run_script(gen_images.main, '--network', 'http://127.0.0.1:9/g.pkl', '--seeds', '0', '--outdir',
+                                tmp_path / 'o')
+    assert code == 1 and err.startswith('error: cannot download http://127.0.0.1:9/g.pkl')
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_stats_lines_never_hold_bare_nan(tmp_path):
+    from torch_utils.jsonl import append_jsonl, read_jsonl
+    append_jsonl(tmp_path / 's.jsonl', dict(truncation_psi=0.5))
+    with pytest.raises(ValueError):
+        append_jsonl(tmp_path / 's.jsonl', dict(truncation_psi=float('nan')))
+    assert list(read_jsonl(tmp_path / 's.jsonl')) == [dict(truncation_psi=0.5)]
+
+
+SCRIPTS = ['gen_images.py', 'gen_video.py', 'style_mixing.py', 'directions.py', 'invert.py', 'dataset_tool.py',
+           'calc_metrics.py']
+
+
+@pytest.mark.parametrize('script', SCRIPTS)
+def test_scripts_only_parse_and_stop_with_one_line(script):
+    import ast
+    tree = ast.parse(open(os.path.join(REPO, script)).read())
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = node.args
+            count = len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs) + bool(a.vararg) + bool(a.kwarg)
+            assert count <= 12, f'{script}: {node.name} has {count} parameters'
+    # the entry point is torch_utils.cli.run, which turns UserError/OSError into one line and exit code 1
+    main_guard = [n for n in tree.body if isinstance(n, ast.If) and 'main' in ast.unparse(n.test)]
+    assert main_guard and 'run(main)' in ast.unparse(main_guard[0]).replace('cli.run', 'run')

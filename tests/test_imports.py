@@ -7,7 +7,6 @@ import ast
 import pathlib
 from typing import Iterator, Optional
 
-import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SKIPPED_DIRS = {'tests', '.git', '__pycache__'}
@@ -130,8 +129,6 @@ def test_the_tree_has_no_import_cycle():
     assert cycle is None, 'import cycle: ' + ' -> '.join(cycle)
 
 
-@pytest.mark.xfail(strict=False, reason='networks/snapshot.py still imports training.augment, and networks/editing '
-                                        'training; both are being moved out (issue 14)')
 def test_networks_do_not_import_training():
     modules = project_modules()
     offenders = sorted(f'{module} imports {name}' for module, path in modules.items()

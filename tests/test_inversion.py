@@ -7,19 +7,20 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from click.testing import CliRunner
 
 from inversion import outputs, preprocess
 from inversion.encoder import encode
 from inversion.hypernet import fold_offsets, modulated_layers, synthesize
-from inversion.hyperstyle import (InverterError, invert_hyperstyle, load_inverter, sample_training_batch,
-                                  train_inverter)
+from inversion.hyperstyle import (InverterError, TrainOptions, invert_hyperstyle, load_inverter,
+                                  sample_training_batch, train_inverter)
 from inversion.perceptual import Perceptual, PerceptualUnavailable, RandomBackbone, load_perceptual
-from inversion.projector import latent_stats, learning_rate, project
-from inversion.pti import locality_latents, pivotal_tuning
+from inversion.projector import ProjectOptions, latent_stats, learning_rate, project
+from inversion.pti import TuningOptions, locality_latents, pivotal_tuning
 from inversion.quality import psnr, ssim
-from networks.editing.sources import apply_noise_maps, load_ws_file
+from inversion.run import InvertOptions, invert
+from editing.sources import apply_noise_maps, load_ws_file
 from networks.snapshot import export_pt, load_generator, save_snapshot
+from script_runner import run_script
 from test_snapshot import tiny_networks
 
 import invert as invert_cli
@@ -171,10 +172,11 @@ def test_psnr_improves_from_w_avg_to_w_to_w_plus_to_pti(G, stats):
         z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).float()
         with torch.no_grad():
             target = target_G.synthesis(G.mapping(z, None), noise_mode='const')
-        w = project(G, target, perceptual=perceptual, space='w', num_steps=80, stats=stats, progress=False)
-        wp = project(G, target, perceptual=perceptual, space='w+', num_steps=80, stats=stats, progress=False)
-        tuned = pivotal_tuning(w.G, target, w.ws, perceptual=perceptual, num_steps=80, perceptual_threshold=None,
-                               progress=False)
+        w = project(G, target, ProjectOptions(space='w', num_steps=80), perceptual=perceptual, stats=stats, progress=False)
+        wp = project(G, target, ProjectOptions(space='w+', num_steps=80), perceptual=perceptual, stats=stats,
+                     progress=False)
+        tuned = pivotal_tuning(w.G, target, w.ws, TuningOptions(num_steps=80, perceptual_threshold=None),
+                               perceptual=perceptual, progress=False)
         assert torch.equal(w.ws, w.ws[:, :1].expand_as(w.ws)) and not torch.equal(wp.ws, wp.ws[:, :1].expand_as(wp.ws))
         with torch.no_grad():
             scores = [psnr_t(avg_img, target), psnr_t(w.G.synthesis(w.ws, noise_mode='const'), target),
@@ -187,14 +189,14 @@ def test_locality_regularisation_keeps_the_pivots_neighbourhood(G, stats):
     target = sibling(G).synthesis(G.mapping(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(4)), None),
                                   noise_mode='const').detach()
     perceptual = load_perceptual('random')
-    w = project(G, target, perceptual=perceptual, num_steps=30, stats=stats, progress=False)
+    w = project(G, target, ProjectOptions(num_steps=30), perceptual=perceptual, stats=stats, progress=False)
     near = locality_latents(G, w.ws, 8, 30.0, 0.5, torch.Generator().manual_seed(1))
     with torch.no_grad():
         before = w.G.synthesis(near, noise_mode='const')
     kept = {}
     for locality in (True, False):   # a high learning rate, so that tuning without the regulariser drifts
-        tuned = pivotal_tuning(w.G, target, w.ws, perceptual=perceptual, num_steps=40, learning_rate=3e-3,
-                               perceptual_threshold=None, locality=locality, progress=False)
+        recipe = TuningOptions(num_steps=40, learning_rate=3e-3, perceptual_threshold=None, locality=locality)
+        tuned = pivotal_tuning(w.G, target, w.ws, recipe, perceptual=perceptual, progress=False)
         with torch.no_grad():
             kept[locality] = psnr_t(tuned.G.synthesis(near, noise_mode='const'), before)
     assert kept[True] > kept[False] + 2, kept
@@ -209,9 +211,10 @@ def test_masked_inversion_ignores_everything_outside_the_mask(G, stats):
     perceptual = load_perceptual('random')
 
     def run(t, m):
-        proj = project(G, t, mask=m, perceptual=perceptual, space='w+', num_steps=12, stats=stats, seed=5,
-                       progress=False)
-        tuned = pivotal_tuning(proj.G, t, proj.ws, mask=m, perceptual=perceptual, num_steps=4, seed=5, progress=False)
+        proj = project(G, t, ProjectOptions(space='w+', num_steps=12), mask=m, perceptual=perceptual, stats=stats,
+                       seed=5, progress=False)
+        tuned = pivotal_tuning(proj.G, t, proj.ws, TuningOptions(num_steps=4), mask=m, perceptual=perceptual, seed=5,
+                               progress=False)
         return proj.ws, tuned.G.state_dict()
 
     ws_a, sd_a = run(target, mask)
@@ -228,7 +231,7 @@ def test_projection_runs_on_official_pickles(fixtures_dir):
         G = load_generator(fixtures_dir / name)
         with torch.no_grad():
             target = G.synthesis(G.mapping(torch.randn(1, G.z_dim), None), noise_mode='const')
-        proj = project(G, target, perceptual=None, num_steps=6, w_avg_samples=200, progress=False)
+        proj = project(G, target, ProjectOptions(num_steps=6, w_avg_samples=200), perceptual=None, progress=False)
         losses = [h['loss'] for h in proj.history]
         assert losses[-1] < losses[0], name
 
@@ -254,10 +257,11 @@ def test_weight_offsets_fold_into_an_ordinary_generator(family):
 
 def test_hyperstyle_trains_on_generated_images_and_inverts(G, tmp_path):
     path = tmp_path / 'hyperstyle.pt'
-    train_inverter(G, perceptual=load_perceptual('random'), encoder_steps=60, hyper_steps=40,
-                          batch_size=4, learning_rate=1e-3, iterations=2, progressive_interval=10,
-                          base_channels=8, max_channels=32, head_hidden=32, w_avg_samples=500,
-                          out_path=path, stats_path=tmp_path / 'train.jsonl', checkpoint_every=20, progress=False)
+    recipe = TrainOptions(encoder_steps=60, hyper_steps=40, batch_size=4, learning_rate=1e-3, iterations=2,
+                          progressive_interval=10, base_channels=8, max_channels=32, head_hidden=32, w_avg_samples=500,
+                          checkpoint_every=20)
+    train_inverter(G, recipe, perceptual=load_perceptual('random'), out_path=path, stats_path=tmp_path / 'train.jsonl',
+                   progress=False)
     raw = torch.load(path, weights_only=True)          # a plain weights-only file
     assert raw['info']['encoder_steps_done'] == 60 and raw['info']['hyper_steps_done'] == 40
     stages = [json.loads(line)['stage'] for line in (tmp_path / 'train.jsonl').read_text().splitlines()]
@@ -310,11 +314,11 @@ def _snapshot_files(tmp_path, family='stylegan2', c_dim=0):
 @pytest.mark.parametrize('family,suffix', [('stylegan2', '.pkl'), ('stylegan2', '.pt'), ('stylegan3', '.pkl')])
 def test_pti_snapshot_regenerates_its_reconstruction(tmp_path, family, suffix):
     _snapshot_files(tmp_path, family)
-    result = CliRunner().invoke(invert_cli.main, [
-        '--method=pti', f'--network={tmp_path / ("snap" + suffix)}', f'--target={tmp_path / "photo.png"}',
+    code, out, err = run_script(
+        invert_cli.main, '--method=pti', f'--network={tmp_path / ("snap" + suffix)}', f'--target={tmp_path / "photo.png"}',
         f'--outdir={tmp_path / "out"}', '--perceptual=random', '--steps=10', '--pti-steps=5', '--w-avg-samples=200',
-        '--device=cpu'])
-    assert result.exit_code == 0, result.output
+        '--device=cpu')
+    assert code == 0, err
     out = tmp_path / 'out'
     assert (out / f'photo_pti{suffix}').is_file()
     # gen_images.py-style loading of the tuned snapshot, latents from the .npz:
@@ -335,12 +339,12 @@ def test_cli_seed_option_names_video_and_skipped_images(tmp_path):
     photos.mkdir()
     os.replace(tmp_path / 'photo.png', photos / 'shirt.png')
     (photos / 'broken.jpg').write_bytes(b'\xff\xd8 truncated')
-    result = CliRunner().invoke(invert_cli.main, [
-        '--method=project', '--space=w+', '--checkpoint_path', str(tmp_path / 'snap.pkl'), '--input_image', str(photos),
-        '--output_path', str(tmp_path / 'out'), '--perceptual=none', '--steps=8', '--w-avg-samples=200', '--video',
-        '--device=cpu'])
-    assert result.exit_code == 0, result.output
-    assert 'skipped: ' in result.output and 'broken.jpg' in result.output
+    code, out, err = run_script(
+        invert_cli.main, '--method=project', '--space=w+', '--checkpoint_path', str(tmp_path / 'snap.pkl'),
+        '--input_image', str(photos), '--output_path', str(tmp_path / 'out'), '--perceptual=none', '--num-steps=8',
+        '--w-avg-samples=200', '--save-video=true', '--device=cpu')
+    assert code == 0, err
+    assert 'skipped: ' in out and 'broken.jpg' in out
     names = sorted(os.listdir(tmp_path / 'out'))
     assert names == ['invert.jsonl', 'shirt_project-wp.mp4', 'shirt_project-wp.npz', 'shirt_project-wp.png',
                      'shirt_project-wp_compare.png', 'shirt_target.png']
@@ -356,29 +360,57 @@ def test_cli_seed_option_names_video_and_skipped_images(tmp_path):
                               np.array(PIL.Image.open(tmp_path / 'out' / 'shirt_project-wp.png')))
 
 
-def test_cli_errors_are_one_line(tmp_path):
+def test_cli_errors_are_one_line(tmp_path, monkeypatch):
     _snapshot_files(tmp_path)
-    runner = CliRunner()
     common = [f'--target={tmp_path / "photo.png"}', f'--outdir={tmp_path / "out"}', '--device=cpu']
+    monkeypatch.setenv('SG3C_DETECTOR_DIR', str(tmp_path / 'no-detectors'))
     cases = [
         ([f'--network={tmp_path / "nope.pkl"}', '--perceptual=none'], 'nope.pkl: no such file'),
         ([f'--network={tmp_path / "snap.pkl"}', '--perceptual=lpips'] if _lpips_broken() else
          [f'--network={tmp_path / "snap.pkl"}', f'--perceptual={tmp_path / "vgg.pt"}'], 'vgg16.pt'),
+        ([f'--network={tmp_path / "snap.pkl"}', f'--perceptual={tmp_path / "vgg.pt"}'], '--perceptual=none'),
+        ([f'--network={tmp_path / "snap.pkl"}', '--perceptual=vgg16'], '--perceptual=none'),
         ([f'--network={tmp_path / "snap.pkl"}', '--method=hyperstyle', '--perceptual=none'], 'needs --encoder'),
         ([f'--network={tmp_path / "snap.pkl"}', '--method=hyperstyle', '--perceptual=none',
           f'--encoder={tmp_path / "none.pt"}'], 'none.pt: no such file'),
         ([f'--network={tmp_path / "snap.pkl"}', '--perceptual=none', f'--mask={tmp_path / "m.png"}'], 'm.png: no such file'),
         ([f'--network={tmp_path / "cond.pkl"}', '--perceptual=none'], 'conditional (2 classes)'),
+        ([f'--network={tmp_path / "snap.pkl"}', '--perceptual=none', '--lr=nan'], 'not a finite number'),
+        ([f'--network={tmp_path / "snap.pkl"}', '--perceptual=none', '--pixel-weight=inf'], 'not a finite number'),
+        (['--network=http://127.0.0.1:9/snap.pkl', '--perceptual=none'], 'cannot download'),
     ]
     save_snapshot(tmp_path / 'cond.pkl', tiny_networks(c_dim=2))
+    monkeypatch.setenv('SG3C_CACHE', str(tmp_path / 'cache'))
     for args, message in cases:
-        result = runner.invoke(invert_cli.main, args + common)
-        assert result.exit_code != 0 and message in result.output, (args, result.output)
-        lines = [line for line in result.output.splitlines() if line.strip()]
-        assert len(lines) <= 3 and lines[-1].startswith('Error: '), result.output   # usage + hint + one error line
-    result = runner.invoke(invert_cli.main, [f'--network={tmp_path / "cond.pkl"}', '--perceptual=none', '--class=1',
-                                             '--method=project', '--steps=3', '--w-avg-samples=50'] + common)
-    assert result.exit_code == 0, result.output
+        code, out, err = run_script(invert_cli.main, *args, *common)
+        assert code == 1 or code == 2, (args, err)
+        assert message in err, (args, err)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert 'Traceback' not in err and lines[-1].lower().startswith('error: '), err
+    code, out, err = run_script(invert_cli.main, f'--network={tmp_path / "cond.pkl"}', '--perceptual=none', '--class=1',
+                                '--method=project', '--steps=3', '--w-avg-samples=50', *common)
+    assert code == 0, err
+
+
+def test_photos_with_the_same_stem_keep_their_own_outputs(tmp_path):
+    _snapshot_files(tmp_path)
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    PIL.Image.open(tmp_path / 'photo.png').save(photos / 'shirt.png')
+    PIL.Image.open(tmp_path / 'photo.png').convert('L').convert('RGB').save(photos / 'shirt.jpg', quality=95)
+    args = ['--method=project', f'--network={tmp_path / "snap.pkl"}', f'--outdir={tmp_path / "out"}',
+            '--perceptual=none', '--steps=3', '--w-avg-samples=50', '--device=cpu']
+    code, out, err = run_script(invert_cli.main, *args, f'--target={photos}')
+    assert code == 0, err
+    targets = {name: np.asarray(PIL.Image.open(tmp_path / 'out' / f'{name}_target.png')) for name in ('shirt_jpg', 'shirt_png')}
+    assert not np.array_equal(targets['shirt_jpg'], targets['shirt_png'])
+    assert not (tmp_path / 'out' / 'shirt_target.png').exists()
+    # a later run of one of them alone still does not take the other's names
+    code, out, err = run_script(invert_cli.main, *args, f'--target={photos / "shirt.png"}')
+    assert code == 0, err
+    assert not (tmp_path / 'out' / 'shirt_target.png').exists()
+    names = [json.loads(line)['name'] for line in (tmp_path / 'out' / 'invert.jsonl').read_text().splitlines()]
+    assert sorted(names) == ['shirt_jpg', 'shirt_png', 'shirt_png']
 
 
 def _lpips_broken():
@@ -394,11 +426,12 @@ def test_cli_trains_and_uses_a_hyperstyle_inverter_with_a_mask(tmp_path):
     mask = np.zeros([24, 16], np.uint8)
     mask[6:18, 3:13] = 255
     PIL.Image.fromarray(mask).save(tmp_path / 'mask.png')
-    result = CliRunner().invoke(invert_cli.main, [
-        '--method=hyperstyle', '--train-encoder', f'--network={tmp_path / "snap.pkl"}', f'--outdir={tmp_path / "inv"}',
-        '--perceptual=none', '--train-steps=3', '--train-batch=2', '--w-avg-samples=200', '--device=cpu',
-        f'--target={tmp_path / "photo.png"}', f'--mask={tmp_path / "mask.png"}', '--encoder-iters=2', '--hyper-iters=2'])
-    assert result.exit_code == 0, result.output
+    code, out, err = run_script(
+        invert_cli.main, '--method=hyperstyle', '--train-encoder', f'--network={tmp_path / "snap.pkl"}',
+        f'--outdir={tmp_path / "inv"}', '--perceptual=none', '--train-steps=3', '--train-batch=2', '--w-avg-samples=200',
+        '--device=cpu', f'--target={tmp_path / "photo.png"}', f'--mask={tmp_path / "mask.png"}', '--encoder-iters=2',
+        '--hyper-iters=2')
+    assert code == 0, err
     files = set(os.listdir(tmp_path / 'inv'))
     assert {'hyperstyle.pt', 'hyperstyle_train.jsonl', 'photo_hyperstyle.png', 'photo_hyperstyle.npz',
             'photo_hyperstyle.pkl', 'photo_mask.png', 'photo_target.png'} <= files
@@ -407,3 +440,12 @@ def test_cli_trains_and_uses_a_hyperstyle_inverter_with_a_mask(tmp_path):
     with torch.no_grad():
         assert np.array_equal(to_u8(G.synthesis(ws, noise_mode='const')),
                               np.array(PIL.Image.open(tmp_path / 'inv' / 'photo_hyperstyle.png')))
+
+
+def test_invert_reports_each_step_of_each_stage(G, stats):
+    target = preprocess.prepare_target(np.full([16, 16, 3], 200, np.uint8), 16, 3)
+    seen = []
+    result = invert(G, target, InvertOptions(method='pti', steps=3, pti_steps=2), perceptual=None, stats=stats,
+                    progress=False, callback=lambda stage, step, losses: seen.append((stage, step, 'loss' in losses)))
+    assert seen == [('project', 0, True), ('project', 1, True), ('project', 2, True), ('pti', 0, True), ('pti', 1, True)]
+    assert result.steps == dict(project=3, pti=2)

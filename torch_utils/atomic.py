@@ -22,14 +22,21 @@ def atomic_output(path: PathLike, suffix: str = '.tmp') -> Iterator[str]:
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix=suffix)
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix=suffix)
+        os.close(fd)
         yield tmp
         os.chmod(tmp, 0o644)   # mkstemp makes it private; outputs are ordinary files
         os.replace(tmp, path)
+    except OSError as e:
+        # A failed write() (e.g. disk full) names no file, a failed mkstemp or open the temporary: users
+        # should read the name of the output they asked for.
+        if e.filename is None or os.path.basename(str(e.filename)).startswith('.' + os.path.basename(path) + '.'):
+            raise OSError(e.errno, e.strerror or str(e), path) from e
+        raise
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 

@@ -27,6 +27,9 @@ class FiniteFloat(click.FloatRange):
 
     name = 'float'
 
+    def _describe_range(self) -> str:
+        return super()._describe_range() if self.min is not None or self.max is not None else 'finite'
+
     def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> float:
         number = super().convert(value, param, ctx)
         if not math.isfinite(number):
@@ -58,7 +61,9 @@ def describe(error: BaseException) -> str:
     if isinstance(error, OSError) and error.strerror:
         where = error.filename if error.filename is not None else ''
         return f'{where}: {error.strerror}' if where else error.strerror
-    text = str(error).strip().strip('"\'')
+    text = str(error).strip()
+    if len(text) > 1 and text[0] == text[-1] and text[0] in '"\'':   # KeyError quotes its message
+        text = text[1:-1]
     return ' '.join(text.split()) or type(error).__name__
 
 
@@ -87,3 +92,27 @@ def run(command: Callable[..., Any], expected: tuple[type[BaseException], ...] =
             traceback.print_exc()
         click.echo(f'error: {describe(e)}', err=True)
         sys.exit(1)
+
+
+class Parsed(click.ParamType):
+    """A click type from a parsing function: its ValueError becomes a bad-parameter message naming the option."""
+
+    def __init__(self, parser: Callable[[str], Any], metavar: str = 'TEXT'):
+        self.parser = parser
+        self.name = metavar
+
+    def get_metavar(self, param: click.Parameter, *args: Any, **kwargs: Any) -> str:
+        return self.name
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self.parser(value)
+        except ValueError as e:
+            self.fail(describe(e), param, ctx)
+
+
+def say(line: str) -> None:
+    """Print a script's message: warnings and notes to stderr, results to stdout."""
+    click.echo(line, err=line.startswith(('warning:', 'note:')))

@@ -36,6 +36,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from networks.snapshot import register_family
+
 # Low-pass decomposition filters of two Symlet wavelets (published constants). Symlet-6 is the
 # anti-aliasing filter of the geometric stage; Symlet-2 seeds the filter bank of stage 4.
 SYM2_LOWPASS = (-0.12940952255092145, 0.22414386804185735, 0.836516303737469, 0.48296291314469025)
@@ -514,3 +516,7 @@ class AdaptiveP:
         self._sign_sum.fill_(float(state['sign_sum']))
         self._count.fill_(float(state['count']))
         self.last_rt.fill_(float(state['last_rt']))
+
+
+# Snapshots (networks/, which never imports training/) rebuild augment pipes through this registration.
+register_family('AugmentPipe', AugmentPipe)

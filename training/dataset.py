@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import zipfile
 from typing import Optional
 
@@ -23,6 +24,7 @@ import numpy as np
 import PIL.Image
 import torch
 
+from . import member_limits
 from .dataset_errors import DatasetError
 from .image_io import ImageDecodeError, decode_image, is_image_name, match_channels, mode_channels
 
@@ -37,6 +39,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         self._use_labels = use_labels
         self._zip = None
         self._zip_pid = None
+        self.skipped: list[tuple[str, str]] = []   # (file, reason) of files left out
         if os.path.isdir(self.path):
             self._kind = 'dir'
             names = [os.path.relpath(os.path.join(root, f), self.path).replace(os.sep, '/')
@@ -82,15 +85,29 @@ class ImageFolderDataset(torch.utils.data.Dataset):
             return open(os.path.join(self.path, name), 'rb')
         return self._archive().open(name)
 
+    def _member_size(self, name: str) -> int:
+        if self._kind == 'dir':
+            return os.path.getsize(os.path.join(self.path, name))
+        return self._archive().getinfo(name).file_size
+
     def _scan_headers(self, resolution: Optional[int]) -> None:
-        """Reads every header (not the pixels) so that a bad dataset fails now, naming the first odd file."""
-        first_size, colour = None, False
+        """Reads every header (not the pixels) so that a bad dataset fails now, naming the first odd file.
+        Files larger than an image of their size can be (e.g. a zip bomb behind a valid header) are skipped
+        and reported, as dataset_tool.py skips unreadable images."""
+        first_size, colour, kept = None, False, []
         for name in self._names:
             try:
                 with self._open(name) as f, PIL.Image.open(f) as image:
                     size, mode = image.size, image.mode
+                member_limits.check_declared(self._member_size(name), member_limits.image_size_limit(*size),
+                                             '{}x{} image'.format(*size))
+            except member_limits.MemberTooLarge as e:
+                self.skipped.append((name, str(e)))
+                print(f'{self.path}: skipped {name}: {e}', file=sys.stderr)
+                continue
             except Exception as e:   # noqa: BLE001 - any failure here is one unreadable file
                 raise DatasetError(f'{self.path}: cannot read {name} ({type(e).__name__}: {e})') from None
+            kept.append(name)
             if first_size is None:
                 first_size = size
                 w, h = size
@@ -100,10 +117,13 @@ class ImageFolderDataset(torch.utils.data.Dataset):
                 if resolution is not None and w != resolution:
                     raise DatasetError(f'{self.path}: images are {w}x{h} but resolution {resolution} was asked for')
             elif size != first_size:
-                raise DatasetError(f'{self.path}: {name} is {size[0]}x{size[1]} but {self._names[0]} is '
+                raise DatasetError(f'{self.path}: {name} is {size[0]}x{size[1]} but {kept[0]} is '
                                    f'{first_size[0]}x{first_size[1]}; all images must have the same size '
                                    f'(convert with dataset_tool.py --resolution=...)')
             colour = colour or mode_channels(mode) == 3
+        if not kept:
+            raise DatasetError(f'{self.path}: no usable images ({len(self.skipped)} skipped)')
+        self._names = kept
         self.resolution = first_size[0]
         self.num_channels = 3 if colour else 1   # greyscale images in a colour set are expanded when read
 
@@ -148,8 +168,9 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     def _load_raw_image(self, raw_idx: int) -> np.ndarray:
         name = self._names[raw_idx]
         try:
-            with self._open(name) as f:
-                image = decode_image(f.read())
+            with self._open(name) as f:   # bounded again here: a zip header can under-declare a member
+                limit = member_limits.image_size_limit(self.resolution, self.resolution)
+                image = decode_image(member_limits.read_limited(f, limit, f'a {self.resolution}px image'))
         except (ImageDecodeError, OSError) as e:
             raise DatasetError(f'{self.path}: cannot read {name} ({e})') from None
         if image.shape[:2] != (self.resolution, self.resolution):

@@ -151,11 +151,17 @@ class AtomicDest:
             f.write(data)
 
     def commit(self) -> None:
+        # mkstemp and mkdtemp make the output private (0600/0700); a dataset gets the modes any new file or
+        # folder gets, as the folder's own images and sub-folders already do.
+        umask = os.umask(0)
+        os.umask(umask)
         if self.is_zip:
             self._zip.close()
-            os.chmod(self.tmp, 0o644)   # mkstemp makes it private; a dataset is not
-        elif os.path.isdir(self.dest):
-            os.rmdir(self.dest)         # empty (checked at start); os.replace cannot replace a folder
+            os.chmod(self.tmp, 0o666 & ~umask)
+        else:
+            os.chmod(self.tmp, 0o777 & ~umask)
+            if os.path.isdir(self.dest):
+                os.rmdir(self.dest)     # empty (checked at start); os.replace cannot replace a folder
         os.replace(self.tmp, self.dest)
 
     def abort(self) -> None:

@@ -15,11 +15,9 @@ source that cannot be opened at all raises DatasetError.
 from __future__ import annotations
 
 import gzip
-import importlib
 import io
 import json
 import os
-import pickle
 import re
 import struct
 import tarfile
@@ -32,7 +30,9 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 import PIL.Image
 
-from . import synthetic_garments
+from torch_utils import safe_pickle
+
+from . import member_limits, synthetic_garments
 from .dataset_errors import DatasetError
 from .image_io import ImageDecodeError, decode_image, is_image_name, mode_channels
 from .tfrecord import TFRecordError, example_to_image, read_records
@@ -157,13 +157,30 @@ def open_zip(path: str, folder_labels: bool = False) -> Source:
     except (zipfile.BadZipFile, OSError) as e:
         raise DatasetError(f'{path}: not a readable zip archive ({e})') from None
     names = sorted(n for n in archive.namelist() if not n.endswith('/'))
-    json_bytes = archive.read('dataset.json') if 'dataset.json' in names else None
 
-    def read(name):
+    def read(name, limit=None):
+        # Each member is held to what an image of its pixel size (from its header) can need: a few KB of
+        # deflated zeros behind a valid PNG must not expand to gigabytes in memory.
+        info = archive.getinfo(name)
         try:
-            return archive.read(name)
-        except (zipfile.BadZipFile, zlib.error) as e:   # a damaged member: report it, keep the others
-            raise OSError(str(e)) from None
+            if limit is None:
+                try:
+                    with archive.open(info) as f, PIL.Image.open(f) as image:
+                        limit, what = member_limits.image_size_limit(*image.size), '{}x{} image'.format(*image.size)
+                except (PIL.UnidentifiedImageError, PIL.Image.DecompressionBombError, ValueError, EOFError,
+                        SyntaxError):
+                    limit, what = member_limits.METADATA_ALLOWANCE, 'a file that is not a known image'
+            else:
+                what = name
+            member_limits.check_declared(info.file_size, limit, what)
+            with archive.open(info) as f:
+                return member_limits.read_limited(f, limit, what)
+        except (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError) as e:
+            raise OSError(str(e)) from None   # a damaged member: report it, keep the others
+    try:
+        json_bytes = read('dataset.json', member_limits.JSON_LIMIT) if 'dataset.json' in names else None
+    except OSError as e:
+        raise DatasetError(f'{path}: cannot read dataset.json ({e})') from None
     return _image_collection('zip', path, names, read, archive.open, json_bytes, folder_labels, close=archive.close)
 
 
@@ -232,44 +249,12 @@ def open_idx(path: str) -> Source:
 
 
 # ---------------------------------------------------------------------------------------------
-# CIFAR-10, pickled batches read with an allow-list unpickler.
-
-def _numpy_global(name: str):
-    for module in ('numpy._core.multiarray', 'numpy.core.multiarray', 'numpy._core.numeric', 'numpy.core.numeric'):
-        try:
-            obj = getattr(importlib.import_module(module), name, None)
-        except ImportError:
-            continue
-        if obj is not None:
-            return obj
-    raise pickle.UnpicklingError(f'numpy has no {name}')
-
-
-_ALLOWED_GLOBALS = {
-    ('numpy', 'ndarray'): lambda: np.ndarray,
-    ('numpy', 'dtype'): lambda: np.dtype,
-    ('_codecs', 'encode'): lambda: importlib.import_module('_codecs').encode,   # bytes in protocol-2 pickles
-    **{(module, name): (lambda name=name: _numpy_global(name))
-       for module in ('numpy.core.multiarray', 'numpy._core.multiarray', 'numpy.core.numeric', 'numpy._core.numeric')
-       for name in ('_reconstruct', 'scalar', '_frombuffer')},
-}
-
-
-class ArrayUnpickler(pickle.Unpickler):
-    """Unpickles plain containers of numbers, strings and numpy arrays; any other global is refused before it
-    can be called, so a hostile file cannot run code."""
-
-    def find_class(self, module, name):
-        getter = _ALLOWED_GLOBALS.get((module, name))
-        if getter is None:
-            raise pickle.UnpicklingError(f'refusing to load {module}.{name} (only numpy arrays are allowed)')
-        return getter()
-
+# CIFAR-10, pickled batches read with the project's one allow-list unpickler (plain numbers and arrays).
 
 def load_array_pickle(data: bytes, origin: str):
     try:
-        return ArrayUnpickler(io.BytesIO(data), encoding='latin1').load()   # CIFAR's batches come from Python 2
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
+        return safe_pickle.loads(data, encoding='latin1')   # CIFAR's batches come from Python 2
+    except safe_pickle.UnsafePickleError as e:
         raise DatasetError(f'{origin}: {e}') from None
 
 
@@ -279,8 +264,11 @@ def _cifar_batch(batch, origin: str) -> tuple[np.ndarray, np.ndarray]:
     batch = {k.decode('latin1') if isinstance(k, bytes) else k: v for k, v in batch.items()}
     if 'data' not in batch or 'labels' not in batch:
         raise DatasetError(f'{origin}: CIFAR batch lacks "data" or "labels"')
-    data = np.asarray(batch['data'], dtype=np.uint8)
-    labels = np.asarray(batch['labels'], dtype=np.int64)
+    try:
+        data = np.asarray(batch['data'], dtype=np.uint8)
+        labels = np.asarray(batch['labels'], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise DatasetError(f'{origin}: CIFAR batch "data"/"labels" are not arrays of numbers ({e})') from None
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
         raise DatasetError(f'{origin}: unexpected CIFAR batch shapes {list(data.shape)} / {list(labels.shape)}')
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels

@@ -12,6 +12,9 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from torch_utils.cli import parse_finite
+
+from .errors import EditingError
 from .directions import NAME_PATTERN, Directions
 from .layers import parse_layer_range
 
@@ -36,22 +39,23 @@ def parse_edits(text: str) -> list[Edit]:
             continue
         m = _EDIT.fullmatch(part)
         if not m:
-            raise ValueError(f'{part!r} is not NAME[:STRENGTH][@LAYERS] (e.g. darker:1.5 or sleeve:-2@middle)')
+            raise EditingError(f'{part!r} is not NAME[:STRENGTH][@LAYERS] (e.g. darker:1.5 or sleeve:-2@middle)')
         strength = m.group('strength')
-        edits.append(Edit(m.group('name'), float(strength) if strength is not None else 1.0, m.group('layers')))
+        value = parse_finite(strength, f'strength of {m.group("name")!r}') if strength is not None else 1.0
+        edits.append(Edit(m.group('name'), value, m.group('layers')))
     if not edits:
-        raise ValueError('no edits given')
+        raise EditingError('no edits given')
     return edits
 
 
 def parse_strengths(text: str) -> list[float]:
     """'-3,-1.5,0,1.5,3' -> floats."""
     try:
-        values = [float(v) for v in text.split(',') if v.strip()]
-    except ValueError:
-        raise ValueError(f'{text!r} is not a comma-separated list of numbers') from None
+        values = [parse_finite(v, 'strength') for v in text.split(',') if v.strip()]
+    except ValueError as e:
+        raise EditingError(f'{text!r} is not a comma-separated list of numbers ({e})') from None
     if not values:
-        raise ValueError('no strengths given')
+        raise EditingError('no strengths given')
     return values
 
 
@@ -61,7 +65,7 @@ def edit_rows(d: Directions, edit: Edit, G: Optional[torch.nn.Module] = None) ->
         i = d.index(edit.name)
         return int(d.layer_start[i]), int(d.layer_stop[i])
     if G is None:
-        raise ValueError('a layer override (@LAYERS) needs the network')
+        raise EditingError('a layer override (@LAYERS) needs the network')
     return parse_layer_range(G, edit.layers)
 
 
@@ -78,7 +82,7 @@ def edit_offsets(d: Directions, edits: Sequence[Edit], G: Optional[torch.nn.Modu
 def apply_edits(ws: torch.Tensor, d: Directions, edits: Sequence[Edit], G: Optional[torch.nn.Module] = None) -> torch.Tensor:
     """ws [N, num_ws, w_dim] moved along the edits. Rows no edit touches come back bit-identical."""
     if ws.ndim != 3 or ws.shape[1] != d.num_ws or ws.shape[2] != d.w_dim:
-        raise ValueError(f'expected ws of shape [N, {d.num_ws}, {d.w_dim}], got {list(ws.shape)}')
+        raise EditingError(f'expected ws of shape [N, {d.num_ws}, {d.w_dim}], got {list(ws.shape)}')
     offset = edit_offsets(d, edits, G)
     touched = (offset != 0).any(dim=1)
     out = ws.clone()

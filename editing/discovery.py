@@ -14,6 +14,7 @@ import scipy.optimize
 import torch
 from tqdm import tqdm
 
+from .errors import EditingError
 from .directions import Directions, orthonormal_sign
 from .layers import affines_in
 
@@ -31,7 +32,7 @@ def sample_latents(G: torch.nn.Module, num: int, seed: int = 0, class_idx: Optio
     c = np.zeros([num, G.c_dim], dtype=np.float32)
     if G.c_dim:
         if class_idx is not None and not 0 <= class_idx < G.c_dim:
-            raise ValueError(f'class {class_idx} is out of range: the network has {G.c_dim} classes')
+            raise EditingError(f'class {class_idx} is out of range: the network has {G.c_dim} classes')
         classes = np.full(num, class_idx) if class_idx is not None else rng.randint(G.c_dim, size=num)
         c[np.arange(num), classes] = 1
     return z, c
@@ -74,7 +75,7 @@ def ganspace(G: torch.nn.Module, num_samples: int = 10000, num_components: int =
     """Principal components of w = mapping(z) over `num_samples` latents, by decreasing variance (GANSpace,
     Haerkoenen et al. 2020). `scale` is each component's standard deviation."""
     if num_samples < 2:
-        raise ValueError('GANSpace needs at least 2 samples')
+        raise EditingError('GANSpace needs at least 2 samples')
     w = sample_w(G, num_samples, seed, class_idx, progress='sampling W')
     centred = w - w.mean(axis=0)
     _, sv, vt = np.linalg.svd(centred, full_matrices=False)
@@ -99,7 +100,7 @@ def sefa(G: torch.nn.Module, num_components: int = 32, layers: Optional[tuple[in
     start, stop = layers or (0, G.num_ws)
     chosen = affines_in(G, range(start, stop), include_torgb=include_torgb)
     if not chosen:
-        raise ValueError(f'ws rows {start}-{stop - 1} feed no modulated conv layers'
+        raise EditingError(f'ws rows {start}-{stop - 1} feed no modulated conv layers'
                          + ('' if include_torgb else ' (ToRGB layers are excluded)'))
     a = torch.cat([layer.affine.weight.detach().double().cpu() for layer in chosen]).numpy()
     norms = np.linalg.norm(a, axis=1, keepdims=True)
@@ -183,7 +184,7 @@ def fit_direction(w: np.ndarray, y: np.ndarray, seed: int = 0, held_out: float =
     keep = np.isfinite(y)
     w, y = w[keep], y[keep]
     if len(y) < 10 or np.ptp(y) == 0:
-        raise ValueError(f'need at least 10 labelled samples with more than one distinct value (got {len(y)})')
+        raise EditingError(f'need at least 10 labelled samples with more than one distinct value (got {len(y)})')
     binary = is_binary(y)
     fit = fit_logistic if binary else fit_ridge
     train, test = _split(len(y), seed, held_out)
@@ -192,7 +193,7 @@ def fit_direction(w: np.ndarray, y: np.ndarray, seed: int = 0, held_out: float =
     b, _ = fit(w, y, best)
     norm = np.linalg.norm(b)
     if norm == 0:
-        raise ValueError('the fitted direction is zero (labels do not depend on w)')
+        raise EditingError('the fitted direction is zero (labels do not depend on w)')
     return b / norm, dict(score=scores[best], alpha=best, kind='logistic' if binary else 'ridge', samples=int(len(y)))
 
 
@@ -229,16 +230,16 @@ def directions_from_labels(G: torch.nn.Module, w: np.ndarray, labels: dict, seed
                            meta: Optional[dict] = None) -> Directions:
     """Fit one direction per entry of `labels` ({name: [N] values}) against the samples' w [N, w_dim]."""
     if not labels:
-        raise ValueError('the labeller returned no labels')
+        raise EditingError('the labeller returned no labels')
     names, vectors, scores, kinds, alphas = [], [], [], [], []
     for name, y in labels.items():
         y = np.asarray(y, dtype=np.float64).reshape(-1)
         if len(y) != len(w):
-            raise ValueError(f'label {name!r} has {len(y)} values for {len(w)} samples')
+            raise EditingError(f'label {name!r} has {len(y)} values for {len(w)} samples')
         try:
             v, info = fit_direction(w, y, seed=seed, alpha=alpha)
         except ValueError as e:
-            raise ValueError(f'label {name!r}: {e}') from None
+            raise EditingError(f'label {name!r}: {e}') from None
         names.append(name)
         vectors.append(v)
         scores.append(info['score'])
@@ -259,10 +260,10 @@ def class_directions(G: torch.nn.Module, num_samples: int = 2000, seed: int = 0,
     (`num_samples` latents per class, the same z for every class). `stat/class_shift` is the strength that
     moves the overall mean onto class k's mean; to turn class a into b, edit a:-shift_a and b:+shift_b."""
     if G.c_dim == 0:
-        raise ValueError('class directions need a conditional network (this one has no classes)')
+        raise EditingError('class directions need a conditional network (this one has no classes)')
     names = list(class_names) if class_names else [f'class{k}' for k in range(G.c_dim)]
     if len(names) != G.c_dim:
-        raise ValueError(f'{len(names)} class names given for {G.c_dim} classes')
+        raise EditingError(f'{len(names)} class names given for {G.c_dim} classes')
     means, pooled = [], []
     for k in range(G.c_dim):
         z, c = sample_latents(G, num_samples, seed, class_idx=k)
@@ -273,7 +274,7 @@ def class_directions(G: torch.nn.Module, num_samples: int = 2000, seed: int = 0,
     delta = means - means.mean(0)
     norm = np.linalg.norm(delta, axis=1)
     if np.any(norm == 0):
-        raise ValueError('some class has the same mean w as the average over classes')
+        raise EditingError('some class has the same mean w as the average over classes')
     vectors = delta / norm[:, None]
     scale = np.maximum(std_along(np.concatenate(pooled), vectors), 1e-12)
     start, stop = layers or (0, G.num_ws)

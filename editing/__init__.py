@@ -1,5 +1,6 @@
 """Latent editing: direction discovery (GANSpace, SeFa, supervised, class means), edits with layer ranges,
-style mixing and interpolation videos. gen_images.py only parses options and calls into here."""
+style mixing and interpolation videos. gen_images.py, gen_video.py, style_mixing.py and directions.py only parse
+options and call commands.py here."""
 from .directions import Directions, load_directions, save_directions
 from .edits import Edit, apply_edits, parse_edits, parse_strengths
 from .layers import parse_layer_range, parse_layers, preset_range, style_layers

@@ -18,6 +18,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from .errors import EditingError
+
 GARMENT_MEASURES = ('darkness', 'sleeve', 'coverage', 'pattern')
 CENTROID_GRID = 16
 
@@ -77,10 +79,10 @@ def garment_measures(images: np.ndarray, names: Optional[list[str]] = None) -> d
             wanted = sg.CLASSES if name == 'class' else [name[len('class:'):]]
             for cls in wanted:
                 if cls not in sg.CLASSES:
-                    raise ValueError(f'unknown garment class {cls!r} (choose from {", ".join(sg.CLASSES)})')
+                    raise EditingError(f'unknown garment class {cls!r} (choose from {", ".join(sg.CLASSES)})')
                 out[f'class_{cls}'] = (predicted == sg.CLASSES.index(cls)).astype(np.float64)
         else:
-            raise ValueError(f'unknown garment measure {name!r} (choose from {", ".join(GARMENT_MEASURES)}, class, class:<garment>)')
+            raise EditingError(f'unknown garment measure {name!r} (choose from {", ".join(GARMENT_MEASURES)}, class, class:<garment>)')
     return out
 
 
@@ -98,11 +100,11 @@ def resolve_labeller(spec: str) -> tuple[Callable[[np.ndarray], dict], str]:
         return (lambda images: garment_measures(images, names)), spec
     module_name, sep, func_name = spec.partition(':')
     if not sep or not module_name or not func_name:
-        raise ValueError(f'{spec!r}: use garments[:NAMES], package.module:function, FILE.json or classes')
+        raise EditingError(f'{spec!r}: use garments[:NAMES], package.module:function, FILE.json or classes')
     try:
         func = getattr(importlib.import_module(module_name), func_name)
     except (ImportError, AttributeError) as e:
-        raise ValueError(f'{spec!r}: cannot import the labeller ({e})') from None
+        raise EditingError(f'{spec!r}: cannot import the labeller ({e})') from None
     return (lambda images: _as_label_dict(func(images), func_name)), spec
 
 
@@ -112,11 +114,11 @@ def load_seed_labels(path: str) -> tuple[list[int], dict[str, np.ndarray]]:
         with open(path) as f:
             raw = json.load(f)
     except OSError as e:
-        raise ValueError(f'{path}: cannot read ({e.strerror or e})') from None
+        raise EditingError(f'{path}: cannot read ({e.strerror or e})') from None
     except json.JSONDecodeError as e:
-        raise ValueError(f'{path}: not valid JSON ({e})') from None
+        raise EditingError(f'{path}: not valid JSON ({e})') from None
     if not isinstance(raw, dict) or not raw or not all(isinstance(v, dict) for v in raw.values()):
-        raise ValueError(f'{path}: expected {{"label name": {{"seed": value, ...}}, ...}}')
+        raise EditingError(f'{path}: expected {{"label name": {{"seed": value, ...}}, ...}}')
     try:
         seeds = sorted({int(s) for table in raw.values() for s in table})
         labels = {}
@@ -124,7 +126,7 @@ def load_seed_labels(path: str) -> tuple[list[int], dict[str, np.ndarray]]:
             values = {int(s): float(v) for s, v in table.items()}
             labels[str(name)] = np.array([values.get(s, np.nan) for s in seeds])
     except (TypeError, ValueError):
-        raise ValueError(f'{path}: seeds must be integers and labels numbers') from None
+        raise EditingError(f'{path}: seeds must be integers and labels numbers') from None
     return seeds, labels
 
 

@@ -23,6 +23,8 @@ from typing import Iterable, Optional, Sequence
 import torch
 from torch import nn
 
+from .errors import EditingError
+
 PRESETS = ('coarse', 'middle', 'fine', 'all')
 
 
@@ -81,7 +83,7 @@ def preset_range(G: nn.Module, preset: str) -> tuple[int, int]:
     if preset == 'all':
         return 0, n
     if preset not in PRESETS:
-        raise ValueError(f'unknown layer preset {preset!r} (choose from {", ".join(PRESETS)} or a range like 0-6)')
+        raise EditingError(f'unknown layer preset {preset!r} (choose from {", ".join(PRESETS)} or a range like 0-6)')
     if is_stylegan3(G):
         bounds = [0, n // 3, 2 * n // 3, n]
     else:
@@ -108,14 +110,14 @@ def parse_layers(G: nn.Module, spec: str) -> list[int]:
             start = int(m.group(1))
             stop = int(m.group(2) or m.group(1)) + 1
             if stop <= start:
-                raise ValueError(f'layer range {part!r} is empty (write low-high)')
+                raise EditingError(f'layer range {part!r} is empty (write low-high)')
         else:
-            raise ValueError(f'{part!r} is not a layer preset ({", ".join(PRESETS)}) or a range like 0-6')
+            raise EditingError(f'{part!r} is not a layer preset ({", ".join(PRESETS)}) or a range like 0-6')
         if stop > G.num_ws:
-            raise ValueError(f'layer range {part!r} is beyond the network\'s {G.num_ws} ws rows (0-{G.num_ws - 1})')
+            raise EditingError(f'layer range {part!r} is beyond the network\'s {G.num_ws} ws rows (0-{G.num_ws - 1})')
         rows.update(range(start, stop))
     if not rows:
-        raise ValueError(f'layer spec {spec!r} selects no layers')
+        raise EditingError(f'layer spec {spec!r} selects no layers')
     return sorted(rows)
 
 
@@ -125,7 +127,7 @@ def parse_layer_range(G: nn.Module, spec: Optional[str]) -> tuple[int, int]:
         return 0, G.num_ws
     rows = parse_layers(G, spec)
     if rows != list(range(rows[0], rows[-1] + 1)):
-        raise ValueError(f'layer spec {spec!r} is not one contiguous range')
+        raise EditingError(f'layer spec {spec!r} is not one contiguous range')
     return rows[0], rows[-1] + 1
 
 
@@ -143,7 +145,7 @@ def broadcast_ws(w: torch.Tensor, num_ws: int) -> torch.Tensor:
     if w.ndim == 2:
         return w.unsqueeze(1).repeat(1, num_ws, 1)
     if w.ndim != 3 or w.shape[1] != num_ws:
-        raise ValueError(f'expected latents of shape [N, w_dim] or [N, {num_ws}, w_dim], got {list(w.shape)}')
+        raise EditingError(f'expected latents of shape [N, w_dim] or [N, {num_ws}, w_dim], got {list(w.shape)}')
     return w
 
 

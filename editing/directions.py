@@ -25,6 +25,7 @@ import torch
 
 from torch_utils.atomic import atomic_write
 
+from .errors import EditingError, UnknownDirection
 from .npzfile import read_npz
 
 PathLike = Union[str, os.PathLike]
@@ -63,27 +64,27 @@ class Directions:
     def validate(self) -> None:
         k = len(self.names)
         if self.vectors.ndim != 2 or self.vectors.shape[0] != k:
-            raise ValueError(f'directions must be [{k}, w_dim], got {list(self.vectors.shape)}')
+            raise EditingError(f'directions must be [{k}, w_dim], got {list(self.vectors.shape)}')
         bad = [n for n in self.names if not NAME_PATTERN.fullmatch(n)]
         if bad:
-            raise ValueError(f'direction name {bad[0]!r} is empty or contains a space or one of , : = @')
+            raise EditingError(f'direction name {bad[0]!r} is empty or contains a space or one of , : = @')
         dup = sorted({n for n in self.names if self.names.count(n) > 1})
         if dup:
-            raise ValueError(f'direction name {dup[0]!r} is used twice')
+            raise EditingError(f'direction name {dup[0]!r} is used twice')
         if np.any(self.layer_start < 0) or np.any(self.layer_stop > self.num_ws) or np.any(self.layer_start >= self.layer_stop):
-            raise ValueError(f'layer ranges must satisfy 0 <= start < stop <= num_ws={self.num_ws}')
+            raise EditingError(f'layer ranges must satisfy 0 <= start < stop <= num_ws={self.num_ws}')
         if not np.all(np.isfinite(self.vectors)) or not np.all(np.isfinite(self.scale)) or np.any(self.scale <= 0):
-            raise ValueError('directions and scales must be finite, scales positive')
+            raise EditingError('directions and scales must be finite, scales positive')
         for key, value in self.stats.items():
             if value.shape[:1] != (k,):
-                raise ValueError(f'stat {key!r} has shape {list(value.shape)}, expected [{k}, ...]')
+                raise EditingError(f'stat {key!r} has shape {list(value.shape)}, expected [{k}, ...]')
 
     def index(self, name: str) -> int:
         try:
             return self.names.index(name)
         except ValueError:
             shown = ', '.join(self.names[:12]) + (', ...' if len(self.names) > 12 else '')
-            raise KeyError(f'no direction named {name!r} (have: {shown})') from None
+            raise UnknownDirection(f'no direction named {name!r} (have: {shown})') from None
 
     def vector(self, name: str) -> np.ndarray:
         return self.vectors[self.index(name)]
@@ -104,7 +105,7 @@ class Directions:
 
     def check_network(self, G: torch.nn.Module, origin: str = 'directions') -> None:
         if G.w_dim != self.w_dim or G.num_ws != self.num_ws:
-            raise ValueError(f'{origin}: made for w_dim={self.w_dim}, num_ws={self.num_ws}, but the network has '
+            raise EditingError(f'{origin}: made for w_dim={self.w_dim}, num_ws={self.num_ws}, but the network has '
                              f'w_dim={G.w_dim}, num_ws={G.num_ws}')
 
     def describe(self) -> list[str]:
@@ -136,7 +137,7 @@ def load_directions(path: PathLike) -> Directions:
     def read(f) -> Directions:
         missing = [k for k in ('directions', 'names', 'layer_start', 'layer_stop', 'scale', 'num_ws') if k not in f.files]
         if missing:
-            raise ValueError(f'not a directions file (missing {", ".join(missing)})')
+            raise EditingError(f'not a directions file (missing {", ".join(missing)})')
         return Directions(vectors=f['directions'], names=list(f['names']), layer_start=f['layer_start'],
                           layer_stop=f['layer_stop'], scale=f['scale'],
                           method=str(f['method']) if 'method' in f.files else 'unknown',

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from networks.generate import seeds_to_ws
+from networks.generate import parse_range, seeds_to_ws
 
+from .errors import EditingError
 from .npzfile import read_npz
 
 
@@ -35,7 +35,7 @@ def load_ws_file(path: Union[str, os.PathLike], num_ws: int, w_dim: int) -> tupl
     def read(f) -> tuple[str, np.ndarray, dict[str, torch.Tensor]]:
         key = next((k for k in ('ws', 'w', 'w_single') if k in f.files), None)
         if key is None:
-            raise ValueError(f'no latents in it (expected a "ws" or "w" array; found {", ".join(f.files) or "nothing"})')
+            raise EditingError(f'no latents in it (expected a "ws" or "w" array; found {", ".join(f.files) or "nothing"})')
         noise = {k[len('noise/'):]: torch.from_numpy(np.asarray(f[k], dtype=np.float32))
                  for k in f.files if k.startswith('noise/')}
         return key, np.asarray(f[key], dtype=np.float32), noise
@@ -45,9 +45,9 @@ def load_ws_file(path: Union[str, os.PathLike], num_ws: int, w_dim: int) -> tupl
     if w.ndim == 2:
         w = np.repeat(w[:, None], num_ws, axis=1)
     if w.ndim != 3 or w.shape[1:] != (num_ws, w_dim):
-        raise ValueError(f'{path}: "{key}" has shape {list(w.shape)}; the network needs [N, {num_ws}, {w_dim}] or [N, {w_dim}]')
+        raise EditingError(f'{path}: "{key}" has shape {list(w.shape)}; the network needs [N, {num_ws}, {w_dim}] or [N, {w_dim}]')
     if not np.all(np.isfinite(w)):
-        raise ValueError(f'{path}: "{key}" contains NaN or infinite values')
+        raise EditingError(f'{path}: "{key}" contains NaN or infinite values')
     return torch.from_numpy(w), noise
 
 
@@ -58,18 +58,17 @@ def parse_sources(text: Union[str, Sequence]) -> list[Union[int, str]]:
     items: list[Union[int, str]] = []
     for part in text.split(','):
         part = part.strip()
-        if not part:
-            continue
-        if (m := re.fullmatch(r'(\d+)-(\d+)', part)):
-            items.extend(range(int(m.group(1)), int(m.group(2)) + 1))
-        elif re.fullmatch(r'\d+', part):
-            items.append(int(part))
-        elif part.lower().endswith('.npz'):
+        if part.lower().endswith('.npz'):
             items.append(part)
-        else:
-            raise ValueError(f'{part!r} is not a seed, a seed range like 4-6, or a latents .npz file')
+        elif part:
+            try:
+                items.extend(parse_range(part))
+            except ValueError as e:
+                if 'reversed' in str(e):
+                    raise EditingError(str(e)) from None
+                raise EditingError(f'{part!r} is not a seed, a seed range like 4-6, or a latents .npz file') from None
     if not items:
-        raise ValueError('no seeds or latents files given')
+        raise EditingError('no seeds or latents files given')
     return items
 
 
@@ -91,7 +90,7 @@ def resolve_sources(G: torch.nn.Module, items: Sequence[Union[int, str]], trunca
         noise_seeds.extend([0] * len(ws))
         if file_noise:
             if noise and any(not torch.equal(noise.get(k, v), v) for k, v in file_noise.items()):
-                raise ValueError(f'{item}: its noise maps differ from another latents file\'s; edit them one at a time')
+                raise EditingError(f'{item}: its noise maps differ from another latents file\'s; edit them one at a time')
             noise.update(file_noise)
     return Latents(torch.cat(parts), labels, noise_seeds, noise)
 
@@ -103,9 +102,9 @@ def apply_noise_maps(G: torch.nn.Module, noise: dict[str, torch.Tensor]) -> None
     buffers = dict(G.synthesis.named_buffers())
     missing = sorted(set(noise) - set(buffers))
     if missing:
-        raise ValueError(f'the latents file has noise maps the network lacks ({", ".join(missing[:3])})')
+        raise EditingError(f'the latents file has noise maps the network lacks ({", ".join(missing[:3])})')
     with torch.no_grad():
         for name, value in noise.items():
             if buffers[name].shape != value.shape:
-                raise ValueError(f'noise map {name} has shape {list(value.shape)}, the network {list(buffers[name].shape)}')
+                raise EditingError(f'noise map {name} has shape {list(value.shape)}, the network {list(buffers[name].shape)}')
             buffers[name].copy_(value)

@@ -1,5 +1,5 @@
-"""The editing jobs gen_images.py runs: discover directions, edit, style-mix, interpolate. Each takes parsed
-options, writes its files atomically, and returns a summary dict for the stats line."""
+"""The writers behind the editing jobs (commands.py drives them): discover directions, edit, style-mix,
+interpolate. Each takes parsed values, writes its files atomically and returns what it wrote."""
 from __future__ import annotations
 
 import json
@@ -12,6 +12,7 @@ from torch_utils.atomic import atomic_write_bytes
 
 from networks.generate import image_grid, save_image, synthesize
 
+from .errors import EditingError
 from . import discovery, labels as labelling
 from .directions import Directions, save_directions
 from .edits import Edit, apply_edits, edit_rows, strip_ws
@@ -42,14 +43,14 @@ def discover(G: torch.nn.Module, method: str, out_path: str, samples: Optional[i
     elif method == 'supervised':
         d = _supervised(G, labels_from, samples or 2000, seed, layer_range, class_idx, truncation_psi, source)
     else:
-        raise ValueError(f'unknown discovery method {method!r} (choose from {", ".join(METHODS)})')
+        raise EditingError(f'unknown discovery method {method!r} (choose from {", ".join(METHODS)})')
     save_directions(out_path, d)
     return d
 
 
 def _supervised(G, labels_from, samples, seed, layer_range, class_idx, truncation_psi, source) -> Directions:
     if not labels_from:
-        raise ValueError('--discover=supervised needs --labels-from (garments[:NAMES], module:function, FILE.json or classes)')
+        raise EditingError('--discover=supervised needs --labels-from (garments[:NAMES], module:function, FILE.json or classes)')
     if labels_from == 'classes':
         return discovery.class_directions(G, num_samples=samples, seed=seed, layers=layer_range, source=source)
     if labelling.is_label_file(labels_from):
@@ -126,6 +127,7 @@ def write_mixing(G: torch.nn.Module, rows: Latents, cols: Latents, styles: str, 
 
 
 def write_video(G: torch.nn.Module, keys: Latents, path: str, frames_per_key: int = 60, kind: str = 'cubic',
-                loop: bool = True, fps: float = 30, noise_mode: str = 'const', batch_size: int = 8) -> int:
+                loop: bool = True, fps: float = 30, noise_mode: str = 'const', batch_size: int = 8,
+                grid: tuple[int, int] = (1, 1)) -> int:
     return render_interpolation(G, keys.ws, path, frames_per_key=frames_per_key, kind=kind, loop=loop, fps=fps,
-                                noise_mode=noise_mode, batch_size=batch_size)
+                                noise_mode=noise_mode, batch_size=batch_size, grid=grid)

@@ -17,8 +17,10 @@ import scipy.interpolate
 import torch
 from tqdm import tqdm
 
-from networks.generate import synthesize
+from networks.generate import image_grid, synthesize
 from torch_utils.atomic import atomic_output
+
+from .errors import EditingError
 
 KINDS = ('linear', 'cubic')
 
@@ -26,12 +28,12 @@ KINDS = ('linear', 'cubic')
 def interpolate(keys: torch.Tensor, frames_per_key: int, kind: str = 'cubic', loop: bool = True) -> torch.Tensor:
     """[F, ...] latents along the path through keys [K, ...] (see the module docstring for F)."""
     if kind not in KINDS:
-        raise ValueError(f'unknown interpolation {kind!r} (choose from {", ".join(KINDS)})')
+        raise EditingError(f'unknown interpolation {kind!r} (choose from {", ".join(KINDS)})')
     if frames_per_key < 1:
-        raise ValueError('frames per keyframe must be at least 1')
+        raise EditingError('frames per keyframe must be at least 1')
     k = len(keys)
     if k < 2:
-        raise ValueError('an interpolation video needs at least two keyframes (seeds or latents)')
+        raise EditingError('an interpolation video needs at least two keyframes (seeds or latents)')
     values = keys.double().cpu().numpy()
     knots = np.arange(k + 1 if loop else k, dtype=np.float64)
     if loop:
@@ -78,13 +80,27 @@ def write_frames(path: Union[str, os.PathLike], frames: Iterable[np.ndarray], fp
 
 def render_interpolation(G: torch.nn.Module, keys: torch.Tensor, path: Union[str, os.PathLike], frames_per_key: int = 60,
                          kind: str = 'cubic', loop: bool = True, fps: float = 30, noise_mode: str = 'const',
-                         batch_size: int = 8, min_size: int = 256) -> int:
+                         batch_size: int = 8, min_size: int = 256, grid: tuple[int, int] = (1, 1)) -> int:
     """Render the interpolation through keys [K, num_ws, w_dim] to an MP4; returns the number of frames.
-    With noise_mode='random' every frame uses the same noise (seed 0) so the video does not flicker."""
-    path_ws = interpolate(keys, frames_per_key, kind, loop)
+
+    With `grid=(cols, rows)` the video is a grid of cols * rows interpolations: the keys are split into
+    that many consecutive runs of K / (cols * rows) keyframes, the first run in the top-left cell, filling
+    row by row. With noise_mode='random' every frame uses the same noise (seed 0) so the video does not
+    flicker."""
+    cols, rows = grid
+    cells = cols * rows
+    if cells < 1 or len(keys) % cells:
+        raise EditingError(f'{len(keys)} keyframes do not split evenly into a {cols}x{rows} grid')
+    per_cell = len(keys) // cells
+    paths = torch.stack([interpolate(keys[i * per_cell:(i + 1) * per_cell], frames_per_key, kind, loop)
+                         for i in range(cells)], dim=1)          # [F, cells, num_ws, w_dim]
+    flat = paths.reshape(-1, *paths.shape[2:])
+    step = max(1, batch_size // cells) * cells                    # whole frames per forward batch
 
     def frames():
-        for s in tqdm(range(0, len(path_ws), batch_size), desc='rendering video', unit='batch'):
-            chunk = path_ws[s:s + batch_size]
-            yield from synthesize(G, chunk, noise_mode=noise_mode, batch_size=batch_size, noise_seeds=[0] * len(chunk))
+        for s in tqdm(range(0, len(flat), step), desc='rendering video', unit='batch'):
+            chunk = flat[s:s + step]
+            images = synthesize(G, chunk, noise_mode=noise_mode, batch_size=batch_size, noise_seeds=[0] * len(chunk))
+            for f in range(0, len(images), cells):
+                yield images[f] if cells == 1 else image_grid(list(images[f:f + cells]), cols=cols)
     return write_frames(path, frames(), fps=fps, min_size=min_size)

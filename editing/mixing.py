@@ -13,14 +13,16 @@ import torch
 
 from networks.generate import synthesize
 
+from .errors import EditingError
+
 
 def mix_ws(row_ws: torch.Tensor, col_ws: torch.Tensor, rows: Sequence[int]) -> torch.Tensor:
     """[R, C, num_ws, w_dim]: cell (r, c) = row_ws[r] with ws rows `rows` copied from col_ws[c]."""
     if row_ws.shape[1:] != col_ws.shape[1:]:
-        raise ValueError(f'row and column latents differ in shape: {list(row_ws.shape[1:])} vs {list(col_ws.shape[1:])}')
+        raise EditingError(f'row and column latents differ in shape: {list(row_ws.shape[1:])} vs {list(col_ws.shape[1:])}')
     idx = torch.as_tensor(list(rows), dtype=torch.long)
     if len(idx) == 0 or idx.min() < 0 or idx.max() >= row_ws.shape[1]:
-        raise ValueError(f'mixing rows must lie in 0-{row_ws.shape[1] - 1}')
+        raise EditingError(f'mixing rows must lie in 0-{row_ws.shape[1] - 1}')
     grid = row_ws[:, None].repeat(1, len(col_ws), 1, 1)
     grid[:, :, idx] = col_ws[None, :, idx].to(grid.dtype)
     return grid

@@ -1,0 +1,452 @@
+"""The one unpickler for files that may be hostile: snapshots, NVIDIA's pickles, `.pt` exports, CIFAR batches.
+
+A pickle is a program for a small stack machine whose only dangerous instructions name a global and
+call it. This unpickler resolves a global only through an allow-list, and the allow-list holds no
+real NumPy or torch constructors: it holds our own functions, which rebuild
+
+* NumPy dtypes from a type string of a plain number type (bool, int, uint, float, complex) and a byte
+  order, refusing object, void, structured and sub-array dtypes and any other dtype state;
+* NumPy arrays and scalars from such a dtype, a shape and raw bytes whose length must match exactly;
+* torch storages from the nested `torch.save` payloads that tensors pickle into (parsed here, byte counts
+  checked, never handed to torch.load), and tensors whose size, stride and offset fit inside their storage.
+
+So no object can be built from raw pointers and no allocation is larger than the bytes that are
+present in the file. Every failure, whatever its cause, is an `UnsafePickleError` with a one-line
+message. torch is imported only when tensors are asked for, so dataset tools stay light.
+"""
+from __future__ import annotations
+
+import _compat_pickle
+import io
+import math
+import pickle
+import pickletools
+import re
+import struct
+import zipfile
+from collections import OrderedDict
+from typing import Any, Callable, Mapping, Optional
+
+import numpy as np
+
+from torch_utils.cli import UserError
+
+Globals = Mapping[tuple, Any]
+MAX_NDIM = 32
+_TYPESTR = re.compile(r'[biufc]\d{1,2}')
+_BYTE_ORDERS = ('<', '>', '|', '=')
+_LATIN1 = ('latin1', 'latin-1', 'iso-8859-1', 'iso8859-1', 'l1')
+
+
+class UnsafePickleError(pickle.UnpicklingError, UserError):
+    """A pickle that was refused or could not be read; the message is one line."""
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    text = ' '.join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
+# ---------------------------------------------------------------------------------------------
+# NumPy: dtypes, arrays and scalars rebuilt from validated parts.
+
+class _NdarrayMarker:
+    """Stands for `numpy.ndarray` where a pickle names it as an argument; it cannot be instantiated."""
+
+
+_NDARRAY = _NdarrayMarker()
+
+
+class _Pending:
+    """A value whose pickled state arrives in a later BUILD; replaced by `value` once the load ends."""
+    value: Any = None
+
+    def resolved(self) -> Any:
+        if self.value is None:
+            raise UnsafePickleError(f'{type(self).__name__.strip("_")} without its state')
+        return self.value
+
+
+class _DType(_Pending):
+    def __init__(self, typestr: Any, align: Any = False, copy: Any = True):
+        if not isinstance(typestr, str) or not _TYPESTR.fullmatch(typestr):
+            raise UnsafePickleError(f'refusing numpy dtype {typestr!r} (only plain bool/int/uint/float/complex '
+                                    f'arrays are read)')
+        if not all(isinstance(flag, (bool, int)) for flag in (align, copy)):
+            raise UnsafePickleError('malformed numpy dtype arguments')
+        try:
+            dtype = np.dtype(typestr)
+        except TypeError:
+            raise UnsafePickleError(f'unknown numpy dtype {typestr!r}') from None
+        if dtype.kind not in 'biufc' or dtype.fields is not None or dtype.subdtype is not None:
+            raise UnsafePickleError(f'refusing numpy dtype {typestr!r}')
+        self.value = dtype   # native order until a BUILD says otherwise
+
+    def __setstate__(self, state: Any) -> None:
+        # (3, byteorder, subarray, names, fields, elsize, alignment, flags[, metadata]): a plain number type
+        # has no sub-array, names or fields, no explicit sizes and no flags; anything else is refused.
+        ok = isinstance(state, tuple) and len(state) in (8, 9) and state[0] in (3, 4) \
+            and state[1] in _BYTE_ORDERS and state[2:8] == (None, None, None, -1, -1, 0) \
+            and (len(state) == 8 or state[8] in (None, {}))
+        if not ok:
+            raise UnsafePickleError(f'refusing numpy dtype state {one_line(repr(state), 80)}')
+        if state[1] in '<>':
+            self.value = self.value.newbyteorder(state[1])
+
+
+def _dtype_of(spec: Any) -> np.dtype:
+    if not isinstance(spec, _DType):
+        raise UnsafePickleError(f'expected a numpy dtype, got {type(spec).__name__}')
+    return spec.resolved()
+
+
+def _raw_bytes(data: Any) -> bytes:
+    if isinstance(data, str):   # Python 2 pickles read with encoding='latin1'
+        return data.encode('latin1')
+    if isinstance(data, (bytes, bytearray)):
+        return bytes(data)
+    if isinstance(data, pickle.PickleBuffer):
+        return bytes(data.raw())
+    raise UnsafePickleError(f'expected raw bytes, got {type(data).__name__}')
+
+
+def _shape(shape: Any) -> tuple:
+    if isinstance(shape, int) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)) or len(shape) > MAX_NDIM or \
+            not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        raise UnsafePickleError(f'malformed array shape {one_line(repr(shape), 80)}')
+    return tuple(shape)
+
+
+def _array(dtype: np.dtype, shape: tuple, data: bytes, fortran: bool = False) -> np.ndarray:
+    count = math.prod(shape)
+    if count * dtype.itemsize != len(data):
+        raise UnsafePickleError(f'array of shape {list(shape)} and dtype {dtype.str} needs '
+                                f'{count * dtype.itemsize} bytes, the file holds {len(data)}')
+    if count == 0:
+        return np.zeros(shape, dtype)
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order='F' if fortran else 'C').copy(order='K')
+
+
+class _Array(_Pending):
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, tuple) or len(state) not in (4, 5) or (len(state) == 5 and state[0] != 1):
+            raise UnsafePickleError('malformed numpy array state')
+        shape, dtype, fortran, data = state[-4:]
+        if not isinstance(fortran, (bool, int)):
+            raise UnsafePickleError('malformed numpy array state')
+        self.value = _array(_dtype_of(dtype), _shape(shape), _raw_bytes(data), bool(fortran))
+
+
+def _reconstruct(cls: Any, shape: Any = (0,), typecode: Any = b'b') -> _Array:
+    if cls is not _NDARRAY:
+        raise UnsafePickleError('only plain numpy arrays can be rebuilt')
+    return _Array()
+
+
+def _scalar(dtype: Any, data: Any = b'') -> Any:
+    return _array(_dtype_of(dtype), (), _raw_bytes(data))[()]
+
+
+def _frombuffer(data: Any, dtype: Any, shape: Any, order: Any = 'C') -> np.ndarray:
+    return _array(_dtype_of(dtype), _shape(shape), _raw_bytes(data), order == 'F')
+
+
+def _encode(text: Any, encoding: Any = 'utf-8') -> bytes:
+    # protocol-2 pickles write bytes as _codecs.encode(str, 'latin1'); no other codec is needed or allowed
+    if not isinstance(text, str) or not isinstance(encoding, str) or encoding.lower() not in _LATIN1:
+        raise UnsafePickleError('refusing _codecs.encode other than latin1 text')
+    return text.encode('latin1')
+
+
+def _bytes(*args: Any) -> bytes:
+    # protocol-2 pickles write b'' as bytes(); bytes(n) would allocate n bytes, so nothing else is accepted
+    if args:
+        raise UnsafePickleError('refusing bytes() with arguments')
+    return b''
+
+
+NUMPY_GLOBALS: dict[tuple, Any] = {
+    ('numpy', 'dtype'): _DType,
+    ('numpy', 'ndarray'): _NDARRAY,
+    ('_codecs', 'encode'): _encode,
+    ('builtins', 'bytes'): _bytes,
+    **{(module, '_reconstruct'): _reconstruct for module in ('numpy.core.multiarray', 'numpy._core.multiarray')},
+    **{(module, 'scalar'): _scalar for module in ('numpy.core.multiarray', 'numpy._core.multiarray')},
+    **{(module, '_frombuffer'): _frombuffer for module in ('numpy.core.numeric', 'numpy._core.numeric')},
+}
+PLAIN_GLOBALS: dict[tuple, Any] = {
+    ('collections', 'OrderedDict'): OrderedDict,
+    ('builtins', 'set'): set,
+    ('builtins', 'frozenset'): frozenset,
+    **NUMPY_GLOBALS,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# The unpickler.
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, allowed: Globals, persistent: Optional[Callable[[Any], Any]],
+                 where: str, encoding: str):
+        super().__init__(file, encoding=encoding)
+        self._allowed = allowed
+        self._persistent = persistent
+        self._where = where
+
+    def find_class(self, module: str, name: str) -> Any:
+        # Protocol 0-2 pickles use Python 2 names (`__builtin__.set`): map them as fix_imports does.
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        found = self._allowed.get((module, name))
+        if found is not None:
+            return found
+        if module.startswith('dnnlib.tflib'):
+            raise UnsafePickleError('this is a TensorFlow StyleGAN/StyleGAN2 pickle, which is not supported; '
+                                    "convert it with NVIDIA's legacy.py to a PyTorch pickle first")
+        raise UnsafePickleError(f'refusing to load global {module}.{name}{self._where} (not on the allow-list '
+                                f'of safe types: the file carries code or objects that are never run)')
+
+    def persistent_load(self, pid: Any) -> Any:
+        if self._persistent is None:
+            raise UnsafePickleError(f'unexpected persistent id{self._where}')
+        return self._persistent(pid)
+
+
+def _resolve(value: Any, memo: dict, walk: tuple) -> Any:
+    """Replace pending arrays/dtypes by their values throughout the loaded tree (shared parts once)."""
+    if isinstance(value, (str, bytes, int, float, complex, type(None))):
+        return value
+    key = id(value)
+    if key in memo:
+        return memo[key]
+    if isinstance(value, _Pending):
+        memo[key] = out = value.resolved()
+    elif isinstance(value, list):
+        memo[key] = value
+        value[:] = [_resolve(v, memo, walk) for v in value]
+        out = value
+    elif isinstance(value, dict):
+        memo[key] = value
+        items = [(_resolve(k, memo, walk), _resolve(v, memo, walk)) for k, v in value.items()]
+        value.clear()
+        value.update(items)
+        out = value
+    elif isinstance(value, (tuple, set, frozenset)) and type(value) in (tuple, set, frozenset):
+        memo[key] = out = type(value)(_resolve(v, memo, walk) for v in value)
+    elif isinstance(value, walk):
+        memo[key] = value
+        for attr, v in list(vars(value).items()):
+            setattr(value, attr, _resolve(v, memo, walk))
+        out = value
+    else:
+        out = value
+    return out
+
+
+def _prescan(f: io.BytesIO, where: str = '') -> None:
+    """Walk the opcodes once before unpickling: CPython's C unpickler allocates a length-prefixed argument
+    before reading it, and grows its memo to whatever index a PUT names, so a few bytes could ask for
+    gigabytes. Here every declared length must be present and every memo index must be sequential-ish."""
+    start = f.tell()
+    try:
+        for count, (op, arg, _) in enumerate(pickletools.genops(f), 1):
+            if op.name in _MEMO_PUTS and (not isinstance(arg, int) or not 0 <= arg <= count):
+                raise UnsafePickleError(f'memo index {arg} out of range{where}')
+    except UnsafePickleError:
+        raise
+    except Exception as e:   # noqa: BLE001 - genops reports truncation and unknown opcodes as ValueError
+        raise UnsafePickleError(one_line(f'malformed pickle{where} ({e})')) from None
+    f.seek(start)
+
+
+_MEMO_PUTS = ('PUT', 'BINPUT', 'LONG_BINPUT')
+
+
+def loads(data: bytes, allowed: Globals = PLAIN_GLOBALS, *, walk: tuple = (),
+          persistent: Optional[Callable[[Any], Any]] = None, where: str = '', encoding: str = 'ASCII') -> Any:
+    """Unpickle `data` with only the `allowed` globals ((module, name) -> object).
+
+    `walk`: types (beyond the builtin containers) whose attributes may hold arrays to finish after the
+    load. Any failure raises UnsafePickleError with one line."""
+    try:
+        f = io.BytesIO(data)
+        _prescan(f, where)
+        return _resolve(_Unpickler(f, allowed, persistent, where, encoding).load(), {}, walk)
+    except UnsafePickleError:
+        raise
+    except pickle.UnpicklingError as e:
+        raise UnsafePickleError(one_line(f'{e}{where}')) from None
+    except Exception as e:   # noqa: BLE001 - whatever a malformed file makes the machinery raise (RecursionError too)
+        raise UnsafePickleError(one_line(f'malformed pickle{where} ({type(e).__name__}: {e})')) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# torch: storages and tensors.
+
+_TORCH_GLOBALS: Optional[dict] = None
+_LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+_LEGACY_PROTOCOL = 1001
+
+
+class _StorageType:
+    """Stands for `torch.FloatStorage` & co. in a storage's persistent id; never called."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+
+class _Storage:
+    """A tensor storage read from the file: its elements, as a flat tensor of the storage's dtype."""
+
+    def __init__(self, kind: Any, data: bytes):
+        import torch
+        if not isinstance(kind, _StorageType):
+            raise UnsafePickleError('malformed tensor storage type')
+        if len(data) % kind.dtype.itemsize:
+            raise UnsafePickleError('tensor storage size is not a whole number of elements')
+        self.flat = torch.frombuffer(bytearray(data), dtype=kind.dtype) if data else torch.empty(0, dtype=kind.dtype)
+
+
+def _storage_pid(pid: Any) -> tuple:
+    """('storage', type, key, location, numel[, view]) -> (type, key, numel), checked."""
+    if not isinstance(pid, tuple) or len(pid) not in (5, 6) or pid[0] != 'storage' \
+            or not isinstance(pid[1], _StorageType) or not isinstance(pid[2], str) or not isinstance(pid[3], str) \
+            or not isinstance(pid[4], int) or pid[4] < 0 or (len(pid) == 6 and pid[5] is not None):
+        raise UnsafePickleError(f'malformed tensor storage reference {one_line(repr(pid), 80)}')
+    return pid[1], pid[2], pid[4]
+
+
+def _storage_from_bytes(payload: Any):
+    """A storage pickled inside a pickle (`torch.storage._load_from_bytes`): torch's legacy format, read here:
+    three header pickles, a pickle naming the storage, a pickle listing its key, then count + raw bytes."""
+    where = ' in a nested tensor storage'
+    if not isinstance(payload, bytes):
+        raise UnsafePickleError('malformed nested tensor storage')
+    f = io.BytesIO(payload)
+    magic, protocol, info = (_next_pickle(f, where) for _ in range(3))
+    if magic != _LEGACY_MAGIC or protocol != _LEGACY_PROTOCOL or not isinstance(info, dict) \
+            or info.get('little_endian') is not True:
+        raise UnsafePickleError('nested tensor storage has an unknown header')
+    ref = {}
+    storage = _next_pickle(f, where, persistent=lambda pid: ref.setdefault('pid', _storage_pid(pid)))
+    keys = _next_pickle(f, where)
+    if 'pid' not in ref or storage is not ref['pid'] or keys != [ref['pid'][1]]:
+        raise UnsafePickleError('nested tensor storage must hold exactly one storage')
+    kind, _, numel = ref['pid']
+    header = f.read(8)
+    nbytes = numel * kind.dtype.itemsize
+    if len(header) != 8 or struct.unpack('<q', header)[0] != numel or len(payload) - f.tell() != nbytes:
+        raise UnsafePickleError(f'nested tensor storage of {numel} elements does not match its bytes')
+    return _Storage(kind, payload[f.tell():])
+
+
+def _next_pickle(f: io.BytesIO, where: str, persistent: Optional[Callable] = None) -> Any:
+    """One pickle from a stream of several (protocol 2, plain data and storage types only)."""
+    start = f.tell()
+    _prescan(f, where)
+    unpickler = _Unpickler(f, _torch_globals()['storage_types'], persistent, where, 'ASCII')
+    try:
+        return unpickler.load()
+    except UnsafePickleError:
+        raise
+    except Exception as e:   # noqa: BLE001
+        raise UnsafePickleError(one_line(f'malformed pickle at byte {start}{where} ({type(e).__name__}: {e})')) \
+            from None
+
+
+def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any = False,
+                    backward_hooks: Any = None, metadata: Any = None):
+    if not isinstance(storage, _Storage):
+        raise UnsafePickleError('tensor without a storage')
+    size, stride = _shape(size), _shape(stride)
+    if len(size) != len(stride) or not isinstance(offset, int) or offset < 0 \
+            or not isinstance(requires_grad, bool) or backward_hooks or metadata:
+        raise UnsafePickleError('malformed tensor (size, stride, offset or extra state)')
+    if 0 not in size:
+        last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+        if last >= storage.flat.numel():
+            raise UnsafePickleError(f'tensor of size {list(size)} reaches element {last} of a storage of '
+                                    f'{storage.flat.numel()}')
+    return storage.flat.as_strided(size, stride, offset)
+
+
+def _rebuild_parameter(data: Any, requires_grad: Any = True, backward_hooks: Any = None, *state: Any):
+    import torch
+    if not isinstance(data, torch.Tensor) or backward_hooks:
+        raise UnsafePickleError('malformed parameter')
+    return torch.nn.Parameter(data, requires_grad=bool(requires_grad) and data.is_floating_point())
+
+
+def _torch_globals() -> dict:
+    global _TORCH_GLOBALS
+    if _TORCH_GLOBALS is None:
+        import torch
+        kinds = dict(FloatStorage=torch.float32, DoubleStorage=torch.float64, HalfStorage=torch.float16,
+                     BFloat16Storage=torch.bfloat16, LongStorage=torch.int64, IntStorage=torch.int32,
+                     ShortStorage=torch.int16, CharStorage=torch.int8, ByteStorage=torch.uint8,
+                     BoolStorage=torch.bool)
+        storage_types = {('torch', name): _StorageType(dtype) for name, dtype in kinds.items()}
+        storage_types[('torch.storage', 'UntypedStorage')] = _StorageType(torch.uint8)
+        tensors = {
+            ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
+            ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
+            ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
+            ('torch._utils', '_rebuild_parameter_with_state'): _rebuild_parameter,
+            ('torch.storage', '_load_from_bytes'): _storage_from_bytes,
+            ('torch', 'Size'): torch.Size,
+            **{('torch', name): getattr(torch, name) for name in dir(torch)
+               if isinstance(getattr(torch, name), torch.dtype)},
+            **storage_types,
+        }
+        _TORCH_GLOBALS = dict(storage_types=storage_types, tensors=tensors)
+    return _TORCH_GLOBALS
+
+
+def tensor_globals() -> dict:
+    """Plain data plus tensors and parameters (imports torch)."""
+    return {**PLAIN_GLOBALS, **_torch_globals()['tensors']}
+
+
+def load_torch_zip(path: str, allowed: Globals, walk: tuple = ()) -> Any:
+    """A `torch.save` zip archive read with this unpickler: `*/data.pkl`, storages from `*/data/<key>`,
+    each of exactly the size its reference declares (members must be stored, not compressed)."""
+    try:
+        archive = zipfile.ZipFile(path)
+        infos = {info.filename: info for info in archive.infolist()}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
+        raise UnsafePickleError(one_line(f'not a readable torch zip archive ({e})')) from None
+    with archive:
+        roots = [name[:-len('data.pkl')] for name in infos if re.fullmatch(r'[^/]+/data\.pkl', name)]
+        if len(roots) != 1:
+            raise UnsafePickleError('not a torch.save archive (no single */data.pkl)')
+        root = roots[0]
+        if any(info.compress_type != zipfile.ZIP_STORED for info in infos.values()):
+            raise UnsafePickleError('torch archive with compressed members (torch.save never writes them)')
+        order = infos.get(root + 'byteorder')
+        if order is not None and _read_member(archive, order, 16) != b'little':
+            raise UnsafePickleError('torch archive is not little-endian')
+        storages = {}
+
+        def storage(pid):
+            kind, key, numel = _storage_pid(pid)
+            if key not in storages:
+                info = infos.get(f'{root}data/{key}')
+                if not re.fullmatch(r'\w+', key) or info is None or info.file_size != numel * kind.dtype.itemsize:
+                    raise UnsafePickleError(f'tensor storage {key!r} is missing or has the wrong size')
+                storages[key] = _Storage(kind, _read_member(archive, info, info.file_size))
+            return storages[key]
+        pkl = infos[root + 'data.pkl']
+        return loads(_read_member(archive, pkl, pkl.file_size), allowed, walk=walk, persistent=storage)
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
+    try:
+        with archive.open(info) as f:
+            data = f.read(limit + 1)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError) as e:
+        raise UnsafePickleError(one_line(f'cannot read {info.filename} ({e})')) from None
+    if len(data) > limit:
+        raise UnsafePickleError(f'{info.filename} is larger than declared')
+    return data
