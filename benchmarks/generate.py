@@ -53,8 +53,10 @@ def latents(batch: int, z_dim: int, seed: int) -> torch.Tensor:
     return torch.from_numpy(np.random.RandomState(seed).randn(batch, z_dim)).to(torch.float32)
 
 
-def time_generator(G: torch.nn.Module, z: torch.Tensor, repeats: int, warmup: int = 1) -> tuple[list[float], torch.Tensor]:
-    """Seconds per call of G(z) (noise 'const', float32 everywhere) and the last output, on z's device."""
+def time_generator(G: torch.nn.Module, z: torch.Tensor, repeats: int, warmup: int = 1,
+                   force_fp32: bool = True) -> tuple[list[float], torch.Tensor]:
+    """Seconds per call of G(z) (noise 'const'; float32 everywhere unless force_fp32=False) and the last output,
+    on z's device."""
     c = torch.zeros([z.shape[0], G.c_dim], device=z.device)
     sync = torch.cuda.synchronize if z.device.type == 'cuda' else (lambda: None)
     times = []
@@ -63,7 +65,7 @@ def time_generator(G: torch.nn.Module, z: torch.Tensor, repeats: int, warmup: in
         for i in range(warmup + repeats):
             sync()
             t0 = time.perf_counter()
-            img = G(z, c, noise_mode='const', force_fp32=True)
+            img = G(z, c, noise_mode='const', force_fp32=force_fp32)
             sync()
             if i >= warmup:
                 times.append(time.perf_counter() - t0)
@@ -97,19 +99,20 @@ def nvidia_worker(job_path: str) -> None:
         torch.set_num_threads(job['threads'])
     device = torch.device(job['device'])
     G = G.eval().requires_grad_(False).to(device)
-    times, img = time_generator(G, job['z'].to(device), job['repeats'])
+    times, img = time_generator(G, job['z'].to(device), job['repeats'], force_fp32=job.get('force_fp32', True))
     torch.save(img.cpu(), job['out'])
     print(json.dumps({'times': times}))
 
 
 def run_nvidia(repo: str, python: str, cfg: str, res: int, G: torch.nn.Module, z: torch.Tensor, repeats: int,
-               device: torch.device) -> tuple[Optional[list[float]], Optional[torch.Tensor], str]:
+               device: torch.device, force_fp32: bool = True) -> tuple[Optional[list[float]], Optional[torch.Tensor], str]:
     """(seconds per call, output, '') from NVIDIA's code on the same weights, or (None, None, reason)."""
     family, kwargs = generator_kwargs(cfg, res)
     with tempfile.TemporaryDirectory() as tmp:
         job_path, out_path = os.path.join(tmp, 'job.pt'), os.path.join(tmp, 'img.pt')
         state = {k: v.detach().cpu() for k, v in G.state_dict().items()}
         torch.save(dict(repo=repo, family=family, kwargs=kwargs, state=state, z=z.cpu(), repeats=repeats,
+                        force_fp32=force_fp32,
                         device=str(device), out=out_path, threads=torch.get_num_threads()), job_path)
         env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
         proc = subprocess.run([python, os.path.abspath(__file__), WORKER_FLAG, job_path], capture_output=True,
@@ -133,19 +136,20 @@ def nvidia_setup(compare: Optional[str], python: Optional[str] = None) -> tuple[
 
 
 def benchmark(configs: list[str], res: int, batches: list[int], repeats: int, device: torch.device,
-              nvidia_repo: Optional[str], nvidia_python: str, seed: int = 0) -> list[dict]:
+              nvidia_repo: Optional[str], nvidia_python: str, seed: int = 0, force_fp32: bool = True) -> list[dict]:
     rows = []
     for cfg in configs:
         G = build_ours(cfg, res, seed, device)
         for batch in batches:
             z = latents(batch, G.z_dim, seed).to(device)
-            times, img = time_generator(G, z, repeats)
-            row = dict(config=cfg, res=res, batch=batch, device=str(device), threads=torch.get_num_threads(),
-                       torch=torch.__version__, cpu=platform.processor() or platform.machine(),
+            times, img = time_generator(G, z, repeats, force_fp32=force_fp32)
+            row = dict(config=cfg, res=res, batch=batch, precision='fp32' if force_fp32 else 'mixed', device=str(device),
+                       threads=torch.get_num_threads(), torch=torch.__version__, cpu=platform.processor() or platform.machine(),
                        load_avg_1min=load_average(), ours_sec_per_call=float(np.median(times)),
                        ours_best_sec_per_call=float(min(times)), ours_img_per_s=batch / float(np.median(times)))
             if nvidia_repo is not None:
-                nv_times, nv_img, reason = run_nvidia(nvidia_repo, nvidia_python, cfg, res, G, z, repeats, device)
+                nv_times, nv_img, reason = run_nvidia(nvidia_repo, nvidia_python, cfg, res, G, z, repeats, device,
+                                                      force_fp32)
                 if nv_times is not None:
                     nv_med = float(np.median(nv_times))
                     row.update(nvidia_sec_per_call=nv_med, nvidia_best_sec_per_call=float(min(nv_times)),
@@ -218,7 +222,9 @@ def main() -> None:
     @click.option('--nvidia-python', envvar='SG3C_NVIDIA_PYTHON', metavar='PYTHON',
                   help='Interpreter for NVIDIA\'s code (env SG3C_NVIDIA_PYTHON)  [default: this one]')
     @click.option('--json-out', default=None, help='Also write the rows as JSON lines here')
-    def cli(configs, res, batches, repeats, device, seed, threads, compare_nvidia, nvidia_python, json_out):
+    @click.option('--precision', type=click.Choice(['fp32', 'mixed']), default='fp32', show_default=True,
+                  help="'mixed': float16 in the layers where the networks use it on CUDA, as NVIDIA's gen_images.py does")
+    def cli(configs, res, batches, repeats, device, seed, threads, compare_nvidia, nvidia_python, json_out, precision):
         """Images/s of each generator config on this machine, ours vs NVIDIA's."""
         if threads:
             torch.set_num_threads(threads)
@@ -239,7 +245,7 @@ def main() -> None:
         print(f'device {dev}, {torch.get_num_threads()} threads, torch {torch.__version__}; '
               + (f'NVIDIA: {repo} via {python}' if repo else f'NVIDIA: skipped ({reason})'), flush=True)
         print_header()
-        rows = benchmark(cfgs, res, batch_list, repeats, dev, repo, python, seed=seed)
+        rows = benchmark(cfgs, res, batch_list, repeats, dev, repo, python, seed=seed, force_fp32=precision == 'fp32')
         if json_out:
             write_jsonl(rows, json_out)
 

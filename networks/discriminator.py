@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from torch_utils.ops.dispatch import fp16_enabled
 from torch_utils.ops.upfirdn2d import downsample2d, setup_filter
 
 from .persistence import records_init_kwargs
@@ -51,7 +52,7 @@ class DiscriminatorBlock(nn.Module):
 
     def forward(self, x: Optional[torch.Tensor], img: Optional[torch.Tensor], force_fp32: bool = False):
         device = (x if x is not None else img).device
-        fp16 = self.use_fp16 and not force_fp32 and device.type == 'cuda'
+        fp16 = self.use_fp16 and not force_fp32 and fp16_enabled(device)
         dtype = torch.float16 if fp16 else torch.float32
         fmt = torch.channels_last if self.channels_last and fp16 else torch.contiguous_format
         if x is not None:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from torch_utils.ops.bias_act import bias_act, default_gain
+from torch_utils.ops.dispatch import fp16_enabled
 from torch_utils.ops.conv2d_resample import conv2d_resample
 from torch_utils.ops.upfirdn2d import setup_filter, upsample2d
 
@@ -165,7 +166,7 @@ class SynthesisBlock(nn.Module):
     def forward(self, x: Optional[torch.Tensor], img: Optional[torch.Tensor], ws: torch.Tensor,
                 force_fp32: bool = False, fused_modconv=None, update_emas: bool = False, **layer_kwargs):
         w_iter = iter(ws.unbind(dim=1))
-        fp16 = self.use_fp16 and not force_fp32 and ws.device.type == 'cuda'
+        fp16 = self.use_fp16 and not force_fp32 and fp16_enabled(ws.device)
         dtype = torch.float16 if fp16 else torch.float32
         fmt = torch.channels_last if self.channels_last and fp16 else torch.contiguous_format
         if fused_modconv is None:

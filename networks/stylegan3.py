@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from torch_utils import distributed
+from torch_utils.ops.dispatch import fp16_enabled
 from torch_utils.ops.filtered_lrelu import filtered_lrelu
 
 from .persistence import records_init_kwargs
@@ -239,7 +240,7 @@ class SynthesisLayer(nn.Module):
         if g.torgb:
             styles = styles * (1 / np.sqrt(g.src.channels * g.kernel ** 2))
 
-        fp16 = self.use_fp16 and not force_fp32 and x.device.type == 'cuda'
+        fp16 = self.use_fp16 and not force_fp32 and fp16_enabled(x.device)
         x = modulated_conv2d(x.to(torch.float16 if fp16 else torch.float32), self.weight, styles,
                              padding=g.kernel - 1, demodulate=not g.torgb,
                              input_gain=self.magnitude_ema.rsqrt())

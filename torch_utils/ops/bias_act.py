@@ -50,8 +50,9 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
     if clamp is not None and clamp < 0:
         clamp = None
     kernel = dispatch.kernel_for('bias_act', x, impl)
-    if kernel is not None:
-        return kernel(x, b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)
+    y = kernel(x, b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp) if kernel is not None else None
+    if y is not None:   # (None: a call the kernels do not cover)
+        return y
 
     shape = [1] * x.ndim
     shape[dim] = -1

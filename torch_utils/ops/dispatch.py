@@ -1,52 +1,85 @@
-"""Choice between the pure-PyTorch reference ops and compiled CUDA kernels.
+"""Which implementation runs an op: the pure-PyTorch reference or the compiled CUDA kernels.
 
 Every op in this package has a reference implementation that runs anywhere (CPU or GPU) and is
-differentiable to any order. Compiled kernels are optional speed: an op asks `use_kernels(x)` and
-falls back to the reference path whenever kernels are disabled, unavailable, or the tensor is not
-on a CUDA device.
+differentiable to any order; it is the definition and the only path on the CPU. The CUDA kernels
+(torch_utils/ops/cuda/, built on first use by cuda_build.py) are optional speed for CUDA tensors.
 
-The preference is set per process with `set_impl('auto' | 'ref' | 'cuda')` or the environment
-variable `SG3C_OPS_IMPL`. A kernel family registers a loader with `register_kernels(op, loader)`;
-the loader builds the extension on first use and returns the kernel callable, or None when it cannot.
+The choice, per process: `set_backend('auto' | 'ref' | 'cuda')` or the environment variable
+`SG3C_OPS` (read when first needed):
+- `auto` (default): kernels for CUDA tensors when they build and pass their self-test; otherwise one
+  warning line and the reference ops. Never stops a run.
+- `ref`: always the reference ops.
+- `cuda`: kernels for CUDA tensors, and an error (UserError naming the reason) when they cannot be
+  built or fail their self-test: for benchmarks and acceptance checks, where a silent fallback would
+  measure the wrong thing. CPU tensors still take the reference ops.
+
+Separately, `fp16_enabled(device)` decides whether the networks' float16 layers (with their
+channels-last layout) may run on a device: on CUDA always, on the CPU only inside `allow_cpu_fp16()`,
+a switch for tests, so that those branches execute on machines without a GPU.
 """
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 
-_IMPLS = ('auto', 'ref', 'cuda')
-_preference = os.environ.get('SG3C_OPS_IMPL', 'auto')
-if _preference not in _IMPLS:
-    raise ValueError(f'SG3C_OPS_IMPL must be one of {_IMPLS}, got {_preference!r}')
+from torch_utils.cli import UserError
 
-_kernel_loaders: dict[str, Callable[[], Optional[Callable]]] = {}
+from . import cuda_kernels
 
+BACKENDS = ('auto', 'ref', 'cuda')
+ENV_VAR = 'SG3C_OPS'
 
-def set_impl(impl: str) -> None:
-    """Select 'auto' (kernels when available), 'ref' (always reference) or 'cuda' (kernels required)."""
-    global _preference
-    if impl not in _IMPLS:
-        raise ValueError(f'impl must be one of {_IMPLS}, got {impl!r}')
-    _preference = impl
+_backend: Optional[str] = None
+_cpu_fp16 = False
 
 
-def get_impl() -> str:
-    return _preference
+def _checked(backend: str, source: str) -> str:
+    if backend not in BACKENDS:
+        raise UserError(f'{source} must be one of {", ".join(BACKENDS)}, got {backend!r}')
+    return backend
 
 
-def register_kernels(op: str, loader: Callable[[], Optional[Callable]]) -> None:
-    _kernel_loaders[op] = loader
+def set_backend(backend: str) -> None:
+    """Select 'auto', 'ref' or 'cuda' for the rest of the process (see the module doc)."""
+    global _backend
+    _backend = _checked(backend, 'ops backend')
+
+
+def get_backend() -> str:
+    global _backend
+    if _backend is None:
+        _backend = _checked(os.environ.get(ENV_VAR, 'auto').strip().lower() or 'auto', ENV_VAR)
+    return _backend
 
 
 def kernel_for(op: str, x: torch.Tensor, impl: Optional[str] = None) -> Optional[Callable]:
-    """The compiled CUDA kernel that should run `op` on tensor `x`, or None for the reference path."""
-    impl = impl or _preference
-    if impl == 'ref' or x.device.type != 'cuda':
+    """The CUDA implementation that should run `op` on tensor `x`, or None for the reference path.
+    `impl` overrides the process-wide backend for one call. The implementation itself returns None for
+    calls it does not cover (see cuda_kernels.py), which then take the reference path too."""
+    backend = _checked(impl, 'impl') if impl is not None else get_backend()
+    if backend == 'ref' or x.device.type != 'cuda':
         return None
-    loader = _kernel_loaders.get(op)
-    kernel = loader() if loader is not None else None
-    if impl == 'cuda' and kernel is None:
-        raise RuntimeError(f'{op}: CUDA kernels were requested (impl="cuda") but are not available')
+    kernel = cuda_kernels.get(op)
+    if kernel is None and backend == 'cuda':
+        raise UserError(f'{op}: CUDA ops were required ({ENV_VAR}=cuda) but cannot be used: {cuda_kernels.failure()}')
     return kernel
+
+
+def fp16_enabled(device: torch.device) -> bool:
+    """Whether float16 layers may run on `device` (CUDA; the CPU only under allow_cpu_fp16)."""
+    return device.type == 'cuda' or (_cpu_fp16 and device.type == 'cpu')
+
+
+@contextlib.contextmanager
+def allow_cpu_fp16(enabled: bool = True) -> Iterator[None]:
+    """Let the networks' float16/channels-last layers run on the CPU (tests only: slow, and not what a
+    CPU user wants), as they would on a GPU."""
+    global _cpu_fp16
+    previous, _cpu_fp16 = _cpu_fp16, enabled
+    try:
+        yield
+    finally:
+        _cpu_fp16 = previous

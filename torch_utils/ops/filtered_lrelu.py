@@ -43,13 +43,14 @@ def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor] = None, fd: Optio
     then downsample (`fd`, `down`). Output size per axis:
     (in * up + pad0 + pad1 - (len(fu) - 1) - (len(fd) - 1) + (down - 1)) // down.
     """
-    kernel = dispatch.kernel_for('filtered_lrelu', x, impl)
-    if kernel is not None:
-        return kernel(x, fu, fd, b, up=up, down=down, padding=padding, gain=gain, slope=slope, clamp=clamp,
-                      flip_filter=flip_filter)
     padding = parse_padding(padding)
     if clamp is not None and clamp < 0:
         clamp = None
+    kernel = dispatch.kernel_for('filtered_lrelu', x, impl)
+    y = kernel(x, fu, fd, b, up=int(up), down=int(down), padding=padding, gain=float(gain), slope=float(slope),
+               clamp=clamp, flip_filter=flip_filter) if kernel is not None else None
+    if y is not None:   # (None: a call the kernels do not cover)
+        return y
     if fu is None and fd is None and up == 1 and down == 1 and not any(padding):
         # (StyleGAN3's ToRGB: hand back the usual layout, whatever layout the convolution produced)
         return bias_act(x, b, act='lrelu', alpha=slope, gain=gain, clamp=clamp, impl='ref').contiguous()

@@ -159,12 +159,13 @@ def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: IntPair = 1, down:
     `f` is 1-D (separable), 2-D, or None (identity). `padding` is relative to the upsampled image.
     `flip_filter=True` correlates instead of convolving. `gain` scales the output.
     """
-    kernel = dispatch.kernel_for('upfirdn2d', x, impl)
-    if kernel is not None:
-        return kernel(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
-
     up, down = _pair(up), _pair(down)
     px0, px1, py0, py1 = parse_padding(padding)
+    kernel = dispatch.kernel_for('upfirdn2d', x, impl)
+    y = kernel(x, f, up=up, down=down, padding=(px0, px1, py0, py1), flip_filter=flip_filter, gain=gain) \
+        if kernel is not None else None
+    if y is not None:   # (None: a call the kernels do not cover)
+        return y
     if f is None:
         f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
     f = (f * (gain ** (f.ndim / 2))).to(x.dtype)

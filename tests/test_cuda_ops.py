@@ -1,0 +1,427 @@
+"""The CUDA ops' machinery, tested without a GPU: the adjoint geometry their gradients use, the backend
+choice and its fallbacks, the build cache key and lock, the self-test and the op-comparison harness of
+the GPU acceptance (benchmarks/op_compare.py), the compile check in a side environment (slow, where
+SG3C_CUDA_PYTHON names a Python with a CUDA build of torch), and the GPU-only parts (marked gpu)."""
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from torch_utils.cli import UserError
+from torch_utils.ops import cuda_build, cuda_kernels, dispatch
+from torch_utils.ops.selftest import agree_with_reference, backend_ops
+from torch_utils.ops.bias_act import bias_act
+from torch_utils.ops.filtered_lrelu import _composed, filtered_lrelu
+from torch_utils.ops.upfirdn2d import setup_filter, upfirdn2d
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, 'benchmarks'))
+import op_compare  # noqa: E402
+
+
+@pytest.mark.parametrize('seed', range(12))
+def test_adjoint_geometry_transposes_upfirdn2d(seed):
+    """<upfirdn(x), y> == <x, upfirdn_adjoint(y)>: the backward kernels' geometry, checked with the reference op
+    (correlating with the taps = convolving with the flipped taps, hence flip_filter=True for the adjoint)."""
+    rng = np.random.RandomState(seed)
+    while True:
+        up, down = rng.choice([1, 2, 3, 4], size=2)
+        h, w, kh, kw = rng.randint(1, 12), rng.randint(1, 12), rng.randint(1, 7), rng.randint(1, 7)
+        pad = [int(p) for p in rng.randint(-3, 8, size=4)]
+        oh = h * up + pad[2] + pad[3] - kh + 1
+        ow = w * up + pad[0] + pad[1] - kw + 1
+        if oh > 0 and ow > 0:
+            break
+    f = torch.from_numpy(rng.rand(kh, kw)).double()
+    x = torch.randn([2, 3, h, w], dtype=torch.float64)
+    y = upfirdn2d(x, f, up=int(up), down=int(down), padding=pad)
+    dy = torch.randn(y.shape, dtype=torch.float64)
+    taps = f.flip([0, 1])   # what the kernel correlates with
+    (aux, auy), (adx, ady), apad = cuda_kernels._adjoint(x.shape, y.shape, taps, (int(up), int(up)),
+                                                         (int(down), int(down)), pad)
+    dx = upfirdn2d(dy, taps.flip([0, 1]), up=(aux, auy), down=(adx, ady), padding=apad, flip_filter=True)
+    assert dx.shape == x.shape
+    assert torch.allclose((y * dy).sum(), (x * dx).sum(), rtol=1e-10)
+    y = upfirdn2d(x.requires_grad_(True), f, up=int(up), down=int(down), padding=pad)
+    # (when no input sample reaches the output, the reference returns constant zeros)
+    want = torch.autograd.grad(y, [x], dy)[0] if y.requires_grad else torch.zeros_like(x)
+    assert torch.allclose(dx, want, rtol=1e-10, atol=1e-12)
+
+
+def test_kernels_cover_only_what_their_derivative_trick_allows():
+    """The output-based derivative needs gain > 0 and a non-negative slope; other activations use the reference."""
+    assert cuda_kernels._epilogue('lrelu', 0.2, 1.4, None) == (cuda_kernels.ACT_LRELU, 0.2, 1.4, -1.0)
+    assert cuda_kernels._epilogue('relu', 0.7, 2.0, 3.0) == (cuda_kernels.ACT_LRELU, 0.0, 2.0, 3.0)
+    assert cuda_kernels._epilogue('linear', 0.2, 1.0, None)[0] == cuda_kernels.ACT_LINEAR
+    for args in [('tanh', 0, 1, None), ('lrelu', -0.1, 1, None), ('lrelu', 0.2, -1, None), ('linear', 0, 0, None)]:
+        assert cuda_kernels._epilogue(*args) is None
+
+
+class EmulatedExtension:
+    """The compiled module's contract (torch_utils/ops/cuda/sg3c_ops.h) written directly in PyTorch:
+    zero-insert, pad, correlate, decimate; epilogue act -> gain -> clamp; derivative read from the output.
+    With it, cuda_kernels.py's autograd layer (adjoint geometry, flips, gains, separable passes, the fused
+    filtered_lrelu step, double backward) runs on the CPU against the reference ops."""
+
+    @staticmethod
+    def _epilogue(v, act, alpha, gain, clamp):
+        if act == cuda_kernels.ACT_LRELU:
+            v = torch.where(v < 0, v * alpha, v)
+        v = v * gain
+        return v.clamp(-clamp, clamp) if clamp >= 0 else v
+
+    def bias_act(self, x, b, dim, act, alpha, gain, clamp):
+        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+        v = x.to(acc)
+        if b is not None:
+            shape = [1] * x.ndim
+            shape[dim] = -1
+            v = v + b.to(acc).reshape(shape)
+        return torch.empty_like(x).copy_(self._epilogue(v, act, alpha, gain, clamp))
+
+    def bias_act_grad(self, dy, y, act, alpha, gain, clamp):
+        slope = torch.full_like(y, gain)
+        if act == cuda_kernels.ACT_LRELU:
+            slope = torch.where(y > 0, slope, slope * alpha)
+        if clamp >= 0:
+            slope = torch.where((y < clamp) & (y > -clamp), slope, torch.zeros_like(slope))
+        return torch.empty_like(y).copy_(dy * slope)
+
+    def upfirdn2d(self, x, taps, b, upx, upy, downx, downy, px0, px1, py0, py1, act, alpha, gain, clamp):
+        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+        n, c, h, w = x.shape
+        v = x.to(acc) + (b.to(acc).reshape(1, -1, 1, 1) if b is not None else 0)
+        z = v.new_zeros([n, c, h * upy, w * upx])
+        z[:, :, ::upy, ::upx] = v
+        z = torch.nn.functional.pad(z, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+        z = z[:, :, max(-py0, 0):z.shape[2] - max(-py1, 0), max(-px0, 0):z.shape[3] - max(-px1, 0)]
+        kh, kw = taps.shape
+        if z.shape[2] < kh or z.shape[3] < kw:
+            out = v.new_zeros([n, c, 0, 0])
+        else:
+            weight = taps.to(acc)[None, None].expand(c, 1, kh, kw)
+            out = torch.nn.functional.conv2d(z, weight, groups=c)[:, :, ::downy, ::downx]
+        out = self._epilogue(out, act, alpha, gain, clamp)
+        fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and c > 1 \
+            else torch.contiguous_format
+        return out.to(x.dtype).contiguous(memory_format=fmt)
+
+
+@pytest.fixture
+def emulated_kernels(monkeypatch):
+    """The CUDA path of every op, on CPU tensors, over EmulatedExtension."""
+    monkeypatch.setattr(cuda_kernels, '_module', EmulatedExtension())
+    monkeypatch.setattr(cuda_kernels, '_state', 'ready')
+    monkeypatch.setattr(dispatch, 'kernel_for',
+                        lambda op, x, impl=None: None if impl == 'ref' else cuda_kernels.get(op))
+
+
+def test_kernel_autograd_layer_matches_reference_on_random_cases(emulated_kernels):
+    """Forward, gradients and gradients of gradients of the kernels' Python layer (over the emulated
+    extension) against the reference ops, through the same harness as the GPU acceptance."""
+    rows = op_compare.compare(backend_ops('cuda'), backend_ops('ref'), op_compare.random_cases(10, seed=7),
+                              torch.device('cpu'))
+    assert all(r['ok'] for r in rows), op_compare.format_table(rows)
+
+
+def check_kernels_twice_differentiable(device: str) -> None:
+    """gradcheck and gradgradcheck (float64) of each op through its CUDA path."""
+    x = torch.randn([1, 2, 5, 6], dtype=torch.float64, device=device, requires_grad=True)
+    b = torch.randn([2], dtype=torch.float64, device=device, requires_grad=True)
+    f = setup_filter([1, 3, 4, 2], device=device)
+    fs = setup_filter([1, 2, 5, 3, 6, 4, 2, 1], device=device)
+    ops = [lambda x, b: bias_act(x + 0.01, b, act='lrelu', alpha=0.2, gain=1.4, clamp=2.5, impl='cuda'),
+           lambda x, b: upfirdn2d(x, f, up=2, down=1, padding=[2, 1, 1, 2], impl='cuda') * b.sum(),
+           lambda x, b: filtered_lrelu(x + 0.01, fs, fs, b, up=2, down=2, padding=[7, 6, 7, 6], clamp=2, impl='cuda')]
+    for op in ops:
+        assert torch.autograd.gradcheck(op, (x, b))
+        assert torch.autograd.gradgradcheck(op, (x, b))
+
+
+def test_kernel_autograd_layer_is_twice_differentiable(emulated_kernels):
+    check_kernels_twice_differentiable('cpu')
+
+
+# ------------------------------------------------------------------ backend choice
+
+FAKE_CUDA = types.SimpleNamespace(device=torch.device('cuda'))   # constructing a device needs no GPU
+
+
+@pytest.fixture
+def fresh_loader(monkeypatch):
+    """cuda_kernels as if no load had been tried yet in this process, with CUDA 'available'."""
+    monkeypatch.setattr(cuda_kernels, '_module', None)
+    monkeypatch.setattr(cuda_kernels, '_failure', None)
+    monkeypatch.setattr(cuda_kernels, '_state', 'new')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'current_device', lambda: 0)
+    monkeypatch.setattr(dispatch, '_backend', None)
+    return monkeypatch
+
+
+def test_failed_build_warns_once_in_one_line_and_uses_reference(fresh_loader, capfd):
+    def broken_build():
+        raise RuntimeError('Error building extension\nninja: build stopped\nmore noise')
+    fresh_loader.setattr(cuda_build, 'build', broken_build)
+    fresh_loader.setenv('SG3C_OPS', 'auto')
+    assert dispatch.kernel_for('upfirdn2d', FAKE_CUDA) is None
+    assert dispatch.kernel_for('bias_act', FAKE_CUDA) is None
+    err = capfd.readouterr().err
+    assert err.count('\n') == 1 and 'using the reference ops' in err and 'Error building extension' in err
+
+
+def test_cuda_backend_fails_loudly_and_ref_never_builds(fresh_loader, capfd):
+    calls = []
+    fresh_loader.setattr(cuda_build, 'build', lambda: calls.append(1) or (_ for _ in ()).throw(OSError('no nvcc')))
+    dispatch.set_backend('ref')
+    assert dispatch.kernel_for('filtered_lrelu', FAKE_CUDA) is None and not calls
+    dispatch.set_backend('cuda')
+    with pytest.raises(UserError, match='no nvcc'):
+        dispatch.kernel_for('filtered_lrelu', FAKE_CUDA)
+    assert dispatch.kernel_for('filtered_lrelu', torch.zeros(1)) is None   # CPU tensors: always the reference
+    assert len(calls) == 1
+    with pytest.raises(UserError, match='impl'):
+        dispatch.kernel_for('upfirdn2d', FAKE_CUDA, impl='fast')
+
+
+def test_kernels_disagreeing_with_reference_are_not_used(fresh_loader, capfd):
+    fresh_loader.setattr(cuda_build, 'build', lambda: types.SimpleNamespace())
+    fresh_loader.setattr(cuda_kernels, '_self_test', lambda device: 'upfirdn2d forward disagrees with the reference')
+    assert cuda_kernels.get('upfirdn2d') is None
+    assert 'disagrees' in capfd.readouterr().err
+
+
+def test_environment_variable_is_validated(monkeypatch):
+    monkeypatch.setattr(dispatch, '_backend', None)
+    monkeypatch.setenv('SG3C_OPS', 'fast')
+    with pytest.raises(UserError, match='SG3C_OPS'):
+        dispatch.get_backend()
+    monkeypatch.setenv('SG3C_OPS', 'REF')
+    assert dispatch.get_backend() == 'ref'
+
+
+def test_self_test_catches_a_wrong_kernel():
+    """The first-use self-test, run with reference ops standing in for kernels: silent when they agree,
+    and naming the op when one is off (here: correlating instead of convolving)."""
+    ref = backend_ops('ref')
+    cpu = torch.device('cpu')
+    assert agree_with_reference(cpu, candidate=ref, reference=ref) is None
+    wrong = dict(ref, upfirdn2d=lambda x, f, **k: upfirdn2d(x, f, **dict(k, flip_filter=not k.get('flip_filter')),
+                                                            impl='ref'))
+    assert 'upfirdn2d' in agree_with_reference(cpu, candidate=wrong, reference=ref)
+    assert cuda_kernels._self_test is agree_with_reference   # the check that load() runs
+
+
+def test_comparisons_switch_tf32_off_and_back(monkeypatch):
+    from torch_utils.ops.selftest import exact_float32
+    monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', True)
+    monkeypatch.setattr(torch.backends.cuda.matmul, 'allow_tf32', True)
+    with exact_float32():
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+
+
+def test_kernel_declining_a_call_leaves_it_to_the_reference(monkeypatch):
+    """A kernel returns None for calls it does not cover (here: every call); the op still answers."""
+    monkeypatch.setattr(dispatch, 'kernel_for', lambda op, x, impl=None: (lambda *a, **k: None))
+    x = torch.randn(1, 2, 5, 5)
+    f = setup_filter([1, 2, 1])
+    assert torch.equal(upfirdn2d(x, f, up=2), upfirdn2d(x, f, up=2, impl='ref'))
+    assert torch.equal(bias_act(x, act='tanh'), torch.tanh(x))
+    assert filtered_lrelu(x, f, f, up=2, down=2, padding=2).shape == (1, 2, 5, 5)
+
+
+# ------------------------------------------------------------------ build cache
+
+def test_build_key_follows_sources_torch_and_architecture(tmp_path, monkeypatch):
+    key = cuda_build.build_key('9.0')
+    assert key == cuda_build.build_key('9.0') and key != cuda_build.build_key('8.0;9.0')
+    src = tmp_path / 'src'
+    src.mkdir()
+    for name in cuda_build.SOURCES + cuda_build.HEADERS:
+        (src / name).write_bytes(open(os.path.join(cuda_build.SOURCE_DIR, name), 'rb').read())
+    monkeypatch.setattr(cuda_build, 'SOURCE_DIR', str(src))
+    assert cuda_build.build_key('9.0') == key
+    with open(src / 'upfirdn2d.cu', 'a') as f:
+        f.write('// changed\n')
+    assert cuda_build.build_key('9.0') != key
+    monkeypatch.setenv('SG3C_CACHE', str(tmp_path / 'cache'))
+    assert cuda_build.build_dir(key).startswith(str(tmp_path / 'cache'))
+
+
+def test_file_lock_serialises_builders(tmp_path):
+    events = []
+
+    def builder(name):
+        with cuda_build.file_lock(str(tmp_path / 'build.lock')):
+            events.append(f'{name} in')
+            time.sleep(0.2)
+            events.append(f'{name} out')
+
+    threads = [threading.Thread(target=builder, args=(n,)) for n in 'ab']
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [e.split()[1] for e in events] == ['in', 'out', 'in', 'out']
+
+
+def test_cuda_home_is_found_through_a_wrapper_script(tmp_path, monkeypatch):
+    """A PATH nvcc that is a script calling the real toolkit: its dry run names the toolkit root."""
+    wrapper = tmp_path / 'bin' / 'nvcc'
+    wrapper.parent.mkdir()
+    wrapper.write_text('#!/bin/sh\necho "#\\$ _HERE_=/opt/cuda-x/bin"\necho "#\\$ TOP=/opt/cuda-x/bin/.."\n')
+    wrapper.chmod(0o755)
+    monkeypatch.delenv('CUDA_HOME', raising=False)
+    monkeypatch.delenv('CUDA_PATH', raising=False)
+    monkeypatch.setenv('PATH', str(wrapper.parent))
+    assert cuda_build.locate_cuda_home() == '/opt/cuda-x'
+    monkeypatch.setenv('CUDA_HOME', str(tmp_path))
+    assert cuda_build.locate_cuda_home() == str(tmp_path)
+
+
+# ------------------------------------------------------------------ the acceptance harness
+
+def test_harness_reports_zero_error_for_identical_ops():
+    cases = op_compare.random_cases(4, seed=1)
+    rows = op_compare.compare(backend_ops('ref'), backend_ops('ref'), cases, torch.device('cpu'))
+    assert {r['op'] for r in rows} == set(op_compare.OPS)
+    for r in rows:
+        assert r['cases'] == 4 and r['ok'] and r['forward'] == r['grad'] == r['grad2'] == 0
+
+
+def test_harness_accepts_an_equivalent_formulation_and_flags_a_wrong_one():
+    """filtered_lrelu's op-by-op definition agrees with its fused reference path to rounding; a variant
+    whose backward is wrong (a leaky slope of 0.2 where the forward used the case's own) is flagged in
+    'grad', and one whose forward misses the bias in 'forward'."""
+    cases = [c for c in op_compare.random_cases(6, seed=2, ops=('filtered_lrelu',))]
+    ref = backend_ops('ref')
+
+    def composed(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter):
+        from torch_utils.ops.upfirdn2d import parse_padding
+        return _composed(x, fu, fd, b, up, down, parse_padding(padding), gain, slope, clamp, flip_filter)
+
+    def no_bias(x, fu, fd, b, **k):
+        return filtered_lrelu(x, fu, fd, None, **k, impl='ref')
+
+    good = op_compare.compare({'filtered_lrelu': composed}, ref, cases, torch.device('cpu'))[0]
+    assert good['ok'] and 0 <= good['forward'] < 1e-5
+    bad = op_compare.compare({'filtered_lrelu': no_bias}, ref, [c for c in cases if c.bias], torch.device('cpu'))[0]
+    assert not bad['ok'] and bad['forward'] > 1e-3
+    table = op_compare.format_table([good, bad])
+    assert 'NO' in table and 'yes' in table
+
+
+def test_harness_measures_float16_against_float32_reference():
+    cases = op_compare.random_cases(3, seed=3, ops=('bias_act',))
+    ref = backend_ops('ref')
+    row = op_compare.compare(ref, ref, cases, torch.device('cpu'), dtypes=(torch.float16,))[0]
+    # The reference in float16 against itself in float32: float16's own rounding, and accepted.
+    assert row['ok'] and 0 < row['forward'] < 1e-2 and row['forward'] == row['ref_forward']
+
+
+# ------------------------------------------------------------------ scripts
+
+def test_gpu_check_refuses_a_machine_without_cuda(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip('this machine has CUDA')
+    proc = subprocess.run(['bash', os.path.join(REPO, 'benchmarks', 'gpu_check.sh'), str(tmp_path / 'out')],
+                          capture_output=True, text=True, timeout=120)
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    assert proc.returncode != 0 and len(lines) == 1 and 'needs CUDA' in lines[0], lines
+
+
+def test_gpu_check_step_runner_kills_what_overruns(tmp_path, monkeypatch):
+    import gpu_check
+    log = str(tmp_path / 'log')
+    monkeypatch.setattr(gpu_check, 'MIN_STEP_S', 0.5)
+    start = time.monotonic()
+    slow = gpu_check.run(['bash', '-c', 'sleep 30 & wait'], log, timeout=1)   # the child sleep dies too
+    assert slow['timed_out'] and time.monotonic() - start < 10
+    assert gpu_check.run(['true'], log, timeout=0.1)['skipped']
+    assert gpu_check.run(['bash', '-c', 'echo hi; exit 3'], log, timeout=5)['rc'] == 3
+    assert gpu_check.tail(log, 1) == 'hi'
+
+
+def test_gpu_check_reads_the_last_tick_and_tabulates_against_targets(tmp_path):
+    import gpu_check
+    run_dir = tmp_path / '00000-run'
+    run_dir.mkdir()
+    ticks = [{'Timing/sec_per_kimg': {'mean': 90.0}, 'Resources/peak_gpu_mem_gb': {'mean': 5.0}},
+             {'Timing/sec_per_kimg': {'mean': 30.0}, 'Resources/peak_gpu_mem_gb': {'mean': 6.5}}]
+    (run_dir / 'stats.jsonl').write_text(''.join(json.dumps(t) + '\n' for t in ticks))
+    tick = gpu_check.last_tick(str(tmp_path))
+    assert tick == {'sec_per_kimg': 30.0, 'peak_gpu_mem_gb': 6.5, 'ticks': 2}
+    result = {'environment': {'gpu': 'H200', 'capability': '9.0', 'torch': '2.11', 'cuda': '13.0', 'nvidia_repo': 'nv'},
+              'seconds': 400, 'ops_backend': 'cuda', 'steps': {
+                  'ops': {'ok': True, 'build_or_load_s': 70, 'rows': [
+                      {'op': 'upfirdn2d', 'dtype': 'float16', 'cases': 30, 'forward': 1e-3, 'grad': 2e-3,
+                       'grad2': 3e-3, 'ok': True}]},
+                  'pytest': {'ok': False, 'rc': 1, 'summary': '1 failed, 5 passed'},
+                  'generate': {'ok': True, 'rows': [
+                      {'config': 'stylegan3-t', 'res': 256, 'batch': 32, 'precision': 'mixed', 'ours_img_per_s': 300.0,
+                       'nvidia_img_per_s': 150.0, 'speedup': 2.0, 'max_abs_diff': 1e-3, 'meets_speed_target': True,
+                       'identical_to_1_level': True}]},
+                  'train': {'ok': True, 'rows': [{'config': 'stylegan3-r', 'ours': dict(tick, rc=0),
+                                                  'nvidia': {'sec_per_kimg': 40.0, 'peak_gpu_mem_gb': 9.0},
+                                                  'ratio': 0.75, 'meets_target': False}]},
+                  'e2e': {'skipped': 'no time left in the budget'}}}
+    text = gpu_check.table(result)
+    rows = {line.split('|')[2].strip(): line for line in text.splitlines() if line.startswith('| ')}
+    assert 'ok' in rows['upfirdn2d float16 vs reference, max rel. error fwd / grad / grad2 (30 cases)']
+    assert 'FAIL' in rows['pytest -m gpu'] and '1 failed' in rows['pytest -m gpu']
+    assert '2.00x' in rows['generate stylegan3-t 256px batch 32 (img/s, mixed)']
+    assert '0.75 (<= 0.7)' in rows['train stylegan3-r 256px batch 32 (s/kimg, peak GB)']
+    assert rows['train stylegan3-r 256px batch 32 (s/kimg, peak GB)'].rstrip(' |').endswith('below target')
+    assert rows['train.py -> gen_images.py -> invert.py on CUDA'].rstrip(' |').endswith('skipped')
+
+
+@pytest.mark.slow
+def test_extension_compiles_and_loads_against_cuda_torch():
+    """benchmarks/build_ops.py in a side environment whose torch is a CUDA build (no GPU needed)."""
+    python = os.environ.get('SG3C_CUDA_PYTHON')
+    if not python:
+        pytest.skip('set SG3C_CUDA_PYTHON to a Python whose torch is a CUDA build')
+    proc = subprocess.run([python, os.path.join(REPO, 'benchmarks', 'build_ops.py')], capture_output=True, text=True,
+                          timeout=3000)
+    print(proc.stdout[-6000:])   # (shown with -s: the compiler commands and the warning count)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert '0 warning line(s)' in proc.stdout and 'loaded sg3c_ops_' in proc.stdout
+
+
+# ------------------------------------------------------------------ on a GPU
+
+@pytest.mark.gpu
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
+def test_cuda_ops_match_reference_on_random_cases(dtype):
+    assert cuda_kernels.load() is None, cuda_kernels.failure()
+    rows = op_compare.compare(backend_ops('cuda'), backend_ops('ref'), op_compare.random_cases(12, seed=5),
+                              torch.device('cuda'), dtypes=(dtype,))
+    assert all(r['ok'] for r in rows), op_compare.format_table(rows)
+
+
+@pytest.mark.gpu
+def test_cuda_ops_are_twice_differentiable_in_float64():
+    assert cuda_kernels.load() is None, cuda_kernels.failure()
+    check_kernels_twice_differentiable('cuda')
+
+
+@pytest.mark.gpu
+def test_channels_last_and_float16_inputs_keep_their_layout_on_cuda():
+    assert cuda_kernels.load() is None, cuda_kernels.failure()
+    x = torch.randn([2, 8, 9, 9], device='cuda', dtype=torch.float16).contiguous(memory_format=torch.channels_last)
+    f = setup_filter([1, 3, 3, 1], device='cuda')
+    y = upfirdn2d(x, f, up=2, padding=[2, 1, 2, 1], impl='cuda')
+    assert y.dtype == torch.float16 and y.is_contiguous(memory_format=torch.channels_last)
+    want = upfirdn2d(x.float(), f, up=2, padding=[2, 1, 2, 1], impl='ref')
+    assert (y.float() - want).abs().max() < 1e-2 * want.abs().max()
+    z = bias_act(x, torch.ones(8, device='cuda', dtype=torch.float16), act='lrelu', gain=1.0, impl='cuda')
+    assert z.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(z.float(), bias_act(x.float() + 1, act='lrelu', gain=1.0, impl='ref'), atol=1e-2)
