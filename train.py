@@ -231,9 +231,16 @@ def _plan(kw: dict, given: set) -> Plan:
     resume = kw['resume']
     if not resume:
         return new_run(kw, transfer_from=None)
-    if re.match(r'^https?://', resume):
+    if re.match(r'^https?://', resume):   # the run goes to a new directory under --outdir in either case
         from torch_utils.download import download_cached
-        return new_run(kw, transfer_from=str(download_cached(resume)), source=resume)
+        from networks.snapshot import load_snapshot
+        local = str(download_cached(resume))
+        if load_snapshot(local).get('training_state') is None:
+            return new_run(kw, transfer_from=local)
+        plan = continue_run(None, local, kw, given)
+        plan.desc = run_desc(plan.opts.cfg, plan.opts.data, plan.opts.gpus, plan.opts.batch, plan.opts.gamma, kw['desc'])
+        plan.opts.run_dir = os.path.join(kw['outdir'], f'NNNNN-{plan.desc}')
+        return plan
     if resume == 'latest':
         run_dir = latest_run_dir(kw['outdir'])
         if run_dir is None:
@@ -252,7 +259,12 @@ def _plan(kw: dict, given: set) -> Plan:
     return new_run(kw, transfer_from=resume)
 
 
-def new_run(kw: dict, transfer_from: Optional[str], source: Optional[str] = None) -> Plan:
+def run_desc(cfg: str, data: str, gpus: int, batch: int, gamma: float, extra: Optional[str]) -> str:
+    data_name = os.path.splitext(os.path.basename(os.path.normpath(data)))[0]
+    return f'{cfg}-{data_name}-gpus{gpus}-batch{batch}-gamma{gamma:g}' + (f'-{extra}' if extra else '')
+
+
+def new_run(kw: dict, transfer_from: Optional[str]) -> Plan:
     """A fresh run (or transfer learning from another snapshot's weights) in a new run directory."""
     for name in ('cfg', 'data', 'batch', 'gamma'):
         if kw[name] is None:
@@ -264,8 +276,7 @@ def new_run(kw: dict, transfer_from: Optional[str], source: Optional[str] = None
     if batch % gpus:
         raise UserError(f'--batch={batch} must be a multiple of --gpus={gpus}')
     data = ensure_dataset(kw['data'])
-    data_name = os.path.splitext(os.path.basename(os.path.normpath(data)))[0]
-    desc = f'{kw["cfg"]}-{data_name}-gpus{gpus}-batch{batch}-gamma{kw["gamma"]:g}' + (f'-{kw["desc"]}' if kw['desc'] else '')
+    desc = run_desc(kw['cfg'], data, gpus, batch, kw['gamma'], kw['desc'])
     names = {f.name for f in dataclasses.fields(tl.TrainingOptions)}
     options = {k: v for k, v in kw.items() if k in names}
     options.update(tl.config_defaults(kw['cfg'], batch, resuming=transfer_from is not None))
@@ -276,9 +287,10 @@ def new_run(kw: dict, transfer_from: Optional[str], source: Optional[str] = None
     return Plan(opts=tl.TrainingOptions(**options), new_run=True, desc=desc)
 
 
-def continue_run(run_dir: str, snapshot: Optional[str], kw: dict, given: set) -> Plan:
+def continue_run(run_dir: Optional[str], snapshot: Optional[str], kw: dict, given: set) -> Plan:
     """Continue a run of this toolkit exactly, in its own directory, from `snapshot` (default: its newest
-    one; none yet: from the start, with the options it was started with)."""
+    one; none yet: from the start, with the options it was started with). Without `run_dir` (a
+    downloaded snapshot) the run continues in a new directory."""
     from networks.snapshot import load_snapshot
     if snapshot is None:
         snapshots = list_snapshots(run_dir)
@@ -300,15 +312,15 @@ def continue_run(run_dir: str, snapshot: Optional[str], kw: dict, given: set) ->
         cur_nimg = 0
     options = dataclasses.asdict(saved)
     options.update(apply_given(options, kw, given))
-    options.update(run_dir=run_dir, resume=snapshot if snapshot is not None else options['resume'])
-    return Plan(opts=tl.TrainingOptions(**options), new_run=False, cur_nimg=cur_nimg)
+    options.update(run_dir=run_dir or '', resume=snapshot if snapshot is not None else options['resume'])
+    return Plan(opts=tl.TrainingOptions(**options), new_run=run_dir is None, cur_nimg=cur_nimg)
 
 
 def apply_given(saved: dict, kw: dict, given: set) -> dict:
     """The safe command-line options that change a continued run; one line naming the others that
     differ from the run's own values."""
     changes, conflicts = {}, []
-    for name in sorted(given - set(NOT_OPTIONS)):
+    for name in sorted(given - set(NOT_OPTIONS) - {'desc'}):
         value = kw[name]
         if name == 'metrics':
             value = parse_comma_list(value)

@@ -91,7 +91,9 @@ class SnapshotKeeper:
 
     def __init__(self, run_dir: str, interrupted_source: Optional[str] = None):
         self.run_dir = run_dir
-        self.interrupted_source = interrupted_source
+        inside = interrupted_source is not None and \
+            os.path.dirname(os.path.abspath(interrupted_source)) == os.path.abspath(run_dir)
+        self.interrupted_source = interrupted_source if inside else None   # never a file of another run
 
     def write(self, path: str, data: dict, scheduled: bool) -> None:
         if self.interrupted_source and os.path.abspath(self.interrupted_source) != os.path.abspath(path) \

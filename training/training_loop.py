@@ -339,23 +339,24 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
         if scheduled or interrupted:
             name = snapshot_name(state.cur_nimg)
             path = os.path.join(opts.run_dir, f'network-snapshot-{name}.pkl')
+            error = None
             with preserved_rng(device):   # grids and metrics must not shift the training's random streams
                 training_state = capture_state(opts, state, phases, ada, loss, sample_gen, augment_gen, stats,
                                                interrupted=not scheduled)
                 if scheduled and opts.metrics:   # on every rank: each computes its share of the features
                     run_metrics(opts, G_ema, path, rank, device, log)
-                if is_main and scheduled:
-                    grid.save_fakes(os.path.join(opts.run_dir, f'fakes{name}.png'))
-            error = None
-            if is_main:
                 try:
-                    snapshots.write(path, dict(G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe,
-                                               training_set_kwargs=dataset_kwargs(opts, dataset),
-                                               training_state=training_state), scheduled=scheduled)
-                except OSError as e:
+                    if is_main and scheduled:
+                        grid.save_fakes(os.path.join(opts.run_dir, f'fakes{name}.png'))
+                    if is_main:
+                        snapshots.write(path, dict(G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe,
+                                                   training_set_kwargs=dataset_kwargs(opts, dataset),
+                                                   training_state=training_state), scheduled=scheduled)
+                except OSError as e:   # disk full, permissions: stop with one line on every rank
                     error = e
             if distributed.any_rank(error is not None):
-                raise SnapshotWriteError(f'{path}: cannot write the snapshot ({describe(error) if error else "on rank 0"}); '
+                raise SnapshotWriteError(f'{path}: cannot write the snapshot: '
+                                         f'{error.strerror or error if error is not None else "failed on rank 0"}; '
                                          f'the earlier snapshots are intact')
             if not scheduled:
                 log(f'interrupted: saved {path}; resume with --resume={opts.run_dir}')
