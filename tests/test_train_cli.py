@@ -30,8 +30,8 @@ def train(*args, cwd=None, env=None, preexec_fn=None):
 def one_line_error(r):
     assert r.returncode == 1, r.stdout + r.stderr
     assert 'Traceback' not in r.stderr, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith('error: '), r.stderr
+    lines = [line for line in r.stderr.strip().splitlines() if line.strip() and not line.startswith('tick ')]
+    assert len(lines) == 1 and lines[0].startswith('error: '), r.stderr   # (progress bars aside)
     return lines[0]
 
 
