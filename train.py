@@ -78,6 +78,7 @@ def default_workers(gpus: int) -> int:
 def _process(rank: int, opts: tl.TrainingOptions, world: int, init_file: str, external_stop: Any = None) -> None:
     """One training process spawned by `launch` (or started by torchrun); errors end it with one line."""
     stop = tl.StopFlag(external_stop)   # first: a Ctrl-C from now on finishes the step and saves
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})   # blocked by `launch` while starting
     if distributed.launched_by_torchrun():
         rank, local_rank = int(os.environ['RANK']), int(os.environ['LOCAL_RANK'])
     else:
@@ -109,18 +110,24 @@ def launch(opts: tl.TrainingOptions, stop: tl.StopFlag) -> None:
     if opts.gpus == 1:
         tl.training_loop(opts, device=distributed.device_for(0), stop=stop)
         return
-    stop.restore()
     context = torch.multiprocessing.get_context('spawn')
     external_stop = context.Event()
     with tempfile.TemporaryDirectory() as tmp:
-        # The children start with Ctrl-C ignored (the disposition survives exec) until their own handler
-        # is set; meanwhile this process hears it and passes it on, so no child dies half-started.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # Ctrl-C is blocked while the children start (the signal mask survives exec) and unblocked by
+        # each child once its StopFlag is set up, so a Ctrl-C at any moment reaches every process as
+        # one request to stop; none dies half-started. This process passes it on too (the event), for
+        # a Ctrl-C that came before the children existed.
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: external_stop.set())
+        if stop.requested:   # Ctrl-C came while this process was setting up
+            external_stop.set()
         try:
-            processes = torch.multiprocessing.start_processes(
-                _process, args=(opts, opts.gpus, os.path.join(tmp, 'init'), external_stop), nprocs=opts.gpus,
-                join=False, start_method='spawn')
-            signal.signal(signal.SIGINT, lambda signum, frame: external_stop.set())
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                processes = torch.multiprocessing.start_processes(
+                    _process, args=(opts, opts.gpus, os.path.join(tmp, 'init'), external_stop), nprocs=opts.gpus,
+                    join=False, start_method='spawn')
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
             while not processes.join():
                 pass
         except torch.multiprocessing.ProcessExitedException as e:
@@ -129,6 +136,7 @@ def launch(opts: tl.TrainingOptions, stop: tl.StopFlag) -> None:
             raise click.exceptions.Exit(1)   # the process said why (one line) before it ended
         finally:
             signal.signal(signal.SIGINT, previous)
+            stop.restore()
 
 
 @click.command(help=__doc__)

@@ -206,3 +206,35 @@ def test_missing_metric_detector_stops_before_training(tmp_path, tiny_data):
     assert 'inception-2015-12-05.pt' in r.stderr and '--metrics=none' in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / 'runs').exists()
+
+
+def _ctrl_c_two_processes(tmp_path, tiny_data, ready):
+    """Ctrl-C as a terminal sends it (to the whole process group) once `ready(outdir)` holds."""
+    cmd = [sys.executable, os.path.join(REPO, 'train.py'), '--outdir', str(tmp_path), '--cfg=stylegan3-t', '--data',
+           str(tiny_data), *[a for a in TINY if a != '--gpus=1'], '--gpus=2', '--kimg=50', '--tick=0.02', '--snap=1000']
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not ready(tmp_path):
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out
+    assert 'Traceback' not in out and 'Aborted' not in out and 'KeyboardInterrupt' not in out, out
+    assert 'interrupted: saved' in out, out
+    snap = find_latest_snapshot(run_dir(tmp_path))
+    assert load_snapshot(snap)['training_state']['interrupted']
+
+
+def test_ctrl_c_early_with_two_processes_is_like_one(tmp_path, tiny_data):
+    """Right after the run directory appears (processes still starting): each rank finishes its first
+    step, a snapshot is written, exit code 0."""
+    _ctrl_c_two_processes(tmp_path, tiny_data, lambda d: bool(list(d.glob('*/training_options.json'))))
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_two_processes_train_is_like_one(tmp_path, tiny_data):
+    _ctrl_c_two_processes(tmp_path, tiny_data, lambda d: bool(list(d.glob('*/stats.jsonl'))))

@@ -358,7 +358,7 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
                 raise SnapshotWriteError(f'{path}: cannot write the snapshot: '
                                          f'{error.strerror or error if error is not None else "failed on rank 0"}; '
                                          f'the earlier snapshots are intact')
-            if not scheduled:
+            if interrupted:
                 log(f'interrupted: saved {path}; resume with --resume={opts.run_dir}')
         if interrupted or done:
             break
