@@ -23,8 +23,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
+def fixtures_missing_reason() -> str:
+    """Why fixture tests skip, in words that hold on any machine (no absolute path of this one)."""
+    if 'SG3C_FIXTURES' in os.environ:
+        return 'official fixtures not found in $SG3C_FIXTURES'
+    return (f'official fixtures not found in {os.path.relpath(FIXTURES, REPO)} (relative to the checkout; '
+            f'or set SG3C_FIXTURES)')
+
+
 @pytest.fixture(scope='session')
 def fixtures_dir() -> pathlib.Path:
     if not FIXTURES.is_dir():
-        pytest.skip(f'official fixtures not found at {FIXTURES} (they live in ../shared beside the checkout)')
+        pytest.skip(fixtures_missing_reason())
     return FIXTURES
