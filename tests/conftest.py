@@ -2,6 +2,8 @@
 import os
 import pathlib
 
+import numpy as np
+import PIL.Image
 import pytest
 import torch
 
@@ -36,3 +38,24 @@ def fixtures_dir() -> pathlib.Path:
     if not FIXTURES.is_dir():
         pytest.skip(fixtures_missing_reason())
     return FIXTURES
+
+
+@pytest.fixture(scope='session')
+def rectangles(tmp_path_factory):
+    """rectangles(count, size): a folder of `count` PNGs, size x size, each a coloured square (about
+    half the side) at a seeded place on white; the tiny training sets of the train.py tests."""
+    made = {}
+
+    def make(count: int, size: int) -> pathlib.Path:
+        if (count, size) not in made:
+            root = tmp_path_factory.mktemp(f'rectangles{count}x{size}')
+            rng = np.random.RandomState(0)
+            side = size * 9 // 16
+            for i in range(count):
+                img = np.full([size, size, 3], 255, np.uint8)
+                x0, y0 = rng.randint(1, size - side - 1, size=2)
+                img[y0:y0 + side, x0:x0 + side] = rng.randint(0, 200, size=3)
+                PIL.Image.fromarray(img).save(root / f'{i:03d}.png')
+            made[count, size] = root
+        return made[count, size]
+    return make

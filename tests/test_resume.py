@@ -9,8 +9,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-import PIL.Image
 import pytest
 import torch
 
@@ -23,16 +21,8 @@ TINY = ['--cfg=stylegan3-t', '--gpus=1', '--batch=4', '--gamma=1', '--cbase=256'
 
 
 @pytest.fixture(scope='module')
-def data32(tmp_path_factory):
-    """16 images of 32x32 coloured rectangles on white."""
-    root = tmp_path_factory.mktemp('data32')
-    rng = np.random.RandomState(0)
-    for i in range(16):
-        img = np.full([32, 32, 3], 255, np.uint8)
-        x0, y0 = rng.randint(1, 12, size=2)
-        img[y0:y0 + 18, x0:x0 + 18] = rng.randint(0, 200, size=3)
-        PIL.Image.fromarray(img).save(root / f'{i:03d}.png')
-    return root
+def data32(rectangles):
+    return rectangles(16, 32)
 
 
 def command(*args):

@@ -24,16 +24,8 @@ TINY = ['--gpus=1', '--batch=4', '--gamma=1', '--cbase=256', '--cmax=16', '--map
 
 
 @pytest.fixture(scope='module')
-def tiny_data(tmp_path_factory):
-    """32 images of 16x16 coloured rectangles on white, as a folder of PNGs."""
-    root = tmp_path_factory.mktemp('data')
-    rng = np.random.RandomState(0)
-    for i in range(32):
-        img = np.full([16, 16, 3], 255, np.uint8)
-        x0, y0 = rng.randint(1, 6, size=2)
-        img[y0:y0 + 9, x0:x0 + 9] = rng.randint(0, 200, size=3)
-        PIL.Image.fromarray(img).save(root / f'{i:03d}.png')
-    return root
+def tiny_data(rectangles):
+    return rectangles(32, 16)
 
 
 def train(*args, cwd=None, wait=True):

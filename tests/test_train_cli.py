@@ -10,8 +10,6 @@ import subprocess
 import sys
 import threading
 
-import numpy as np
-import PIL.Image
 import pytest
 
 from networks.snapshot import load_snapshot, save_snapshot
@@ -41,12 +39,8 @@ def options_of(r):
 
 
 @pytest.fixture(scope='module')
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp('data')
-    rng = np.random.RandomState(0)
-    for i in range(16):
-        PIL.Image.fromarray(rng.randint(0, 255, [16, 16, 3]).astype(np.uint8)).save(root / f'{i:03d}.png')
-    return root
+def tiny_data(rectangles):
+    return rectangles(16, 16)
 
 
 @pytest.fixture(scope='module')

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from networks import discriminator, stylegan2, stylegan3
 from networks.generate import image_grid, save_image, to_uint8
-from networks.snapshot import load_snapshot, save_snapshot, snapshot_name
+from networks.snapshot import load_snapshot, snapshot_name
 from torch_utils import distributed
 from torch_utils.cli import UserError, describe
 from training.augment import AdaptiveP, AugmentPipe, augment_kwargs_for
