@@ -77,8 +77,8 @@ def test_tiny_run_trains_and_generates(tmp_path, tiny_data):
 def test_ctrl_c_writes_snapshot_and_resume_continues(tmp_path, tiny_data):
     """Ctrl-C in the middle of a tick: a snapshot outside the schedule that keeps the tick open; the
     resumed run closes that tick once, timed over both parts (sec/kimg right after the resume)."""
-    proc = train('--outdir', tmp_path, '--cfg=stylegan2', '--data', tiny_data, *TINY, '--kimg=0.1', '--tick=0.05',
-                 '--snap=1000', wait=False)
+    proc = train('--outdir', tmp_path, '--cfg=stylegan3-t', '--data', tiny_data, *TINY, '--kimg=0.1', '--tick=0.05',
+                 '--snap=1000', wait=False)   # StyleGAN3 at ~1 s per step: tick 1 (13 steps) outlasts the wait
     deadline = time.time() + 120
     while time.time() < deadline and not list(tmp_path.glob('*/stats.jsonl')):   # tick 0 (one step) is done
         time.sleep(0.1)
