@@ -25,6 +25,25 @@ def train(*args, cwd=None, env=None, preexec_fn=None):
                           capture_output=True, text=True, timeout=600, preexec_fn=preexec_fn)
 
 
+@pytest.fixture
+def train_here(capsys, monkeypatch):
+    """train.py's own entry point in this process: the checks that stop before training, without the
+    seconds a new interpreter spends importing torch."""
+    import train as script
+    from torch_utils.cli import run
+
+    def call(*args):
+        monkeypatch.setattr(sys, 'argv', ['train.py', *map(str, args)])
+        code = 0
+        try:
+            run(script.main)
+        except SystemExit as e:
+            code = e.code
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+    return call
+
+
 def one_line_error(r):
     assert r.returncode == 1, r.stdout + r.stderr
     assert 'Traceback' not in r.stderr, r.stderr
@@ -60,36 +79,36 @@ def copy_run(run_dir, tmp_path):
 
 # -- everything checked before anything is created -------------------------------------------------
 
-def test_unusable_dataset_fails_before_run_dir_and_in_dry_run(tmp_path):
+def test_unusable_dataset_fails_before_run_dir_and_in_dry_run(train_here, tmp_path):
     (tmp_path / 'empty').mkdir()
     for extra in ([], ['--dry-run']):
-        r = train('--outdir', tmp_path / 'runs', '--data', tmp_path / 'empty', *TINY, *extra)
+        r = train_here('--outdir', tmp_path / 'runs', '--data', tmp_path / 'empty', *TINY, *extra)
         assert 'empty' in one_line_error(r)
         assert not (tmp_path / 'runs').exists()
 
 
-def test_non_finite_floats_are_refused(tmp_path, tiny_data):
+def test_non_finite_floats_are_refused(train_here, tmp_path, tiny_data):
     for option in ('--gamma=nan', '--kimg=inf', '--tick=nan', '--glr=inf', '--dlr=nan', '--p=nan', '--target=nan'):
-        r = train('--outdir', tmp_path / 'runs', '--data', tiny_data, *TINY, option, '--dry-run')
+        r = train_here('--outdir', tmp_path / 'runs', '--data', tiny_data, *TINY, option, '--dry-run')
         assert r.returncode == 2 and 'finite' in r.stderr, (option, r.stderr)
     assert not (tmp_path / 'runs').exists()
 
 
-def test_resume_from_missing_file_says_no_such_file(tmp_path):
-    assert one_line_error(train('--outdir', tmp_path, '--resume=nope.pkl')) == 'error: nope.pkl: no such file'
+def test_resume_from_missing_file_says_no_such_file(train_here, tmp_path):
+    assert one_line_error(train_here('--outdir', tmp_path, '--resume=nope.pkl')) == 'error: nope.pkl: no such file'
 
 
-def test_resume_url_that_cannot_be_downloaded_is_one_line(tmp_path, tiny_data):
-    env = dict(os.environ, SG3C_CACHE=str(tmp_path / 'cache'))
-    r = train('--outdir', tmp_path / 'runs', '--data', tiny_data, *TINY, '--resume=http://127.0.0.1:9/snap.pkl',
-              '--dry-run', env=env)
+def test_resume_url_that_cannot_be_downloaded_is_one_line(train_here, tmp_path, tiny_data, monkeypatch):
+    monkeypatch.setenv('SG3C_CACHE', str(tmp_path / 'cache'))
+    r = train_here('--outdir', tmp_path / 'runs', '--data', tiny_data, *TINY, '--resume=http://127.0.0.1:9/snap.pkl',
+                   '--dry-run')
     assert '127.0.0.1:9' in one_line_error(r)
     assert not (tmp_path / 'runs').exists()
 
 
-def test_gpus_without_cuda_say_what_happens(tmp_path, tiny_data):
+def test_gpus_without_cuda_say_what_happens(train_here, tmp_path, tiny_data):
     options = [a for a in TINY if not a.startswith(('--gpus', '--workers', '--batch'))]
-    r = train('--outdir', tmp_path / 'runs', '--data', tiny_data, *options, '--gpus=4', '--batch=8', '--dry-run')
+    r = train_here('--outdir', tmp_path / 'runs', '--data', tiny_data, *options, '--gpus=4', '--batch=8', '--dry-run')
     assert r.returncode == 0, r.stderr
     notice = [line for line in r.stdout.splitlines() if line.startswith('no CUDA device')]
     assert len(notice) == 1 and '4 CPU processes' in notice[0] and '--gpus=1' in notice[0]
@@ -123,29 +142,29 @@ def test_snapshots_keep_nvidia_names_and_one_per_whole_kimg(tmp_path):
 
 # -- resume rules ------------------------------------------------------------------------------------
 
-def test_resume_latest_restores_every_option_and_refuses_conflicts(tmp_path, tiny_run, tiny_data):
+def test_resume_latest_restores_every_option_and_refuses_conflicts(train_here, tmp_path, tiny_run, tiny_data):
     run = copy_run(tiny_run, tmp_path)
     saved = json.load(open(run / 'training_options.json'))
-    r = train('--outdir', tmp_path / 'runs', '--resume=latest', '--kimg=0.02', '--dry-run')
+    r = train_here('--outdir', tmp_path / 'runs', '--resume=latest', '--kimg=0.02', '--dry-run')
     assert r.returncode == 0, r.stderr
     opts = options_of(r)
     for key in ('tick', 'snap', 'workers', 'batch', 'gamma', 'cfg', 'mbstd_group', 'cbase', 'metrics'):
         assert opts[key] == saved[key], key
     assert opts['kimg'] == 0.02 and opts['run_dir'] == str(run)
 
-    r = train('--outdir', tmp_path / 'runs', '--resume=latest', '--tick=0.008', '--snap=3', '--workers=1', '--dry-run')
+    r = train_here('--outdir', tmp_path / 'runs', '--resume=latest', '--tick=0.008', '--snap=3', '--workers=1', '--dry-run')
     assert r.returncode == 0, r.stderr
     assert (options_of(r)['tick'], options_of(r)['snap'], options_of(r)['workers']) == (0.008, 3, 1)
 
-    r = train('--outdir', tmp_path / 'runs', '--resume=latest', '--batch=16', '--gamma=5', '--cfg=stylegan3-t')
+    r = train_here('--outdir', tmp_path / 'runs', '--resume=latest', '--batch=16', '--gamma=5', '--cfg=stylegan3-t')
     line = one_line_error(r)
     assert '--batch=16' in line and '--gamma=5' in line and '--cfg' not in line   # the same --cfg is fine
-    r = train('--outdir', tmp_path / 'runs', '--resume=latest', '--data', tmp_path, '--dry-run')
+    r = train_here('--outdir', tmp_path / 'runs', '--resume=latest', '--data', tmp_path, '--dry-run')
     assert '--data' in one_line_error(r)
     assert sorted(os.listdir(tmp_path / 'runs')) == [run.name]
 
 
-def test_damaged_training_state_is_one_line(tmp_path, tiny_run):
+def test_damaged_training_state_is_one_line(train_here, tmp_path, tiny_run):
     source = list_snapshots(tiny_run)[-1]
     data = load_snapshot(source)
     damages = {
@@ -160,7 +179,7 @@ def test_damaged_training_state_is_one_line(tmp_path, tiny_run):
         damage(copy['training_state'])
         path = tmp_path / f'{what.replace(" ", "_")}.pkl'
         save_snapshot(path, copy)
-        line = one_line_error(train('--outdir', tmp_path / 'runs', '--resume', path, '--kimg=1'))
+        line = one_line_error(train_here('--outdir', tmp_path / 'runs', '--resume', path, '--kimg=1'))
         assert str(path) in line and 'cannot resume' in line, (what, line)
     assert not (tmp_path / 'runs').exists()
 
