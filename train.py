@@ -11,8 +11,9 @@ Examples:
   # a day on 8 GPUs:
   python train.py --outdir=runs --cfg=stylegan3-t --data=garments-1024x1024.zip --gpus=8 --batch=32 --gamma=32 --mirror=1
 \b
-  # continue an interrupted run exactly where it stopped:
-  python train.py --outdir=runs --resume=latest ...(same options)
+  # continue an interrupted run exactly where it stopped (with all its options; --kimg, --tick,
+  # --snap, --workers, --metrics may change):
+  python train.py --outdir=runs --resume=latest
 """
 from __future__ import annotations
 
