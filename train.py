@@ -11,25 +11,46 @@ Examples:
   # a day on 8 GPUs:
   python train.py --outdir=runs --cfg=stylegan3-t --data=garments-1024x1024.zip --gpus=8 --batch=32 --gamma=32 --mirror=1
 \b
-  # continue an interrupted run exactly where it stopped:
-  python train.py --outdir=runs --resume=latest ...(same options)
+  # continue an interrupted run exactly where it stopped (with all its options; --kimg, --tick,
+  # --snap, --workers, --metrics may change):
+  python train.py --outdir=runs --resume=latest
 """
 from __future__ import annotations
+
+import signal
+import sys
+
+
+def _abort(signum, frame):   # Ctrl-C before training starts: no traceback from the middle of an import
+    print('Aborted!', file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == '__main__':   # not in spawned training processes, which start deaf to Ctrl-C
+    signal.signal(signal.SIGINT, _abort)
 
 import dataclasses
 import json
 import os
 import re
 import tempfile
+from typing import Any, Optional
 
 import click
+from click.core import ParameterSource
 import torch
 
-from networks.snapshot import SnapshotError, find_latest_snapshot
 from torch_utils import distributed
+from torch_utils.atomic import atomic_write_bytes
+from torch_utils.cli import EXPECTED, UserError, debug_enabled, describe, finite_float, run
 from training import training_loop as tl
-from training.dataset import DatasetError
 from training.dataset_convert import ensure_dataset
+from training.run_dir import OPTIONS_FILE, claim_run_dir, is_run_dir, latest_run_dir, list_snapshots
+
+# Options that may change when a run continues exactly; any other option given with --resume must
+# match the run's own value, since it would change what the run computes.
+SAFE_ON_RESUME = ('kimg', 'tick', 'snap', 'workers', 'metrics', 'detector_dir', 'nobench')
+NOT_OPTIONS = ('outdir', 'resume', 'dry_run')
 
 
 def parse_comma_list(value):
@@ -40,33 +61,83 @@ def parse_comma_list(value):
     return [v.strip() for v in value.split(',') if v.strip()]
 
 
-def next_run_dir(outdir: str, desc: str) -> str:
-    ids = [int(m.group(1)) for name in (os.listdir(outdir) if os.path.isdir(outdir) else [])
-           if (m := re.match(r'^(\d+)-', name))]
-    return os.path.join(outdir, f'{max(ids, default=-1) + 1:05d}-{desc}')
+def cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
-def _process(rank: int, opts: tl.TrainingOptions, world: int, init_file: str) -> None:
+def default_workers(gpus: int) -> int:
+    """NVIDIA's 3 data workers per process, but never more than the cores each process has without CUDA."""
+    return 3 if torch.cuda.is_available() else min(3, max(cpu_cores() // gpus, 1))
+
+
+# ------------------------------------------------------------------------------------------------
+# Processes.
+
+def _process(rank: int, opts: tl.TrainingOptions, world: int, init_file: str, external_stop: Any = None) -> None:
+    """One training process spawned by `launch` (or started by torchrun); errors end it with one line."""
+    stop = tl.StopFlag(external_stop)   # first: a Ctrl-C from now on finishes the step and saves
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})   # blocked by `launch` while starting
     if distributed.launched_by_torchrun():
         rank, local_rank = int(os.environ['RANK']), int(os.environ['LOCAL_RANK'])
     else:
         local_rank = rank
-    distributed.init(rank, world, init_file)
     try:
-        tl.training_loop(opts, rank=rank, device=distributed.device_for(local_rank))
+        distributed.init(rank, world, init_file)
+        device = distributed.device_for(local_rank)
+        if device.type == 'cpu':
+            torch.set_num_threads(max(cpu_cores() // world, 1))   # processes share the cores, not each all of them
+        tl.training_loop(opts, rank=rank, device=device, stop=stop)
+    except EXPECTED as e:
+        if rank == 0:
+            if debug_enabled():
+                import traceback
+                traceback.print_exc()
+            print(f'error: {describe(e)}', file=sys.stderr, flush=True)
+        sys.exit(1)
+    except KeyboardInterrupt:   # a second Ctrl-C
+        sys.exit(130)
     finally:
         distributed.shutdown()
 
 
-def launch(opts: tl.TrainingOptions) -> None:
+def launch(opts: tl.TrainingOptions, stop: tl.StopFlag) -> None:
     if distributed.launched_by_torchrun():
+        stop.restore()
         _process(0, opts, int(os.environ['WORLD_SIZE']), '')
         return
     if opts.gpus == 1:
-        _process(0, opts, 1, '')
+        tl.training_loop(opts, device=distributed.device_for(0), stop=stop)
         return
+    context = torch.multiprocessing.get_context('spawn')
+    external_stop = context.Event()
     with tempfile.TemporaryDirectory() as tmp:
-        torch.multiprocessing.spawn(_process, args=(opts, opts.gpus, os.path.join(tmp, 'init')), nprocs=opts.gpus)
+        # Ctrl-C is blocked while the children start (the signal mask survives exec) and unblocked by
+        # each child once its StopFlag is set up, so a Ctrl-C at any moment reaches every process as
+        # one request to stop; none dies half-started. This process passes it on too (the event), for
+        # a Ctrl-C that came before the children existed.
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: external_stop.set())
+        if stop.requested:   # Ctrl-C came while this process was setting up
+            external_stop.set()
+        try:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                processes = torch.multiprocessing.start_processes(
+                    _process, args=(opts, opts.gpus, os.path.join(tmp, 'init'), external_stop), nprocs=opts.gpus,
+                    join=False, start_method='spawn')
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            while not processes.join():
+                pass
+        except torch.multiprocessing.ProcessExitedException as e:
+            if e.exit_code == 130:
+                click.echo('Aborted!', err=True)
+            raise click.exceptions.Exit(1)   # the process said why (one line) before it ended
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            stop.restore()
 
 
 @click.command(help=__doc__)
@@ -75,113 +146,208 @@ def launch(opts: tl.TrainingOptions) -> None:
 @click.option('--data', metavar='[ZIP|DIR|synthetic:garments]', help='Training data')
 @click.option('--gpus', type=click.IntRange(min=1), default=1, show_default=True, help='Processes (GPUs; CPU processes without CUDA)')
 @click.option('--batch', type=click.IntRange(min=1), help='Total batch size')
-@click.option('--gamma', type=click.FloatRange(min=0), help='R1 regularization weight')
+@click.option('--gamma', type=finite_float(min=0), help='R1 regularization weight')
 @click.option('--cond', type=bool, default=False, show_default=True, help='Train conditional model')
 @click.option('--mirror', type=bool, default=False, show_default=True, help='Enable dataset x-flips')
 @click.option('--aug', type=click.Choice(['noaug', 'ada', 'fixed']), default='ada', show_default=True, help='Augmentation mode')
 @click.option('--augpipe', default='bgc', show_default=True, help='Augmentation pipeline (blit, geom, color, filter, noise, cutout, bg, bgc, bgcf, bgcfn, bgcfnc)')
-@click.option('--resume', metavar='[PATH|URL|RUN_DIR|latest]', help='Resume: our snapshot or run dir continues exactly; an NVIDIA pickle transfers weights')
+@click.option('--resume', metavar='[PATH|URL|RUN_DIR|latest]', help='Resume: our snapshot or run dir continues exactly; an NVIDIA pickle or URL transfers weights')
 @click.option('--freezed', type=click.IntRange(min=0), default=0, show_default=True, help='Freeze first layers of D')
-@click.option('--p', type=click.FloatRange(min=0, max=1), default=0.2, show_default=True, help='Probability for --aug=fixed')
-@click.option('--target', type=click.FloatRange(min=0, max=1), default=0.6, show_default=True, help='Target value for --aug=ada')
+@click.option('--p', type=finite_float(min=0, max=1), default=0.2, show_default=True, help='Probability for --aug=fixed')
+@click.option('--target', type=finite_float(min=0, max=1), default=0.6, show_default=True, help='Target value for --aug=ada')
 @click.option('--batch-gpu', type=click.IntRange(min=1), help='Limit batch size per GPU (gradient accumulation)')
 @click.option('--cbase', type=click.IntRange(min=1), default=32768, show_default=True, help='Capacity multiplier')
 @click.option('--cmax', type=click.IntRange(min=1), default=512, show_default=True, help='Max. feature maps')
-@click.option('--glr', type=click.FloatRange(min=0), help='G learning rate  [default: varies]')
-@click.option('--dlr', type=click.FloatRange(min=0), default=0.002, show_default=True, help='D learning rate')
+@click.option('--glr', type=finite_float(min=0), help='G learning rate  [default: varies]')
+@click.option('--dlr', type=finite_float(min=0), default=0.002, show_default=True, help='D learning rate')
 @click.option('--map-depth', type=click.IntRange(min=1), help='Mapping network depth  [default: varies]')
 @click.option('--mbstd-group', type=click.IntRange(min=1), default=4, show_default=True, help='Minibatch std group size')
 @click.option('--loss', type=click.Choice(['logistic', 'wgan-gp']), default='logistic', show_default=True, help='GAN loss')
 @click.option('--desc', help='String to include in result dir name')
 @click.option('--metrics', default='fid50k_full', show_default=True, metavar='[NAME|A,B,C|none]', help='Quality metrics')
 @click.option('--detector-dir', metavar='DIR', help='Folder with the metrics\' inception-2015-12-05.pt / vgg16.pt  [default: $SG3C_DETECTOR_DIR or download to the cache]')
-@click.option('--kimg', type=click.FloatRange(min=0, min_open=True), default=25000, show_default=True, help='Total training duration (kimg)')
-@click.option('--tick', type=click.FloatRange(min=0, min_open=True), default=4, show_default=True, help='How often to print progress (kimg)')
+@click.option('--kimg', type=finite_float(min=0, min_open=True), default=25000, show_default=True, help='Total training duration (kimg)')
+@click.option('--tick', type=finite_float(min=0, min_open=True), default=4, show_default=True, help='How often to print progress (kimg)')
 @click.option('--snap', type=click.IntRange(min=1), default=50, show_default=True, help='How often to save snapshots (ticks)')
 @click.option('--seed', type=click.IntRange(min=0), default=0, show_default=True, help='Random seed')
 @click.option('--fp32', type=bool, default=False, show_default=True, help='Disable mixed-precision')
 @click.option('--nobench', type=bool, default=False, show_default=True, help='Disable cuDNN benchmarking')
-@click.option('--workers', type=click.IntRange(min=0), default=3, show_default=True, help='DataLoader worker processes')
-@click.option('-n', '--dry-run', is_flag=True, help='Print training options and exit')
+@click.option('--workers', type=click.IntRange(min=0), help='DataLoader worker processes  [default: 3, at most the CPU cores per process]')
+@click.option('-n', '--dry-run', is_flag=True, help='Check everything, print the training options and exit')
 def main(**kw):
-    try:
-        opts = make_options(kw)
-    except (ValueError, SnapshotError, DatasetError, FileNotFoundError) as e:
-        raise click.ClickException(str(e))
+    ctx = click.get_current_context()
+    given = {name for name in kw if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+    plan = plan_run(kw, given)   # everything is checked here; nothing is created before it passes
+    opts = plan.opts
     click.echo(json.dumps(dataclasses.asdict(opts), indent=2))
+    if plan.finished:
+        click.echo(f'{opts.run_dir}: the run is finished ({plan.cur_nimg / 1000:g} kimg of --kimg={opts.kimg:g}); '
+                   f'nothing to do (a larger --kimg trains on)')
+        return
+    if opts.gpus > 1 and not torch.cuda.is_available():
+        click.echo(f'no CUDA device: --gpus={opts.gpus} starts {opts.gpus} CPU processes with '
+                   f'{max(cpu_cores() // opts.gpus, 1)} of {cpu_cores()} cores each; --gpus=1 is usually faster on CPU')
     if kw['dry_run']:
         click.echo('dry run: exiting')
         return
-    os.makedirs(opts.run_dir, exist_ok=True)
-    with open(os.path.join(opts.run_dir, 'training_options.json'), 'w') as f:
-        json.dump(dataclasses.asdict(opts), f, indent=2)
+    stop = tl.StopFlag()   # from here on Ctrl-C ends in a snapshot
+    if plan.new_run:
+        opts.run_dir = claim_run_dir(kw['outdir'], plan.desc)
+    atomic_write_bytes(os.path.join(opts.run_dir, OPTIONS_FILE), json.dumps(dataclasses.asdict(opts), indent=2).encode())
     click.echo(f'run directory: {opts.run_dir}')
-    try:
-        launch(opts)
-    except (ValueError, SnapshotError, DatasetError) as e:
-        raise click.ClickException(str(e))
+    launch(opts, stop)
 
 
-def make_options(kw: dict) -> tl.TrainingOptions:
-    """Command-line options -> TrainingOptions, with NVIDIA's per-config defaults and the resume rules."""
-    opts = _make_options(kw)
-    if opts.metrics:
-        from metrics.registry import is_valid_metric
-        bad = [m for m in opts.metrics if not is_valid_metric(m)]
-        if bad:
-            raise ValueError(f'unknown metric(s) {", ".join(bad)} (see calc_metrics.py --help)')
-        # Find (or download) the feature networks now, not after the first hours of training.
-        from metrics.detectors import locate_detector
-        from metrics.errors import DetectorError
-        from metrics.registry import get_metric
-        for name in sorted({d for m in opts.metrics for d in get_metric(m).detectors}):
-            try:
-                locate_detector(name, opts.detector_dir)
-            except DetectorError as e:
-                raise ValueError(f'--metrics={",".join(opts.metrics)}: {e} (or train with --metrics=none)') from None
-    return opts
+@dataclasses.dataclass
+class Plan:
+    opts: tl.TrainingOptions
+    new_run: bool                 # claim a new run directory (else continue opts.run_dir)
+    desc: str = ''
+    cur_nimg: int = 0
+    finished: bool = False
 
 
-def _make_options(kw: dict) -> tl.TrainingOptions:
-    metrics = parse_comma_list(kw['metrics'])
+def plan_run(kw: dict, given: set) -> Plan:
+    """Command-line options -> what to run, checked completely (dataset, options, resume source,
+    metrics) without creating anything."""
+    plan = _plan(kw, given)
+    opts = plan.opts
+    tl.open_dataset(opts)
+    check_metrics(opts)
+    plan.finished = plan.cur_nimg >= int(opts.kimg * 1000)
+    return plan
 
+
+def check_metrics(opts: tl.TrainingOptions) -> None:
+    if not opts.metrics:
+        return
+    from metrics.registry import is_valid_metric
+    bad = [m for m in opts.metrics if not is_valid_metric(m)]
+    if bad:
+        raise UserError(f'--metrics: unknown metric(s) {", ".join(bad)} (see calc_metrics.py --help)')
+    # Find (or download) the feature networks now, not after the first hours of training.
+    from metrics.detectors import locate_detector
+    from metrics.errors import DetectorError
+    from metrics.registry import get_metric
+    for name in sorted({d for m in opts.metrics for d in get_metric(m).detectors}):
+        try:
+            locate_detector(name, opts.detector_dir)
+        except DetectorError as e:
+            raise UserError(f'--metrics={",".join(opts.metrics)}: {e} (or train with --metrics=none)') from None
+
+
+def _plan(kw: dict, given: set) -> Plan:
     resume = kw['resume']
-    if resume:
-        if not re.match(r'^https?://', resume):
-            found = find_latest_snapshot(kw['outdir'] if resume == 'latest' else resume)
-            if found is None:
-                raise FileNotFoundError(f'{resume}: no network-snapshot-*.pkl to resume from')
-            resume = found
+    if not resume:
+        return new_run(kw, transfer_from=None)
+    if re.match(r'^https?://', resume):   # the run goes to a new directory under --outdir in either case
+        from torch_utils.download import download_cached
         from networks.snapshot import load_snapshot
-        state = load_snapshot(resume).get('training_state')
-        if state is not None:   # exact resume: the run's own options, continued in its own directory
-            saved = dict(state['options'])
-            for key in ('kimg', 'tick', 'snap', 'workers', 'nobench'):
-                if kw.get(key) is not None:
-                    saved[key] = kw[key]
-            if kw['metrics'] != 'fid50k_full':
-                saved['metrics'] = metrics
-            if kw['detector_dir'] is not None:
-                saved['detector_dir'] = kw['detector_dir']
-            saved.update(resume=resume, run_dir=os.path.dirname(os.path.abspath(resume)))
-            return tl.TrainingOptions(**saved)
+        local = str(download_cached(resume))
+        if load_snapshot(local).get('training_state') is None:
+            return new_run(kw, transfer_from=local)
+        plan = continue_run(None, local, kw, given)
+        plan.desc = run_desc(plan.opts.cfg, plan.opts.data, plan.opts.gpus, plan.opts.batch, plan.opts.gamma, kw['desc'])
+        plan.opts.run_dir = os.path.join(kw['outdir'], f'NNNNN-{plan.desc}')
+        return plan
+    if resume == 'latest':
+        run_dir = latest_run_dir(kw['outdir'])
+        if run_dir is None:
+            raise UserError(f'--resume=latest: {kw["outdir"]} holds no run to resume')
+        return continue_run(run_dir, None, kw, given)
+    if os.path.isdir(resume):
+        run_dir = resume if is_run_dir(resume) else latest_run_dir(resume)
+        if run_dir is None:
+            raise UserError(f'{resume}: not a run directory (no {OPTIONS_FILE}) and holds no runs')
+        return continue_run(run_dir, None, kw, given)
+    if not os.path.isfile(resume):
+        raise UserError(f'{resume}: no such file')
+    from networks.snapshot import load_snapshot
+    if load_snapshot(resume).get('training_state') is not None:
+        return continue_run(os.path.dirname(os.path.abspath(resume)), resume, kw, given)
+    return new_run(kw, transfer_from=resume)
 
+
+def run_desc(cfg: str, data: str, gpus: int, batch: int, gamma: float, extra: Optional[str]) -> str:
+    data_name = os.path.splitext(os.path.basename(os.path.normpath(data)))[0]
+    return f'{cfg}-{data_name}-gpus{gpus}-batch{batch}-gamma{gamma:g}' + (f'-{extra}' if extra else '')
+
+
+def new_run(kw: dict, transfer_from: Optional[str]) -> Plan:
+    """A fresh run (or transfer learning from another snapshot's weights) in a new run directory."""
     for name in ('cfg', 'data', 'batch', 'gamma'):
         if kw[name] is None:
-            raise ValueError(f'--{name} is required (unless resuming a run of this toolkit)')
+            raise UserError(f'--{name} is required (unless resuming a run of this toolkit)')
+    if transfer_from is not None:
+        from networks.snapshot import load_snapshot
+        load_snapshot(transfer_from)   # readable, or one line now rather than in the training process
     gpus, batch = kw['gpus'], kw['batch']
     if batch % gpus:
-        raise ValueError('--batch must be a multiple of --gpus')
+        raise UserError(f'--batch={batch} must be a multiple of --gpus={gpus}')
     data = ensure_dataset(kw['data'])
-    data_name = os.path.splitext(os.path.basename(os.path.normpath(data)))[0]
-    desc = f'{kw["cfg"]}-{data_name}-gpus{gpus}-batch{batch}-gamma{kw["gamma"]:g}' + (f'-{kw["desc"]}' if kw['desc'] else '')
+    desc = run_desc(kw['cfg'], data, gpus, batch, kw['gamma'], kw['desc'])
     names = {f.name for f in dataclasses.fields(tl.TrainingOptions)}
     options = {k: v for k, v in kw.items() if k in names}
-    options.update(tl.config_defaults(kw['cfg'], batch, resuming=bool(resume)))
-    options.update(data=data, metrics=metrics, resume=resume, batch_gpu=kw['batch_gpu'] or batch // gpus,
-                   run_dir=next_run_dir(kw['outdir'], desc))
-    return tl.TrainingOptions(**options)
+    options.update(tl.config_defaults(kw['cfg'], batch, resuming=transfer_from is not None))
+    options.update(data=data, metrics=parse_comma_list(kw['metrics']), resume=transfer_from,
+                   batch_gpu=kw['batch_gpu'] or batch // gpus,
+                   workers=kw['workers'] if kw['workers'] is not None else default_workers(gpus),
+                   run_dir=os.path.join(kw['outdir'], f'NNNNN-{desc}'))
+    return Plan(opts=tl.TrainingOptions(**options), new_run=True, desc=desc)
+
+
+def continue_run(run_dir: Optional[str], snapshot: Optional[str], kw: dict, given: set) -> Plan:
+    """Continue a run of this toolkit exactly, in its own directory, from `snapshot` (default: its newest
+    one; none yet: from the start, with the options it was started with). Without `run_dir` (a
+    downloaded snapshot) the run continues in a new directory."""
+    from networks.snapshot import load_snapshot
+    if snapshot is None:
+        snapshots = list_snapshots(run_dir)
+        snapshot = snapshots[-1] if snapshots else None
+    if snapshot is not None:
+        state = load_snapshot(snapshot).get('training_state')
+        if state is None:
+            raise UserError(f'{snapshot}: not a snapshot of this toolkit\'s training (no training state) to continue')
+        saved = tl.check_training_state(state, snapshot)
+        cur_nimg = state['counters']['cur_nimg']
+    else:
+        path = os.path.join(run_dir, OPTIONS_FILE)
+        try:
+            with open(path) as f:
+                options = json.load(f)
+        except ValueError as e:
+            raise UserError(f'{path}: not valid JSON ({describe(e)})') from None
+        saved = tl.saved_options(options, path)
+        cur_nimg = 0
+    options = dataclasses.asdict(saved)
+    options.update(apply_given(options, kw, given))
+    options.update(run_dir=run_dir or '', resume=snapshot if snapshot is not None else options['resume'])
+    return Plan(opts=tl.TrainingOptions(**options), new_run=run_dir is None, cur_nimg=cur_nimg)
+
+
+def apply_given(saved: dict, kw: dict, given: set) -> dict:
+    """The safe command-line options that change a continued run; one line naming the others that
+    differ from the run's own values."""
+    changes, conflicts = {}, []
+    for name in sorted(given - set(NOT_OPTIONS) - {'desc'}):
+        value = kw[name]
+        if name == 'metrics':
+            value = parse_comma_list(value)
+        if name in SAFE_ON_RESUME:
+            changes[name] = value
+            continue
+        if name == 'data':
+            same = os.path.abspath(ensure_dataset(value)) == os.path.abspath(saved['data'])
+        else:
+            same = name in saved and saved[name] == value
+        if not same:
+            was = f'{saved[name]}' if name in saved else 'not applicable'
+            conflicts.append(f'--{name.replace("_", "-")}={kw[name]} (the run has {was})')
+    if conflicts:
+        raise UserError(f'--resume continues the run exactly and cannot change {"; ".join(conflicts)}; '
+                        f'drop them, or start a new run')
+    return changes
 
 
 if __name__ == '__main__':
-    main()
+    run(main)

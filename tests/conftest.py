@@ -2,6 +2,8 @@
 import os
 import pathlib
 
+import numpy as np
+import PIL.Image
 import pytest
 import torch
 
@@ -23,8 +25,37 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
+def fixtures_missing_reason() -> str:
+    """Why fixture tests skip, in words that hold on any machine (no absolute path of this one)."""
+    if 'SG3C_FIXTURES' in os.environ:
+        return 'official fixtures not found in $SG3C_FIXTURES'
+    return (f'official fixtures not found in {os.path.relpath(FIXTURES, REPO)} (relative to the checkout; '
+            f'or set SG3C_FIXTURES)')
+
+
 @pytest.fixture(scope='session')
 def fixtures_dir() -> pathlib.Path:
     if not FIXTURES.is_dir():
-        pytest.skip(f'official fixtures not found at {FIXTURES} (they live in ../shared beside the checkout)')
+        pytest.skip(fixtures_missing_reason())
     return FIXTURES
+
+
+@pytest.fixture(scope='session')
+def rectangles(tmp_path_factory):
+    """rectangles(count, size): a folder of `count` PNGs, size x size, each a coloured square (about
+    half the side) at a seeded place on white; the tiny training sets of the train.py tests."""
+    made = {}
+
+    def make(count: int, size: int) -> pathlib.Path:
+        if (count, size) not in made:
+            root = tmp_path_factory.mktemp(f'rectangles{count}x{size}')
+            rng = np.random.RandomState(0)
+            side = size * 9 // 16
+            for i in range(count):
+                img = np.full([size, size, 3], 255, np.uint8)
+                x0, y0 = rng.randint(1, size - side - 1, size=2)
+                img[y0:y0 + side, x0:x0 + side] = rng.randint(0, 200, size=3)
+                PIL.Image.fromarray(img).save(root / f'{i:03d}.png')
+            made[count, size] = root
+        return made[count, size]
+    return make

@@ -15,6 +15,7 @@ import torch
 from networks.snapshot import find_latest_snapshot, load_snapshot
 from torch_utils import distributed
 from training import training_loop as tl
+from training.augment import AugmentPipe, augment_kwargs_for
 from training.loss import LossOptions, StyleGANLoss
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,16 +24,8 @@ TINY = ['--gpus=1', '--batch=4', '--gamma=1', '--cbase=256', '--cmax=16', '--map
 
 
 @pytest.fixture(scope='module')
-def tiny_data(tmp_path_factory):
-    """32 images of 16x16 coloured rectangles on white, as a folder of PNGs."""
-    root = tmp_path_factory.mktemp('data')
-    rng = np.random.RandomState(0)
-    for i in range(32):
-        img = np.full([16, 16, 3], 255, np.uint8)
-        x0, y0 = rng.randint(1, 6, size=2)
-        img[y0:y0 + 9, x0:x0 + 9] = rng.randint(0, 200, size=3)
-        PIL.Image.fromarray(img).save(root / f'{i:03d}.png')
-    return root
+def tiny_data(rectangles):
+    return rectangles(32, 16)
 
 
 def train(*args, cwd=None, wait=True):
@@ -81,67 +74,58 @@ def test_tiny_run_trains_and_generates(tmp_path, tiny_data):
     assert np.asarray(PIL.Image.open(out / 'seed0000.png')).shape == (16, 16, 3)
 
 
-def test_resume_is_exact_after_kill_9(tmp_path, tiny_data):
-    common = ['--cfg=stylegan3-t', '--data', tiny_data, *TINY, '--kimg=0.06', '--tick=0.02', '--snap=1', '--aug=ada']
-    straight = train('--outdir', tmp_path / 'a', *common)
-    assert straight.returncode == 0, straight.stdout + straight.stderr
-
-    proc = train('--outdir', tmp_path / 'b', *common, wait=False)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        snaps = [p for p in (tmp_path / 'b').glob('*/network-snapshot-*.pkl')]
-        if len(snaps) >= 2:   # the first tick's snapshot and one more are written
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    rd = run_dir(tmp_path / 'b')
-    # A snapshot write that kill -9 interrupted leaves only a temporary file, which resume ignores.
-    (open(os.path.join(rd, '.network-snapshot-000001.pkl.tmp'), 'wb')).write(b'partial')
-    resumed = train('--outdir', tmp_path / 'b', '--resume', rd, '--kimg=0.06')
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert 'resumed exactly' in resumed.stdout
-    assert_same_weights(find_latest_snapshot(run_dir(tmp_path / 'a')), find_latest_snapshot(rd))
-
-
 def test_ctrl_c_writes_snapshot_and_resume_continues(tmp_path, tiny_data):
-    proc = train('--outdir', tmp_path, '--cfg=stylegan2', '--data', tiny_data, *TINY, '--kimg=50', '--tick=0.02',
-                 '--snap=1000', wait=False)
+    """Ctrl-C in the middle of a tick: a snapshot outside the schedule that keeps the tick open; the
+    resumed run closes that tick once, timed over both parts (sec/kimg right after the resume)."""
+    proc = train('--outdir', tmp_path, '--cfg=stylegan3-t', '--data', tiny_data, *TINY, '--kimg=0.1', '--tick=0.05',
+                 '--snap=1000', wait=False)   # StyleGAN3 at ~1 s per step: tick 1 (13 steps) outlasts the wait
     deadline = time.time() + 120
-    while time.time() < deadline and not list(tmp_path.glob('*/stats.jsonl')):
+    while time.time() < deadline and not list(tmp_path.glob('*/stats.jsonl')):   # tick 0 (one step) is done
         time.sleep(0.1)
+    time.sleep(2)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out
+    assert 'interrupted: saved' in out and 'Traceback' not in out and 'Aborted' not in out
     rd = run_dir(tmp_path)
     snap = find_latest_snapshot(rd)
-    assert snap is not None and 'interrupted' in out
-    nimg = load_snapshot(snap)['training_state']['counters']['cur_nimg']
-    r = train('--outdir', tmp_path, '--resume=latest', f'--kimg={(nimg + 8) / 1000}')
+    counters = load_snapshot(snap)['training_state']['counters']
+    assert counters['cur_tick'] == 1 and 0 < counters['cur_nimg'] < 54, counters   # inside tick 1
+    assert counters['tick_seconds'] > 0
+    r = train('--outdir', tmp_path, '--resume=latest', '--kimg=0.06')
     assert r.returncode == 0, r.stdout + r.stderr
-    assert load_snapshot(find_latest_snapshot(rd))['training_state']['counters']['cur_nimg'] == nimg + 8
+    assert not os.path.exists(snap) or snap == find_latest_snapshot(rd)   # the Ctrl-C snapshot is retired
+    ticks = [json.loads(line) for line in open(os.path.join(rd, 'stats.jsonl'))]
+    assert [t['Progress/tick']['mean'] for t in ticks] == [0, 1, 2]
+    tick1 = ticks[1]
+    assert tick1['Timing/sec_per_tick']['mean'] > counters['tick_seconds']
+    kimg = tick1['Progress/kimg']['mean'] - ticks[0]['Progress/kimg']['mean']
+    assert tick1['Timing/sec_per_kimg']['mean'] == pytest.approx(tick1['Timing/sec_per_tick']['mean'] / kimg, rel=1e-3)
 
 
 def _phase_gradients(rank, world, init_file, out):
-    """One step of every phase on a fixed batch; rank r takes samples r, r+world, ... as the loop does."""
+    """One step of every phase on a fixed batch, with augmentation at p=1 and the default minibatch-std
+    group of 4, through the loop's own run_phase; rank r takes samples r, r+world, ... as the loop does."""
     distributed.init(rank, world, init_file)
+    torch.manual_seed(rank)   # per-rank global RNG, as in the loop: augmentation must not depend on it
+    opts = tl.TrainingOptions(run_dir='-', cfg='stylegan3-t', data='-', batch=8, batch_gpu=8 // world, gamma=1,
+                              cbase=256, cmax=16, z_dim=16, w_dim=16, map_depth=1)
     torch.manual_seed(0)
-    opts = tl.TrainingOptions(run_dir='-', cfg='stylegan3-t', data='-', batch=4, batch_gpu=4 // world, gamma=1,
-                              cbase=256, cmax=16, z_dim=16, w_dim=16, mbstd_group=2, map_depth=1)
     G, D = tl.build_networks(opts, 16, 3, 0)
+    torch.manual_seed(rank)
+    pipe = AugmentPipe(**augment_kwargs_for('bgc'))
+    pipe.p.fill_(1)
     gen = torch.Generator().manual_seed(1)
-    reals, z, c = torch.randn(4, 3, 16, 16, generator=gen), torch.randn(4, 16, generator=gen), torch.zeros(4, 0)
-    mine = slice(rank, 4, world)
-    loss = StyleGANLoss(G, D, LossOptions(r1_gamma=1))
+    reals, z, c = torch.randn(8, 3, 16, 16, generator=gen), torch.randn(8, 16, generator=gen), torch.zeros(8, 0)
+    mine = slice(rank, 8, world)
+    loss = StyleGANLoss(G, D, LossOptions(r1_gamma=1), augment_pipe=pipe)
+    augment_gen = torch.Generator().manual_seed(2)
     grads = {}
-    for phase, net in (('Gboth', G), ('Dmain', D), ('Dreg', D)):
-        for p in list(G.parameters()) + list(D.parameters()):
-            p.grad = None
-        G.requires_grad_(net is G)
-        D.requires_grad_(net is D)
-        loss.accumulate_gradients(phase, reals[mine], c[mine], z[mine], c[mine], gain=1, cur_nimg=0)
-        distributed.average_gradients_(list(net.parameters()))
-        grads[phase] = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+    for name, net in (('Gboth', G), ('Dmain', D), ('Dreg', D)):
+        phase = tl.Phase(name, net, torch.optim.SGD(net.parameters(), lr=0), 1)
+        tl.run_phase(phase, loss, reals[mine], c[mine], z[mine], c[mine], rounds=1, cur_nimg=0,
+                     augment_pipe=pipe, augment_gen=augment_gen)
+        grads[name] = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
     grads['w_avg'] = G.mapping.w_avg.clone()
     if rank == 0:
         torch.save(grads, out)
@@ -149,6 +133,10 @@ def _phase_gradients(rank, world, init_file, out):
 
 
 def test_two_gloo_processes_compute_one_process_gradients(tmp_path):
+    """One process and two processes see the same images in the same minibatch-std groups with the same
+    augmentations (p=1 here), so they compute the same gradients. (Accumulating rounds, --batch-gpu
+    below batch/gpus, updates the running averages of G once per round, as NVIDIA's loop does, so
+    that is close but not the same.)"""
     _phase_gradients(0, 1, None, tmp_path / 'one.pt')
     torch.multiprocessing.spawn(_phase_gradients, args=(2, str(tmp_path / 'init'), tmp_path / 'two.pt'), nprocs=2)
     one, two = torch.load(tmp_path / 'one.pt'), torch.load(tmp_path / 'two.pt')
@@ -156,19 +144,20 @@ def test_two_gloo_processes_compute_one_process_gradients(tmp_path):
     for phase in one:
         assert one[phase].keys() == two[phase].keys() and len(one[phase]) > 10
         for name, g in one[phase].items():
-            assert torch.allclose(g, two[phase][name], rtol=1e-3, atol=1e-4 * g.abs().max().item()), (phase, name)
+            assert torch.allclose(g, two[phase][name], rtol=1e-4, atol=1e-5 * g.abs().max().item()), (phase, name)
 
 
 def test_two_gloo_processes_train_like_one_process(tmp_path, tiny_data):
-    """Same weights after a few Adam steps, up to float noise that Adam's normalised first steps amplify
-    where a gradient is near zero; a wrong batch split moves typical weights by ~lr (1e-3). The snapshot's
-    metric runs on both processes (each extracts half of the features)."""
+    """With the defaults (--aug=ada, --mbstd-group=4, --batch-gpu=batch/gpus): the same weights after a
+    few Adam steps, up to float noise that Adam's normalised first steps amplify where a gradient is near
+    zero; a wrong batch split moves typical weights by ~lr (1e-3). The snapshot's metric runs on both
+    processes (each extracts half of the features)."""
     from metrics.standin import save_standin_detectors
     save_standin_detectors(str(tmp_path / 'det'))
-    common = ['--cfg=stylegan3-t', '--data', tiny_data, '--batch=4', '--gamma=1', '--cbase=256', '--cmax=16',
+    common = ['--cfg=stylegan3-t', '--data', tiny_data, '--batch=8', '--gamma=1', '--cbase=256', '--cmax=16',
               '--map-depth=1', '--metrics=fid16_full', '--detector-dir', tmp_path / 'det', '--workers=0',
-              '--mbstd-group=2', '--aug=noaug', '--kimg=0.016', '--tick=1', '--snap=1']
-    one = train('--outdir', tmp_path / 'one', '--gpus=1', '--batch-gpu=4', *common)
+              '--kimg=0.016', '--tick=1', '--snap=1']
+    one = train('--outdir', tmp_path / 'one', '--gpus=1', *common)
     assert one.returncode == 0, one.stdout + one.stderr
     two = train('--outdir', tmp_path / 'two', '--gpus=2', *common)
     assert two.returncode == 0, two.stdout + two.stderr
@@ -209,3 +198,34 @@ def test_missing_metric_detector_stops_before_training(tmp_path, tiny_data):
     assert 'inception-2015-12-05.pt' in r.stderr and '--metrics=none' in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / 'runs').exists()
+
+
+def _ctrl_c_two_processes(tmp_path, tiny_data, ready):
+    """Ctrl-C as a terminal sends it (to the whole process group) once `ready(outdir)` holds."""
+    cmd = [sys.executable, os.path.join(REPO, 'train.py'), '--outdir', str(tmp_path), '--cfg=stylegan3-t', '--data',
+           str(tiny_data), *[a for a in TINY if a != '--gpus=1'], '--gpus=2', '--kimg=50', '--tick=0.02', '--snap=1000']
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not ready(tmp_path):
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out
+    assert 'Traceback' not in out and 'Aborted' not in out and 'KeyboardInterrupt' not in out, out
+    assert 'interrupted: saved' in out, out
+    assert find_latest_snapshot(run_dir(tmp_path)) is not None
+
+
+def test_ctrl_c_early_with_two_processes_is_like_one(tmp_path, tiny_data):
+    """Right after the run directory appears (processes still starting): each rank finishes its first
+    step, a snapshot is written, exit code 0."""
+    _ctrl_c_two_processes(tmp_path, tiny_data, lambda d: bool(list(d.glob('*/training_options.json'))))
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_two_processes_train_is_like_one(tmp_path, tiny_data):
+    _ctrl_c_two_processes(tmp_path, tiny_data, lambda d: bool(list(d.glob('*/stats.jsonl'))))

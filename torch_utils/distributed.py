@@ -50,6 +50,16 @@ def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def any_rank(flag: bool) -> bool:
+    """True on every rank when `flag` is true on any rank (every rank must call it)."""
+    if world_size() <= 1:
+        return bool(flag)
+    device = torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' else 'cpu'
+    tensor = torch.tensor([float(flag)], device=device)   # NCCL reduces CUDA tensors only
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return bool(tensor.item() > 0)
+
+
 def mean_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
     """Mean of a (detached) statistic over ranks, so running averages see the whole global batch."""
     if world_size() <= 1:

@@ -137,12 +137,6 @@ def _downsample2x(x: torch.Tensor, taps: torch.Tensor, crop: int) -> torch.Tenso
 # Random draws and batched matrices. Every matrix builder takes per-image parameters of shape [N]
 # and returns [N, k, k].
 
-def _uniform(device: torch.device, *shape: int) -> torch.Tensor:
-    return torch.rand(list(shape), device=device)
-
-
-def _normal(device: torch.device, *shape: int) -> torch.Tensor:
-    return torch.randn(list(shape), device=device)
 
 def _from_entries(entries: Sequence[Sequence[Any]], ref: torch.Tensor) -> torch.Tensor:
     """Assemble [N, rows, cols] from a nested list of numbers and [N] tensors shaped like `ref`."""
@@ -244,12 +238,32 @@ class AugmentPipe(torch.nn.Module):
         self.register_buffer('Hz_fbank', subband_filter_bank())
         if len(self.imgfilter_bands) != self.Hz_fbank.shape[0]:
             raise ValueError(f'imgfilter_bands needs {self.Hz_fbank.shape[0]} entries, got {len(self.imgfilter_bands)}')
+        self.draw_from()
 
     # -- random parameters ------------------------------------------------------------------------
 
+    def draw_from(self, generator: Optional[torch.Generator] = None, share: tuple[int, int] = (0, 1)) -> None:
+        """Where per-image random numbers come from: `generator` (None: torch's global one), and which
+        part of a larger batch the images are: with `share=(i, k)` every draw is made for k times as
+        many images and the images take rows i, i+k, ... of it. Training processes that hold the
+        interleaved slices of one global batch, and share one generator state, so augment each image
+        exactly as a single process would."""
+        self._generator, self._share = generator, share
+
+    def _draw(self, sample, device: torch.device, n: int, *rest: int) -> torch.Tensor:
+        generator, (index, count) = self._generator, self._share
+        values = sample([n * count, *rest], device=device, generator=generator)
+        return values[index::count] if count > 1 else values
+
+    def _uniform(self, device: torch.device, n: int, *rest: int) -> torch.Tensor:
+        return self._draw(torch.rand, device, n, *rest)
+
+    def _normal(self, device: torch.device, n: int, *rest: int) -> torch.Tensor:
+        return self._draw(torch.randn, device, n, *rest)
+
     def _chance(self, multiplier: float, n: int, device: torch.device) -> torch.Tensor:
         """Per-image booleans [n]: True with probability p * multiplier."""
-        return torch.rand([n], device=device) < multiplier * self.p
+        return self._uniform(device, n) < multiplier * self.p
 
     def _gated(self, value: torch.Tensor, multiplier: float, neutral: float) -> torch.Tensor:
         """`value` ([N] or [N, k]) where the transform fires, `neutral` elsewhere.
@@ -261,8 +275,8 @@ class AugmentPipe(torch.nn.Module):
         return torch.where(fire.reshape([-1] + [1] * (value.ndim - 1)), value, torch.full_like(value, neutral))
 
     def _random_angle(self, n: int, probability: torch.Tensor, device: torch.device) -> torch.Tensor:
-        theta = (_uniform(device, n) * 2 - 1) * math.pi * self.rotate_max
-        return torch.where(_uniform(device, n) < probability, theta, torch.zeros_like(theta))
+        theta = (self._uniform(device, n) * 2 - 1) * math.pi * self.rotate_max
+        return torch.where(self._uniform(device, n) < probability, theta, torch.zeros_like(theta))
 
     def _geometry(self, n: int, width: int, height: int, device: torch.device) -> Optional[torch.Tensor]:
         """Inverse homographies [n, 3, 3] mapping output pixel positions to input ones.
@@ -275,18 +289,18 @@ class AugmentPipe(torch.nn.Module):
         g = torch.eye(3, device=device).expand(n, 3, 3)
 
         if self.xflip > 0:
-            mirror = self._gated(torch.floor(_uniform(device, n) * 2), self.xflip, 0)
+            mirror = self._gated(torch.floor(self._uniform(device, n) * 2), self.xflip, 0)
             g = g @ _stretch2d(1 / (1 - 2 * mirror), torch.ones_like(mirror))
         if self.rotate90 > 0:
-            quarter = self._gated(torch.floor(_uniform(device, n) * 4), self.rotate90, 0)
+            quarter = self._gated(torch.floor(self._uniform(device, n) * 4), self.rotate90, 0)
             g = g @ _turn2d(math.pi / 2 * quarter)
         if self.xint > 0:
             # Rounded to whole pixels, so that this stage only moves pixels around.
-            shift = self._gated((_uniform(device, n, 2) * 2 - 1) * self.xint_max, self.xint, 0)
+            shift = self._gated((self._uniform(device, n, 2) * 2 - 1) * self.xint_max, self.xint, 0)
             g = g @ _shift2d(-torch.round(shift[:, 0] * width), -torch.round(shift[:, 1] * height))
 
         if self.scale > 0:
-            s = self._gated(torch.exp2(_normal(device, n) * self.scale_std), self.scale, 1)
+            s = self._gated(torch.exp2(self._normal(device, n) * self.scale_std), self.scale, 1)
             g = g @ _stretch2d(1 / s, 1 / s)
         # Rotation is tried both before and after the anisotropic stretch (so shears occur too), each
         # time with the probability that makes "at least one of the two" equal to p * rotate.
@@ -294,12 +308,12 @@ class AugmentPipe(torch.nn.Module):
         if self.rotate > 0:
             g = g @ _turn2d(self._random_angle(n, p_each, device))
         if self.aniso > 0:
-            s = self._gated(torch.exp2(_normal(device, n) * self.aniso_std), self.aniso, 1)
+            s = self._gated(torch.exp2(self._normal(device, n) * self.aniso_std), self.aniso, 1)
             g = g @ _stretch2d(1 / s, s)
         if self.rotate > 0:
             g = g @ _turn2d(self._random_angle(n, p_each, device))
         if self.xfrac > 0:
-            shift = self._gated(_normal(device, n, 2) * self.xfrac_std, self.xfrac, 0)
+            shift = self._gated(self._normal(device, n, 2) * self.xfrac_std, self.xfrac, 0)
             g = g @ _shift2d(-shift[:, 0] * width, -shift[:, 1] * height)
         return g
 
@@ -312,16 +326,16 @@ class AugmentPipe(torch.nn.Module):
         m = torch.eye(4, device=device).expand(n, 4, 4)
 
         if self.brightness > 0:
-            m = _colour_offset(self._gated(_normal(device, n) * self.brightness_std, self.brightness, 0)) @ m
+            m = _colour_offset(self._gated(self._normal(device, n) * self.brightness_std, self.brightness, 0)) @ m
         if self.contrast > 0:
-            m = _colour_gain(self._gated(torch.exp2(_normal(device, n) * self.contrast_std), self.contrast, 1)) @ m
+            m = _colour_gain(self._gated(torch.exp2(self._normal(device, n) * self.contrast_std), self.contrast, 1)) @ m
         if self.lumaflip > 0:
-            m = _luma_reflection(self._gated(torch.floor(_uniform(device, n) * 2), self.lumaflip, 0), axis) @ m
+            m = _luma_reflection(self._gated(torch.floor(self._uniform(device, n) * 2), self.lumaflip, 0), axis) @ m
         if chroma and self.hue > 0:
-            theta = self._gated((_uniform(device, n) * 2 - 1) * math.pi * self.hue_max, self.hue, 0)
+            theta = self._gated((self._uniform(device, n) * 2 - 1) * math.pi * self.hue_max, self.hue, 0)
             m = _luma_rotation(theta, axis) @ m
         if chroma and self.saturation > 0:
-            s = self._gated(torch.exp2(_normal(device, n) * self.saturation_std), self.saturation, 1)
+            s = self._gated(torch.exp2(self._normal(device, n) * self.saturation_std), self.saturation, 1)
             m = _luma_saturation(s, axis) @ m
         return m
 
@@ -391,7 +405,7 @@ class AugmentPipe(torch.nn.Module):
         band_power = torch.tensor(np.array([10, 1, 1, 1]) / 13, dtype=torch.float32, device=device)
         gains = torch.ones([n, num_bands], device=device)
         for band, band_mult in enumerate(self.imgfilter_bands):
-            amp = torch.exp2(torch.randn([n], device=device) * self.imgfilter_std)
+            amp = torch.exp2(self._normal(device, n) * self.imgfilter_std)
             amp = self._gated(amp, self.imgfilter * band_mult, 1)
             step = torch.ones([n, num_bands], device=device)
             step[:, band] = amp
@@ -406,16 +420,16 @@ class AugmentPipe(torch.nn.Module):
 
     def _add_noise(self, images: torch.Tensor) -> torch.Tensor:
         n = images.shape[0]
-        sigma = torch.randn([n], device=images.device).abs() * self.noise_std
+        sigma = self._normal(images.device, n).abs() * self.noise_std
         sigma = self._gated(sigma, self.noise, 0).to(images.dtype)
-        return images + torch.randn(images.shape, device=images.device, dtype=images.dtype) * sigma.reshape(n, 1, 1, 1)
+        return images + self._normal(images.device, *images.shape).to(images.dtype) * sigma.reshape(n, 1, 1, 1)
 
     def _cut_out(self, images: torch.Tensor) -> torch.Tensor:
         n, _, h, w = images.shape
         device = images.device
         fire = self._chance(self.cutout, n, device)
         size = torch.where(fire, self.cutout_size, 0.0).reshape(n, 1, 1)
-        centre = torch.rand([n, 2], device=device)
+        centre = self._uniform(device, n, 2)
         xs = (torch.arange(w, device=device) + 0.5) / w
         ys = (torch.arange(h, device=device) + 0.5) / h
         outside_x = (xs.reshape(1, 1, w) - centre[:, 0].reshape(n, 1, 1)).abs() >= size / 2

@@ -52,6 +52,16 @@ class StatsCollector:
         return out
 
 
+    def state_dict(self) -> dict[str, list[float]]:
+        """This rank's running sums, for a snapshot taken in the middle of a tick."""
+        return {name: acc.tolist() for name, acc in self._acc.items()}
+
+    def load_state_dict(self, state: dict[str, list[float]]) -> None:
+        self._acc.clear()
+        for name, values in state.items():
+            self._acc[name] = torch.tensor(values, dtype=torch.float64, device=self.device)
+
+
 def append_jsonl(path: str, record: dict) -> None:
     """Append one JSON line; flushed and fsynced so that a kill loses at most the line being written."""
     with open(path, 'a') as f:

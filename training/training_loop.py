@@ -14,12 +14,13 @@ controller, counters, and every RNG state.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
@@ -27,12 +28,18 @@ from tqdm import tqdm
 
 from networks import discriminator, stylegan2, stylegan3
 from networks.generate import image_grid, save_image, to_uint8
-from networks.snapshot import load_snapshot, save_snapshot, snapshot_name
+from networks.snapshot import load_snapshot, snapshot_name
 from torch_utils import distributed
+from torch_utils.cli import UserError, describe
 from training.augment import AdaptiveP, AugmentPipe, augment_kwargs_for
-from training.dataset import ImageFolderDataset
+from training.dataset import DatasetError, ImageFolderDataset
 from training.loss import LossOptions, StyleGANLoss
+from training.run_dir import SnapshotKeeper, tidy_run_dir
 from training.stats import StatsCollector, append_jsonl, timestamped
+
+class OptionError(UserError):
+    """Options that cannot train together; the message names them."""
+
 
 @dataclass
 class TrainingOptions:
@@ -83,11 +90,13 @@ class TrainingOptions:
 
     def __post_init__(self):
         if self.cfg not in ('stylegan3-t', 'stylegan3-r', 'stylegan2'):
-            raise ValueError(f'unknown cfg {self.cfg!r}')
+            raise OptionError(f'unknown cfg {self.cfg!r}')
         if self.batch % self.gpus or (self.batch // self.gpus) % self.batch_gpu:
-            raise ValueError('--batch must be a multiple of --gpus times --batch-gpu')
+            raise OptionError(f'--batch={self.batch} must be a multiple of --gpus={self.gpus} times '
+                              f'--batch-gpu={self.batch_gpu}')
         if self.batch_gpu < self.mbstd_group:
-            raise ValueError('--batch-gpu cannot be smaller than --mbstd-group')
+            raise OptionError(f'--batch-gpu={self.batch_gpu} (the batch of one process) cannot be smaller than '
+                              f'--mbstd-group={self.mbstd_group}')
         if self.ema_kimg is None:
             self.ema_kimg = self.batch * 10 / 32
         if self.glr is None:
@@ -184,6 +193,10 @@ class GlobalOrderSampler(torch.utils.data.Sampler):
             pos += self.world
 
 
+def _ignore_interrupts(worker_id: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the training process's to handle
+
+
 class DataStream:
     """Per-rank batches of (uint8 images, labels) from a DataLoader over GlobalOrderSampler."""
 
@@ -192,7 +205,8 @@ class DataStream:
         sampler = GlobalOrderSampler(len(dataset), rank, world, seed, start)
         self.loader = iter(torch.utils.data.DataLoader(
             dataset, sampler=sampler, batch_size=per_rank, num_workers=workers, pin_memory=device.type == 'cuda',
-            prefetch_factor=2 if workers > 0 else None, persistent_workers=workers > 0))
+            prefetch_factor=2 if workers > 0 else None, persistent_workers=workers > 0,
+            worker_init_fn=_ignore_interrupts if workers > 0 else None))
         self.device = device
 
     def next(self):
@@ -203,27 +217,28 @@ class DataStream:
 # ------------------------------------------------------------------------------------------------
 # The loop.
 
-def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = torch.device('cpu')) -> None:
+def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = torch.device('cpu'),
+                  stop: Optional['StopFlag'] = None) -> None:
     world = distributed.world_size()
     is_main = rank == 0
     log = RunLog(opts.run_dir, enabled=is_main)
+    stop = stop if stop is not None else StopFlag()
     torch.backends.cudnn.benchmark = not opts.nobench
     torch.backends.cuda.matmul.allow_tf32 = False   # exact fp32 maths, as NVIDIA's loop
     torch.backends.cudnn.allow_tf32 = False
 
-    dataset = ImageFolderDataset(opts.data, use_labels=opts.cond, xflip=opts.mirror, random_seed=opts.seed)
-    if opts.cond and not dataset.has_labels:
-        raise ValueError(f'{opts.data}: --cond=True needs labels in dataset.json')
+    dataset = open_dataset(opts)
     log(f'dataset: {opts.data}: {len(dataset)} images, {dataset.resolution}x{dataset.resolution}, '
         f'{dataset.num_channels} channels, labels: {dataset.label_dim}')
 
-    torch.manual_seed(opts.seed * world + rank)   # in-network randomness (noise, augmentation), per rank
+    torch.manual_seed(opts.seed * world + rank)   # in-network randomness (StyleGAN2 noise, style mixing), per rank
     sample_gen = torch.Generator().manual_seed(opts.seed)  # latents and labels, shared by every rank
     G, D = build_networks(opts, dataset.resolution, dataset.num_channels, dataset.label_dim)
     G, D = G.train().requires_grad_(False).to(device), D.train().requires_grad_(False).to(device)
     G_ema = copy.deepcopy(G).eval()
 
     augment_pipe = ada = None
+    augment_gen = torch.Generator(device=device).manual_seed(opts.seed)   # shared by every rank, as sample_gen
     if opts.aug != 'noaug':
         augment_pipe = AugmentPipe(**augment_kwargs_for(opts.augpipe)).train().requires_grad_(False).to(device)
         augment_pipe.p.fill_(opts.p if opts.aug == 'fixed' else 0)
@@ -241,10 +256,11 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
     state = Counters()
 
     resume_data = load_snapshot(opts.resume) if opts.resume else None
-    resume_rng = None
-    if resume_data is not None and resume_data.get('training_state') is not None:
-        resume_rng = resume_data['training_state']['rng']
-        restore_exactly(resume_data, opts, rank, G, D, G_ema, augment_pipe, ada, phases, loss, state, sample_gen)
+    resume_state = resume_data.get('training_state') if resume_data is not None else None
+    if resume_state is not None:
+        restore_exactly(resume_data, opts, G, D, G_ema, augment_pipe, ada, phases, loss, state, sample_gen,
+                        augment_gen)
+        stats.load_state_dict(resume_state.get('stats', [{}] * world)[rank])
         log(f'resumed exactly from {opts.resume} at {state.cur_nimg / 1000:g} kimg')
     elif resume_data is not None:
         for name, module in (('G', G), ('D', D), ('G_ema', G_ema)):
@@ -259,20 +275,24 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
     rounds = per_rank // opts.batch_gpu
     stream = DataStream(dataset, rank, world, per_rank, opts.seed, state.batch_idx * opts.batch, opts.workers, device)
     grid = SnapshotGrid(dataset, G_ema, opts.seed, device) if is_main else None
+    snapshots = SnapshotKeeper(opts.run_dir, interrupted_source=opts.resume if resume_state is not None and
+                               resume_state.get('interrupted') else None)
+    if is_main:
+        tidy_run_dir(opts.run_dir, resume=opts.resume if resume_state is not None else None,
+                     next_tick=state.cur_tick, cur_nimg=state.cur_nimg)
     if is_main and state.cur_nimg == 0:
         grid.save_reals(os.path.join(opts.run_dir, 'reals.png'))
         grid.save_fakes(os.path.join(opts.run_dir, 'fakes_init.png'))
 
-    if resume_rng is not None:
-        restore_rng(resume_rng, rank)
-    stop = StopFlag()
+    if resume_state is not None:
+        restore_rng(resume_state['rng'], rank)
     total_nimg = int(opts.kimg * 1000)
     tick_nimg = int(opts.tick * 1000)
+    log(f'training for {opts.kimg:g} kimg from {state.cur_nimg / 1000:g} kimg on {world} process(es), device {device}')
     tick_start_time = time.time()
     bar = make_bar(state, tick_nimg, total_nimg, opts.batch) if is_main else None
-    log(f'training for {opts.kimg:g} kimg from {state.cur_nimg / 1000:g} kimg on {world} process(es), device {device}')
 
-    while True:
+    while state.cur_nimg < total_nimg:
         # -- one optimisation step over the global batch -----------------------------------------
         reals, real_c = stream.next()
         gen_z = torch.randn([len(phases), opts.batch, G.z_dim], generator=sample_gen).to(device)
@@ -283,15 +303,8 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
         for idx, phase in enumerate(phases):
             if state.batch_idx % phase.interval != 0:
                 continue
-            phase.opt.zero_grad(set_to_none=True)
-            phase.module.requires_grad_(True)
-            for r in range(rounds):
-                part = slice(r * opts.batch_gpu, (r + 1) * opts.batch_gpu)
-                loss.accumulate_gradients(phase.name, reals[part], real_c[part], gen_z[idx, part], gen_c[idx, part],
-                                          gain=phase.interval / rounds, cur_nimg=state.cur_nimg)
-            phase.module.requires_grad_(False)
-            distributed.average_gradients_([p for p in phase.module.parameters()])
-            phase.opt.step()
+            run_phase(phase, loss, reals, real_c, gen_z[idx], gen_c[idx], rounds=rounds, cur_nimg=state.cur_nimg,
+                      augment_pipe=augment_pipe, augment_gen=augment_gen)
 
         update_ema(G, G_ema, opts, state.cur_nimg)
         state.cur_nimg += opts.batch
@@ -302,51 +315,112 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
             bar.update(opts.batch)
         interrupted = stop.agreed()
 
-        # -- end of tick? -----------------------------------------------------------------------
-        done = state.cur_nimg >= total_nimg or interrupted
-        if not done and state.cur_tick != 0 and state.cur_nimg < state.tick_start_nimg + tick_nimg:
+        # -- end of tick? (tick 0 is the first step alone, as in NVIDIA's loop) --------------------
+        done = state.cur_nimg >= total_nimg
+        tick_ends = done or state.cur_tick == 0 or state.cur_nimg >= state.tick_start_nimg + tick_nimg
+        if not tick_ends and not interrupted:
             continue
-        tick_seconds = time.time() - tick_start_time
-        state.total_seconds += tick_seconds
-        tick_kimg = (state.cur_nimg - state.tick_start_nimg) / 1000
-        stats.report('Progress/tick', state.cur_tick)
-        stats.report('Progress/kimg', state.cur_nimg / 1000)
-        stats.report('Progress/augment', float(augment_pipe.p) if augment_pipe is not None else 0)
-        stats.report('Timing/total_sec', state.total_seconds)
-        stats.report('Timing/sec_per_tick', tick_seconds)
-        stats.report('Timing/sec_per_kimg', tick_seconds / max(tick_kimg, 1e-8))
-        stats.report('Resources/peak_gpu_mem_gb', torch.cuda.max_memory_allocated(device) / 2 ** 30
-                     if device.type == 'cuda' else 0)
-        stats.report('Resources/cpu_mem_gb', resident_memory_gb())
-        tick_stats = stats.collect()
         if bar is not None:
             bar.close()
-        log(tick_line(state, tick_stats, opts))
-
-        snapshot_path = None
-        if done or state.cur_tick % opts.snap == 0:
-            training_state = capture_state(opts, state, phases, ada, loss, sample_gen)   # every rank's RNGs
-            snapshot_path = os.path.join(opts.run_dir, f'network-snapshot-{snapshot_name(state.cur_nimg)}.pkl')
+        tick_seconds = state.tick_seconds + time.time() - tick_start_time
+        scheduled = False
+        if tick_ends:
+            tick_stats = close_tick(stats, state, tick_seconds, augment_pipe, device)
+            log(tick_line(state, tick_stats, opts))
             if is_main:
-                grid.save_fakes(os.path.join(opts.run_dir, f'fakes{snapshot_name(state.cur_nimg)}.png'))
-                save_snapshot(snapshot_path, dict(G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe,
-                                                  training_set_kwargs=dataset_kwargs(opts, dataset),
-                                                  training_state=training_state))
-        if snapshot_path and opts.metrics:   # on every rank: each computes its share of the features
-            run_metrics(opts, G_ema, snapshot_path, rank, device, log)
-        if is_main:
-            append_jsonl(os.path.join(opts.run_dir, 'stats.jsonl'), timestamped(tick_stats))
+                append_jsonl(os.path.join(opts.run_dir, 'stats.jsonl'), timestamped(tick_stats))
+            scheduled = done or state.cur_tick % opts.snap == 0
+            # The tick is closed before any snapshot, so that a resume starts the next one.
+            state.cur_tick += 1
+            state.tick_start_nimg = state.cur_nimg
+            state.tick_seconds = 0.0
+        else:
+            state.tick_seconds = tick_seconds   # an interrupted tick goes on after the resume
 
-        if done:
+        if scheduled or interrupted:
+            name = snapshot_name(state.cur_nimg)
+            path = os.path.join(opts.run_dir, f'network-snapshot-{name}.pkl')
+            error = None
+            with preserved_rng(device):   # grids and metrics must not shift the training's random streams
+                training_state = capture_state(opts, state, phases, ada, loss, sample_gen, augment_gen, stats,
+                                               interrupted=not scheduled)
+                if scheduled and opts.metrics:   # on every rank: each computes its share of the features
+                    run_metrics(opts, G_ema, path, rank, device, log)
+                try:
+                    if is_main and scheduled:
+                        grid.save_fakes(os.path.join(opts.run_dir, f'fakes{name}.png'))
+                    if is_main:
+                        snapshots.write(path, dict(G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe,
+                                                   training_set_kwargs=dataset_kwargs(opts, dataset),
+                                                   training_state=training_state), scheduled=scheduled)
+                except OSError as e:   # disk full, permissions: stop with one line on every rank
+                    error = e
+            if distributed.any_rank(error is not None):
+                raise SnapshotWriteError(f'{path}: cannot write the snapshot: '
+                                         f'{error.strerror or error if error is not None else "failed on rank 0"}; '
+                                         f'the earlier snapshots are intact')
             if interrupted:
-                log(f'interrupted: saved {snapshot_path or "a snapshot"}; resume with --resume={opts.run_dir}')
+                log(f'interrupted: saved {path}; resume with --resume={opts.run_dir}')
+        if interrupted or done:
             break
-        state.cur_tick += 1
-        state.tick_start_nimg = state.cur_nimg
         tick_start_time = time.time()
         bar = make_bar(state, tick_nimg, total_nimg, opts.batch) if is_main else None
     stop.restore()
     log('done.')
+
+
+def open_dataset(opts: TrainingOptions) -> ImageFolderDataset:
+    """The training set, checked as train.py checks it before creating anything."""
+    dataset = ImageFolderDataset(opts.data, use_labels=opts.cond, xflip=opts.mirror, random_seed=opts.seed)
+    if opts.cond and not dataset.has_labels:
+        raise DatasetError(f'{opts.data}: --cond=True needs labels in dataset.json')
+    return dataset
+
+
+def run_phase(phase: 'Phase', loss: StyleGANLoss, reals, real_c, gen_z, gen_c, rounds: int, cur_nimg: int,
+              augment_pipe: Optional[AugmentPipe] = None, augment_gen: Optional[torch.Generator] = None) -> None:
+    """One phase over this rank's share of the global batch, then one optimizer step.
+
+    Round r of `rounds` takes this rank's samples r, r+rounds, ..., so that in global terms every
+    round holds samples s, s+S, s+2S, ... (s = rank + r * world, S = rounds * world) whatever the
+    process count: minibatch-std groups (strided, as NVIDIA's) and the path-length subset then
+    contain the same images as in one process. Every round restarts the augmentation generator and
+    takes its rows of draws made for the whole batch, so each image gets the augmentation it would
+    get in one process with one round."""
+    world, rank = distributed.world_size(), distributed.rank()
+    phase.opt.zero_grad(set_to_none=True)
+    phase.module.requires_grad_(True)
+    start = augment_gen.get_state() if augment_gen is not None else None
+    for r in range(rounds):
+        if augment_pipe is not None and augment_gen is not None:
+            augment_gen.set_state(start)
+            augment_pipe.draw_from(augment_gen, share=(rank + r * world, rounds * world))
+        part = slice(r, None, rounds)
+        loss.accumulate_gradients(phase.name, reals[part], real_c[part], gen_z[part], gen_c[part],
+                                  gain=phase.interval / rounds, cur_nimg=cur_nimg)
+    phase.module.requires_grad_(False)
+    distributed.average_gradients_([p for p in phase.module.parameters()])
+    phase.opt.step()
+
+
+def close_tick(stats: StatsCollector, state: 'Counters', tick_seconds: float, augment_pipe, device) -> dict:
+    """Report the tick's progress and timing; returns the tick's statistics (every rank must call it)."""
+    state.total_seconds += tick_seconds
+    tick_kimg = (state.cur_nimg - state.tick_start_nimg) / 1000
+    stats.report('Progress/tick', state.cur_tick)
+    stats.report('Progress/kimg', state.cur_nimg / 1000)
+    stats.report('Progress/augment', float(augment_pipe.p) if augment_pipe is not None else 0)
+    stats.report('Timing/total_sec', state.total_seconds)
+    stats.report('Timing/sec_per_tick', tick_seconds)
+    stats.report('Timing/sec_per_kimg', tick_seconds / max(tick_kimg, 1e-8))
+    stats.report('Resources/peak_gpu_mem_gb', torch.cuda.max_memory_allocated(device) / 2 ** 30
+                 if device.type == 'cuda' else 0)
+    stats.report('Resources/cpu_mem_gb', resident_memory_gb())
+    return stats.collect()
+
+
+class SnapshotWriteError(UserError):
+    """A snapshot could not be written (disk full, permissions); the earlier ones are untouched."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -359,6 +433,7 @@ class Counters:
     batch_idx: int = 0
     tick_start_nimg: int = 0
     total_seconds: float = 0.0
+    tick_seconds: float = 0.0     # time already spent in the current tick (before an interruption)
 
 
 def random_labels(dataset, n: int, gen: torch.Generator) -> torch.Tensor:
@@ -390,37 +465,128 @@ def _rng_states() -> dict:
                 cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
 
 
-def capture_state(opts, state: Counters, phases, ada, loss, sample_gen) -> dict:
-    """Everything besides the networks that continues the run bit for bit. Every rank must call it."""
-    rngs = [_rng_states()]
-    if distributed.world_size() > 1:
-        import torch.distributed as dist
-        rngs = [None] * distributed.world_size()
-        dist.all_gather_object(rngs, _rng_states())
+@contextlib.contextmanager
+def preserved_rng(device: torch.device) -> Iterator[None]:
+    """Run side work (grids, metrics) without moving this process's random streams."""
+    saved = _rng_states()
+    try:
+        yield
+    finally:
+        torch.set_rng_state(saved['torch'])
+        np.random.set_state(saved['numpy'])
+        if saved['cuda']:
+            torch.cuda.set_rng_state_all(saved['cuda'])
+
+
+def _gather(value):
+    """`value` of every rank, as a list indexed by rank (every rank must call it)."""
+    if distributed.world_size() <= 1:
+        return [value]
+    import torch.distributed as dist
+    out = [None] * distributed.world_size()
+    dist.all_gather_object(out, value)
+    return out
+
+
+def capture_state(opts, state: 'Counters', phases, ada, loss, sample_gen, augment_gen, stats, interrupted: bool) -> dict:
+    """Everything besides the networks that continues the run bit for bit. Every rank must call it.
+
+    `interrupted` marks a snapshot taken in the middle of a tick (Ctrl-C): it carries the tick's
+    running statistics and is not part of the run's snapshot schedule."""
     optimizers = {phase.name[0]: phase.opt.state_dict() for phase in phases}   # main and reg share one Adam
     return dict(options=asdict(opts), counters=asdict(state), optimizers=optimizers,
                 ada=ada.state_dict() if ada is not None else None, pl_mean=loss.pl_mean.detach().cpu(),
-                sample_gen=sample_gen.get_state(), rng=rngs)
+                sample_gen=sample_gen.get_state(), augment_gen=augment_gen.get_state().cpu(),
+                rng=_gather(_rng_states()), stats=_gather(stats.state_dict()), interrupted=interrupted)
 
 
-def restore_exactly(data, opts, rank, G, D, G_ema, augment_pipe, ada, phases, loss, state, sample_gen) -> None:
+class ResumeStateError(UserError):
+    """A snapshot whose training state cannot continue a run."""
+
+
+def saved_options(options: Any, source: str) -> TrainingOptions:
+    """TrainingOptions from a saved dict (a snapshot's state, training_options.json), or one line why not."""
+    def bad(what: str) -> ResumeStateError:
+        return ResumeStateError(f'{source}: cannot resume: the saved options {what}')
+    if not isinstance(options, dict):
+        raise bad('are not a dict')
+    known = {f.name for f in fields(TrainingOptions)}
+    unknown = sorted(str(k) for k in options if k not in known)
+    if unknown:
+        raise bad(f'have unknown keys: {", ".join(unknown)}')
+    later = {'detector_dir'}   # added after the first release: older snapshots lack it
+    missing = sorted(f.name for f in fields(TrainingOptions) if f.name not in options and f.name not in later)
+    if missing:
+        raise bad(f'lack {", ".join(missing)}')
+    try:
+        return TrainingOptions(**options)
+    except (TypeError, ValueError, UserError) as e:
+        raise bad(f'are invalid ({describe(e)})') from None
+
+
+def check_training_state(ts: Any, source: str) -> TrainingOptions:
+    """Validate the training state of one of our snapshots; returns the run's options.
+
+    Everything a resume will use is checked here, before a run directory is touched, so that a damaged
+    or hand-edited state gives one line naming the snapshot instead of a TypeError mid-start."""
+    def bad(what: str) -> ResumeStateError:
+        return ResumeStateError(f'{source}: cannot resume: the training state {what}')
+    if not isinstance(ts, dict):
+        raise bad('is not a dict')
+    opts = saved_options(ts.get('options'), source)
+    counters = ts.get('counters')
+    ints = ('cur_nimg', 'cur_tick', 'batch_idx', 'tick_start_nimg')
+    if not isinstance(counters, dict) or not all(isinstance(counters.get(k), int) and counters[k] >= 0 for k in ints):
+        raise bad('has malformed counters')
+    if counters['batch_idx'] * opts.batch != counters['cur_nimg']:
+        raise bad('has inconsistent counters')
+    rngs = ts.get('rng')
+    if not isinstance(rngs, list) or len(rngs) != opts.gpus:
+        raise bad(f'needs one RNG state per process ({opts.gpus})')
+    try:
+        for rng in rngs:
+            torch.Generator().set_state(rng['torch'])
+            np.random.RandomState().set_state(rng['numpy'])
+        torch.Generator().set_state(ts['sample_gen'])
+        augment_gen = ts.get('augment_gen')   # a CUDA generator's state on GPUs: only its type is checked
+        if augment_gen is not None and not (isinstance(augment_gen, torch.Tensor) and augment_gen.dtype == torch.uint8):
+            raise TypeError('augment_gen is not a byte tensor')
+    except (TypeError, ValueError, RuntimeError, KeyError, IndexError) as e:
+        raise bad(f'has a malformed RNG state ({describe(e)})') from None
+    optimizers = ts.get('optimizers')
+    if not isinstance(optimizers, dict) or not all(isinstance(optimizers.get(k), dict) for k in 'GD'):
+        raise bad('has malformed optimizer states')
+    stats = ts.get('stats', [{}] * opts.gpus)
+    if not isinstance(stats, list) or len(stats) != opts.gpus or not all(isinstance(x, dict) for x in stats):
+        raise bad('has malformed tick statistics')
+    return opts
+
+
+def restore_exactly(data, opts, G, D, G_ema, augment_pipe, ada, phases, loss, state, sample_gen, augment_gen) -> None:
     ts = data['training_state']
     saved = ts['options']
     if (saved['cfg'], saved['batch'], distributed.world_size()) != (opts.cfg, opts.batch, len(ts['rng'])):
-        raise ValueError(f'{opts.resume}: exact resume needs the same --cfg, --batch and --gpus as the run '
-                         f'({saved["cfg"]}, batch {saved["batch"]}, gpus {len(ts["rng"])})')
-    for name, module in (('G', G), ('D', D), ('G_ema', G_ema)):
-        module.load_state_dict(data[name].state_dict())
-    if augment_pipe is not None and data.get('augment_pipe') is not None:
-        augment_pipe.load_state_dict(data['augment_pipe'].state_dict())
-    for phase in phases:
-        phase.opt.load_state_dict(ts['optimizers'][phase.name[0]])
-    if ada is not None and ts['ada'] is not None:
-        ada.load_state_dict(ts['ada'])
-    loss.pl_mean.copy_(ts['pl_mean'])
+        raise ResumeStateError(f'{opts.resume}: exact resume needs the same --cfg, --batch and --gpus as the run '
+                               f'({saved["cfg"]}, batch {saved["batch"]}, gpus {len(ts["rng"])})')
+    try:
+        for name, module in (('G', G), ('D', D), ('G_ema', G_ema)):
+            module.load_state_dict(data[name].state_dict())
+        if augment_pipe is not None and data.get('augment_pipe') is not None:
+            augment_pipe.load_state_dict(data['augment_pipe'].state_dict())
+        for phase in phases:
+            phase.opt.load_state_dict(ts['optimizers'][phase.name[0]])
+        if ada is not None and ts['ada'] is not None:
+            ada.load_state_dict(ts['ada'])
+        loss.pl_mean.copy_(ts['pl_mean'])
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ResumeStateError(f'{opts.resume}: cannot resume: the snapshot does not fit the run ({describe(e)})') from None
+    known = {f.name for f in fields(Counters)}
     for key, value in ts['counters'].items():
-        setattr(state, key, value)
+        if key in known:
+            setattr(state, key, value)
     sample_gen.set_state(ts['sample_gen'])
+    if ts.get('augment_gen') is not None:
+        augment_gen.set_state(ts['augment_gen'].to(augment_gen.get_state().device))
 
 
 def restore_rng(data_rng: list, rank: int) -> None:
@@ -519,10 +685,15 @@ class SnapshotGrid:
 
 
 class StopFlag:
-    """Ctrl-C (SIGINT) or SIGTERM finishes the current step, writes a snapshot and ends the run cleanly."""
+    """Ctrl-C (SIGINT) or SIGTERM finishes the current step, writes a snapshot and ends the run cleanly.
 
-    def __init__(self):
+    Installed as early as possible (train.py does it before anything is created), so that an early
+    Ctrl-C still ends in a snapshot after the first step. `external` is an event a launching parent
+    process sets when it got the signal while this process could not hear it yet (starting up)."""
+
+    def __init__(self, external: Any = None):
         self.requested = False
+        self.external = external
         self.previous = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
@@ -534,14 +705,14 @@ class StopFlag:
         if self.requested:   # a second Ctrl-C aborts at once
             raise KeyboardInterrupt
         self.requested = True
-        tqdm.write('stopping after this step; a snapshot will be written (Ctrl-C again to abort)')
+        if distributed.rank() == 0:
+            tqdm.write('stopping after this step; a snapshot will be written (Ctrl-C again to abort)')
 
     def agreed(self) -> bool:
         """True when any rank was asked to stop (all ranks must call this every step)."""
-        flag = torch.tensor([float(self.requested)])
-        if distributed.world_size() > 1:
-            distributed.all_reduce_sum_(flag)
-        return bool(flag.item() > 0)
+        if self.external is not None and self.external.is_set():
+            self.requested = True
+        return distributed.any_rank(self.requested)
 
     def restore(self) -> None:
         for sig, handler in self.previous.items():

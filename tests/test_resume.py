@@ -1,0 +1,127 @@
+"""Kill-and-resume: a run stopped any number of times (kill -9 at random moments, in the middle of a
+snapshot write, Ctrl-C) and resumed each time ends exactly as the run that never stopped: the same
+ticks in stats.jsonl, the same snapshots, bit-identical weights. Plus the resume rules of train.py."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from networks.snapshot import load_snapshot
+from training.run_dir import latest_run_dir, list_snapshots
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ['--cfg=stylegan3-t', '--gpus=1', '--batch=4', '--gamma=1', '--cbase=256', '--cmax=16', '--map-depth=1',
+        '--metrics=none', '--workers=0', '--mbstd-group=2', '--snap=1']
+
+
+@pytest.fixture(scope='module')
+def data32(rectangles):
+    return rectangles(16, 32)
+
+
+def command(*args):
+    return [sys.executable, os.path.join(REPO, 'train.py'), *map(str, args)]
+
+
+def train(*args):
+    return subprocess.run(command(*args), capture_output=True, text=True, timeout=600)
+
+
+def ticks(run_dir):
+    lines = open(os.path.join(run_dir, 'stats.jsonl')).read().splitlines()
+    return [(r['Progress/tick']['mean'], round(r['Progress/kimg']['mean'], 6)) for r in map(json.loads, lines)]
+
+
+def weights(snapshot):
+    data = load_snapshot(snapshot)
+    return {f'{k}.{n}': t for k in ('G', 'D', 'G_ema') for n, t in data[k].state_dict().items()}
+
+
+def outcome(run_dir):
+    names = sorted(os.listdir(run_dir))
+    return dict(ticks=ticks(run_dir), snapshots=[n for n in names if n.startswith('network-snapshot-')],
+                fakes=[n for n in names if n.startswith('fakes')], temporary=[n for n in names if n.startswith('.')])
+
+
+def assert_same_run(straight, resumed):
+    a, b = outcome(straight), outcome(resumed)
+    assert b['temporary'] == []
+    assert a == b
+    wa, wb = weights(list_snapshots(straight)[-1]), weights(list_snapshots(resumed)[-1])
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        assert torch.equal(wa[name], wb[name]), name
+
+
+def starts(outdir):
+    return sum(open(p).read().count('training for') for p in outdir.glob('*/log.txt'))
+
+
+def interrupt_and_resume(outdir, args, events, seed):
+    """Run `args` in `outdir`, interrupting it as `events` say ('write': kill -9 while a snapshot is
+    being written; 'random': kill -9 at a random moment; 'ctrl-c': SIGINT and a clean exit), resuming
+    after each; returns the outputs of all starts."""
+    rng = random.Random(seed)
+    outputs = []
+    for event in list(events) + [None]:
+        run = latest_run_dir(str(outdir))
+        started = starts(outdir)
+        cmd = command('--outdir', outdir, '--resume=latest') if run else command('--outdir', outdir, *args)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if event == 'write':
+            deadline = time.time() + 300
+            while proc.poll() is None and time.time() < deadline:
+                if any(n.startswith('.network-snapshot-') for d in outdir.glob('*') for n in os.listdir(d)):
+                    proc.kill()
+                    break
+                time.sleep(0.002)
+        elif event == 'random':
+            time.sleep(rng.uniform(2, 12))   # startup takes a few seconds: early kills hit it too
+            proc.kill()
+        elif event == 'ctrl-c':   # once this start trains (its 'training for' line is in log.txt)
+            deadline = time.time() + 300
+            while proc.poll() is None and time.time() < deadline and starts(outdir) <= started:
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0, 2))
+            proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=600)
+        outputs.append(out)
+        if event in (None, 'ctrl-c') and proc.returncode is not None:
+            assert proc.returncode == 0, out
+            assert 'Traceback' not in out, out
+    return outputs
+
+
+def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, data32):
+    args = ['--data', data32, *TINY, '--kimg=0.028', '--tick=0.008']
+    straight = subprocess.Popen(command('--outdir', tmp_path / 'a', *args), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)   # alongside: the machine has two cores
+    interrupt_and_resume(tmp_path / 'b', args, ['write', 'random', 'ctrl-c'], seed=1)
+    out, _ = straight.communicate(timeout=600)
+    assert straight.returncode == 0, out
+    a, b = latest_run_dir(str(tmp_path / 'a')), latest_run_dir(str(tmp_path / 'b'))
+    assert [t for t, _ in ticks(a)] == list(range(len(ticks(a))))
+    assert_same_run(a, b)
+
+    # A finished run resumed says so and does nothing.
+    before = {n: os.path.getmtime(os.path.join(b, n)) for n in os.listdir(b)}
+    again = train('--outdir', tmp_path / 'b', '--resume=latest')
+    assert again.returncode == 0, again.stderr
+    assert 'the run is finished' in again.stdout
+    assert {n: os.path.getmtime(os.path.join(b, n)) for n in os.listdir(b)} == before
+
+
+@pytest.mark.slow
+def test_many_random_kills_equal_uninterrupted_run(tmp_path, data32):
+    args = ['--data', data32, *TINY, '--kimg=0.06', '--tick=0.012', '--aug=fixed', '--p=0.5']
+    straight = train('--outdir', tmp_path / 'a', *args)
+    assert straight.returncode == 0, straight.stdout + straight.stderr
+    events = ['random', 'write', 'random', 'ctrl-c', 'random', 'write', 'ctrl-c', 'random']
+    interrupt_and_resume(tmp_path / 'b', args, events, seed=2)
+    assert_same_run(latest_run_dir(str(tmp_path / 'a')), latest_run_dir(str(tmp_path / 'b')))
