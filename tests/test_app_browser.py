@@ -124,7 +124,8 @@ def test_mix_two_seeds(page, studio):
     got = browser.new_image(page, 'mix-result', None)
     a, b = studio.seed_garment(3, 0.7), studio.seed_garment(8, 0.7)
     assert np.array_equal(got, expected(studio, studio.mix(a, b, studio.mix_rows('fine'))))
-    assert '--mix-rows=3 --mix-cols=8' in browser.text_of(page, 'commands')
+    commands = browser.text_of(page, 'commands')
+    assert 'style_mixing.py' in commands and '--rows=3 --cols=8' in commands
     shot(page, 'mix')
 
 
