@@ -237,6 +237,9 @@ def _resolve(source: PathLike) -> str:
         if latest is None:
             raise SnapshotError(f'{source}: directory holds no {SNAPSHOT_GLOB}')
         return latest
+    if not os.path.exists(source):   # a short name of a model shipped in pretrained/ ('garments')
+        from pretrained import resolve_pretrained
+        source = resolve_pretrained(source) or source
     if not os.path.isfile(source):
         raise SnapshotError(f'{source}: no such file')
     return source
