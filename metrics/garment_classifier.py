@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from torch_utils.cli import UserError
 from training import synthetic_garments as sg
 
 RESOLUTION = 64
@@ -82,7 +83,7 @@ class GarmentClassifier(torch.nn.Module):
 # ---------------------------------------------------------------------------------------------
 # File I/O.
 
-class ClassifierFileError(ValueError):
+class ClassifierFileError(UserError, ValueError):
     pass
 
 

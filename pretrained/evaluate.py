@@ -17,6 +17,7 @@ import click
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from torch_utils.cli import run                             # noqa: E402
 from metrics.detectors import locate_detector                          # noqa: E402
 from metrics.garment_classifier import load_garment_classifier         # noqa: E402
 from networks.snapshot import load_generator                           # noqa: E402
@@ -51,4 +52,4 @@ def main(network, baseline, data, classifier, num_fid, num_per_class, seed, json
 
 
 if __name__ == '__main__':
-    main()
+    run(main, expected=(ValueError,))

@@ -18,6 +18,7 @@ import click
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from torch_utils.cli import run                             # noqa: E402
 from metrics.garment_classifier import save_garment_classifier, train_garment_classifier  # noqa: E402
 
 
@@ -39,4 +40,4 @@ def main(out, num_train, num_val, epochs, width, batch, lr, seed):
 
 
 if __name__ == '__main__':
-    main()
+    run(main, expected=(ValueError,))
