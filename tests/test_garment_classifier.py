@@ -1,6 +1,5 @@
 """The garment classifier (metrics/garment_classifier.py) and the fid_garments metric built on it."""
 import os
-import pickle
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from metrics.garment_classifier import (ClassifierFileError, GarmentClassifier, 
 from metrics.options import MetricContext
 from metrics.registry import get_metric
 from tests.metrics_toys import ReplayGenerator, write_image_folder
+from tests.test_snapshot import Evil
 from training import synthetic_garments as sg
 
 SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), DETECTORS['garments'].bundled)
@@ -47,11 +47,6 @@ def test_save_load_round_trip_is_identical(tmp_path):
     img = torch.from_numpy(sg.render_garments(4, resolution=64, seed=2)[0]).permute(0, 3, 1, 2)
     assert torch.equal(model(img, return_features=True), loaded(img, return_features=True))
     assert loaded.meta == dict(note='x') and not any(p.requires_grad for p in loaded.parameters())
-
-
-class Evil:
-    def __reduce__(self):
-        return os.system, ('touch PWNED',)
 
 
 def test_foreign_files_are_refused_without_running_code(tmp_path, monkeypatch):
