@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduce the pretrained garment model from scratch on CPU (or continue an interrupted run).
 #
-#   bash pretrained/train_demo.sh [OUTDIR]        # default OUTDIR: runs/pretrained-garments (git-ignored)
+#   bash pretrained/train_demo.sh [OUTDIR]          # train; default OUTDIR: runs/pretrained-garments (git-ignored)
+#   bash pretrained/train_demo.sh OUTDIR release    # then: ship the newest snapshot and measure it
 #
 # Running it again continues the newest snapshot in OUTDIR exactly (--resume=latest), so a longer run on a
 # better machine only needs a larger KIMG:  KIMG=500 bash pretrained/train_demo.sh runs/pretrained-garments
@@ -18,6 +19,16 @@ cd "$(dirname "$0")/.."
 OUTDIR=${1:-runs/pretrained-garments}
 KIMG=${KIMG:-100}
 DATA='synthetic:garments?n=6000&resolution=64&seed=0'
+
+if [ "${2:-}" = release ]; then
+    # The classifier first (if missing): it scores the model. The 1-kimg snapshot of the same run is the baseline.
+    [ -f pretrained/garment-classifier-64x64.pt ] || python pretrained/train_classifier.py
+    SNAP=$(ls "$OUTDIR"/*/network-snapshot-*.pkl | sort | tail -1)
+    BASE=$(ls "$OUTDIR"/*/network-snapshot-000001*.pkl | head -1)
+    python pretrained/make_release.py --snapshot="$SNAP"
+    exec python pretrained/evaluate.py --network=garments --baseline="$BASE" --data="$DATA" \
+        --json-out=pretrained/quality.json
+fi
 
 if ls "$OUTDIR"/*/network-snapshot-*.pkl >/dev/null 2>&1; then
     exec python train.py --outdir="$OUTDIR" --resume=latest --kimg="$KIMG" --metrics=none --workers="${WORKERS:-0}"
