@@ -31,7 +31,8 @@ if [ "${2:-}" = release ]; then
 fi
 
 if ls "$OUTDIR"/*/network-snapshot-*.pkl >/dev/null 2>&1; then
-    exec python train.py --outdir="$OUTDIR" --resume=latest --kimg="$KIMG" --metrics=none --workers="${WORKERS:-0}"
+    exec python train.py --outdir="$OUTDIR" --resume=latest --kimg="$KIMG" --tick=1 --snap=1 --metrics=none \
+        --workers="${WORKERS:-0}"
 fi
 exec python train.py --outdir="$OUTDIR" --cfg=stylegan2 --data="$DATA" --cond=1 --mirror=1 --aug=noaug \
     --gpus="${GPUS:-1}" --batch=8 --gamma=0.1 --cbase=1024 --cmax=32 --map-depth=2 \
