@@ -24,13 +24,14 @@ import hashlib
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
 from torch_utils.download import DownloadError, cache_root, download_cached
 
 from .errors import DetectorError
+from .garment_classifier import load_garment_classifier
 from .parallel import barrier
 
 ENV_DIR = 'SG3C_DETECTOR_DIR'
@@ -42,6 +43,10 @@ class DetectorSpec:
     filename: str
     url: str             # TorchScript file on NVIDIA's CDN (stylegan2-ada-pytorch)
     pickle_url: str      # the same network as NVIDIA's StyleGAN3 pickle, which we do not load
+    # Networks of our own, shipped in the tree (path relative to the repo root) instead of downloaded, and
+    # read by their own weights-only loader instead of as TorchScript.
+    bundled: Optional[str] = None
+    loader: Optional[Callable[[str, torch.device], torch.nn.Module]] = None
 
 
 _NGC = 'https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/metrics'
@@ -50,7 +55,11 @@ DETECTORS: dict[str, DetectorSpec] = {
     'inception': DetectorSpec('inception', 'inception-2015-12-05.pt', f'{_CDN}/inception-2015-12-05.pt',
                               f'{_NGC}/inception-2015-12-05.pkl'),
     'vgg16': DetectorSpec('vgg16', 'vgg16.pt', f'{_CDN}/vgg16.pt', f'{_NGC}/vgg16.pkl'),
+    'garments': DetectorSpec('garments', 'garment-classifier-64x64.pt', '', '',
+                             bundled=os.path.join('pretrained', 'garment-classifier-64x64.pt'),
+                             loader=load_garment_classifier),
 }
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def default_detector_dir() -> str:
@@ -77,6 +86,14 @@ def locate_detector(name: str, detector_dir: Optional[str] = None, download: boo
     """Path of the detector's `.pt` file (see the module doc for the search order). `option` is the
     caller's command-line option for `detector_dir`, named in the error when the file cannot be had."""
     spec = _spec(name)
+    if spec.bundled:   # a copy in the named folder wins; otherwise the tree's own file
+        for directory in (detector_dir, os.environ.get(ENV_DIR)):
+            if directory and os.path.isfile(os.path.join(directory, spec.filename)):
+                return os.path.join(directory, spec.filename)
+        path = os.path.join(_REPO, spec.bundled)
+        if not os.path.isfile(path):
+            raise DetectorError(f'{path} not found (python pretrained/train_classifier.py --out={spec.bundled} makes it)')
+        return path
     for directory, origin in ((detector_dir, option or 'detector_dir'), (os.environ.get(ENV_DIR), f'${ENV_DIR}')):
         if directory:
             path = os.path.join(directory, spec.filename)
@@ -100,9 +117,15 @@ _loaded: dict[tuple[str, str], torch.nn.Module] = {}
 _fingerprints: dict[tuple[str, int, int], str] = {}
 
 
-def load_detector_file(path: str, device: torch.device) -> torch.nn.Module:
-    """Load a TorchScript detector file onto `device` (memoised per path and device)."""
+def load_detector_file(path: str, device: torch.device,
+                       loader: Optional[Callable[[str, torch.device], torch.nn.Module]] = None) -> torch.nn.Module:
+    """Load a TorchScript detector file (or one read by `loader`) onto `device` (memoised per path and device)."""
     key = (os.path.abspath(path), str(device))
+    if key not in _loaded and loader is not None:
+        try:
+            _loaded[key] = loader(path, device)
+        except ValueError as e:
+            raise DetectorError(str(e)) from None
     if key not in _loaded:
         if path.endswith('.pkl'):
             raise DetectorError(f'{path}: NVIDIA\'s .pkl detectors are pickles that run code when loaded; use the '
@@ -127,7 +150,7 @@ def load_detector(name: str, device: torch.device, detector_dir: Optional[str] =
         barrier()
     if rank != 0:
         path = locate_detector(name, detector_dir, download=False)
-    return load_detector_file(path, device), path
+    return load_detector_file(path, device, _spec(name).loader), path
 
 
 def detector_fingerprint(path: str) -> str:

@@ -35,9 +35,9 @@ def frechet_distance(mu_a: np.ndarray, sigma_a: np.ndarray, mu_b: np.ndarray, si
     return mean_term + float(np.trace(sigma_a) + np.trace(sigma_b)) - 2 * trace_sqrt_product(sigma_a, sigma_b)
 
 
-def run_fid(opts: MetricContext, max_real: Optional[int], num_gen: int) -> float:
-    real = dataset_features(opts, 'inception', FEATURES, max_items=max_real, capture_mean_cov=True)
-    gen = generator_features(opts, 'inception', FEATURES, num_items=num_gen, capture_mean_cov=True)
+def run_fid(opts: MetricContext, max_real: Optional[int], num_gen: int, detector: str = 'inception') -> float:
+    real = dataset_features(opts, detector, FEATURES, max_items=max_real, capture_mean_cov=True)
+    gen = generator_features(opts, detector, FEATURES, num_items=num_gen, capture_mean_cov=True)
     if opts.rank != 0:
         return float('nan')
     mu_r, sigma_r = real.mean_cov()

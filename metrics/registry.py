@@ -4,6 +4,8 @@ A count is written `<N>k` (thousands) or a plain number of images where the fami
 `fid50k_full`, `fid2k_full` and `fid500_full` are all valid:
 
   fid<N>_full / fid<N>      FID; `_full` against every real image, otherwise against N reals (xflips allowed)
+  fid_garments<N>[_full]    the same Fréchet distance on the garment classifier's features
+                            (metrics/garment_classifier.py), not on Inception's: comparable only with itself
   kid<N>_full / kid<N>      KID (100 subsets of up to 1000); `_full` against up to 1M reals
   pr<N>k<K>_full / pr<N>k<K> precision and recall with K nearest neighbours (`_full`: up to 200k reals)
   ppl2_<z|w><full|end>      PPL without crop (NVIDIA's recommended `ppl2_wend`), 50k samples;
@@ -42,14 +44,18 @@ def _count(digits: str, k: str) -> int:
     return int(digits) * (1000 if k else 1)
 
 
-def _fid(name: str, m: re.Match) -> Metric:
+def _fid(name: str, m: re.Match, detector: str = 'inception') -> Metric:
     from .frechet import run_fid
     n, full = _count(m[1], m[2]), bool(m[3])
 
     def run(opts):
         opts = opts.with_dataset(max_size=None, **({'xflip': False} if full else {}))
-        return {name: run_fid(opts, max_real=None if full else n, num_gen=n)}
-    return Metric(name, 'fid', run, ('inception',))
+        return {name: run_fid(opts, max_real=None if full else n, num_gen=n, detector=detector)}
+    return Metric(name, 'fid', run, (detector,))
+
+
+def _fid_garments(name: str, m: re.Match) -> Metric:
+    return _fid(name, m, detector='garments')
 
 
 def _kid(name: str, m: re.Match) -> Metric:
@@ -124,6 +130,7 @@ def _ls(name: str, m: re.Match) -> Metric:
 
 _PATTERNS: list[tuple[re.Pattern, Callable[[str, re.Match], Metric]]] = [
     (re.compile(rf'^fid{_COUNT}(_full)?$'), _fid),
+    (re.compile(rf'^fid_garments{_COUNT}(_full)?$'), _fid_garments),
     (re.compile(rf'^kid{_COUNT}(_full)?$'), _kid),
     (re.compile(r'^pr(\d+)k(\d+)(_full)?$'), _pr),
     (re.compile(rf'^ppl(2?)_([zw])(full|end)(?:_{_COUNT})?$'), _ppl),

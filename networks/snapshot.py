@@ -347,6 +347,9 @@ def _resolve(source: PathLike) -> str:
     if re.match(r'^https?://', source):
         from torch_utils.download import download_cached
         return str(download_cached(source))
+    if not os.path.exists(source):   # a short name of a model shipped in pretrained/ ('garments')
+        from pretrained import resolve_pretrained
+        source = resolve_pretrained(source) or source
     latest = find_latest_snapshot(source)
     if latest is None:
         raise SnapshotError(f'{source}: directory holds no {SNAPSHOT_GLOB}')

@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Measure the shipped garment model against the quality bar of issue 16 (see pretrained/quality.py).
+
+  python pretrained/evaluate.py --network=garments --baseline=RUN/network-snapshot-000001.pkl \\
+      --data='synthetic:garments?n=6000&resolution=64&seed=0' --json-out=pretrained/quality.json
+
+Prints a table and the JSON of every figure (also written to --json-out).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from torch_utils.cli import run                             # noqa: E402
+from metrics.detectors import locate_detector                          # noqa: E402
+from metrics.garment_classifier import load_garment_classifier         # noqa: E402
+from networks.snapshot import load_generator                           # noqa: E402
+from pretrained import quality                                         # noqa: E402
+from torch_utils.atomic import atomic_write_bytes                      # noqa: E402
+from training.dataset_sources import ensure_dataset                     # noqa: E402
+from training.synthetic_garments import CLASSES                        # noqa: E402
+
+
+@click.command(help=__doc__)
+@click.option('--network', default='garments', show_default=True, help='Model to measure (path or short name)')
+@click.option('--baseline', help='Early snapshot of the same run (1 kimg) for the FID bar')
+@click.option('--data', default='synthetic:garments?n=6000&resolution=64&seed=0', show_default=True, help='Training set')
+@click.option('--classifier', help='Garment classifier file  [default: pretrained/garment-classifier-64x64.pt]')
+@click.option('--num-fid', type=click.IntRange(min=2), default=10000, show_default=True)
+@click.option('--num-per-class', type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option('--seed', type=click.IntRange(min=0), default=0, show_default=True)
+@click.option('--json-out', help='Also write the figures here')
+def main(network, baseline, data, classifier, num_fid, num_per_class, seed, json_out):
+    G = load_generator(network)
+    base = load_generator(baseline) if baseline else None
+    clf = load_garment_classifier(classifier or locate_detector('garments'))
+    images, labels = quality.load_training_set(ensure_dataset(data))
+    result = quality.evaluate(G, base, clf, images, labels, list(CLASSES), num_fid=num_fid,
+                              num_per_class=num_per_class, seed=seed, log=click.echo)
+    result.update(network=network, baseline=baseline, data=data)
+    click.echo(quality.format_table(result))
+    text = json.dumps(result, indent=1)
+    click.echo(text)
+    if json_out:
+        atomic_write_bytes(json_out, text.encode())
+
+
+if __name__ == '__main__':
+    run(main, expected=(ValueError,))

@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""Write the shipped files of the garment model from a training snapshot (see pretrained/release.py).
+
+  python pretrained/make_release.py --snapshot=RUN/network-snapshot-000020.pkl
+
+writes pretrained/stylegan2-garments-64x64.pt, pretrained/stylegan2-garments-64x64-directions.npz and
+docs/images/pretrained-garments-grid.png (64 samples at truncation 0.7, one class per row).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import pretrained                                          # noqa: E402
+from torch_utils.cli import run                             # noqa: E402
+from networks.snapshot import load_generator               # noqa: E402
+from pretrained import release                             # noqa: E402
+
+
+@click.command(help=__doc__)
+@click.option('--snapshot', required=True, help='Training snapshot (.pkl) to release')
+@click.option('--model', default=os.path.join(pretrained.FOLDER, pretrained.MODELS['garments']), show_default=True)
+@click.option('--directions', help='Directions file  [default: MODEL without .pt + -directions.npz]')
+@click.option('--grid', default=os.path.join(REPO, 'docs', 'images', 'pretrained-garments-grid.png'), show_default=True)
+@click.option('--trunc', type=float, default=0.7, show_default=True, help='Truncation of the grid')
+@click.option('--samples', type=click.IntRange(min=10), default=2000, show_default=True, help='Latents per direction fit')
+@click.option('--components', type=click.IntRange(min=1), default=8, show_default=True, help='GANSpace components kept')
+def main(snapshot, model, directions, grid, trunc, samples, components):
+    info = release.export_generator(snapshot, model)
+    G = load_generator(model)
+    directions = directions or os.path.splitext(model)[0] + '-directions.npz'
+    d = release.discover_directions(G, directions, samples=samples, components=components,
+                                    source=os.path.basename(model))
+    click.echo('\n'.join(d.describe()))
+    os.makedirs(os.path.dirname(os.path.abspath(grid)), exist_ok=True)
+    release.class_grid(G, grid, truncation_psi=trunc)
+    click.echo(json.dumps(dict(info, directions=directions, grid=grid)))
+
+
+if __name__ == '__main__':
+    run(main, expected=(ValueError,))

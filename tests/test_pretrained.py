@@ -1,0 +1,78 @@
+"""Short names of the models shipped in pretrained/ (`--network=garments`) and the quality-bar helpers."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import pretrained
+from networks.snapshot import SnapshotError, export_pt, load_generator
+from pretrained import quality
+from tests.test_snapshot import outputs, tiny_networks
+
+
+def test_names_resolve_to_files_in_the_folder():
+    path = pretrained.resolve_pretrained('garments')
+    filename = pretrained.MODELS['garments']
+    assert path == os.path.join(pretrained.FOLDER, filename)
+    assert pretrained.resolve_pretrained(filename) == path
+    assert pretrained.resolve_pretrained(os.path.splitext(filename)[0]) == path
+    assert pretrained.resolve_pretrained('no-such-model') is None
+
+
+def test_load_generator_accepts_a_short_name(tmp_path, monkeypatch):
+    data = tiny_networks('stylegan2', c_dim=2)
+    export_pt(data, tmp_path / 'tiny-model.pt')
+    monkeypatch.setattr(pretrained, 'FOLDER', str(tmp_path))
+    monkeypatch.setitem(pretrained.MODELS, 'tiny', 'tiny-model.pt')
+    monkeypatch.chdir(tmp_path / '..')
+    G = load_generator('tiny')
+    assert torch.equal(outputs(dict(data, G_ema=G))[0], outputs(data)[0])
+    assert load_generator('tiny-model') is not None
+    # A name that is no file and no shipped model is still the plain error.
+    with pytest.raises(SnapshotError, match='nothing-here: no such file'):
+        load_generator('nothing-here')
+
+
+def test_an_existing_path_wins_over_a_short_name(tmp_path, monkeypatch):
+    export_pt(tiny_networks('stylegan2', c_dim=0), tmp_path / 'garments')
+    monkeypatch.chdir(tmp_path)
+    assert load_generator('garments').c_dim == 0     # the local file, not the shipped conditional model
+
+
+def test_generate_is_deterministic_and_conditional():
+    G = tiny_networks('stylegan2', c_dim=2)['G_ema'].eval()
+    a = quality.generate(G, np.array([0, 1, 0]), seed=3, batch=2)
+    b = quality.generate(G, np.array([0, 1, 0]), seed=3, batch=3)
+    assert a.shape == (3, 16, 16, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+    c = quality.generate(G, np.array([1, 1, 0]), seed=3)
+    assert not np.array_equal(a[0], c[0]) and np.array_equal(a[2], c[2])
+
+
+def test_merged_directions_keep_every_part(tmp_path):
+    from networks.editing.directions import Directions, load_directions, save_directions
+    from pretrained.release import merge_directions
+    rng = np.random.RandomState(0)
+    a = Directions(vectors=rng.randn(2, 8), names=['darkness', 'sleeve'], layer_start=0, layer_stop=4, scale=[1, 2],
+                   method='supervised', num_ws=4, stats=dict(held_out_score=np.array([0.9, 0.8])))
+    b = Directions(vectors=rng.randn(3, 8), names=['pc0', 'pc1', 'pc2'], layer_start=1, layer_stop=3, scale=[3, 4, 5],
+                   method='ganspace', num_ws=4, stats=dict(explained_variance=np.array([0.5, 0.2, 0.1])))
+    save_directions(tmp_path / 'd.npz', merge_directions([a, b]))
+    m = load_directions(tmp_path / 'd.npz')
+    assert m.names == ['darkness', 'sleeve', 'pc0', 'pc1', 'pc2']
+    assert np.array_equal(m.vectors[3], b.vectors[1]) and np.array_equal(m.scale, [1, 2, 3, 4, 5])
+    assert list(m.layer_start) == [0, 0, 1, 1, 1] and list(m.layer_stop) == [4, 4, 3, 3, 3]
+    assert m.stats['held_out_score'][1] == pytest.approx(0.8) and np.isnan(m.stats['held_out_score'][2])
+    assert m.stats['explained_variance'][4] == pytest.approx(0.1) and np.isnan(m.stats['explained_variance'][0])
+    assert [p['method'] for p in m.meta['parts']] == ['supervised', 'ganspace']
+
+
+def test_class_grid_has_one_class_per_row(tmp_path):
+    from pretrained.release import class_grid
+    G = tiny_networks('stylegan2', c_dim=2)['G_ema'].eval()
+    grid = class_grid(G, str(tmp_path / 'g.png'), rows=3, cols=2, truncation_psi=0.7, seed=1)
+    assert grid.shape == (48, 32, 3) and (tmp_path / 'g.png').is_file()
+    # row 2 repeats class 0 with later seeds; the first image of row 0 is seed 1's class-0 sample
+    first = quality.generate(G, np.array([0]), seed=1, truncation_psi=0.7)[0]
+    assert np.array_equal(grid[:16, :16], first)
