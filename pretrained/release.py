@@ -15,9 +15,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from networks.editing import discovery
-from networks.editing.directions import Directions, save_directions
-from networks.editing.labels import resolve_labeller
+from editing import discovery
+from editing.directions import Directions, save_directions
+from editing.labels import resolve_labeller
 from networks.generate import image_grid, save_image
 from networks.snapshot import export_pt, load_snapshot
 from training.synthetic_garments import CLASSES

@@ -37,6 +37,13 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2 ** 20
 
 
+def _peak_rss_mb() -> float:
+    # VmHWM belongs to this process's own memory map; ru_maxrss would also count the RSS of the parent
+    # (pytest, gigabytes late in the suite) that this worker was forked from before exec.
+    with open('/proc/self/status') as f:
+        return next(int(line.split()[1]) for line in f if line.startswith('VmHWM:')) / 1024
+
+
 def main() -> None:
     global _armed
     limit = int(sys.argv[1])
@@ -74,7 +81,7 @@ def main() -> None:
         case.update(mode=mode, path=path, rss_mb=round(_rss_mb(), 1))
         print(json.dumps(case), flush=True)
     print(json.dumps(dict(summary=True, canary=_canary,
-                          max_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))))
+                          max_rss_mb=round(_peak_rss_mb(), 1))))
 
 
 if __name__ == '__main__':

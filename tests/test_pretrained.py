@@ -51,7 +51,7 @@ def test_generate_is_deterministic_and_conditional():
 
 
 def test_merged_directions_keep_every_part(tmp_path):
-    from networks.editing.directions import Directions, load_directions, save_directions
+    from editing.directions import Directions, load_directions, save_directions
     from pretrained.release import merge_directions
     rng = np.random.RandomState(0)
     a = Directions(vectors=rng.randn(2, 8), names=['darkness', 'sleeve'], layer_start=0, layer_stop=4, scale=[1, 2],
