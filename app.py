@@ -30,7 +30,6 @@ from editing.studio import (DEFAULT_NETWORK, INVERT_METHODS, MAX_UPLOAD_BYTES, M
 from inversion.outputs import side_by_side
 from torch_utils.cli import UserError, run
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 MAX_SLIDERS = 16
 EXPECTED_ERRORS = (UserError, ValueError, KeyError)
 # System fonts only: the default theme's Google fonts would make every page load call out to the internet.
@@ -363,7 +362,7 @@ def main(network, directions, port, host, share, device, perceptual):
     from networks.generate import default_device
     import torch
     device = default_device() if device == 'auto' else torch.device(device)
-    path = resolve_network(network, HERE)
+    path = resolve_network(network)
     loss_net, loss_name = load_perceptual_for_app(perceptual, device)
     studio = Studio.load(path, directions, device=device, perceptual=loss_net, perceptual_name=loss_name)
     demo = build_ui(studio)

@@ -43,6 +43,7 @@ from inversion.projector import LatentStats, latent_stats
 from inversion.run import PROJECT_STEPS, InvertOptions, invert
 from networks.generate import save_image, seeds_to_ws, synthesize
 from networks.snapshot import export_pt, load_generator
+from pretrained import MODELS as PRETRAINED_MODELS, resolve_pretrained
 from torch_utils.cli import UserError
 from training.image_io import to_array
 
@@ -70,19 +71,18 @@ class Cancelled(Exception):
 # ---------------------------------------------------------------------------------------------
 # Which network: the command line's, or a model placed in the app's folder.
 
-def resolve_network(name: str, folder: PathLike) -> str:
-    """A path or URL as given; a short name ('garments') as the `.pt` under `folder`/pretrained whose name
-    contains it. Only those places are looked at, so the app never loads a network nobody chose."""
+def resolve_network(name: str) -> str:
+    """A path or URL as given, or the short name of a model shipped in pretrained/ ('garments'). Only those
+    places are looked at, so the app never loads a network nobody chose."""
     if os.path.exists(name) or '://' in name:
         return name
-    if os.sep in name or name.endswith(('.pt', '.pkl')):
-        raise StudioError(f'{name}: no such file')
-    pretrained = os.path.join(os.fspath(folder), 'pretrained')
-    found = sorted(glob.glob(os.path.join(glob.escape(pretrained), f'*{glob.escape(name)}*.pt')))
-    if not found:
-        raise StudioError(f'the {name!r} model is not in {pretrained} (expected <cfg>-{name}-<res>.pt there); '
-                          f'pass --network=PATH to a snapshot (.pkl, .pt or run directory)')
-    return found[0]
+    found = resolve_pretrained(name)
+    if found is None:
+        raise StudioError(f'{name}: no such file, and not the name of a model in pretrained/ '
+                          f'({", ".join(PRETRAINED_MODELS)}); pass --network=PATH to a snapshot (.pkl, .pt or run directory)')
+    if not os.path.isfile(found):
+        raise StudioError(f'{found}: the {name!r} model is missing from this checkout; pass --network=PATH')
+    return found
 
 
 def directions_beside(network: str, G: nn.Module) -> Optional[str]:

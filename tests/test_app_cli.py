@@ -13,5 +13,6 @@ def test_missing_model_is_one_line():
     r = subprocess.run([sys.executable, os.path.join(REPO, 'app.py'), '--network=no-such-model', '--port=1'],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1
-    assert r.stderr.startswith("error: the 'no-such-model' model is not in ") and '--network=PATH' in r.stderr
+    assert r.stderr.startswith('error: no-such-model: no such file, and not the name of a model in pretrained') \
+        and '--network=PATH' in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -225,14 +225,14 @@ def test_pti_result_exports_its_generator_and_cancel_stops_a_job(studio, tmp_pat
     assert s.garment is g
 
 
-def test_default_network_name_resolves_in_the_app_folder_only(tmp_path):
-    with pytest.raises(S.StudioError, match="'garments' model is not in"):
-        S.resolve_network('garments', tmp_path)
-    (tmp_path / 'pretrained').mkdir()
-    (tmp_path / 'pretrained' / 'stylegan2-garments-64x64.pt').write_bytes(b'')
-    assert S.resolve_network('garments', tmp_path) == str(tmp_path / 'pretrained' / 'stylegan2-garments-64x64.pt')
+def test_network_names_resolve_to_files_or_the_pretrained_folder_only(tmp_path):
+    from pretrained import FOLDER, MODELS
+    assert S.resolve_network('garments') == os.path.join(FOLDER, MODELS['garments'])
+    assert S.resolve_network(str(tmp_path)) == str(tmp_path)
+    with pytest.raises(S.StudioError, match='not the name of a model in pretrained'):
+        S.resolve_network('shoes')
     with pytest.raises(S.StudioError, match='no such file'):
-        S.resolve_network('elsewhere/model.pkl', tmp_path)
+        S.resolve_network('elsewhere/model.pkl')
 
 
 def test_directions_for_another_network_are_refused_in_one_line(files, tmp_path):
