@@ -61,11 +61,39 @@ def build(cfg: str, res: int, channel_base: int) -> torch.nn.Module:
     return G.eval().requires_grad_(False)
 
 
+def config_model(cfg: str, res: int, base: int, tmp: str) -> tuple:
+    """(network file, directions file, Studio, config, res, channel_base) of a random generator of `cfg`."""
+    from editing.directions import save_directions
+    from editing.discovery import ganspace
+    from editing.studio import Studio
+    from networks.snapshot import save_snapshot
+    G = build(cfg, res, base)
+    net, dirs = os.path.join(tmp, f'{cfg}-{res}-{base}.pkl'), os.path.join(tmp, f'{cfg}-{res}-{base}.npz')
+    save_snapshot(net, dict(G=G, G_ema=G, D=None, augment_pipe=None, training_set_kwargs=None))
+    d = ganspace(G, num_samples=1000, num_components=4)
+    save_directions(dirs, d)
+    return net, dirs, Studio(G, net, d), cfg, res, base
+
+
+def app_model(network: str, tmp: str) -> tuple:
+    """The same for the app's own model (e.g. garments): its directions beside it, else GANSpace components."""
+    from editing.directions import save_directions
+    from editing.discovery import ganspace
+    from editing.studio import Studio, resolve_network
+    studio = Studio.load(resolve_network(network))
+    dirs = studio.directions_path
+    if not dirs:
+        dirs = os.path.join(tmp, 'ganspace.npz')
+        studio.directions = ganspace(studio.G, num_samples=1000, num_components=4)
+        save_directions(dirs, studio.directions)
+    return studio.network, dirs, studio, os.path.basename(studio.network), studio.G.img_resolution, 0
+
+
 def library_latency(studio, repeats: int) -> tuple[list[float], list[float]]:
     """(wall seconds, CPU seconds of this process) per slider update."""
     from editing.studio import Session
     s = Session()
-    studio.set_garment(s, studio.seed_garment(0, 0.7))
+    studio.set_garment(s, studio.seed_garment(0, 0.7, 0 if studio.num_classes else None))
     name = studio.directions.names[0]
     studio.render(s)                                   # warm-up
     wall, cpu = [], []
@@ -118,11 +146,8 @@ def browser_latency(network: str, directions: str, repeats: int, threads: int) -
 @click.option('--browser/--no-browser', 'use_browser', default=True, show_default=True, help='Also time it in Chromium')
 @click.option('--threads', type=click.IntRange(min=1), help='CPU threads for the library and the app  [default: torch\'s]')
 @click.option('--json-out', type=click.Path(dir_okay=False), help='Append one JSON line per measurement')
-def main(configs, resolutions, bases, repeats, use_browser, threads, json_out):
-    from editing.studio import Studio
-    from editing.directions import save_directions
-    from editing.discovery import ganspace
-    from networks.snapshot import save_snapshot
+@click.option('--network', help='Time this snapshot (path or short name, e.g. garments) instead of the configs')
+def main(configs, resolutions, bases, repeats, use_browser, threads, json_out, network):
     if threads:
         torch.set_num_threads(threads)
     print(f'{platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, torch {torch.__version__}, '
@@ -130,15 +155,14 @@ def main(configs, resolutions, bases, repeats, use_browser, threads, json_out):
     print(f'{"config":<12} {"res":>4} {"cbase":>6} {"library s":>10} {"library CPU s":>14} {"browser s":>10} '
           f'{"browser max s":>14} {"load":>5}')
     with tempfile.TemporaryDirectory() as tmp:
-        for res, base, cfg in [(int(r), int(b), c) for r in resolutions.split(',') for b in bases.split(',')
-                               for c in configs.split(',')]:
+        if network:
+            measurements = [app_model(network, tmp)]
+        else:
+            measurements = [config_model(c, int(r), int(b), tmp) for r in resolutions.split(',')
+                            for b in bases.split(',') for c in configs.split(',')]
+        for net, dirs, studio, cfg, res, base in measurements:
             load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
-            G = build(cfg, res, base)
-            net, dirs = os.path.join(tmp, f'{cfg}-{res}-{base}.pkl'), os.path.join(tmp, f'{cfg}-{res}-{base}.npz')
-            save_snapshot(net, dict(G=G, G_ema=G, D=None, augment_pipe=None, training_set_kwargs=None))
-            d = ganspace(G, num_samples=1000, num_components=4)
-            save_directions(dirs, d)
-            wall, cpu = library_latency(Studio(G, net, d), repeats)
+            wall, cpu = library_latency(studio, repeats)
             web = browser_latency(net, dirs, repeats, torch.get_num_threads()) if use_browser else []
             row = dict(config=cfg, res=res, channel_base=base, library_s=statistics.median(wall),
                        library_cpu_s=statistics.median(cpu), browser_s=statistics.median(web) if web else None,
