@@ -23,7 +23,7 @@ from metrics.garment_classifier import load_garment_classifier         # noqa: E
 from networks.snapshot import load_generator                           # noqa: E402
 from pretrained import quality                                         # noqa: E402
 from torch_utils.atomic import atomic_write_bytes                      # noqa: E402
-from training.dataset_sources import ensure_dataset                     # noqa: E402
+from training.dataset_convert import ensure_dataset                     # noqa: E402
 from training.synthetic_garments import CLASSES                        # noqa: E402
 
 
