@@ -219,13 +219,18 @@ def test_self_test_catches_a_wrong_kernel():
     assert cuda_kernels._self_test is agree_with_reference   # the check that load() runs
 
 
-def test_comparisons_switch_tf32_off_and_back(monkeypatch):
+def test_comparisons_switch_tf32_off_and_back():
     from torch_utils.ops.selftest import exact_float32
-    monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', True)
-    monkeypatch.setattr(torch.backends.cuda.matmul, 'allow_tf32', True)
-    with exact_float32():
-        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
-    assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    # Saved and restored by hand: torch.backends.cuda.matmul answers allow_tf32 through __getattr__, which
+    # pytest 9.2's monkeypatch takes for a missing attribute and then fails to delete on undo.
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        with exact_float32():
+            assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def test_kernel_declining_a_call_leaves_it_to_the_reference(monkeypatch):
