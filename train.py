@@ -76,10 +76,16 @@ def default_workers(gpus: int) -> int:
 # ------------------------------------------------------------------------------------------------
 # Processes.
 
-def _process(rank: int, opts: tl.TrainingOptions, world: int, init_file: str, external_stop: Any = None) -> None:
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _process(rank: int, opts: tl.TrainingOptions, world: int, init_file: str, external_stop: Any = None,
+             parent_pid: int = 0) -> None:
     """One training process spawned by `launch` (or started by torchrun); errors end it with one line."""
     stop = tl.StopFlag(external_stop)   # first: a Ctrl-C from now on finishes the step and saves
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})   # blocked by `launch` while starting
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)   # blocked by `launch` while starting
+    if external_stop is not None:
+        distributed.stop_with_parent(parent_pid)
     if distributed.launched_by_torchrun():
         rank, local_rank = int(os.environ['RANK']), int(os.environ['LOCAL_RANK'])
     else:
@@ -114,21 +120,23 @@ def launch(opts: tl.TrainingOptions, stop: tl.StopFlag) -> None:
     context = torch.multiprocessing.get_context('spawn')
     external_stop = context.Event()
     with tempfile.TemporaryDirectory() as tmp:
-        # Ctrl-C is blocked while the children start (the signal mask survives exec) and unblocked by
-        # each child once its StopFlag is set up, so a Ctrl-C at any moment reaches every process as
-        # one request to stop; none dies half-started. This process passes it on too (the event), for
-        # a Ctrl-C that came before the children existed.
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: external_stop.set())
-        if stop.requested:   # Ctrl-C came while this process was setting up
+        # Ctrl-C and SIGTERM are blocked while the children start (the signal mask survives exec) and
+        # unblocked by each child once its StopFlag is set up, so a signal at any moment reaches every
+        # process as one request to stop; none dies half-started. This process passes them on too (the
+        # event): a terminal's Ctrl-C reaches the whole group, but `kill PID` (a scheduler, a cloud
+        # preemption) only this one. A launcher killed outright takes the children with it (stop_with_parent).
+        forward = lambda signum, frame: external_stop.set()   # noqa: E731
+        previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
+        if stop.requested:   # a signal came while this process was setting up
             external_stop.set()
         try:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
             try:
                 processes = torch.multiprocessing.start_processes(
-                    _process, args=(opts, opts.gpus, os.path.join(tmp, 'init'), external_stop), nprocs=opts.gpus,
-                    join=False, start_method='spawn')
+                    _process, args=(opts, opts.gpus, os.path.join(tmp, 'init'), external_stop, os.getpid()),
+                    nprocs=opts.gpus, join=False, start_method='spawn')
             finally:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             while not processes.join():
                 pass
         except torch.multiprocessing.ProcessExitedException as e:
@@ -136,7 +144,8 @@ def launch(opts: tl.TrainingOptions, stop: tl.StopFlag) -> None:
                 click.echo('Aborted!', err=True)
             raise click.exceptions.Exit(1)   # the process said why (one line) before it ended
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             stop.restore()
 
 

@@ -201,30 +201,51 @@ def test_missing_metric_detector_stops_before_training(tmp_path, tiny_data):
     assert not (tmp_path / 'runs').exists()
 
 
-def _ctrl_c_two_processes(tmp_path, tiny_data, ready):
-    """Ctrl-C as a terminal sends it (to the whole process group) once `ready(outdir)` holds."""
+def _ctrl_c_two_processes(tmp_path, tiny_data, ready, how='ctrl-c'):
+    """Once `ready(outdir)` holds: 'ctrl-c' as a terminal sends it (to the whole process group), 'term' as
+    `kill PID` or a scheduler sends SIGTERM (to the launcher only), 'kill' kill -9 of the launcher."""
     cmd = [sys.executable, os.path.join(REPO, 'train.py'), '--outdir', str(tmp_path), '--cfg=stylegan3-t', '--data',
            str(tiny_data), *[a for a in TINY if a != '--gpus=1'], '--gpus=2', '--kimg=50', '--tick=0.02', '--snap=1000']
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not ready(tmp_path):
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGINT)
+    if how == 'ctrl-c':
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGTERM if how == 'term' else signal.SIGKILL)
     try:
-        out, _ = proc.communicate(timeout=300)
+        out, _ = proc.communicate(timeout=300)   # the ranks hold the pipe too: it ends when every process has
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 0, out
+    assert proc.returncode == (-signal.SIGKILL if how == 'kill' else 0), out
     assert 'Traceback' not in out and 'Aborted' not in out and 'KeyboardInterrupt' not in out, out
     assert 'interrupted: saved' in out, out
     assert find_latest_snapshot(run_dir(tmp_path)) is not None
+    deadline = time.time() + 60
+    while time.time() < deadline:   # no rank lives on (they closed the pipe; now they must be gone)
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError('a training process outlived the launcher')
 
 
 def test_ctrl_c_early_with_two_processes_is_like_one(tmp_path, tiny_data):
     """Right after the run directory appears (processes still starting): each rank finishes its first
     step, a snapshot is written, exit code 0."""
     _ctrl_c_two_processes(tmp_path, tiny_data, lambda d: bool(list(d.glob('*/training_options.json'))))
+
+
+@pytest.mark.parametrize('how', ['term', 'kill'])
+def test_stopping_the_launcher_stops_every_rank_with_a_snapshot(tmp_path, tiny_data, how):
+    """SIGTERM to the launcher alone (kill PID, a cloud preemption) is a Ctrl-C for every rank; kill -9 of the
+    launcher makes each rank stop the same way instead of training on as an orphan."""
+    _ctrl_c_two_processes(tmp_path, tiny_data, lambda d: bool(list(d.glob('*/stats.jsonl'))), how)
 
 
 @pytest.mark.slow

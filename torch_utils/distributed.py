@@ -7,6 +7,8 @@ describes the group instead. A single process never initialises torch.distribute
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from typing import Optional
 
 import torch
@@ -22,6 +24,19 @@ def device_for(local_rank: int) -> torch.device:
         torch.cuda.set_device(local_rank)
         return torch.device('cuda', local_rank)
     return torch.device('cpu')
+
+
+def stop_with_parent(parent_pid: int) -> None:
+    """Ask Linux to send this (spawned) process SIGTERM when its launcher dies, even by kill -9, so that no
+    orphaned rank trains on (and writes into the run directory) unseen; the rank's StopFlag turns the signal
+    into a snapshot and a clean exit. Elsewhere a no-op."""
+    if not sys.platform.startswith('linux'):
+        return
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent_pid:   # the launcher died before the request was made
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def init(rank: int, world_size: int, init_file: Optional[str] = None) -> None:

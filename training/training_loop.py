@@ -702,8 +702,8 @@ class StopFlag:
                 pass
 
     def _handle(self, signum, frame):
-        if self.requested:   # a second Ctrl-C aborts at once
-            raise KeyboardInterrupt
+        if self.requested and signum == signal.SIGINT:   # a second Ctrl-C aborts at once; a repeated SIGTERM
+            raise KeyboardInterrupt                      # (a scheduler's reminder) still lets the snapshot finish
         self.requested = True
         if distributed.rank() == 0:
             tqdm.write('stopping after this step; a snapshot will be written (Ctrl-C again to abort)')
