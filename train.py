@@ -171,6 +171,8 @@ def launch(opts: tl.TrainingOptions, stop: tl.StopFlag) -> None:
 @click.option('--dlr', type=finite_float(min=0), default=0.002, show_default=True, help='D learning rate')
 @click.option('--map-depth', type=click.IntRange(min=1), help='Mapping network depth  [default: varies]')
 @click.option('--mbstd-group', type=click.IntRange(min=1), default=4, show_default=True, help='Minibatch std group size')
+@click.option('--mbstd-by-class', type=bool, default=False, show_default=True,
+              help='Conditional: minibatch std within each class (catches one-garment-per-class collapse)')
 @click.option('--loss', type=click.Choice(['logistic', 'wgan-gp']), default='logistic', show_default=True, help='GAN loss')
 @click.option('--desc', help='String to include in result dir name')
 @click.option('--metrics', default='fid50k_full', show_default=True, metavar='[NAME|A,B,C|none]', help='Quality metrics')

@@ -72,14 +72,21 @@ class DiscriminatorBlock(nn.Module):
 
 
 class MinibatchStdLayer(nn.Module):
-    """Appends the average standard deviation over groups of `group_size` samples as extra channels."""
+    """Appends the average standard deviation over groups of `group_size` samples as extra channels.
 
-    def __init__(self, group_size: Optional[int], num_channels: int = 1):
+    With `by_class`, each sample's group is instead every sample of the batch with the same label. Groups
+    that mix classes show a conditional G's per-class mode collapse (one garment per class) as plenty of
+    variety, so D cannot see it; within a class it shows as a standard deviation near zero."""
+
+    def __init__(self, group_size: Optional[int], num_channels: int = 1, by_class: bool = False):
         super().__init__()
         self.group_size = group_size
         self.num_channels = num_channels
+        self.by_class = by_class
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.by_class and c is not None and c.shape[1] > 0:
+            return torch.cat([x, self._std_within_class(x, c)], dim=1)
         n, c, h, w = x.shape
         g = min(self.group_size, n) if self.group_size is not None else n
         f = self.num_channels
@@ -89,18 +96,30 @@ class MinibatchStdLayer(nn.Module):
         y = y.reshape(-1, f, 1, 1).repeat(g, 1, h, w)
         return torch.cat([x, y], dim=1)
 
+    def _std_within_class(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        n, ch, h, w = x.shape
+        f = self.num_channels
+        same = (c[:, None, :] == c[None, :, :]).all(dim=-1).to(x.dtype)    # [n, n]: j has i's label
+        weight = same / same.sum(dim=1, keepdim=True)
+        y = x.reshape(n, f, -1)                                              # [n, F, ch/F*h*w]
+        mean = torch.einsum('ij,jfd->ifd', weight, y)
+        var = torch.einsum('ij,ijfd->ifd', weight, (y[None] - mean[:, None]).square())
+        y = (var + 1e-8).sqrt().mean(dim=2)                                  # [n, F]; a lone label gives 1e-4
+        return y.reshape(n, f, 1, 1).expand(n, f, h, w)
+
 
 class DiscriminatorEpilogue(nn.Module):
     """4x4 head: minibatch stddev, conv, fc, output (or label projection)."""
 
     def __init__(self, in_channels: int, cmap_dim: int, resolution: int, img_channels: int,
                  architecture: str = 'resnet', mbstd_group_size: Optional[int] = 4, mbstd_num_channels: int = 1,
-                 activation: str = 'lrelu', conv_clamp: Optional[float] = None):
+                 mbstd_by_class: bool = False, activation: str = 'lrelu', conv_clamp: Optional[float] = None):
         super().__init__()
         self.architecture, self.cmap_dim = architecture, cmap_dim
         if architecture == 'skip':
             self.fromrgb = Conv2dLayer(img_channels, in_channels, kernel_size=1, activation=activation)
-        self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels > 0 else None
+        self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels, by_class=mbstd_by_class) \
+            if mbstd_num_channels > 0 else None
         # The stddev channels join the features; then the whole 4x4 map goes through one dense layer.
         self.conv = Conv2dLayer(in_channels + mbstd_num_channels, in_channels, kernel_size=3, activation=activation,
                                 conv_clamp=conv_clamp)
@@ -108,12 +127,12 @@ class DiscriminatorEpilogue(nn.Module):
         self.out = FullyConnectedLayer(in_channels, cmap_dim or 1)   # a score, or an embedding to project c onto
 
     def forward(self, x: torch.Tensor, img: Optional[torch.Tensor], cmap: Optional[torch.Tensor],
-                force_fp32: bool = False) -> torch.Tensor:
+                c: Optional[torch.Tensor] = None, force_fp32: bool = False) -> torch.Tensor:
         x = x.to(dtype=torch.float32, memory_format=torch.contiguous_format)
         if self.architecture == 'skip':
             x = x + self.fromrgb(img.to(torch.float32))
         if self.mbstd is not None:
-            x = self.mbstd(x)
+            x = self.mbstd(x, c)
         x = self.out(self.fc(self.conv(x).flatten(1)))
         if self.cmap_dim > 0:
             x = (x * cmap).sum(dim=1, keepdim=True) * (1 / np.sqrt(self.cmap_dim))
@@ -161,4 +180,4 @@ class Discriminator(nn.Module):
         for res in self.block_resolutions:
             x, img = getattr(self, f'b{res}')(x, img, **block_kwargs)
         cmap = self.mapping(None, c) if self.c_dim > 0 else None
-        return self.b4(x, img, cmap)
+        return self.b4(x, img, cmap, c)

@@ -221,3 +221,9 @@ def test_resume_url_continues_under_outdir(tmp_path, tiny_run):
     assert os.listdir(tmp_path / 'cwd') == []
     run = latest_run_dir(str(tmp_path / 'runs'))
     assert run is not None and [os.path.basename(p) for p in list_snapshots(run)] == ['network-snapshot-000000.012.pkl']
+
+
+def test_mbstd_by_class_needs_a_conditional_model(train_here, tmp_path, tiny_data):
+    r = train_here('--outdir', tmp_path / 'runs', '--data', tiny_data, *TINY, '--mbstd-by-class=1', '--dry-run')
+    assert '--cond=True' in one_line_error(r)
+    assert not (tmp_path / 'runs').exists()

@@ -69,6 +69,7 @@ class TrainingOptions:
     glr: Optional[float] = None
     dlr: float = 0.002
     mbstd_group: int = 4
+    mbstd_by_class: bool = False      # conditional: D's stddev within each label instead of mixed groups
     loss: str = 'logistic'            # logistic | wgan-gp
     metrics: list = field(default_factory=list)
     detector_dir: Optional[str] = None   # where the metrics' feature networks are (else env / cache / download)
@@ -94,6 +95,8 @@ class TrainingOptions:
         if self.batch % self.gpus or (self.batch // self.gpus) % self.batch_gpu:
             raise OptionError(f'--batch={self.batch} must be a multiple of --gpus={self.gpus} times '
                               f'--batch-gpu={self.batch_gpu}')
+        if self.mbstd_by_class and not self.cond:
+            raise OptionError('--mbstd-by-class=True needs a conditional model (--cond=True)')
         if self.batch_gpu < self.mbstd_group:
             raise OptionError(f'--batch-gpu={self.batch_gpu} (the batch of one process) cannot be smaller than '
                               f'--mbstd-group={self.mbstd_group}')
@@ -131,9 +134,10 @@ def build_networks(opts: TrainingOptions, img_resolution: int, img_channels: int
         if opts.cfg == 'stylegan3-r':
             extra.update(conv_kernel=1, channel_base=opts.cbase * 2, channel_max=opts.cmax * 2, use_radial_filters=True)
         G = stylegan3.Generator(**g_args, **{**common, **extra})
+    epilogue = dict(mbstd_group_size=opts.mbstd_group, mbstd_by_class=opts.mbstd_by_class)
     D = discriminator.Discriminator(c_dim=c_dim, img_resolution=img_resolution, img_channels=img_channels,
-                                    block_kwargs=dict(freeze_layers=opts.freezed),
-                                    epilogue_kwargs=dict(mbstd_group_size=opts.mbstd_group), **common, **precision)
+                                    block_kwargs=dict(freeze_layers=opts.freezed), epilogue_kwargs=epilogue,
+                                    **common, **precision)
     return G, D
 
 
