@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Do supervised directions edit what they claim? Measured on a small network trained on the synthetic garments.
+"""Do supervised directions edit what they claim? Measured on the pretrained garment model (or a given snapshot).
 
 Fits supervised directions (ridge regression in W on attributes measured from generated images: darkness
 of the colour, sleeve extent), then moves held-out seeds along each direction and measures, per strength,
@@ -7,9 +7,11 @@ every attribute and the garment class (nearest-centroid on silhouettes, fitted o
 A random direction scaled the same way is the control. Also checks that GANSpace and SeFa directions of
 the same network are orthonormal and reproducible.
 
-  # train a small network first (hours on a busy 2-core CPU, minutes on a GPU), then measure:
+  # the pretrained garment model (pretrained/, the default):
+  python benchmarks/edit_directions.py --figures=docs/figures
+  # a small network trained here first (hours on a busy 2-core CPU, minutes on a GPU):
   python benchmarks/edit_directions.py --train-kimg=40 --res=16 --workdir=edit-bench
-  # or measure a given snapshot:
+  # a given snapshot:
   python benchmarks/edit_directions.py --network=runs/00000-.../network-snapshot-000040.pkl --figures=docs/figures
 
 Prints a table, appends one JSON line per attribute to --json-out, and writes an edit strip and a
@@ -147,8 +149,8 @@ def strip_figure(path: str, images: np.ndarray, rows: int, scale: int = 4) -> No
 
 
 @click.command()
-@click.option('--network', help='Snapshot to measure (default: train one with --train-kimg)')
-@click.option('--train-kimg', type=float, default=40, show_default=True)
+@click.option('--network', help='Snapshot or short name to measure  [default: garments, or the network --train-kimg trains]')
+@click.option('--train-kimg', type=float, help='Train a network of --res for this long first, and measure it')
 @click.option('--res', type=int, default=16, show_default=True, help='Resolution of the network trained here')
 @click.option('--batch', type=int, default=16, show_default=True)
 @click.option('--workdir', envvar='SG3C_EDIT_WORKDIR', metavar='DIR',
@@ -161,10 +163,11 @@ def strip_figure(path: str, images: np.ndarray, rows: int, scale: int = 4) -> No
 @click.option('--json-out', default=None, help='Append results as JSON lines here')
 @click.option('--device', default='cpu', show_default=True)
 def main(network, train_kimg, res, batch, workdir, attributes, samples, eval_seeds, strengths, figures, json_out, device):
-    if not network:
+    if not network and train_kimg:
         workdir = workdir or tempfile.mkdtemp(prefix='sg3c-edit-bench-')   # kept: the trained network is reusable
         print(f'training in {workdir}')
         network = train_network(workdir, res, train_kimg, batch)
+    network = network or 'garments'
     torch.manual_seed(0)
     G = load_generator(network, device=device)
     attrs = [a.strip() for a in attributes.split(',') if a.strip()]
@@ -184,7 +187,9 @@ def main(network, train_kimg, res, batch, workdir, attributes, samples, eval_see
 
     d = discovery.supervised(G, lambda imgs: garment_measures(imgs, attrs), num_samples=samples, seed=0,
                              labeller_name='garments:' + ','.join(attrs))
-    ws = seeds_to_ws(G, list(range(100000, 100000 + eval_seeds)))
+    # Held-out seeds; a conditional network draws seed s as class s mod c_dim, so every class is edited.
+    ws = torch.cat([seeds_to_ws(G, [s], class_idx=s % G.c_dim if G.c_dim else None)
+                    for s in range(100000, 100000 + eval_seeds)])
     w_fit = discovery.sample_w(G, samples, seed=0)
     control = random_direction(G, w_fit, seed=7)
     rows = []

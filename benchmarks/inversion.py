@@ -7,6 +7,7 @@ Methods: `w_avg` (the mean latent, the starting point of every method), `project
 and `hyperstyle` (needs --encoder, or --train-steps to train an inverter first; its training time is
 reported on its own line).
 
+  python benchmarks/inversion.py --n=8                       # the pretrained garment model, class 0
   python benchmarks/inversion.py --network=snapshot.pkl --n=8
   python benchmarks/inversion.py --network=snapshot.pkl --n=4 --methods=project-w,pti --steps=200 --pti-steps=100 \\
       --perceptual=none --json-out=inversion.jsonl
@@ -55,7 +56,7 @@ def generated_targets(G: torch.nn.Module, n: int, class_idx) -> list[Target]:
 
 
 @click.command()
-@click.option('--network', required=True, metavar='PATH|URL', help='Snapshot to invert into')
+@click.option('--network', default='garments', show_default=True, metavar='PATH|URL|NAME', help='Snapshot to invert into')
 @click.option('--n', 'num_images', type=click.IntRange(min=1), default=8, show_default=True, help='Number of images')
 @click.option('--targets', default='generated', show_default=True, metavar='generated|DIR', help='Target images')
 @click.option('--methods', default=','.join(METHODS), show_default=True, help='Comma-separated subset of ' + ', '.join(METHODS))
@@ -66,7 +67,7 @@ def generated_targets(G: torch.nn.Module, n: int, class_idx) -> list[Target]:
 @click.option('--train-steps', type=click.IntRange(min=0), default=0, show_default=True,
               help='Without --encoder: train an inverter for hyperstyle with this many steps per stage')
 @click.option('--train-lr', type=float, default=1e-4, show_default=True)
-@click.option('--class', 'class_idx', type=int, help='Class of conditional networks')
+@click.option('--class', 'class_idx', type=int, help='Class of conditional networks  [default: 0]')
 @click.option('--device', default='auto', show_default=True)
 @click.option('--json-out', type=click.Path(dir_okay=False), help='Append one JSON line per method')
 def main(network, num_images, targets, methods, steps, pti_steps, perceptual, encoder_path, train_steps, train_lr,
@@ -82,6 +83,9 @@ def main(network, num_images, targets, methods, steps, pti_steps, perceptual, en
         loss_net = load_perceptual(perceptual, device)
     except (SnapshotError, PerceptualUnavailable) as e:
         raise click.ClickException(str(e))
+    if G.c_dim and class_idx is None:
+        class_idx = 0
+        click.echo(f'{network} is conditional: inverting into class 0 (--class picks another)', err=True)
     if targets == 'generated':
         items = generated_targets(G, num_images, class_idx)
     else:

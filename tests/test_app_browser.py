@@ -3,7 +3,7 @@
 
 Skipped with the reason when Selenium, gradio, Chromium or chromedriver is missing (`.ci/run` installs them).
 With SG3C_APP_SCREENSHOTS=DIR the run also saves a screenshot of each tab there (benchmarks/app_screenshots.py);
-SG3C_APP_NETWORK / SG3C_APP_DIRECTIONS run it on another network (default: a tiny random StyleGAN2)."""
+SG3C_APP_NETWORK / SG3C_APP_DIRECTIONS run it on another network (default: a tiny random conditional StyleGAN2)."""
 import io
 import os
 import time
@@ -29,7 +29,7 @@ def network(tmp_path_factory):
     if os.environ.get('SG3C_APP_NETWORK'):
         return os.environ['SG3C_APP_NETWORK'], os.environ.get('SG3C_APP_DIRECTIONS')
     root = tmp_path_factory.mktemp('app')
-    data = tiny_networks('stylegan2')
+    data = tiny_networks('stylegan2', c_dim=3)   # conditional, as the pretrained garment model the app opens
     save_snapshot(root / 'tiny.pkl', data)
     d = ganspace(data['G_ema'], num_samples=200, num_components=3).renamed({'pc0': 'darker', 'pc1': 'sleeve'})
     save_directions(root / 'dirs.npz', d)
@@ -65,6 +65,11 @@ def shot(driver, name):
         driver.save_screenshot(os.path.join(SHOTS, f'{name}.png'))
 
 
+def seed(studio, value):
+    """The garment the page shows for a seed: truncation 0.7 and, on a conditional network, the first class."""
+    return studio.seed_garment(value, 0.7, 0 if studio.num_classes else None)
+
+
 def expected(studio, garment, **strengths):
     s = S.Session()
     studio.set_garment(s, garment)
@@ -78,7 +83,7 @@ def test_generate_a_seed(page, studio):
     browser.set_number(page, 'seed', 5)
     browser.by_id(page, 'generate-btn').click()
     got = browser.new_image(page, 'current-image', old)
-    assert np.array_equal(got, expected(studio, studio.seed_garment(5, 0.7)))
+    assert np.array_equal(got, expected(studio, seed(studio, 5)))
     assert 'seed 5' in browser.text_of(page, 'current-label')
     assert '--seeds=5 --trunc=0.7' in browser.text_of(page, 'commands')
     browser.by_id(page, 'grid-btn').click()
@@ -99,8 +104,8 @@ def test_move_a_slider_and_see_the_image_change(page, studio):
     value = float(browser.by_id(page, 'slider-0', 'input[type=number]').get_attribute('value'))
     assert value == pytest.approx(0.5)
     name = studio.directions.names[0]
-    assert np.array_equal(got, expected(studio, studio.seed_garment(5, 0.7), **{name: value}))
-    assert not np.array_equal(got, expected(studio, studio.seed_garment(5, 0.7)))
+    assert np.array_equal(got, expected(studio, seed(studio, 5), **{name: value}))
+    assert not np.array_equal(got, expected(studio, seed(studio, 5)))
     assert f'--edit={name}:0.5' in browser.text_of(page, 'commands')
     shot(page, 'edit')
 
@@ -111,7 +116,7 @@ def test_move_a_slider_and_see_the_image_change(page, studio):
     with urllib.request.urlopen(links['garment.npz'], timeout=10) as r:
         w = np.load(io.BytesIO(r.read()), allow_pickle=False)['w']
     s = S.Session()
-    studio.set_garment(s, studio.seed_garment(5, 0.7))
+    studio.set_garment(s, seed(studio, 5))
     studio.set_strength(s, name, value)
     assert np.array_equal(w, studio.current_ws(s).numpy())
 
@@ -122,7 +127,7 @@ def test_mix_two_seeds(page, studio):
     browser.set_number(page, 'mix-b', 8)
     browser.by_id(page, 'mix-btn').click()
     got = browser.new_image(page, 'mix-result', None)
-    a, b = studio.seed_garment(3, 0.7), studio.seed_garment(8, 0.7)
+    a, b = seed(studio, 3), seed(studio, 8)
     assert np.array_equal(got, expected(studio, studio.mix(a, b, studio.mix_rows('fine'))))
     commands = browser.text_of(page, 'commands')
     assert 'style_mixing.py' in commands and '--rows=3 --cols=8' in commands
@@ -156,7 +161,7 @@ def test_upload_a_photo_and_get_a_reconstruction(page, studio, tmp_path):
     current = browser.new_image(page, 'current-image', old)
     assert np.array_equal(current, compare[:, r:])               # the reconstruction is the current garment
     target = compare[:, :r].astype(int)
-    blank = np.abs(target - expected(studio, studio.seed_garment(0, 0.7)).astype(int)).mean()
+    blank = np.abs(target - expected(studio, seed(studio, 0)).astype(int)).mean()
     assert np.abs(target - current.astype(int)).mean() < blank   # nearer the photo than an unrelated garment
     assert 'invert.py --method=project' in browser.text_of(page, 'commands')
     shot(page, 'invert')
@@ -170,7 +175,7 @@ def test_a_second_tab_has_its_own_state(page, studio):
     try:
         page.get(url)
         got = browser.new_image(page, 'current-image', None, timeout=60)
-        assert np.array_equal(got, expected(studio, studio.seed_garment(0, 0.7)))   # the page's fresh start
+        assert np.array_equal(got, expected(studio, seed(studio, 0)))   # the page's fresh start
         assert 'seed 0' in browser.text_of(page, 'current-label')
     finally:
         page.close()
