@@ -43,7 +43,10 @@ def main(network, baseline, data, classifier, num_fid, num_per_class, seed, json
     images, labels = quality.load_training_set(ensure_dataset(data))
     result = quality.evaluate(G, base, clf, images, labels, list(CLASSES), num_fid=num_fid,
                               num_per_class=num_per_class, seed=seed, log=click.echo)
-    result.update(network=network, baseline=baseline, data=data)
+    # The baseline by run and file name only: the JSON is committed, the run directory's place is this machine's.
+    short = os.path.join(os.path.basename(os.path.dirname(os.path.normpath(baseline))), os.path.basename(baseline)) \
+        if baseline else None
+    result.update(network=network, baseline=short, data=data)
     click.echo(quality.format_table(result))
     text = json.dumps(result, indent=1)
     click.echo(text)

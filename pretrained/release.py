@@ -28,7 +28,10 @@ from .quality import generate
 def export_generator(snapshot: str, path: str) -> dict:
     """Write G_ema of `snapshot` (with its training_set_kwargs) to `path`; returns its size."""
     data = load_snapshot(snapshot)
-    export_pt(dict(G_ema=data['G_ema'], training_set_kwargs=data.get('training_set_kwargs')), path)
+    kwargs = dict(data.get('training_set_kwargs') or {})
+    if kwargs.get('path'):   # the file is shipped: the dataset by name, not by its place on the training machine
+        kwargs['path'] = os.path.basename(kwargs['path'])
+    export_pt(dict(G_ema=data['G_ema'], training_set_kwargs=kwargs or None), path)
     return dict(path=path, megabytes=round(os.path.getsize(path) / 1e6, 2))
 
 
