@@ -76,14 +76,11 @@ def default_workers(gpus: int) -> int:
 # ------------------------------------------------------------------------------------------------
 # Processes.
 
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-
-
 def _process(rank: int, opts: tl.TrainingOptions, world: int, init_file: str, external_stop: Any = None,
              parent_pid: int = 0) -> None:
     """One training process spawned by `launch` (or started by torchrun); errors end it with one line."""
     stop = tl.StopFlag(external_stop)   # first: a Ctrl-C from now on finishes the step and saves
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)   # blocked by `launch` while starting
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, tl.STOP_SIGNALS)   # blocked by `launch` while starting
     if external_stop is not None:
         distributed.stop_with_parent(parent_pid)
     if distributed.launched_by_torchrun():
@@ -126,17 +123,17 @@ def launch(opts: tl.TrainingOptions, stop: tl.StopFlag) -> None:
         # event): a terminal's Ctrl-C reaches the whole group, but `kill PID` (a scheduler, a cloud
         # preemption) only this one. A launcher killed outright takes the children with it (stop_with_parent).
         forward = lambda signum, frame: external_stop.set()   # noqa: E731
-        previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
+        previous = {sig: signal.signal(sig, forward) for sig in tl.STOP_SIGNALS}
         if stop.requested:   # a signal came while this process was setting up
             external_stop.set()
         try:
-            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+            signal.pthread_sigmask(signal.SIG_BLOCK, tl.STOP_SIGNALS)
             try:
                 processes = torch.multiprocessing.start_processes(
                     _process, args=(opts, opts.gpus, os.path.join(tmp, 'init'), external_stop, os.getpid()),
                     nprocs=opts.gpus, join=False, start_method='spawn')
             finally:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, tl.STOP_SIGNALS)
             while not processes.join():
                 pass
         except torch.multiprocessing.ProcessExitedException as e:

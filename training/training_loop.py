@@ -688,6 +688,9 @@ class SnapshotGrid:
         save_image(image_grid(images, self.cols), path)
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)   # what StopFlag turns into a snapshot and a clean exit
+
+
 class StopFlag:
     """Ctrl-C (SIGINT) or SIGTERM finishes the current step, writes a snapshot and ends the run cleanly.
 
@@ -699,7 +702,7 @@ class StopFlag:
         self.requested = False
         self.external = external
         self.previous = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             try:
                 self.previous[sig] = signal.signal(sig, self._handle)
             except ValueError:   # not the main thread
