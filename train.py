@@ -14,6 +14,9 @@ Examples:
   # continue an interrupted run exactly where it stopped (with all its options; --kimg, --tick,
   # --snap, --workers, --metrics may change):
   python train.py --outdir=runs --resume=latest
+\b
+  # fine-tune from a run's newest weights with other options (a new run):
+  python train.py --outdir=runs --resume=runs/00000-... --transfer=1 --cfg=stylegan2 --data=... --batch=32 --gamma=0.1
 """
 from __future__ import annotations
 
@@ -50,7 +53,7 @@ from training.run_dir import OPTIONS_FILE, claim_run_dir, is_run_dir, latest_run
 # Options that may change when a run continues exactly; any other option given with --resume must
 # match the run's own value, since it would change what the run computes.
 SAFE_ON_RESUME = ('kimg', 'tick', 'snap', 'workers', 'metrics', 'detector_dir', 'nobench')
-NOT_OPTIONS = ('outdir', 'resume', 'dry_run')
+NOT_OPTIONS = ('outdir', 'resume', 'transfer', 'dry_run')
 
 
 def parse_comma_list(value):
@@ -158,6 +161,8 @@ def launch(opts: tl.TrainingOptions, stop: tl.StopFlag) -> None:
 @click.option('--aug', type=click.Choice(['noaug', 'ada', 'fixed']), default='ada', show_default=True, help='Augmentation mode')
 @click.option('--augpipe', default='bgc', show_default=True, help='Augmentation pipeline (blit, geom, color, filter, noise, cutout, bg, bgc, bgcf, bgcfn, bgcfnc)')
 @click.option('--resume', metavar='[PATH|URL|RUN_DIR|latest]', help='Resume: our snapshot or run dir continues exactly; an NVIDIA pickle or URL transfers weights')
+@click.option('--transfer', type=bool, default=False, show_default=True,
+              help='With --resume: a new run with these options from its weights (NVIDIA\'s --resume), not an exact continuation')
 @click.option('--freezed', type=click.IntRange(min=0), default=0, show_default=True, help='Freeze first layers of D')
 @click.option('--p', type=finite_float(min=0, max=1), default=0.2, show_default=True, help='Probability for --aug=fixed')
 @click.option('--target', type=finite_float(min=0, max=1), default=0.6, show_default=True, help='Target value for --aug=ada')
@@ -246,32 +251,39 @@ def check_metrics(opts: tl.TrainingOptions) -> None:
 
 def _plan(kw: dict, given: set) -> Plan:
     resume = kw['resume']
+    if kw['transfer'] and not resume:
+        raise UserError('--transfer=1 needs --resume (the snapshot or run whose weights start the new run)')
     if not resume:
         return new_run(kw, transfer_from=None)
+    from networks.snapshot import load_snapshot
     if re.match(r'^https?://', resume):   # the run goes to a new directory under --outdir in either case
         from torch_utils.download import download_cached
-        from networks.snapshot import load_snapshot
         local = str(download_cached(resume))
-        if load_snapshot(local).get('training_state') is None:
+        if kw['transfer'] or load_snapshot(local).get('training_state') is None:
             return new_run(kw, transfer_from=local)
         plan = continue_run(None, local, kw, given)
         plan.desc = run_desc(plan.opts.cfg, plan.opts.data, plan.opts.gpus, plan.opts.batch, plan.opts.gamma, kw['desc'])
         plan.opts.run_dir = os.path.join(kw['outdir'], f'NNNNN-{plan.desc}')
         return plan
+    run_dir = None
     if resume == 'latest':
         run_dir = latest_run_dir(kw['outdir'])
         if run_dir is None:
             raise UserError(f'--resume=latest: {kw["outdir"]} holds no run to resume')
-        return continue_run(run_dir, None, kw, given)
-    if os.path.isdir(resume):
+    elif os.path.isdir(resume):
         run_dir = resume if is_run_dir(resume) else latest_run_dir(resume)
         if run_dir is None:
             raise UserError(f'{resume}: not a run directory (no {OPTIONS_FILE}) and holds no runs')
-        return continue_run(run_dir, None, kw, given)
-    if not os.path.isfile(resume):
+    elif not os.path.isfile(resume):
         raise UserError(f'{resume}: no such file')
-    from networks.snapshot import load_snapshot
-    if load_snapshot(resume).get('training_state') is not None:
+    if run_dir is not None:
+        if not kw['transfer']:
+            return continue_run(run_dir, None, kw, given)
+        snapshots = list_snapshots(run_dir)
+        if not snapshots:
+            raise UserError(f'--transfer=1: {run_dir} holds no snapshot yet')
+        return new_run(kw, transfer_from=snapshots[-1])
+    if not kw['transfer'] and load_snapshot(resume).get('training_state') is not None:
         return continue_run(os.path.dirname(os.path.abspath(resume)), resume, kw, given)
     return new_run(kw, transfer_from=resume)
 
@@ -298,6 +310,7 @@ def new_run(kw: dict, transfer_from: Optional[str]) -> Plan:
     options = {k: v for k, v in kw.items() if k in names}
     options.update(tl.config_defaults(kw['cfg'], batch, resuming=transfer_from is not None))
     options.update(data=data, metrics=parse_comma_list(kw['metrics']), resume=transfer_from,
+                   transfer=transfer_from is not None,
                    batch_gpu=kw['batch_gpu'] or batch // gpus,
                    workers=kw['workers'] if kw['workers'] is not None else default_workers(gpus),
                    run_dir=os.path.join(kw['outdir'], f'NNNNN-{desc}'))
@@ -329,7 +342,9 @@ def continue_run(run_dir: Optional[str], snapshot: Optional[str], kw: dict, give
         cur_nimg = 0
     options = dataclasses.asdict(saved)
     options.update(apply_given(options, kw, given))
-    options.update(run_dir=run_dir or '', resume=snapshot if snapshot is not None else options['resume'])
+    if snapshot is not None:   # the run's own snapshot, restored exactly (its transfer, if any, is behind it)
+        options.update(resume=snapshot, transfer=False)
+    options.update(run_dir=run_dir or '')
     return Plan(opts=tl.TrainingOptions(**options), new_run=run_dir is None, cur_nimg=cur_nimg)
 
 

@@ -11,6 +11,7 @@ import sys
 import threading
 
 import pytest
+import torch
 
 from networks.snapshot import load_snapshot, save_snapshot
 from training.run_dir import SnapshotKeeper, claim_run_dir, latest_run_dir, list_snapshots
@@ -184,6 +185,21 @@ def test_damaged_training_state_is_one_line(train_here, tmp_path, tiny_run):
     assert not (tmp_path / 'runs').exists()
 
 
+def test_snapshot_of_an_older_release_resumes_with_the_defaults_of_later_options(train_here, tmp_path, tiny_run):
+    """Options added after the first release are absent from older snapshots; those resume with the value
+    that reproduces the old behaviour rather than being refused as damaged."""
+    run = copy_run(tiny_run, tmp_path)
+    path = list_snapshots(str(run))[-1]
+    data = load_snapshot(path)
+    for name in ('detector_dir', 'mbstd_by_class', 'transfer'):
+        del data['training_state']['options'][name]
+    save_snapshot(path, data)
+    r = train_here('--outdir', tmp_path / 'runs', '--resume', path, '--kimg=1', '--dry-run')
+    assert r.returncode == 0, r.stderr
+    opts = options_of(r)
+    assert (opts['detector_dir'], opts['mbstd_by_class'], opts['transfer'], opts['resume']) == (None, False, False, path)
+
+
 def test_disk_full_while_writing_snapshot(tmp_path, tiny_run):
     """A write that fails (here: the file-size limit, EFBIG, as a full disk gives ENOSPC) stops the run with
     one line; the earlier snapshot is intact and no temporary file is left."""
@@ -227,3 +243,38 @@ def test_mbstd_by_class_needs_a_conditional_model(train_here, tmp_path, tiny_dat
     r = train_here('--outdir', tmp_path / 'runs', '--data', tiny_data, *TINY, '--mbstd-by-class=1', '--dry-run')
     assert '--cond=True' in one_line_error(r)
     assert not (tmp_path / 'runs').exists()
+
+
+def test_transfer_needs_resume(train_here, tmp_path, tiny_data):
+    r = train_here('--outdir', tmp_path / 'runs', '--data', tiny_data, *TINY, '--transfer=1', '--dry-run')
+    assert '--resume' in one_line_error(r)
+    assert not (tmp_path / 'runs').exists()
+
+
+def test_transfer_from_our_run_is_a_new_run_with_new_options(tmp_path, tiny_run, tiny_data):
+    """--transfer=1 on one of our runs: a new run directory with this command's options (another gamma),
+    starting from the source's newest weights with fresh counters; resuming that run then continues it
+    exactly, no longer going back to the source."""
+    source = list_snapshots(tiny_run)[-1]
+    base = [a for a in TINY if not a.startswith('--gamma')]
+    r = train('--outdir', tmp_path / 'runs', '--resume', tiny_run, '--transfer=1', '--data', tiny_data, *base,
+              '--gamma=5', '--glr=0', '--dlr=0', '--kimg=0.004', '--tick=0.004', '--snap=1')
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert 'transfer learning: copied' in r.stdout and 'resumed exactly' not in r.stdout
+    run = latest_run_dir(str(tmp_path / 'runs'))
+    opts = json.load(open(os.path.join(run, 'training_options.json')))
+    assert (opts['gamma'], opts['transfer'], opts['resume']) == (5, True, source)
+    first = list_snapshots(run)
+    assert [os.path.basename(p) for p in first] == ['network-snapshot-000000.004.pkl']   # counted from 0
+
+    # With both learning rates 0 the new run's weights are exactly the source's: they came across (the
+    # buffers, running averages such as w_avg, move on).
+    for name in ('G', 'D'):
+        theirs = dict(load_snapshot(source)[name].named_parameters())
+        ours = dict(load_snapshot(first[0])[name].named_parameters())
+        assert ours.keys() == theirs.keys() and all(torch.equal(t, theirs[n]) for n, t in ours.items()), name
+
+    r = train('--outdir', tmp_path / 'runs', '--resume=latest', '--kimg=0.008')
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f'resumed exactly from {first[0]}' in r.stdout
+    assert os.path.basename(list_snapshots(run)[-1]) == 'network-snapshot-000000.008.pkl'

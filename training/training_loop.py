@@ -60,6 +60,7 @@ class TrainingOptions:
     ada_kimg: float = 500             # kimg for ADA's p to move from 0 to 1
     ada_interval: int = 4
     resume: Optional[str] = None
+    transfer: bool = False            # resume gives weights only (a new run), even from one of our snapshots
     freezed: int = 0
     cbase: int = 32768
     cmax: int = 512
@@ -260,7 +261,7 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
     state = Counters()
 
     resume_data = load_snapshot(opts.resume) if opts.resume else None
-    resume_state = resume_data.get('training_state') if resume_data is not None else None
+    resume_state = resume_data.get('training_state') if resume_data is not None and not opts.transfer else None
     if resume_state is not None:
         restore_exactly(resume_data, opts, G, D, G_ema, augment_pipe, ada, phases, loss, state, sample_gen,
                         augment_gen)
@@ -518,7 +519,7 @@ def saved_options(options: Any, source: str) -> TrainingOptions:
     unknown = sorted(str(k) for k in options if k not in known)
     if unknown:
         raise bad(f'have unknown keys: {", ".join(unknown)}')
-    later = {'detector_dir'}   # added after the first release: older snapshots lack it
+    later = {'detector_dir', 'mbstd_by_class', 'transfer'}   # added after the first release: older snapshots lack them
     missing = sorted(f.name for f in fields(TrainingOptions) if f.name not in options and f.name not in later)
     if missing:
         raise bad(f'lack {", ".join(missing)}')
