@@ -13,7 +13,7 @@ import threading
 import pytest
 import torch
 
-from networks.snapshot import load_snapshot, save_snapshot
+from networks.snapshot import export_pt, load_snapshot, save_snapshot
 from training.run_dir import SnapshotKeeper, claim_run_dir, latest_run_dir, list_snapshots
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -278,3 +278,17 @@ def test_transfer_from_our_run_is_a_new_run_with_new_options(tmp_path, tiny_run,
     assert r.returncode == 0, r.stdout + r.stderr
     assert f'resumed exactly from {first[0]}' in r.stdout
     assert os.path.basename(list_snapshots(run)[-1]) == 'network-snapshot-000000.008.pkl'
+
+
+def test_transfer_from_a_generator_only_export(tmp_path, tiny_run, tiny_data):
+    """A released .pt holds G_ema alone: G and G_ema start from it, D from a fresh initialisation, each
+    said in the log, instead of a KeyError at the start of training."""
+    source = load_snapshot(list_snapshots(tiny_run)[-1])
+    export_pt(dict(G_ema=source['G_ema'], training_set_kwargs=source['training_set_kwargs']), tmp_path / 'g.pt')
+    r = train('--outdir', tmp_path / 'runs', '--resume', tmp_path / 'g.pt', '--data', tiny_data, *TINY,
+              '--glr=0', '--dlr=0', '--kimg=0.004', '--tick=0.004', '--snap=1')
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert 'holds no D; it starts from a fresh initialisation' in r.stdout
+    G = load_snapshot(list_snapshots(latest_run_dir(str(tmp_path / 'runs')))[-1])['G']
+    theirs = dict(source['G_ema'].named_parameters())
+    assert all(torch.equal(t, theirs[n]) for n, t in G.named_parameters())

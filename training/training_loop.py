@@ -269,7 +269,14 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
         log(f'resumed exactly from {opts.resume} at {state.cur_nimg / 1000:g} kimg')
     elif resume_data is not None:
         for name, module in (('G', G), ('D', D), ('G_ema', G_ema)):
-            n = copy_matching_tensors(resume_data[name], module)
+            # A generator-only file (a released .pt holds G_ema alone) starts G from G_ema and D afresh.
+            source = resume_data.get(name)
+            if source is None and name == 'G':
+                source = resume_data.get('G_ema')
+            if source is None:
+                log(f'transfer learning: {opts.resume} holds no {name}; it starts from a fresh initialisation')
+                continue
+            n = copy_matching_tensors(source, module)
             log(f'transfer learning: copied {n} tensors of {name} from {opts.resume}')
     del resume_data
     for module in (G, D, G_ema, augment_pipe):
