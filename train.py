@@ -160,7 +160,7 @@ def launch(opts: tl.TrainingOptions, stop: tl.StopFlag) -> None:
 @click.option('--mirror', type=bool, default=False, show_default=True, help='Enable dataset x-flips')
 @click.option('--aug', type=click.Choice(['noaug', 'ada', 'fixed']), default='ada', show_default=True, help='Augmentation mode')
 @click.option('--augpipe', default='bgc', show_default=True, help='Augmentation pipeline (blit, geom, color, filter, noise, cutout, bg, bgc, bgcf, bgcfn, bgcfnc)')
-@click.option('--resume', metavar='[PATH|URL|RUN_DIR|latest]', help='Resume: our snapshot or run dir continues exactly; an NVIDIA pickle or URL transfers weights')
+@click.option('--resume', metavar='[PATH|URL|RUN_DIR|latest|garments]', help='Resume: our snapshot or run dir continues exactly; an NVIDIA pickle, URL or pretrained/ model transfers weights')
 @click.option('--transfer', type=bool, default=False, show_default=True,
               help='With --resume: a new run with these options from its weights (NVIDIA\'s --resume), not an exact continuation')
 @click.option('--freezed', type=click.IntRange(min=0), default=0, show_default=True, help='Freeze first layers of D')
@@ -265,6 +265,9 @@ def _plan(kw: dict, given: set) -> Plan:
         plan.desc = run_desc(plan.opts.cfg, plan.opts.data, plan.opts.gpus, plan.opts.batch, plan.opts.gamma, kw['desc'])
         plan.opts.run_dir = os.path.join(kw['outdir'], f'NNNNN-{plan.desc}')
         return plan
+    if resume != 'latest' and not os.path.exists(resume):   # a model shipped in pretrained/ ('garments')
+        from pretrained import resolve_pretrained
+        resume = resolve_pretrained(resume) or resume
     run_dir = None
     if resume == 'latest':
         run_dir = latest_run_dir(kw['outdir'])

@@ -280,6 +280,14 @@ def test_transfer_from_our_run_is_a_new_run_with_new_options(tmp_path, tiny_run,
     assert os.path.basename(list_snapshots(run)[-1]) == 'network-snapshot-000000.008.pkl'
 
 
+def test_resume_accepts_the_short_name_of_a_shipped_model(train_here, tmp_path, tiny_data):
+    from pretrained import resolve_pretrained
+    r = train_here('--outdir', tmp_path / 'runs', '--resume=garments', '--data', tiny_data, *TINY, '--dry-run')
+    assert r.returncode == 0, r.stderr
+    opts = options_of(r)
+    assert (opts['resume'], opts['transfer']) == (resolve_pretrained('garments'), True)
+
+
 def test_transfer_from_a_generator_only_export(tmp_path, tiny_run, tiny_data):
     """A released .pt holds G_ema alone: G and G_ema start from it, D from a fresh initialisation, each
     said in the log, instead of a KeyError at the start of training."""
