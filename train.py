@@ -259,8 +259,10 @@ def _plan(kw: dict, given: set) -> Plan:
     if re.match(r'^https?://', resume):   # the run goes to a new directory under --outdir in either case
         from torch_utils.download import download_cached
         local = str(download_cached(resume))
-        if kw['transfer'] or load_snapshot(local).get('training_state') is None:
+        if kw['transfer']:
             return new_run(kw, transfer_from=local)
+        if load_snapshot(local).get('training_state') is None:
+            return new_run(kw, transfer_from=local, checked=True)
         plan = continue_run(None, local, kw, given)
         plan.desc = run_desc(plan.opts.cfg, plan.opts.data, plan.opts.gpus, plan.opts.batch, plan.opts.gamma, kw['desc'])
         plan.opts.run_dir = os.path.join(kw['outdir'], f'NNNNN-{plan.desc}')
@@ -286,9 +288,11 @@ def _plan(kw: dict, given: set) -> Plan:
         if not snapshots:
             raise UserError(f'--transfer=1: {run_dir} holds no snapshot yet')
         return new_run(kw, transfer_from=snapshots[-1])
-    if not kw['transfer'] and load_snapshot(resume).get('training_state') is not None:
+    if kw['transfer']:
+        return new_run(kw, transfer_from=resume)
+    if load_snapshot(resume).get('training_state') is not None:
         return continue_run(os.path.dirname(os.path.abspath(resume)), resume, kw, given)
-    return new_run(kw, transfer_from=resume)
+    return new_run(kw, transfer_from=resume, checked=True)
 
 
 def run_desc(cfg: str, data: str, gpus: int, batch: int, gamma: float, extra: Optional[str]) -> str:
@@ -296,12 +300,13 @@ def run_desc(cfg: str, data: str, gpus: int, batch: int, gamma: float, extra: Op
     return f'{cfg}-{data_name}-gpus{gpus}-batch{batch}-gamma{gamma:g}' + (f'-{extra}' if extra else '')
 
 
-def new_run(kw: dict, transfer_from: Optional[str]) -> Plan:
-    """A fresh run (or transfer learning from another snapshot's weights) in a new run directory."""
+def new_run(kw: dict, transfer_from: Optional[str], checked: bool = False) -> Plan:
+    """A fresh run (or transfer learning from another snapshot's weights) in a new run directory.
+    `checked`: the caller has already loaded `transfer_from` once, so it is known to be readable."""
     for name in ('cfg', 'data', 'batch', 'gamma'):
         if kw[name] is None:
             raise UserError(f'--{name} is required (unless resuming a run of this toolkit)')
-    if transfer_from is not None:
+    if transfer_from is not None and not checked:
         from networks.snapshot import load_snapshot
         load_snapshot(transfer_from)   # readable, or one line now rather than in the training process
     gpus, batch = kw['gpus'], kw['batch']

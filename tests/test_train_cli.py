@@ -280,12 +280,19 @@ def test_transfer_from_our_run_is_a_new_run_with_new_options(tmp_path, tiny_run,
     assert os.path.basename(list_snapshots(run)[-1]) == 'network-snapshot-000000.008.pkl'
 
 
-def test_resume_accepts_the_short_name_of_a_shipped_model(train_here, tmp_path, tiny_data):
+def test_resume_accepts_the_short_name_of_a_shipped_model(train_here, tmp_path, tiny_data, monkeypatch):
+    """... and reads the file once before training (not again to check it is readable: a large pickle
+    costs seconds per read)."""
+    import networks.snapshot
     from pretrained import resolve_pretrained
+    reads = []
+    real_load = networks.snapshot.load_snapshot
+    monkeypatch.setattr(networks.snapshot, 'load_snapshot', lambda path: reads.append(path) or real_load(path))
     r = train_here('--outdir', tmp_path / 'runs', '--resume=garments', '--data', tiny_data, *TINY, '--dry-run')
     assert r.returncode == 0, r.stderr
     opts = options_of(r)
     assert (opts['resume'], opts['transfer']) == (resolve_pretrained('garments'), True)
+    assert reads == [resolve_pretrained('garments')]
 
 
 def test_transfer_from_a_generator_only_export(tmp_path, tiny_run, tiny_data):
