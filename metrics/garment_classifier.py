@@ -156,8 +156,8 @@ def evaluate_classifier(model: GarmentClassifier, images: np.ndarray, targets: d
                 sleeve_length_mae=float(np.abs(o['sleeve_length'] - targets['sleeve_length']).mean()))
 
 
-def train_garment_classifier(num_train: int = 3000, num_val: int = 1200, resolution: int = RESOLUTION,
-                             epochs: int = 5, batch: int = 64, lr: float = 3e-3, width: int = 16, embed_dim: int = 128,
+def train_garment_classifier(num_train: int = 6000, num_val: int = 1200, resolution: int = RESOLUTION,
+                             epochs: int = 40, batch: int = 64, lr: float = 3e-3, width: int = 16, embed_dim: int = 128,
                              seed: int = 100, log: Optional[Callable[[str], None]] = print) -> tuple[GarmentClassifier, dict]:
     """Train on `num_train` rendered garments (seed `seed`), report on `num_val` others (seed `seed + 1`).
 

@@ -24,9 +24,9 @@ from metrics.garment_classifier import save_garment_classifier, train_garment_cl
 
 @click.command(help=__doc__)
 @click.option('--out', default=os.path.join('pretrained', 'garment-classifier-64x64.pt'), show_default=True)
-@click.option('--num-train', type=click.IntRange(min=1), default=3000, show_default=True)
+@click.option('--num-train', type=click.IntRange(min=1), default=6000, show_default=True)
 @click.option('--num-val', type=click.IntRange(min=1), default=1200, show_default=True)
-@click.option('--epochs', type=click.IntRange(min=1), default=5, show_default=True)
+@click.option('--epochs', type=click.IntRange(min=1), default=40, show_default=True)
 @click.option('--width', type=click.IntRange(min=1), default=16, show_default=True, help='Feature maps of the first layer')
 @click.option('--batch', type=click.IntRange(min=1), default=64, show_default=True)
 @click.option('--lr', type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True)

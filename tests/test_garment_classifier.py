@@ -107,7 +107,10 @@ def test_fid_garments_is_registered_and_uses_the_classifier(tmp_path, trained):
 
 @pytest.mark.skipif(not os.path.isfile(SHIPPED), reason='the shipped classifier is not there')
 def test_shipped_classifier_reads_fresh_garments():
+    """Class and pattern both: features blind to patterns would let fid_garments pass plain garments."""
     model = load_garment_classifier(SHIPPED)
     images, attrs = sg.render_garments(240, resolution=64, seed=77)
-    pred = model(torch.from_numpy(images).permute(0, 3, 1, 2)).argmax(1).numpy()
-    assert (pred == np.asarray([a['class_idx'] for a in attrs])).mean() > 0.9
+    with torch.no_grad():
+        out = model.predict(torch.from_numpy(images).permute(0, 3, 1, 2))
+    assert (out['class_logits'].argmax(1).numpy() == np.asarray([a['class_idx'] for a in attrs])).mean() > 0.9
+    assert (out['pattern_logits'].argmax(1).numpy() == np.asarray([a['pattern_idx'] for a in attrs])).mean() > 0.9
