@@ -4,10 +4,15 @@
 #   bash pretrained/train_demo.sh [OUTDIR]          # train; default OUTDIR: runs/pretrained-garments (git-ignored)
 #   bash pretrained/train_demo.sh OUTDIR release    # then: ship the newest snapshot and measure it
 #
-# Running it again continues the newest snapshot in OUTDIR exactly (--resume=latest), so a longer run on a
+# Two stages, each in its own run directory under OUTDIR:
+#   1. batch 32 from scratch for STAGE1_KIMG (default 188.8): garment shapes, colours and classes;
+#   2. batch 16 from stage 1's last snapshot (--transfer=1: weights copied, optimizers fresh) until KIMG
+#      (default 300, counted within stage 2): twice the optimizer steps per image, which is when the
+#      patterns and the gap between trouser legs appeared.
+# Running it again continues where it stopped (--resume=latest within the stage), so a longer run on a
 # better machine only needs a larger KIMG:  KIMG=500 bash pretrained/train_demo.sh runs/pretrained-garments
-# Environment: KIMG (stop after this many kimg, default 200; the shipped model's length is in
-# pretrained/README.md), GPUS (default 1), WORKERS (DataLoader workers, default 0 = read in the main process).
+# Environment: STAGE1_KIMG, KIMG, GPUS (default 1), WORKERS (DataLoader workers, default 0 = read in the
+# main process). The shipped model's lengths are in pretrained/README.md.
 #
 # Why these options: a 64x64 conditional StyleGAN2 with 16-32 feature maps (--cbase=1024 --cmax=32) and a
 # 2-layer mapping network trains at about 25 s/kimg on a quiet 2-core CPU, where stylegan3-t at the same
@@ -15,28 +20,44 @@
 # minibatch-std groups every earlier run here collapsed to one garment per class within 20-50 kimg (G ignored
 # z); within-class groups let D see it. --gamma=1, not NVIDIA's heuristic 0.0002*res^2/batch (0.026 here):
 # at 0.1 an earlier run's D ran away (scores +3.3 / -2.7). The 6,000 garments (x2 with --mirror) need no ADA
-# in a run this short (--aug=noaug).
-# A snapshot every kimg keeps the 1-kimg model that the quality bar compares against.
+# in a run this short (--aug=noaug). Batch 16 from the start collapsed by 56 kimg (pretrained/README.md).
+# A snapshot every kimg in stage 1 keeps the 1-kimg model that the quality bar compares against.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUTDIR=${1:-runs/pretrained-garments}
-KIMG=${KIMG:-200}
+STAGE1_KIMG=${STAGE1_KIMG:-188.8}
+KIMG=${KIMG:-300}
 DATA='synthetic:garments?n=6000&resolution=64&seed=0'
+STAGE1="$OUTDIR/stage1-batch32"
+STAGE2="$OUTDIR/stage2-batch16"
+COMMON=(--cfg=stylegan2 --data="$DATA" --cond=1 --mirror=1 --aug=noaug --gpus="${GPUS:-1}" --gamma=1
+        --mbstd-by-class=1 --cbase=1024 --cmax=32 --map-depth=2 --tick=1 --seed=0 --metrics=none
+        --workers="${WORKERS:-0}")
+
+newest() { { ls "$1"/*/network-snapshot-*.pkl 2>/dev/null || true; } | sort | tail -1; }
+kimg_of() { basename "$1" .pkl | sed 's/network-snapshot-0*//'; }
 
 if [ "${2:-}" = release ]; then
-    # The classifier first (if missing): it scores the model. The 1-kimg snapshot of the same run is the baseline.
+    # The classifier first (if missing): it scores the model. The 1-kimg snapshot of stage 1 is the baseline.
     [ -f pretrained/garment-classifier-64x64.pt ] || python pretrained/train_classifier.py
-    SNAP=$(ls "$OUTDIR"/*/network-snapshot-*.pkl | sort | tail -1)
-    BASE=$(ls "$OUTDIR"/*/network-snapshot-000001*.pkl | head -1)
+    SNAP=$(newest "$STAGE2")
+    BASE=$(ls "$STAGE1"/*/network-snapshot-000001*.pkl | head -1)
     python pretrained/make_release.py --snapshot="$SNAP"
     exec python pretrained/evaluate.py --network=garments --baseline="$BASE" --data="$DATA" \
         --json-out=pretrained/quality.json
 fi
 
-if ls "$OUTDIR"/*/network-snapshot-*.pkl >/dev/null 2>&1; then
-    exec python train.py --outdir="$OUTDIR" --resume=latest --kimg="$KIMG" --tick=1 --snap=1 --metrics=none \
-        --workers="${WORKERS:-0}"
+# Stage 1 (skipped once it has reached STAGE1_KIMG).
+LAST=$(newest "$STAGE1")
+if [ -z "$LAST" ]; then
+    python train.py --outdir="$STAGE1" "${COMMON[@]}" --batch=32 --kimg="$STAGE1_KIMG" --snap=1
+elif awk "BEGIN {exit !($(kimg_of "$LAST") < $STAGE1_KIMG)}"; then
+    python train.py --outdir="$STAGE1" --resume=latest --kimg="$STAGE1_KIMG"
 fi
-exec python train.py --outdir="$OUTDIR" --cfg=stylegan2 --data="$DATA" --cond=1 --mirror=1 --aug=noaug \
-    --gpus="${GPUS:-1}" --batch=32 --gamma=1 --mbstd-by-class=1 --cbase=1024 --cmax=32 --map-depth=2 \
-    --kimg="$KIMG" --tick=1 --snap=1 --seed=0 --metrics=none --workers="${WORKERS:-0}"
+
+# Stage 2.
+if [ -n "$(newest "$STAGE2")" ]; then
+    exec python train.py --outdir="$STAGE2" --resume=latest --kimg="$KIMG"
+fi
+exec python train.py --outdir="$STAGE2" --resume="$(newest "$STAGE1")" --transfer=1 "${COMMON[@]}" --batch=16 \
+    --kimg="$KIMG" --snap=4
