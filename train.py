@@ -256,17 +256,10 @@ def _plan(kw: dict, given: set) -> Plan:
     if not resume:
         return new_run(kw, transfer_from=None)
     from networks.snapshot import load_snapshot
-    if re.match(r'^https?://', resume):   # the run goes to a new directory under --outdir in either case
+    downloaded = re.match(r'^https?://', resume) is not None
+    if downloaded:   # the run goes to a new directory under --outdir in either case
         from torch_utils.download import download_cached
-        local = str(download_cached(resume))
-        if kw['transfer']:
-            return new_run(kw, transfer_from=local)
-        if load_snapshot(local).get('training_state') is None:
-            return new_run(kw, transfer_from=local, checked=True)
-        plan = continue_run(None, local, kw, given)
-        plan.desc = run_desc(plan.opts.cfg, plan.opts.data, plan.opts.gpus, plan.opts.batch, plan.opts.gamma, kw['desc'])
-        plan.opts.run_dir = os.path.join(kw['outdir'], f'NNNNN-{plan.desc}')
-        return plan
+        resume = str(download_cached(resume))
     if resume != 'latest' and not os.path.exists(resume):   # a model shipped in pretrained/ ('garments')
         from pretrained import resolve_pretrained
         resume = resolve_pretrained(resume) or resume
@@ -290,9 +283,14 @@ def _plan(kw: dict, given: set) -> Plan:
         return new_run(kw, transfer_from=snapshots[-1])
     if kw['transfer']:
         return new_run(kw, transfer_from=resume)
-    if load_snapshot(resume).get('training_state') is not None:
+    if load_snapshot(resume).get('training_state') is None:
+        return new_run(kw, transfer_from=resume, checked=True)
+    if not downloaded:
         return continue_run(os.path.dirname(os.path.abspath(resume)), resume, kw, given)
-    return new_run(kw, transfer_from=resume, checked=True)
+    plan = continue_run(None, resume, kw, given)
+    plan.desc = run_desc(plan.opts.cfg, plan.opts.data, plan.opts.gpus, plan.opts.batch, plan.opts.gamma, kw['desc'])
+    plan.opts.run_dir = os.path.join(kw['outdir'], f'NNNNN-{plan.desc}')
+    return plan
 
 
 def run_desc(cfg: str, data: str, gpus: int, batch: int, gamma: float, extra: Optional[str]) -> str:
