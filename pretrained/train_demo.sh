@@ -20,7 +20,8 @@
 # minibatch-std groups every earlier run here collapsed to one garment per class within 20-50 kimg (G ignored
 # z); within-class groups let D see it. --gamma=1, not NVIDIA's heuristic 0.0002*res^2/batch (0.026 here):
 # at 0.1 an earlier run's D ran away (scores +3.3 / -2.7). The 6,000 garments (x2 with --mirror) need no ADA
-# in a run this short (--aug=noaug). Batch 16 from the start collapsed by 56 kimg (pretrained/README.md).
+# in a run this short (--aug=noaug). Batch 16 from the start collapsed by 56 kimg in an earlier run without
+# --mbstd-by-class (pretrained/README.md); with it, only the continuation from stage 1 has been tried.
 # A snapshot every kimg in stage 1 keeps the 1-kimg model that the quality bar compares against.
 set -euo pipefail
 cd "$(dirname "$0")/.."
