@@ -18,7 +18,8 @@ mirror or quarter turn comes out displaced by about 0.1 px (exact on band-limite
 keep that for parity rather than special-casing blits.
 
 Everything is differentiable w.r.t. the images, to second order (the R1 penalty is taken on augmented
-reals): torch's own grid_sample supports double backward, so no custom gradient op is needed.
+reals). torch's grid_sample has no double backward on CUDA, so the resampling runs through
+torch_utils.ops.grid_sample, which has every order on every device.
 
 The constructor keywords, their defaults and the buffers (`p`, `Hz_geom`, `Hz_fbank`) are those of
 NVIDIA's `training.augment.AugmentPipe`, so the `augment_pipe` of an official snapshot can be rebuilt
@@ -37,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from networks.snapshot import register_family
+from torch_utils.ops.grid_sample import grid_sample_bilinear
 
 # Low-pass decomposition filters of two Symlet wavelets (published constants). Symlet-6 is the
 # anti-aliasing filter of the geometric stage; Symlet-2 seeds the filter bank of stage 4.
@@ -377,7 +379,7 @@ class AugmentPipe(torch.nn.Module):
 
         images = _upsample2x(images, self.Hz_geom)
         grid = F.affine_grid(theta[:, :2, :].to(images.dtype), [n, c, out_h, out_w], align_corners=False)
-        images = F.grid_sample(images, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
+        images = grid_sample_bilinear(images, grid)
         return _downsample2x(images, self.Hz_geom, crop=2 * halo)
 
     def _recolour(self, images: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
