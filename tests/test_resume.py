@@ -125,3 +125,44 @@ def test_many_random_kills_equal_uninterrupted_run(tmp_path, data32):
     events = ['random', 'write', 'random', 'ctrl-c', 'random', 'write', 'ctrl-c', 'random']
     interrupt_and_resume(tmp_path / 'b', args, events, seed=2)
     assert_same_run(latest_run_dir(str(tmp_path / 'a')), latest_run_dir(str(tmp_path / 'b')))
+
+
+def test_generator_state_from_another_kind_of_device_continues_reproducibly():
+    from training.training_loop import continue_generator
+    same = torch.Generator().manual_seed(5)
+    torch.rand(3, generator=same)
+    here = torch.Generator()
+    assert continue_generator(here, same.get_state()) is None   # same kind: exactly where it stopped
+    assert torch.equal(torch.rand(4, generator=here), torch.rand(4, generator=same))
+    cuda_like = torch.arange(16, dtype=torch.uint8)   # a CUDA generator keeps 16 bytes (seed, offset)
+    a, b = torch.Generator(), torch.Generator()
+    note = continue_generator(a, cuda_like)
+    assert note and 'another kind of device' in note
+    continue_generator(b, cuda_like)
+    assert torch.equal(torch.rand(4, generator=a), torch.rand(4, generator=b))
+    continue_generator(b, cuda_like + 1)
+    assert not torch.equal(torch.rand(4, generator=a), torch.rand(4, generator=b))
+
+
+def test_snapshot_written_on_a_gpu_continues_on_the_cpu(tmp_path, data32):
+    # A GPU run's snapshot holds a CUDA generator's state, which a CPU generator cannot take; this
+    # happened when a CPU-trained garment model was continued on an H200 ("RNG state is wrong size").
+    from networks.snapshot import save_snapshot
+    args = ['--data', data32, *TINY, '--kimg=0.008', '--tick=0.004', '--aug=fixed', '--p=0.5']
+    first = train('--outdir', tmp_path / 'a', *args)
+    assert first.returncode == 0, first.stdout + first.stderr
+    run_dir = latest_run_dir(str(tmp_path / 'a'))
+    snapshot = list_snapshots(run_dir)[0]
+    data = load_snapshot(snapshot)
+    data['training_state']['augment_gen'] = torch.arange(16, dtype=torch.uint8)
+    results = []
+    for name in ('b', 'c'):   # twice from the same doctored snapshot: the continuation is reproducible
+        os.makedirs(tmp_path / name / '00000-gpu')
+        copy = str(tmp_path / name / '00000-gpu' / os.path.basename(snapshot))
+        save_snapshot(copy, data)
+        resumed = train('--outdir', tmp_path / name, f'--resume={copy}', '--kimg=0.016')
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert 'another kind of device' in resumed.stdout
+        results.append(weights(list_snapshots(os.path.dirname(copy))[-1]))
+    for key in results[0]:
+        assert torch.equal(results[0][key], results[1][key]), key

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import os
 import signal
 import time
@@ -263,8 +264,10 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
     resume_data = load_snapshot(opts.resume) if opts.resume else None
     resume_state = resume_data.get('training_state') if resume_data is not None and not opts.transfer else None
     if resume_state is not None:
-        restore_exactly(resume_data, opts, G, D, G_ema, augment_pipe, ada, phases, loss, state, sample_gen,
-                        augment_gen)
+        note = restore_exactly(resume_data, opts, G, D, G_ema, augment_pipe, ada, phases, loss, state, sample_gen,
+                               augment_gen)
+        if note:
+            log(note)
         stats.load_state_dict(resume_state.get('stats', [{}] * world)[rank])
         log(f'resumed exactly from {opts.resume} at {state.cur_nimg / 1000:g} kimg')
     elif resume_data is not None:
@@ -574,7 +577,9 @@ def check_training_state(ts: Any, source: str) -> TrainingOptions:
     return opts
 
 
-def restore_exactly(data, opts, G, D, G_ema, augment_pipe, ada, phases, loss, state, sample_gen, augment_gen) -> None:
+def restore_exactly(data, opts, G, D, G_ema, augment_pipe, ada, phases, loss, state, sample_gen,
+                    augment_gen) -> Optional[str]:
+    """Everything of the run where the snapshot left it; a line to log where that cannot be exact."""
     ts = data['training_state']
     saved = ts['options']
     if (saved['cfg'], saved['batch'], distributed.world_size()) != (opts.cfg, opts.batch, len(ts['rng'])):
@@ -598,7 +603,23 @@ def restore_exactly(data, opts, G, D, G_ema, augment_pipe, ada, phases, loss, st
             setattr(state, key, value)
     sample_gen.set_state(ts['sample_gen'])
     if ts.get('augment_gen') is not None:
-        augment_gen.set_state(ts['augment_gen'].to(augment_gen.get_state().device))
+        return continue_generator(augment_gen, ts['augment_gen'])
+    return None
+
+
+def continue_generator(gen: torch.Generator, saved: torch.Tensor) -> Optional[str]:
+    """Put `gen` where the saved state left off. A state saved on another kind of device (a CPU run
+    continued on a GPU, or back) cannot be set: CPU and CUDA generators keep different states and draw
+    different streams. Then `gen` is seeded from the saved state's bytes, so the continuation is still
+    reproducible, and the returned line says so."""
+    own = gen.get_state()
+    if saved.numel() == own.numel():
+        gen.set_state(saved.to(own.device))
+        return None
+    seed = int.from_bytes(hashlib.sha256(saved.cpu().numpy().tobytes()).digest()[:8], 'little') >> 1
+    gen.manual_seed(seed)
+    return (f'augmentation random stream: the snapshot was written on another kind of device than '
+            f'{gen.device.type}; it continues from a seed derived from the saved state, not bit-exactly')
 
 
 def restore_rng(data_rng: list, rank: int) -> None:
@@ -606,8 +627,9 @@ def restore_rng(data_rng: list, rank: int) -> None:
     rng = data_rng[rank]
     torch.set_rng_state(rng['torch'])
     np.random.set_state(rng['numpy'])
-    if rng['cuda'] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng['cuda'])
+    if rng['cuda'] and torch.cuda.is_available():   # a CPU run's snapshot has none; a bigger machine's has more
+        for index, cuda_state in enumerate(rng['cuda'][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
 
 
 def dataset_kwargs(opts: TrainingOptions, dataset) -> dict:
