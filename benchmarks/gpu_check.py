@@ -41,16 +41,22 @@ GEN_SPEEDUP_TARGET = 1.5      # our img/s over NVIDIA's, at least
 IMAGE_LEVEL = 2 / 255         # one 8-bit level of an image in [-1, 1]
 
 
+PLANNED_BUDGET_S = 450       # the steps' caps and reserves are sized for this
+
+
 class Budget:
     def __init__(self, seconds: float):
         self.deadline = time.monotonic() + seconds
+        # A shorter budget shrinks the reserves for later steps in proportion, so that the first steps
+        # (correctness: the kernel build alone takes minutes) are not the ones starved.
+        self.scale = min(1.0, seconds / PLANNED_BUDGET_S)
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
 
     def limit(self, cap: float, keep: float = 0) -> float:
-        """Seconds a step may take: at most `cap`, leaving `keep` for the steps after it."""
-        return max(0.0, min(cap, self.left() - keep))
+        """Seconds a step may take: at most `cap`, leaving `keep` (scaled to the budget) for the steps after it."""
+        return max(0.0, min(cap, self.left() - keep * self.scale))
 
 
 def run(cmd: list[str], log_path: str, timeout: float, env: Optional[dict] = None, cwd: str = REPO) -> dict:
@@ -282,7 +288,7 @@ def main() -> int:
     parser.add_argument('--out', required=True, help='folder for gpu_check.md, gpu_check.json and the logs')
     parser.add_argument('--nvidia-repo', default=os.environ.get('SG3C_NVIDIA_REPO'),
                         help='NVlabs/stylegan3 checkout for the side-by-side runs (default: $SG3C_NVIDIA_REPO)')
-    parser.add_argument('--budget', type=float, default=450, help='seconds for all steps together (default 450)')
+    parser.add_argument('--budget', type=float, default=PLANNED_BUDGET_S, help='seconds for all steps together (default 450)')
     parser.add_argument('--steps', default='ops,pytest,e2e,generate,train', help='comma list of steps to run')
     args = parser.parse_args()
     import torch

@@ -355,6 +355,15 @@ def test_gpu_check_step_runner_kills_what_overruns(tmp_path, monkeypatch):
     assert gpu_check.tail(log, 1) == 'hi'
 
 
+def test_gpu_check_short_budget_still_gives_the_kernel_build_most_of_it():
+    # With 270 s, fixed reserves (240 s for the steps after it) once left the build 30 s: it timed out.
+    import gpu_check
+    short = gpu_check.Budget(270)
+    assert short.limit(300, keep=240) > 120
+    full = gpu_check.Budget(gpu_check.PLANNED_BUDGET_S)
+    assert full.limit(300, keep=240) == pytest.approx(gpu_check.PLANNED_BUDGET_S - 240, abs=1)
+
+
 def test_gpu_check_reads_the_last_tick_and_tabulates_against_targets(tmp_path):
     import gpu_check
     run_dir = tmp_path / '00000-run'
