@@ -13,6 +13,7 @@ import os
 import sys
 
 import click
+import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -36,10 +37,11 @@ from training.synthetic_garments import CLASSES                        # noqa: E
 @click.option('--num-per-class', type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option('--seed', type=click.IntRange(min=0), default=0, show_default=True)
 @click.option('--json-out', help='Also write the figures here')
-def main(network, baseline, data, classifier, num_fid, num_per_class, seed, json_out):
-    G = load_generator(network)
-    base = load_generator(baseline) if baseline else None
-    clf = load_garment_classifier(classifier or locate_detector('garments'))
+@click.option('--device', default='cpu', show_default=True, help='Where to run (cpu, cuda); figures differ slightly by device')
+def main(network, baseline, data, classifier, num_fid, num_per_class, seed, json_out, device):
+    G = load_generator(network, device)
+    base = load_generator(baseline, device) if baseline else None
+    clf = load_garment_classifier(classifier or locate_detector('garments'), torch.device(device))
     images, labels = quality.load_training_set(ensure_dataset(data))
     result = quality.evaluate(G, base, clf, images, labels, list(CLASSES), num_fid=num_fid,
                               num_per_class=num_per_class, seed=seed, log=click.echo)

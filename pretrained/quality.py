@@ -26,17 +26,20 @@ MIN_ACCURACY = 0.8
 @torch.no_grad()
 def classify(classifier: GarmentClassifier, images: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(predicted class [N], features [N, F]) of uint8 images [N, H, W, C]."""
+    device = next(classifier.parameters()).device
     classes, features = [], []
     for i in range(0, len(images), batch):
-        out = classifier.predict(torch.from_numpy(np.ascontiguousarray(images[i:i + batch])).permute(0, 3, 1, 2))
-        classes.append(out['class_logits'].argmax(1).numpy())
-        features.append(out['features'].double().numpy())
+        out = classifier.predict(torch.from_numpy(np.ascontiguousarray(images[i:i + batch])).to(device).permute(0, 3, 1, 2))
+        classes.append(out['class_logits'].argmax(1).cpu().numpy())
+        features.append(out['features'].double().cpu().numpy())
     return np.concatenate(classes), np.concatenate(features)
 
 
 @torch.no_grad()
 def generate(G: torch.nn.Module, labels: np.ndarray, seed: int, truncation_psi: float = 1.0, batch: int = 100) -> np.ndarray:
-    """uint8 images [N, H, W, C] for class indices `labels` [N], z from `seed`, constant noise."""
+    """uint8 images [N, H, W, C] for class indices `labels` [N], z from `seed` (drawn on the CPU, so the
+    same on every device), constant noise; runs on G's device."""
+    device = next(G.parameters()).device
     z_all = np.random.RandomState(seed).randn(len(labels), G.z_dim).astype(np.float32)
     out = []
     for i in range(0, len(labels), batch):
@@ -44,8 +47,8 @@ def generate(G: torch.nn.Module, labels: np.ndarray, seed: int, truncation_psi: 
         c = torch.zeros([len(z), G.c_dim])
         if G.c_dim:
             c[torch.arange(len(z)), torch.from_numpy(labels[i:i + batch])] = 1
-        img = G(z, c, truncation_psi=truncation_psi, noise_mode='const')
-        out.append((img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).numpy())
+        img = G(z.to(device), c.to(device), truncation_psi=truncation_psi, noise_mode='const')
+        out.append((img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy())
     return np.concatenate(out)
 
 
