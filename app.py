@@ -69,7 +69,7 @@ def build_ui(studio: Studio, export_root: Optional[str] = None) -> gr.Blocks:
     """The page: current garment on the left, the Generate / Mix / Edit / Invert tabs on the right."""
     export_root = export_root or tempfile.mkdtemp(prefix='sg3c-app-')
     G = studio.G
-    classes = [(f'class {i}', i) for i in range(studio.num_classes)]
+    classes = [(name, i) for i, name in enumerate(studio.class_names)]
     presets = studio.presets()
     with gr.Blocks(title='Garment studio', analytics_enabled=False) as demo:
         state = gr.State(lambda: Session(), delete_callback=lambda s: s.close())   # one per browser tab

@@ -64,7 +64,7 @@ def _colour(ctx, param, value):
 @click.option('--perceptual-weight', type=finite_float(min=0), default=1.0, show_default=True)
 @click.option('--pixel-weight', type=finite_float(min=0), default=1.0, show_default=True, help='Weight of the pixel MSE')
 @click.option('--seed', type=int, default=0, show_default=True, help='Random seed (noise maps, latent jitter)')
-@click.option('--class', 'class_idx', type=int, help='Class label (conditional networks)')
+@click.option('--class', 'class_idx', metavar='INDEX|NAME', help='Class label (conditional networks): index, or name where the snapshot records names')
 @click.option('--video', is_flag=True, help='Also write an MP4 of the optimisation (target | reconstruction)')
 @click.option('--save-video', type=bool, metavar='BOOL', help="The same as NVIDIA's projector spells it: --save-video=true")
 @click.option('--device', default='auto', show_default=True, help="'auto', 'cpu', 'cuda', 'cuda:1', ...")

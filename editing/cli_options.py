@@ -29,7 +29,8 @@ def network_options(required: bool = True) -> Callable[[Callable], Callable]:
     return _apply([
         click.option('--network', 'network', required=required, metavar='PATH|URL',
                      help='Snapshot: .pkl (ours or NVIDIA), .pt, run directory (newest snapshot), or URL'),
-        click.option('--class', 'class_idx', type=click.IntRange(min=0), help='Class label (conditional networks)'),
+        click.option('--class', 'class_idx', metavar='INDEX|NAME',
+                     help='Class label (conditional networks): its index, or its name where the snapshot records names'),
         click.option('--device', default='auto', show_default=True,
                      help='auto (CUDA when available), cpu, cuda, cuda:1, ...'),
     ])

@@ -34,7 +34,7 @@ class RenderOptions:
     """Options every rendering script has (NVIDIA's names on the command line)."""
     network: str = ''
     truncation_psi: float = 1.0
-    class_idx: Optional[int] = None
+    class_idx: Optional[Union[int, str]] = None   # an index or a recorded class name (check_class)
     noise_mode: str = 'const'
     device: str = 'auto'
     batch_size: int = 8
@@ -144,17 +144,22 @@ def resolve_network(network: str, log: Log) -> str:
     return network
 
 
-def check_class(G: torch.nn.Module, class_idx: Optional[int], network: str, needs_class: bool,
+def check_class(G: torch.nn.Module, class_idx: Optional[Union[int, str]], network: str, needs_class: bool,
                 log: Log) -> Optional[int]:
+    """--class as an index, or as a name that the snapshot records (G.class_names)."""
     if G.c_dim == 0:
         if class_idx is not None:
             log('warning: --class is ignored, the network is unconditional')
         return None
-    if class_idx is None and needs_class:
-        raise EditingError(f'{network}: the network is conditional ({G.c_dim} classes): pass --class=0..{G.c_dim - 1}')
-    if class_idx is not None and not 0 <= class_idx < G.c_dim:
-        raise EditingError(f'{network}: --class={class_idx} is out of range (0..{G.c_dim - 1})')
-    return class_idx
+    if class_idx is None:
+        if needs_class:
+            raise EditingError(f'{network}: the network is conditional ({G.c_dim} classes): '
+                               f'pass --class={generate.class_choices(G)}')
+        return None
+    try:
+        return generate.class_index(G, class_idx)
+    except generate.ClassLabelError as e:
+        raise EditingError(f'{network}: --class: {e}') from None
 
 
 def _edits(opts: RenderOptions) -> list:

@@ -274,6 +274,11 @@ class Studio:
         return int(self.G.c_dim)
 
     @property
+    def class_names(self) -> list[str]:
+        """What the page calls each label: the snapshot's class names, else 'class 0', 'class 1', ..."""
+        return list(getattr(self.G, 'class_names', None) or [f'class {i}' for i in range(self.num_classes)])
+
+    @property
     def resolution(self) -> int:
         return int(self.G.img_resolution)
 
@@ -295,7 +300,7 @@ class Studio:
         seed = _seed(seed)
         class_idx = self._class(class_idx)
         ws = seeds_to_ws(self.G, [seed], truncation, class_idx).float().cpu()
-        label = f'seed {seed}' + (f', class {class_idx}' if class_idx is not None else '')
+        label = f'seed {seed}' + (f', {self.class_names[class_idx]}' if class_idx is not None else '')
         return Garment(ws, label, dict(kind='seed', seed=seed, trunc=float(truncation), cls=class_idx))
 
     def seed_grid(self, session: Session, first_seed: int, count: int, truncation: float = 1.0,

@@ -76,7 +76,7 @@ class InvertOptions:
     perceptual_weight: float = 1.0
     pixel_weight: float = 1.0
     seed: int = 0
-    class_idx: Optional[int] = None
+    class_idx: Optional[Union[int, str]] = None   # an index or a recorded class name
     video: bool = False
     device: str = 'auto'
     encoder: Optional[str] = None

@@ -61,16 +61,32 @@ def seed_to_z(seed: int, z_dim: int) -> torch.Tensor:
     return torch.from_numpy(np.random.RandomState(seed).randn(1, z_dim))
 
 
-def class_label(G: torch.nn.Module, class_idx: Optional[int], batch: int = 1) -> torch.Tensor:
+def class_choices(G: torch.nn.Module) -> str:
+    names = getattr(G, 'class_names', None)
+    return f'0-{G.c_dim - 1}' + (f' or one of {", ".join(names)}' if names else '')
+
+
+def class_index(G: torch.nn.Module, value: Union[int, str]) -> int:
+    """A class given as its index or, where the snapshot records them (G.class_names), its name."""
+    names = getattr(G, 'class_names', None)
+    text = str(value).strip()
+    if names and text in names:
+        return names.index(text)
+    if not text.lstrip('-').isdigit():
+        raise ClassLabelError(f'class {text!r} is not a class of this network ({class_choices(G)})')
+    if not 0 <= int(text) < G.c_dim:
+        raise ClassLabelError(f'class {text} is out of range: the network has {G.c_dim} classes ({class_choices(G)})')
+    return int(text)
+
+
+def class_label(G: torch.nn.Module, class_idx: Optional[Union[int, str]], batch: int = 1) -> torch.Tensor:
     """One-hot labels for a conditional G (zeros [N, 0] for an unconditional one)."""
     c = torch.zeros([batch, G.c_dim])
     if G.c_dim == 0:
         return c
     if class_idx is None:
-        raise ClassLabelError(f'the network is conditional ({G.c_dim} classes): pass a class index (--class)')
-    if not 0 <= class_idx < G.c_dim:
-        raise ClassLabelError(f'class {class_idx} is out of range: the network has {G.c_dim} classes (0-{G.c_dim - 1})')
-    c[:, class_idx] = 1
+        raise ClassLabelError(f'the network is conditional ({G.c_dim} classes): pass --class={class_choices(G)}')
+    c[:, class_index(G, class_idx)] = 1
     return c
 
 

@@ -380,11 +380,25 @@ def zipfile_like(path: str) -> bool:
 
 
 def load_generator(source: PathLike, device: Union[str, torch.device] = 'cpu', key: str = 'G_ema') -> nn.Module:
-    """The generator of a snapshot (`G_ema` by default), in eval mode without gradients, on `device`."""
+    """The generator of a snapshot (`G_ema` by default), in eval mode without gradients, on `device`.
+    `G.class_names` holds the names of its labels where the snapshot records them (else None)."""
     data = load_snapshot(source)
     if data.get(key) is None:
         raise SnapshotError(f'{source}: snapshot has no {key}')
-    return data[key].eval().requires_grad_(False).to(device)
+    G = data[key].eval().requires_grad_(False).to(device)
+    G.class_names = recorded_class_names(data, int(getattr(G, 'c_dim', 0) or 0))
+    return G
+
+
+def recorded_class_names(data: dict, c_dim: int) -> Optional[list[str]]:
+    """The dataset's class names in a snapshot's training_set_kwargs, when there is one short name per
+    label; None otherwise (NVIDIA's pickles, and ours before 2026-12, record none)."""
+    kwargs = data.get('training_set_kwargs')
+    names = kwargs.get('class_names') if isinstance(kwargs, dict) else None
+    if (isinstance(names, (list, tuple)) and len(names) == c_dim > 0
+            and all(isinstance(n, str) and 0 < len(n) <= 100 for n in names) and len(set(names)) == c_dim):
+        return list(names)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

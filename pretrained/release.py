@@ -20,6 +20,7 @@ from editing.directions import Directions, save_directions
 from editing.labels import resolve_labeller
 from networks.generate import image_grid, save_image
 from networks.snapshot import export_pt, load_snapshot
+from training.dataset import ImageFolderDataset
 from training.synthetic_garments import CLASSES
 
 from .quality import generate
@@ -29,6 +30,10 @@ def export_generator(snapshot: str, path: str) -> dict:
     """Write G_ema of `snapshot` (with its training_set_kwargs) to `path`; returns its size."""
     data = load_snapshot(snapshot)
     kwargs = dict(data.get('training_set_kwargs') or {})
+    if kwargs.get('use_labels') and 'class_names' not in kwargs and kwargs.get('path') and os.path.exists(kwargs['path']):
+        names = ImageFolderDataset(kwargs['path'], use_labels=True).class_names   # a snapshot older than the record
+        if names:
+            kwargs['class_names'] = names
     if kwargs.get('path'):   # the file is shipped: the dataset by name, not by its place on the training machine
         kwargs['path'] = os.path.basename(kwargs['path'])
     export_pt(dict(G_ema=data['G_ema'], training_set_kwargs=kwargs or None), path)

@@ -76,3 +76,30 @@ def test_class_grid_has_one_class_per_row(tmp_path):
     # row 2 repeats class 0 with later seeds; the first image of row 0 is seed 1's class-0 sample
     first = quality.generate(G, np.array([0]), seed=1, truncation_psi=0.7)[0]
     assert np.array_equal(grid[:16, :16], first)
+
+
+def test_class_names_travel_from_snapshot_to_scripts(tmp_path):
+    from networks.snapshot import recorded_class_names
+    data = tiny_networks('stylegan2', c_dim=2)
+    names = ['skirt', 'jacket']
+    data['training_set_kwargs'] = dict(path='x.zip', use_labels=True, class_names=names)
+    export_pt(data, tmp_path / 'named.pt')
+    G = load_generator(str(tmp_path / 'named.pt'))
+    assert G.class_names == names
+    # Anything but one distinct short string per label is no record (hostile or foreign files included).
+    for bad in (['a'], ['a', 'a'], ['a', 3], 'ab', ['a', ''], ['a', 'x' * 101], None):
+        assert recorded_class_names(dict(training_set_kwargs=dict(class_names=bad)), 2) is None
+    assert recorded_class_names(dict(training_set_kwargs=['not', 'a dict']), 2) is None
+    # gen_images.py takes the name or the index, and names the choices when given neither.
+    from test_gen_images import gen
+    by_name = gen('--network', tmp_path / 'named.pt', '--seeds', '0', '--class', 'jacket', '--outdir', tmp_path / 'a')
+    by_index = gen('--network', tmp_path / 'named.pt', '--seeds', '0', '--class', '1', '--outdir', tmp_path / 'b')
+    assert by_name.returncode == 0 and by_index.returncode == 0, by_name.stderr + by_index.stderr
+    assert (tmp_path / 'a' / 'seed0000.png').read_bytes() == (tmp_path / 'b' / 'seed0000.png').read_bytes()
+    wrong = gen('--network', tmp_path / 'named.pt', '--seeds', '0', '--class', 'dress', '--outdir', tmp_path / 'c')
+    assert wrong.returncode != 0 and 'skirt, jacket' in wrong.stderr and len(wrong.stderr.strip().splitlines()) == 1
+
+
+def test_the_shipped_model_knows_its_class_names():
+    from training.synthetic_garments import CLASSES
+    assert load_generator('garments').class_names == list(CLASSES)

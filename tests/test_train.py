@@ -74,6 +74,21 @@ def test_tiny_run_trains_and_generates(tmp_path, tiny_data):
     assert np.asarray(PIL.Image.open(out / 'seed0000.png')).shape == (16, 16, 3)
 
 
+
+def test_conditional_run_records_class_names(tmp_path, monkeypatch):
+    # The snapshot remembers the dataset's class names, so a user can ask for a jacket by name.
+    from training.synthetic_garments import CLASSES
+    monkeypatch.setenv('SG3C_CACHE', str(tmp_path / 'cache'))
+    r = train('--outdir', tmp_path / 'runs', '--cfg=stylegan2', '--data=synthetic:garments?n=24&resolution=16',
+              '--cond=1', *TINY, '--kimg=0.008', '--tick=0.004')
+    assert r.returncode == 0, r.stdout + r.stderr
+    snapshot = find_latest_snapshot(str(tmp_path / 'runs'))
+    assert load_snapshot(snapshot)['training_set_kwargs']['class_names'] == list(CLASSES)
+    g = subprocess.run([sys.executable, os.path.join(REPO, 'gen_images.py'), '--network', snapshot, '--seeds', '0',
+                        '--class', 'jacket', '--outdir', tmp_path / 'out'], capture_output=True, text=True)
+    assert g.returncode == 0, g.stderr
+    assert (tmp_path / 'out' / 'seed0000.png').is_file()
+
 def test_ctrl_c_writes_snapshot_and_resume_continues(tmp_path, tiny_data):
     """Ctrl-C in the middle of a tick: a snapshot outside the schedule that keeps the tick open; the
     resumed run closes that tick once, timed over both parts (sec/kimg right after the resume)."""

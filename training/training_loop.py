@@ -633,8 +633,11 @@ def restore_rng(data_rng: list, rank: int) -> None:
 
 
 def dataset_kwargs(opts: TrainingOptions, dataset) -> dict:
-    return dict(path=opts.data, resolution=dataset.resolution, use_labels=opts.cond, max_size=None, xflip=opts.mirror,
-                random_seed=opts.seed)
+    kwargs = dict(path=opts.data, resolution=dataset.resolution, use_labels=opts.cond, max_size=None, xflip=opts.mirror,
+                  random_seed=opts.seed)
+    if opts.cond and dataset.class_names:   # so that generating and the app can say "jacket", not "class 5"
+        kwargs['class_names'] = list(dataset.class_names)
+    return kwargs
 
 
 # ------------------------------------------------------------------------------------------------
