@@ -392,7 +392,7 @@ def load_generator(source: PathLike, device: Union[str, torch.device] = 'cpu', k
 
 def recorded_class_names(data: dict, c_dim: int) -> Optional[list[str]]:
     """The dataset's class names in a snapshot's training_set_kwargs, when there is one short name per
-    label; None otherwise (NVIDIA's pickles, and ours before 2026-12, record none)."""
+    label; None otherwise (NVIDIA's pickles and our older snapshots record none)."""
     kwargs = data.get('training_set_kwargs')
     names = kwargs.get('class_names') if isinstance(kwargs, dict) else None
     if (isinstance(names, (list, tuple)) and len(names) == c_dim > 0
