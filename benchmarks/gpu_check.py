@@ -288,7 +288,7 @@ def main() -> int:
     parser.add_argument('--out', required=True, help='folder for gpu_check.md, gpu_check.json and the logs')
     parser.add_argument('--nvidia-repo', default=os.environ.get('SG3C_NVIDIA_REPO'),
                         help='NVlabs/stylegan3 checkout for the side-by-side runs (default: $SG3C_NVIDIA_REPO)')
-    parser.add_argument('--budget', type=float, default=PLANNED_BUDGET_S, help='seconds for all steps together (default 450)')
+    parser.add_argument('--budget', type=float, default=PLANNED_BUDGET_S, help=f'seconds for all steps together (default {PLANNED_BUDGET_S})')
     parser.add_argument('--steps', default='ops,pytest,e2e,generate,train', help='comma list of steps to run')
     args = parser.parse_args()
     import torch

@@ -14,6 +14,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from metrics.frechet import frechet_distance
 from metrics.garment_classifier import GarmentClassifier
@@ -36,12 +37,14 @@ def classify(classifier: GarmentClassifier, images: np.ndarray, batch: int = 256
 
 
 @torch.no_grad()
-def generate(G: torch.nn.Module, labels: np.ndarray, seed: int, truncation_psi: float = 1.0, batch: int = 100) -> np.ndarray:
+def generate(G: torch.nn.Module, labels: np.ndarray, seed: int, truncation_psi: float = 1.0, batch: int = 100,
+             desc: Optional[str] = None) -> np.ndarray:
     """uint8 images [N, H, W, C] for class indices `labels` [N], z from `seed` (drawn on the CPU, so the
-    same on every device), constant noise; runs on G's device."""
+    same on every device), constant noise; runs on G's device. A progress bar named `desc` where given."""
     device = next(G.parameters()).device
     z_all = np.random.RandomState(seed).randn(len(labels), G.z_dim).astype(np.float32)
     out = []
+    bar = tqdm(total=len(labels), desc=desc, unit='img', disable=desc is None)
     for i in range(0, len(labels), batch):
         z = torch.from_numpy(z_all[i:i + batch])
         c = torch.zeros([len(z), G.c_dim])
@@ -49,6 +52,8 @@ def generate(G: torch.nn.Module, labels: np.ndarray, seed: int, truncation_psi: 
             c[torch.arange(len(z)), torch.from_numpy(labels[i:i + batch])] = 1
         img = G(z.to(device), c.to(device), truncation_psi=truncation_psi, noise_mode='const')
         out.append((img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy())
+        bar.update(len(z))
+    bar.close()
     return np.concatenate(out)
 
 
@@ -72,7 +77,7 @@ def evaluate(G: torch.nn.Module, baseline: Optional[torch.nn.Module], classifier
     result: dict = dict(num_fid=num_fid, num_per_class=num_per_class, classes={})
     for k, name in enumerate(class_names):
         mine = np.flatnonzero(labels == k)[:num_per_class]
-        fake = generate(G, np.full(num_per_class, k), seed=seed + 1000 * (k + 1))
+        fake = generate(G, np.full(num_per_class, k), seed=seed + 1000 * (k + 1), desc=f'{name} samples')
         fake_pred, _ = classify(classifier, fake)
         result['classes'][name] = dict(samples=float((fake_pred == k).mean()), training=float((real_pred[mine] == k).mean()),
                                        num_training=int(len(mine)))
@@ -80,13 +85,13 @@ def evaluate(G: torch.nn.Module, baseline: Optional[torch.nn.Module], classifier
     result['accuracy_samples'] = float(np.mean([v['samples'] for v in result['classes'].values()]))
     result['accuracy_training'] = float(np.mean([v['training'] for v in result['classes'].values()]))
     fid_labels = labels[rng.randint(len(labels), size=num_fid)]
-    _, fake_feat = classify(classifier, generate(G, fid_labels, seed=seed))
+    _, fake_feat = classify(classifier, generate(G, fid_labels, seed=seed, desc='fid samples'))
     result['fid_model'] = _fid(fake_feat, real_feat)
     log(f'fid_garments model: {result["fid_model"]:.3f}')
     half = rng.permutation(len(images))
     result['fid_split_halves'] = _fid(real_feat[half[:len(half) // 2]], real_feat[half[len(half) // 2:]])
     if baseline is not None:
-        _, base_feat = classify(classifier, generate(baseline, fid_labels, seed=seed))
+        _, base_feat = classify(classifier, generate(baseline, fid_labels, seed=seed, desc='baseline fid samples'))
         result['fid_baseline'] = _fid(base_feat, real_feat)
         result['fid_threshold'] = result['fid_split_halves'] + PASS_FRACTION * (result['fid_baseline'] - result['fid_split_halves'])
         result['pass_fid'] = bool(result['fid_model'] <= result['fid_threshold'])

@@ -54,7 +54,7 @@ if [ "${2:-}" = release ]; then
         --json-out=pretrained/quality.json
 fi
 
-# Stage 1, then stage 2 (each skipped once it has reached its length; else started or continued exactly).
+# One stage: skipped once it has reached its length; else started, or continued exactly.
 stage() {   # DIR KIMG FIRST-RUN-OPTIONS...
     local dir=$1 kimg=$2 last
     shift 2
