@@ -118,7 +118,8 @@ def build_ui(studio: Studio, export_root: Optional[str] = None) -> gr.Blocks:
                                                elem_id='mix-b')
                         preset = gr.Radio([*MIX_PRESETS, 'custom'], value='fine', elem_id='mix-preset',
                                           label='Rows from B: ' + ', '.join(f'{p} {a}-{b - 1}' for p, (a, b) in presets.items()))
-                        cut = gr.Slider(1, G.num_ws - 1, value=presets['fine'][0], step=1, elem_id='mix-cut',
+                        cut = gr.Slider(1, G.num_ws - 1, value=studio.preset_cut('fine') or G.num_ws // 2, step=1,
+                                        elem_id='mix-cut',
                                         label='Custom: structure from A ends at ws row (B gives this row and later)')
                         mix_btn = gr.Button('Mix', variant='primary', elem_id='mix-btn')
                         with gr.Row():
@@ -224,9 +225,8 @@ def build_ui(studio: Studio, export_root: Optional[str] = None) -> gr.Blocks:
             return {img_a: studio.image(ga), img_b: studio.image(gb), img_mix: out[current], **out}
 
         def preset_moved(preset_value):
-            if preset_value in MIX_PRESETS:
-                return gr.Slider(value=presets[preset_value][0])
-            return gr.Slider()
+            cut_value = studio.preset_cut(preset_value) if preset_value in MIX_PRESETS else None
+            return gr.Slider(value=cut_value) if cut_value is not None else gr.Slider()
 
         mix_inputs = [state, seed_a, seed_b, preset, cut, trunc, cls]
         mix_outputs = slider_outputs + [img_a, img_b, img_mix, mix_status]

@@ -285,6 +285,12 @@ class Studio:
     def presets(self) -> dict[str, tuple[int, int]]:
         return {p: preset_range(self.G, p) for p in MIX_PRESETS}
 
+    def preset_cut(self, preset: str) -> Optional[int]:
+        """Where the Mix tab's custom cut (A's rows before it, B's from it on) stands for a preset, or None
+        where no cut describes it: 'coarse' takes B's rows from row 0, below the cut's range 1..num_ws-1."""
+        start = preset_range(self.G, preset)[0]
+        return start if 1 <= start < self.G.num_ws else None
+
     def directions_of(self, session: Session) -> Optional[Directions]:
         return session.directions or self.directions
 
