@@ -14,7 +14,7 @@ from inversion.hypernet import fold_offsets, modulated_layers, synthesize
 from inversion.hyperstyle import (InverterError, TrainOptions, invert_hyperstyle, load_inverter,
                                   sample_training_batch, train_inverter)
 from inversion.perceptual import Perceptual, PerceptualUnavailable, RandomBackbone, load_perceptual
-from inversion.projector import ProjectOptions, latent_stats, learning_rate, project
+from inversion.projector import ProjectOptions, every_class, latent_stats, learning_rate, project
 from inversion.pti import TuningOptions, locality_latents, pivotal_tuning
 from inversion.quality import psnr, ssim
 from inversion.run import InvertOptions, invert
@@ -449,3 +449,44 @@ def test_invert_reports_each_step_of_each_stage(G, stats):
                     progress=False, callback=lambda stage, step, losses: seen.append((stage, step, 'loss' in losses)))
     assert seen == [('project', 0, True), ('project', 1, True), ('project', 2, True), ('pti', 0, True), ('pti', 1, True)]
     assert result.steps == dict(project=3, pti=2)
+
+
+def _conditional_snapshot(tmp_path, names=('shirt', 'dress')):
+    """A conditional tiny snapshot that records its class names, as train.py writes them, and a photo."""
+    data = _snapshot_files(tmp_path, c_dim=len(names))
+    data['training_set_kwargs'] = dict(path='garments.zip', use_labels=True, class_names=list(names))
+    save_snapshot(tmp_path / 'cond.pkl', data)
+    return tmp_path / 'cond.pkl'
+
+
+def test_hyperstyle_trains_and_inverts_on_a_conditional_network(tmp_path):
+    # The shipped garment model is conditional: the inverter trains on every class and inverts without --class.
+    cond = _conditional_snapshot(tmp_path)
+    code, out, err = run_script(
+        invert_cli.main, '--method=hyperstyle', '--train-encoder', f'--network={cond}', f'--outdir={tmp_path / "inv"}',
+        '--perceptual=none', '--train-steps=2', '--train-batch=2', '--w-avg-samples=40', '--device=cpu',
+        f'--target={tmp_path / "photo.png"}', '--encoder-iters=1', '--hyper-iters=1')
+    assert code == 0, err
+    assert (tmp_path / 'inv' / 'photo_hyperstyle.png').is_file()
+    G = load_generator(cond)
+    inverter = load_inverter(tmp_path / 'inv' / 'hyperstyle.pt', G)
+    per_class = [latent_stats(G, 40, c=torch.eye(2)[k:k + 1]).w_avg for k in range(2)]
+    assert not torch.allclose(per_class[0], per_class[1])
+    # w_avg over the 40 samples that take the classes in turn: neither class's mean
+    assert torch.allclose(inverter.w_avg.cpu(), latent_stats(G, 40, c=every_class(G, 40)).w_avg)
+    assert not any(torch.allclose(inverter.w_avg.cpu(), w) for w in per_class)
+    code, out, err = run_script(
+        invert_cli.main, '--method=hyperstyle', f'--encoder={tmp_path / "inv" / "hyperstyle.pt"}', f'--network={cond}',
+        f'--outdir={tmp_path / "inv2"}', '--perceptual=none', '--device=cpu', f'--target={tmp_path / "photo.png"}',
+        '--class=dress', '--encoder-iters=1', '--hyper-iters=0')
+    assert code == 0, err
+
+
+def test_invert_takes_a_class_by_name(tmp_path):
+    cond = _conditional_snapshot(tmp_path)
+    common = [f'--network={cond}', f'--target={tmp_path / "photo.png"}', f'--outdir={tmp_path / "out"}',
+              '--perceptual=none', '--method=project', '--steps=2', '--w-avg-samples=20', '--device=cpu']
+    code, out, err = run_script(invert_cli.main, *common, '--class=dress')
+    assert code == 0, err
+    code, out, err = run_script(invert_cli.main, *common, '--class=coat')
+    assert code != 0 and 'shirt, dress' in err, err
