@@ -80,7 +80,7 @@ def test_a_snapshot_outside_a_run_writes_no_jsonl(run_dir, tmp_path):
 @pytest.mark.parametrize('case, expected', [
     ('missing-network', 'no such network file'),
     ('missing-dataset', 'not found; pass --data'),
-    ('missing-detector', 'inception-2015-12-05.pt'),
+    ('missing-detector', 'empty/inception-2015-12-05.pt not found'),
     ('unknown-metric', "unknown metric 'fid'"),
     ('stylegan2-equivariance', 'StyleGAN3'),
 ])
@@ -102,6 +102,8 @@ def test_bad_input_is_a_one_line_error(run_dir, tmp_path, case, expected):
     lines = [line for line in out.splitlines() if line.strip()]
     assert code != 0 and lines[-1].lower().startswith('error: ') and expected in lines[-1], out
     assert 'Traceback' not in out
+    if case == 'missing-detector':   # and what works without that file
+        assert '--metrics=fid_garments10k_full' in lines[-1], out
 
 
 def two_process_check(run, det, metrics):
