@@ -309,6 +309,7 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
 
     while state.cur_nimg < total_nimg:
         # -- one optimisation step over the global batch -----------------------------------------
+        stop.step_from = state.cur_nimg
         reals, real_c = stream.next()
         gen_z = torch.randn([len(phases), opts.batch, G.z_dim], generator=sample_gen).to(device)
         gen_c = random_labels(dataset, len(phases) * opts.batch, sample_gen).reshape(len(phases), opts.batch, -1)
@@ -324,6 +325,7 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
         update_ema(G, G_ema, opts, state.cur_nimg)
         state.cur_nimg += opts.batch
         state.batch_idx += 1
+        stop.step_from = state.cur_nimg   # a stop asked from here on (a snapshot being written) ends the next step
         if ada is not None:
             ada.step(reduce=distributed.all_reduce_sum_)
         if bar is not None:
@@ -375,7 +377,10 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
                                          f'{error.strerror or error if error is not None else "failed on rank 0"}; '
                                          f'the earlier snapshots are intact')
             if interrupted:
-                log(f'interrupted: saved {path}; resume with --resume={opts.run_dir}')
+                during = ('' if stop.requested_at is None else
+                          f'stop asked during the step from {stop.requested_at / 1000:g} kimg; ')
+                log(f'interrupted: {during}saved {path} at {state.cur_nimg / 1000:g} kimg; '
+                    f'resume with --resume={opts.run_dir}')
         if interrupted or done:
             break
         tick_start_time = time.time()
@@ -734,6 +739,10 @@ class StopFlag:
     def __init__(self, external: Any = None):
         self.requested = False
         self.external = external
+        # The loop keeps `step_from` at cur_nimg where the step in progress (or the next one) starts; the
+        # handler records it, so that the log shows the run stopped after exactly that step.
+        self.step_from: Optional[int] = None
+        self.requested_at: Optional[int] = None
         self.previous = {}
         for sig in STOP_SIGNALS:
             try:
@@ -744,6 +753,8 @@ class StopFlag:
     def _handle(self, signum, frame):
         if self.requested and signum == signal.SIGINT:   # a second Ctrl-C aborts at once; a repeated SIGTERM
             raise KeyboardInterrupt                      # (a scheduler's reminder) still lets the snapshot finish
+        if not self.requested:
+            self.requested_at = self.step_from
         self.requested = True
         if distributed.rank() == 0:
             tqdm.write('stopping after this step; a snapshot will be written (Ctrl-C again to abort)')
