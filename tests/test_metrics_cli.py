@@ -68,6 +68,27 @@ def test_every_snapshot_of_a_run_with_the_best_marked_and_reruns_skipped(run_dir
     assert code == 0 and len(again) == 4 and [r['results'] for r in again[2:]] == [r['results'] for r in fid]
 
 
+def test_the_run_directory_names_its_best_snapshot_for_network_run_best(run_dir):
+    from networks.snapshot import SnapshotError, load_generator, resolve_source
+    run, det, _ = run_dir
+    with pytest.raises(SnapshotError, match='best.json: no such file'):
+        resolve_source(f'{run}:best')
+    code, out = cli('--network', run, '--metrics', 'kid64_full,fid64_full', '--detector-dir', det, '--quiet')
+    assert code == 0, out
+    best = json.loads((run / 'best.json').read_text())
+    kid = records(run, 'kid64_full')
+    winner = min(kid, key=lambda r: r['results']['kid64_full'])
+    assert best['metric'] == 'kid64_full'                       # the first metric decides
+    assert (best['snapshot'], best['value']) == (winner['snapshot_pkl'], winner['results']['kid64_full'])
+    fid = records(run, 'fid64_full')
+    assert best['by_metric']['fid64_full']['value'] == min(r['results']['fid64_full'] for r in fid)
+    assert resolve_source(f'{run}:best') == str(run / winner['snapshot_pkl'])
+    assert load_generator(f'{run}:best').img_resolution == 16
+    os.remove(run / winner['snapshot_pkl'])                     # a retired snapshot is not "best" any more
+    with pytest.raises(SnapshotError, match='no longer there'):
+        resolve_source(f'{run}:best')
+
+
 def test_a_snapshot_outside_a_run_writes_no_jsonl(run_dir, tmp_path):
     run, det, data = run_dir
     lone = tmp_path / 'elsewhere' / 'model.pkl'

@@ -772,9 +772,12 @@ class StopFlag:
 
 def run_metrics(opts, G_ema, snapshot_path, rank, device, log) -> None:
     from metrics.api import calc_metric, report_metric   # imported lazily: detectors load only when asked
+    from metrics.best import best_line
     for metric in opts.metrics:
         result = calc_metric(metric, G=G_ema, data=opts.data, mirror=opts.mirror, num_gpus=distributed.world_size(),
                              rank=rank, device=device, detector_dir=opts.detector_dir)
         if rank == 0:
             report_metric(result, run_dir=opts.run_dir, snapshot_pkl=os.path.basename(snapshot_path))
             log(f'{metric}: {result["results"]}')
+    if rank == 0 and best_line(opts.run_dir):
+        log(best_line(opts.run_dir))
