@@ -142,8 +142,9 @@ def project(G: nn.Module, target: torch.Tensor, o: ProjectOptions = ProjectOptio
 
     history = []
     ws_steps = torch.zeros([o.num_steps, G.num_ws, G.w_dim]) if record_steps else None
-    bar = tqdm(range(o.num_steps), desc=f'project {o.space.upper()}', unit='step', disable=not progress, leave=False)
-    for step in bar:
+    # Counted by hand after each finished step: iterating a tqdm shows one step less in its last draw (349/350).
+    bar = tqdm(total=o.num_steps, desc=f'project {o.space.upper()}', unit='step', disable=not progress, leave=False)
+    for step in range(o.num_steps):
         t = step / o.num_steps
         lr = learning_rate(step, o.num_steps, o.initial_learning_rate, o.lr_rampup_length, o.lr_rampdown_length)
         for group in optimizer.param_groups:
@@ -171,7 +172,10 @@ def project(G: nn.Module, target: torch.Tensor, o: ProjectOptions = ProjectOptio
             ws_steps[step] = w_opt.detach().expand(-1, G.num_ws, -1)[0].cpu()
         if callback is not None:
             callback(step, record)
-        bar.set_postfix(loss=f'{record["loss"]:.4f}')
+        bar.set_postfix(loss=f'{record["loss"]:.4f}', refresh=False)
+        bar.update(1)
+    bar.refresh()   # the last draw shows every finished step (update() draws at most every 0.1 s)
+    bar.close()
 
     for buf in noise.values():
         buf.requires_grad_(False)

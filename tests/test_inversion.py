@@ -490,3 +490,14 @@ def test_invert_takes_a_class_by_name(tmp_path):
     assert code == 0, err
     code, out, err = run_script(invert_cli.main, *common, '--class=coat')
     assert code != 0 and 'shirt, dress' in err, err
+
+
+def test_progress_bars_end_at_every_step_done(G, stats, capsys):
+    # The PTI bar's last draw said "349/350 100%": tqdm draws at most every 0.1 s and counts a step only when
+    # the next one starts.
+    target = preprocess.prepare_target(np.full([16, 16, 3], 200, np.uint8), 16, 3)
+    invert(G, target, InvertOptions(method='pti', steps=30, pti_steps=35), perceptual=None, stats=stats, progress=True)
+    draws = [p for p in capsys.readouterr().err.replace('\n', '\r').split('\r') if p.strip()]
+    for name, total in (('project W', 30), ('PTI tuning', 35)):
+        last = [d for d in draws if d.startswith(name)][-1]
+        assert f'{total}/{total} ' in last, last
