@@ -67,6 +67,7 @@ def test_tiny_run_trains_and_generates(tmp_path, tiny_data):
             assert np.isfinite(tick[key]['mean']), key
     assert ticks[-1]['Progress/kimg']['mean'] >= 0.2
     assert ticks[-1]['Loss/scores/real']['mean'] > ticks[-1]['Loss/scores/fake']['mean']
+    assert_events_match_stats(rd)
 
     out = tmp_path / 'out'
     g = subprocess.run([sys.executable, os.path.join(REPO, 'gen_images.py'), '--network', rd, '--seeds', '0-1',
@@ -74,6 +75,47 @@ def test_tiny_run_trains_and_generates(tmp_path, tiny_data):
     assert g.returncode == 0, g.stderr
     assert np.asarray(PIL.Image.open(out / 'seed0000.png')).shape == (16, 16, 3)
 
+
+
+def assert_events_match_stats(rd):
+    """TensorBoard events beside stats.jsonl: one event per tick, at its image count, with every mean."""
+    from training.tensorboard import read_scalars
+    ticks = [json.loads(line) for line in open(os.path.join(rd, 'stats.jsonl'))]
+    files = sorted(n for n in os.listdir(rd) if n.startswith('events.out.tfevents.'))
+    assert files, os.listdir(rd)
+    events = [e for name in files for e in read_scalars(os.path.join(rd, name))]
+    assert [step for step, _, _ in events] == [round(t['Progress/kimg']['mean'] * 1000) for t in ticks]
+    for (_, wall, values), tick in zip(events, ticks):
+        assert set(values) == {k for k in tick if k != 'timestamp'}
+        for name, value in values.items():
+            assert value == pytest.approx(tick[name]['mean'], rel=1e-6, abs=1e-6), name
+    return events
+
+
+def test_a_resumed_run_drops_the_events_it_will_write_again(tmp_path):
+    from training.run_dir import tidy_run_dir
+    from training.tensorboard import EventWriter, read_scalars
+    w = EventWriter(str(tmp_path))
+    for step in (8, 16, 24):
+        w.scalars(step, {'Loss/G/loss': step / 10})
+    tidy_run_dir(str(tmp_path), resume=None, next_tick=2, cur_nimg=16)
+    assert [(step, values) for step, _, values in read_scalars(w.path)] == [(8, {'Loss/G/loss': pytest.approx(0.8)}),
+                                                                           (16, {'Loss/G/loss': pytest.approx(1.6)})]
+    assert open(w.path, 'rb').read().count(b'brain.Event:2') == 1
+
+
+def test_tensorboard_reads_the_events_file(tmp_path):
+    # Our own encoder, checked against TensorBoard's reader where it is installed (the GPU machine has it).
+    pytest.importorskip('tensorboard', reason='the cross-check needs tensorboard (pip install tensorboard)')
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from training.tensorboard import EventWriter
+    w = EventWriter(str(tmp_path))
+    w.scalars(8, {'Loss/G/loss': 1.5, 'Progress/kimg': 0.008})
+    w.scalars(504, {'Loss/G/loss': -0.25, 'Metrics/fid50k_full': 12.5})
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars('Loss/G/loss')] == [(8, 1.5), (504, -0.25)]
+    assert [(e.step, e.value) for e in acc.Scalars('Metrics/fid50k_full')] == [(504, 12.5)]
 
 
 def test_conditional_run_records_class_names(tmp_path, monkeypatch):
@@ -117,6 +159,7 @@ def test_ctrl_c_writes_snapshot_and_resume_continues(tmp_path, tiny_data):
     assert not os.path.exists(snap) or snap == find_latest_snapshot(rd)   # the Ctrl-C snapshot is retired
     ticks = [json.loads(line) for line in open(os.path.join(rd, 'stats.jsonl'))]
     assert [t['Progress/tick']['mean'] for t in ticks] == [0, 1, 2]
+    assert_events_match_stats(rd)   # the events of both parts: each tick once
     tick1 = ticks[1]
     assert tick1['Timing/sec_per_tick']['mean'] > counters['tick_seconds']
     kimg = tick1['Progress/kimg']['mean'] - ticks[0]['Progress/kimg']['mean']

@@ -37,6 +37,7 @@ from training.dataset import DatasetError, ImageFolderDataset
 from training.loss import LossOptions, StyleGANLoss
 from training.run_dir import SnapshotKeeper, tidy_run_dir
 from training.stats import StatsCollector, append_jsonl, timestamped
+from training.tensorboard import EventWriter, tick_scalars, viewer_note
 
 class OptionError(UserError):
     """Options that cannot train together; the message names them."""
@@ -304,6 +305,9 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
     total_nimg = int(opts.kimg * 1000)
     tick_nimg = int(opts.tick * 1000)
     log(f'training for {opts.kimg:g} kimg from {state.cur_nimg / 1000:g} kimg on {world} process(es), device {device}')
+    events = EventWriter(opts.run_dir) if is_main else None
+    if is_main:
+        log(viewer_note(os.path.dirname(os.path.abspath(opts.run_dir))))
     tick_start_time = time.time()
     bar = make_bar(state, tick_nimg, total_nimg, opts.batch) if is_main else None
 
@@ -346,6 +350,7 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
             log(tick_line(state, tick_stats, opts))
             if is_main:
                 append_jsonl(os.path.join(opts.run_dir, 'stats.jsonl'), timestamped(tick_stats))
+                events.scalars(state.cur_nimg, tick_scalars(tick_stats))
             scheduled = done or state.cur_tick % opts.snap == 0
             # The tick is closed before any snapshot, so that a resume starts the next one.
             state.cur_tick += 1
@@ -362,7 +367,7 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
                 training_state = capture_state(opts, state, phases, ada, loss, sample_gen, augment_gen, stats,
                                                interrupted=not scheduled)
                 if scheduled and opts.metrics:   # on every rank: each computes its share of the features
-                    run_metrics(opts, G_ema, path, rank, device, log)
+                    run_metrics(opts, G_ema, path, rank, device, log, events, state.cur_nimg)
                 try:
                     if is_main and scheduled:
                         grid.save_fakes(os.path.join(opts.run_dir, f'fakes{name}.png'))
@@ -770,7 +775,7 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
-def run_metrics(opts, G_ema, snapshot_path, rank, device, log) -> None:
+def run_metrics(opts, G_ema, snapshot_path, rank, device, log, events=None, cur_nimg: int = 0) -> None:
     from metrics.api import calc_metric, report_metric   # imported lazily: detectors load only when asked
     from metrics.best import best_line
     for metric in opts.metrics:
@@ -779,5 +784,7 @@ def run_metrics(opts, G_ema, snapshot_path, rank, device, log) -> None:
         if rank == 0:
             report_metric(result, run_dir=opts.run_dir, snapshot_pkl=os.path.basename(snapshot_path))
             log(f'{metric}: {result["results"]}')
+            if events is not None:
+                events.scalars(cur_nimg, {f'Metrics/{k}': v for k, v in result['results'].items()})
     if rank == 0 and best_line(opts.run_dir):
         log(best_line(opts.run_dir))
