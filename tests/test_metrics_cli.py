@@ -89,6 +89,36 @@ def test_the_run_directory_names_its_best_snapshot_for_network_run_best(run_dir)
         resolve_source(f'{run}:best')
 
 
+def test_plot_draws_the_runs_curves_and_metrics(run_dir, tmp_path):
+    import numpy as np
+    import PIL.Image
+    from training import curves
+    run, det, _ = run_dir
+    with open(run / 'stats.jsonl', 'w') as f:
+        for tick, kimg in enumerate([0.004, 2.0, 4.0]):
+            f.write(json.dumps({'Progress/kimg': dict(num=1, mean=kimg), 'Loss/G/loss': dict(num=4, mean=1 + tick),
+                                'Loss/D/loss': dict(num=4, mean=2 - tick), 'Progress/augment': dict(num=1, mean=0.1 * tick),
+                                'Loss/scores/real': dict(num=4, mean=0.5), 'Loss/scores/fake': dict(num=4, mean=-0.5),
+                                'timestamp': 1.0 + tick}) + '\n')
+    code, out = cli('--network', run, '--metrics', 'fid64_full', '--detector-dir', det, '--quiet',
+                    '--plot', tmp_path / 'curves.png')
+    assert code == 0 and 'curves.png' in out, out
+    panels = curves.run_curves(str(run))
+    assert [title for title, _ in panels] == ['G loss', 'D loss', 'D scores: real, fake', 'augment p', 'fid64_full']
+    assert panels[0][1]['Loss/G/loss'] == [(0.004, 1), (2.0, 2), (4.0, 3)]
+    assert [x for x, _ in panels[-1][1]['fid64_full']] == [0.0, 4.0]
+    image = np.asarray(PIL.Image.open(tmp_path / 'curves.png'))
+    assert image.shape == (28 + 3 * curves.PANEL_H, 2 * curves.PANEL_W, 3)
+    blue = np.all(image == curves.COLOURS[0], axis=2)
+    for i in range(len(panels)):   # a curve in every panel
+        r, c = divmod(i, 2)
+        assert blue[28 + r * curves.PANEL_H:28 + (r + 1) * curves.PANEL_H, c * curves.PANEL_W:(c + 1) * curves.PANEL_W].sum() > 50
+    code, out = cli('--network', run, '--metrics', 'none', '--plot', tmp_path / 'only.png')   # no metric: only the plot
+    assert code == 0 and np.array_equal(np.asarray(PIL.Image.open(tmp_path / 'only.png')), image)
+    code, out = cli('--network', tmp_path / 'det', '--metrics', 'none', '--plot', tmp_path / 'x.png')
+    assert code == 1 and 'not a run directory' in out
+
+
 def test_a_snapshot_outside_a_run_writes_no_jsonl(run_dir, tmp_path):
     run, det, data = run_dir
     lone = tmp_path / 'elsewhere' / 'model.pkl'
