@@ -459,6 +459,22 @@ def test_hand_labels_file(tmp_path, g2):
     assert d.names == ['long'] and d.vectors[0] @ (u / np.linalg.norm(u)) > 0.8
 
 
+def test_the_hand_labels_example_in_the_docs_fits(tmp_path):
+    # docs/editing.md showed two labelled seeds, and directions.py needs ten per label: the example must run.
+    import re
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    text = open(os.path.join(repo, 'docs', 'editing.md')).read()
+    example = re.search(r'```json\n(.*?)```', text, re.S)
+    assert example, 'docs/editing.md has no hand-labels example'
+    labels = json.loads(example.group(1))
+    (tmp_path / 'labels.json').write_text(json.dumps(labels))
+    code, out, err = run_script(directions.main, '--network=garments', '--class=dress', '--discover=supervised',
+                                f'--labels-from={tmp_path / "labels.json"}', f'--directions={tmp_path / "hand.npz"}')
+    assert code == 0, err
+    assert load_directions(tmp_path / 'hand.npz').names == list(labels)
+    assert 'at least 10 labelled seeds' in text
+
+
 # ---------------------------------------------------------------------------------------------
 # On the pretrained garment model (or the snapshot SG3C_EDIT_NETWORK names; SG3C_EDIT_NETWORK=train trains one).
 
