@@ -94,8 +94,10 @@ def resolve_network(name: str) -> str:
 def network_argument(given: str, path: str) -> str:
     """How the page and its shell commands name the network: a short name of pretrained/ as given (it
     works from any folder), else the resolved snapshot, relative to the current folder where it lies below it."""
-    if '://' in path or (not os.path.exists(given) and resolve_pretrained(given) == path):
-        return given if '://' not in path else path
+    if '://' in path:
+        return path
+    if not os.path.exists(given) and resolve_pretrained(given) == path:
+        return given
     relative = os.path.relpath(path)
     return path if relative.startswith('..') else relative
 
