@@ -79,17 +79,24 @@ def test_tiny_run_trains_and_generates(tmp_path, tiny_data):
 
 def assert_events_match_stats(rd):
     """TensorBoard events beside stats.jsonl: one event per tick, at its image count, with every mean."""
+    assert not assert_events_match_stats_and_metrics(rd)
+
+
+def assert_events_match_stats_and_metrics(rd):
+    """As assert_events_match_stats; returns the metric events (Metrics/...), which it leaves out."""
     from training.tensorboard import read_scalars
     ticks = [json.loads(line) for line in open(os.path.join(rd, 'stats.jsonl'))]
     files = sorted(n for n in os.listdir(rd) if n.startswith('events.out.tfevents.'))
     assert files, os.listdir(rd)
-    events = [e for name in files for e in read_scalars(os.path.join(rd, name))]
+    every = [e for name in files for e in read_scalars(os.path.join(rd, name))]
+    metrics = [e for e in every if all(tag.startswith('Metrics/') for tag in e[2])]
+    events = [e for e in every if e not in metrics]
     assert [step for step, _, _ in events] == [round(t['Progress/kimg']['mean'] * 1000) for t in ticks]
     for (_, wall, values), tick in zip(events, ticks):
         assert set(values) == {k for k in tick if k != 'timestamp'}
         for name, value in values.items():
             assert value == pytest.approx(tick[name]['mean'], rel=1e-6, abs=1e-6), name
-    return events
+    return metrics
 
 
 def test_a_resumed_run_drops_the_events_it_will_write_again(tmp_path):
@@ -228,6 +235,14 @@ def test_two_gloo_processes_train_like_one_process(tmp_path, tiny_data):
     fids = [json.loads(open(os.path.join(run_dir(tmp_path / d), 'metric-fid16_full.jsonl')).readlines()[-1])
             ['results']['fid16_full'] for d in ('one', 'two')]
     assert np.isfinite(fids).all() and fids[0] > 0
+    rd = run_dir(tmp_path / 'one')   # the metric went to TensorBoard too, and made best.json that :best loads
+    metric_events = [(step, v) for step, _, v in assert_events_match_stats_and_metrics(rd)]
+    assert [step for step, _ in metric_events] == [8, 16]   # the snapshots of tick 0 and of the end
+    assert metric_events[-1][1] == {'Metrics/fid16_full': pytest.approx(fids[0], rel=1e-6)}
+    best = json.load(open(os.path.join(rd, 'best.json')))
+    assert (best['metric'], best['snapshot']) == ('fid16_full', 'network-snapshot-000000.016.pkl')
+    assert 'best so far by fid16_full' in open(os.path.join(rd, 'log.txt')).read()
+    assert find_latest_snapshot(rd) == os.path.join(rd, best['snapshot'])
     a, b = state_of(find_latest_snapshot(tmp_path / 'one')), state_of(find_latest_snapshot(tmp_path / 'two'))
     diff = torch.cat([(a[k] - b[k]).abs().flatten() for k in a if k.startswith('D.')])
     assert diff.median() < 1e-5 and diff.max() < 4 * 0.002 * 4

@@ -377,6 +377,8 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
                                                    training_state=training_state), scheduled=scheduled)
                 except OSError as e:   # disk full, permissions: stop with one line on every rank
                     error = e
+            if is_main and scheduled and opts.metrics and error is None:
+                note_best(opts.run_dir, log)
             if distributed.any_rank(error is not None):
                 raise SnapshotWriteError(f'{path}: cannot write the snapshot: '
                                          f'{error.strerror or error if error is not None else "failed on rank 0"}; '
@@ -777,7 +779,6 @@ class StopFlag:
 
 def run_metrics(opts, G_ema, snapshot_path, rank, device, log, events=None, cur_nimg: int = 0) -> None:
     from metrics.api import calc_metric, report_metric   # imported lazily: detectors load only when asked
-    from metrics.best import best_line
     for metric in opts.metrics:
         result = calc_metric(metric, G=G_ema, data=opts.data, mirror=opts.mirror, num_gpus=distributed.world_size(),
                              rank=rank, device=device, detector_dir=opts.detector_dir)
@@ -786,5 +787,13 @@ def run_metrics(opts, G_ema, snapshot_path, rank, device, log, events=None, cur_
             log(f'{metric}: {result["results"]}')
             if events is not None:
                 events.scalars(cur_nimg, {f'Metrics/{k}': v for k, v in result['results'].items()})
-    if rank == 0 and best_line(opts.run_dir):
-        log(best_line(opts.run_dir))
+
+
+def note_best(run_dir: str, log) -> None:
+    """Rank best.json's snapshots again once the new snapshot is on disk (metrics run before it is written,
+    and only snapshots that exist can be best), and log the best."""
+    from metrics.best import best_line, update_best
+    update_best(run_dir)
+    line = best_line(run_dir)
+    if line:
+        log(line)
