@@ -44,7 +44,7 @@ from inversion.run import PROJECT_STEPS, InvertOptions, invert
 from networks.generate import save_image, seeds_to_ws, synthesize
 from networks.snapshot import BEST_SUFFIX, SnapshotError, export_pt, load_generator, resolve_source
 from pretrained import MODELS as PRETRAINED_MODELS, resolve_pretrained
-from torch_utils.cli import UserError
+from torch_utils.cli import UserError, did_you_mean
 from training.image_io import to_array
 
 PathLike = Union[str, os.PathLike]
@@ -85,7 +85,8 @@ def resolve_network(name: str) -> str:
     found = resolve_pretrained(name)
     if found is None:
         raise StudioError(f'{name}: no such file, and not the name of a model in pretrained/ '
-                          f'({", ".join(PRETRAINED_MODELS)}); pass --network=PATH to a snapshot (.pkl, .pt or run directory)')
+                          f'({", ".join(PRETRAINED_MODELS)}){did_you_mean(name, PRETRAINED_MODELS)}; '
+                          f'pass --network=PATH to a snapshot (.pkl, .pt or run directory)')
     if not os.path.isfile(found):
         raise StudioError(f'{found}: the {name!r} model is missing from this checkout; pass --network=PATH')
     return found

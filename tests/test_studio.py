@@ -240,6 +240,8 @@ def test_network_names_resolve_to_files_or_the_pretrained_folder_only(tmp_path):
     assert S.network_argument('garments', S.resolve_network('garments')) == 'garments'
     with pytest.raises(S.StudioError, match='not the name of a model in pretrained'):
         S.resolve_network('shoes')
+    with pytest.raises(S.StudioError, match=r'did you mean garments\?'):
+        S.resolve_network('garmnets')
     with pytest.raises(S.StudioError, match='no such file'):
         S.resolve_network('elsewhere/model.pkl')
 
