@@ -26,7 +26,7 @@ import gradio as gr
 import numpy as np
 
 from editing.studio import (DEFAULT_NETWORK, INVERT_METHODS, MAX_UPLOAD_BYTES, MIX_PRESETS, STRENGTH_LIMIT, Session,
-                            Studio, StudioError, mask_from_strokes, read_upload, resolve_network)
+                            Studio, StudioError, mask_from_strokes, network_argument, read_upload, resolve_network)
 from inversion.outputs import side_by_side
 from torch_utils.cli import UserError, run
 
@@ -76,7 +76,7 @@ def build_ui(studio: Studio, export_root: Optional[str] = None) -> gr.Blocks:
         family = 'StyleGAN3' if hasattr(G.synthesis, 'layer_names') else 'StyleGAN2'
         d_text = (f'{len(studio.directions)} directions from `{os.path.basename(studio.directions_path)}`'
                   if studio.directions else 'no directions file (find GANSpace components in the Edit tab)')
-        gr.Markdown(f'## Garment studio\n`{os.path.basename(studio.network)}`: {family}, '
+        gr.Markdown(f'## Garment studio\n`{studio.network_arg}`: {family}, '
                     f'{studio.resolution}x{studio.resolution}' + (f', {studio.num_classes} classes' if classes else '')
                     + f', {G.num_ws} ws rows; {d_text}')
         with gr.Row():
@@ -118,7 +118,8 @@ def build_ui(studio: Studio, export_root: Optional[str] = None) -> gr.Blocks:
                                                elem_id='mix-b')
                         preset = gr.Radio([*MIX_PRESETS, 'custom'], value='fine', elem_id='mix-preset',
                                           label='Rows from B: ' + ', '.join(f'{p} {a}-{b - 1}' for p, (a, b) in presets.items()))
-                        cut = gr.Slider(1, G.num_ws - 1, value=presets['fine'][0], step=1, elem_id='mix-cut',
+                        cut = gr.Slider(1, G.num_ws - 1, value=studio.preset_cut('fine') or G.num_ws // 2, step=1,
+                                        elem_id='mix-cut',
                                         label='Custom: structure from A ends at ws row (B gives this row and later)')
                         mix_btn = gr.Button('Mix', variant='primary', elem_id='mix-btn')
                         with gr.Row():
@@ -153,6 +154,9 @@ def build_ui(studio: Studio, export_root: Optional[str] = None) -> gr.Blocks:
                                                  type='numpy', sources=[], image_mode='RGBA', elem_id='painter',
                                                  brush=gr.Brush(colors=['#ff0066'], color_mode='fixed'),
                                                  transforms=[], height=320)
+                        # Its own class, not the Generate tab's: the photo's garment decides.
+                        invert_cls = gr.Dropdown(choices=classes, value=0 if classes else None, visible=bool(classes),
+                                                 label='Class of the garment in the photo', elem_id='invert-class')
                         with gr.Row():
                             method = gr.Radio(list(INVERT_METHODS), value='pti', label='Method', elem_id='method')
                             steps = gr.Slider(1, 1000, value=200, step=1, label='Projection steps', elem_id='steps')
@@ -224,9 +228,8 @@ def build_ui(studio: Studio, export_root: Optional[str] = None) -> gr.Blocks:
             return {img_a: studio.image(ga), img_b: studio.image(gb), img_mix: out[current], **out}
 
         def preset_moved(preset_value):
-            if preset_value in MIX_PRESETS:
-                return gr.Slider(value=presets[preset_value][0])
-            return gr.Slider()
+            cut_value = studio.preset_cut(preset_value) if preset_value in MIX_PRESETS else None
+            return gr.Slider(value=cut_value) if cut_value is not None else gr.Slider()
 
         mix_inputs = [state, seed_a, seed_b, preset, cut, trunc, cls]
         mix_outputs = slider_outputs + [img_a, img_b, img_mix, mix_status]
@@ -318,7 +321,7 @@ def build_ui(studio: Studio, export_root: Optional[str] = None) -> gr.Blocks:
             return {}
 
         photo.upload(guarded(invert_status, photo_uploaded), [photo], [painter, invert_status])
-        invert_btn.click(invert, [state, photo, mask_file, painter, method, steps, pti_steps, cls],
+        invert_btn.click(invert, [state, photo, mask_file, painter, method, steps, pti_steps, invert_cls],
                          slider_outputs + [invert_status, compare], concurrency_limit=2)
         cancel_btn.click(guarded(invert_status, cancel), [state], [invert_status], queue=False)
 
@@ -364,11 +367,29 @@ def main(network, directions, port, host, share, device, perceptual):
     device = default_device() if device == 'auto' else torch.device(device)
     path = resolve_network(network)
     loss_net, loss_name = load_perceptual_for_app(perceptual, device)
-    studio = Studio.load(path, directions, device=device, perceptual=loss_net, perceptual_name=loss_name)
+    studio = Studio.load(path, directions, device=device, perceptual=loss_net, perceptual_name=loss_name,
+                         network_arg=network_argument(network, path))
     demo = build_ui(studio)
     demo.queue(default_concurrency_limit=4)
-    demo.launch(server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD_BYTES, theme=THEME, css=CSS,
-                ssr_mode=False, footer_links=['settings'], show_error=False)
+    # quiet: gradio's own lines would tell the user to edit launch() for a public link (--share does it)
+    _, local_url, share_url = demo.launch(
+        server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD_BYTES, theme=THEME, css=CSS,
+        ssr_mode=False, footer_links=['settings'], show_error=False, quiet=True, prevent_thread_lock=True)
+    print(startup_text(studio, network, local_url, share_url), flush=True)
+    demo.block_thread()
+
+
+def startup_text(studio: Studio, given: str, local_url: str, share_url: Optional[str]) -> str:
+    """What the app serves and where: the network (and what --network it came from), directions, perceptual
+    loss, addresses."""
+    resolved = '' if studio.network_arg == given else f' (from --network={given})'
+    lines = [f'network: {studio.network_arg}{resolved}',
+             f'directions: {studio.directions_path} ({len(studio.directions)})' if studio.directions is not None else
+             'directions: none (the Edit tab finds GANSpace components)',
+             f'perceptual loss for inversion: {studio.perceptual_name}',
+             f'open {local_url}' + (f' or the public link {share_url}' if share_url else
+                                    ' (--share adds a public link; Ctrl-C stops)')]
+    return '\n'.join(lines)
 
 
 if __name__ == '__main__':

@@ -6,6 +6,8 @@ Examples:
   python calc_metrics.py --metrics=fid50k_full,kid50k_full --network=runs/00000-stylegan3-t-garments-gpus1-batch32-gamma2
   # One snapshot against a given dataset, with x-flips:
   python calc_metrics.py --metrics=fid10k_full,pr50k3_full --network=runs/.../network-snapshot-000432.pkl --data=garments-256x256.zip
+  # A run's curves (losses, augment p, recorded metrics over kimg) as a PNG, without TensorBoard:
+  python calc_metrics.py --network=runs/00000-stylegan3-t-garments-gpus1-batch32-gamma2 --metrics=none --plot=curves.png
   # Equivariance of a StyleGAN3 pickle from NVIDIA:
   python calc_metrics.py --metrics=eqt50k_int,eqr50k --network=https://.../stylegan3-r-afhqv2-512x512.pkl
 
@@ -27,10 +29,13 @@ Detectors (Inception, VGG16) are NVIDIA's TorchScript files, downloaded once int
 """
 from __future__ import annotations
 
+import os
+
 import click
 
 from metrics.runner import EvalJob, collect, format_table, prepare, run
 from torch_utils import cli
+from training.curves import plot_run
 
 
 def parse_metrics(value: str) -> list[str]:
@@ -49,10 +54,15 @@ def parse_metrics(value: str) -> list[str]:
 @click.option('--force', is_flag=True, help='Recompute results already in the run\'s metric-*.jsonl')
 @click.option('--seed', type=click.IntRange(min=0), default=0, show_default=True, help='Seed of the generated samples')
 @click.option('--verbose/--quiet', default=True, show_default=True, help='Progress bars and per-result lines')
-def main(network, metrics, data, mirror, gpus, detector_dir, force, seed, verbose):
+@click.option('--plot', type=click.Path(dir_okay=False), metavar='PNG',
+              help="Also draw the run's curves (losses, augment p, metrics over kimg) into this PNG; --metrics=none: only that")
+def main(network, metrics, data, mirror, gpus, detector_dir, force, seed, verbose, plot):
     names = parse_metrics(metrics)
+    if not names and not plot:
+        raise click.BadParameter('give at least one metric (or none with --plot)', param_hint='--metrics')
     if not names:
-        raise click.BadParameter('give at least one metric', param_hint='--metrics')
+        click.echo(f'wrote {plot_run(run_directory(network), plot)}')
+        return
     job = EvalJob(metrics=names, network=network, data=data, mirror=mirror, gpus=gpus, detector_dir=detector_dir,
                   force=force, seed=seed, verbose=verbose)
     prepare(job)   # every failure a user can cause is a UserError: one line, exit code 1 (torch_utils.cli.run)
@@ -61,6 +71,18 @@ def main(network, metrics, data, mirror, gpus, detector_dir, force, seed, verbos
         click.echo(f'{skipped} result(s) already in {job.run_dir}/metric-*.jsonl; --force recomputes them')
     new = run(job)
     click.echo(format_table(collect(job, new)))
+    if plot:
+        click.echo(f'wrote {plot_run(run_directory(network), plot)}')
+
+
+def run_directory(network: str) -> str:
+    """The run whose curves --plot draws: a run directory, or the newest run of an outdir."""
+    from training.run_dir import is_run_dir, latest_run_dir
+    run_dir = network if os.path.isdir(network) and is_run_dir(network) else (
+        latest_run_dir(network) if os.path.isdir(network) else None)
+    if run_dir is None:
+        raise cli.UserError(f'--plot: {network} is not a run directory (nor an outdir holding runs)')
+    return run_dir
 
 
 if __name__ == '__main__':

@@ -3,6 +3,8 @@
 
 \b
 Examples:
+  # the shipped garment model, offline (pixel loss only), a jacket drawn outside its training set:
+  python invert.py --method=pti --network=garments --class=jacket --target=docs/images/jacket.png --perceptual=none --outdir=out
   # W projection as NVIDIA's projector (1000 steps, VGG16 LPIPS + pixel loss):
   python invert.py --method=project --network=snapshot.pkl --target=shirt.jpg --outdir=out
   # pivotal tuning; writes out/shirt_pti.pkl, a snapshot that gen_images.py and edits use as is:

@@ -53,7 +53,7 @@ from training.run_dir import OPTIONS_FILE, claim_run_dir, is_run_dir, latest_run
 # Options that may change when a run continues exactly; any other option given with --resume must
 # match the run's own value, since it would change what the run computes.
 SAFE_ON_RESUME = ('kimg', 'tick', 'snap', 'workers', 'metrics', 'detector_dir', 'nobench')
-NOT_OPTIONS = ('outdir', 'resume', 'transfer', 'dry_run')
+NOT_OPTIONS = ('outdir', 'resume', 'transfer', 'dry_run', 'verbose')
 
 
 def parse_comma_list(value):
@@ -186,22 +186,25 @@ def launch(opts: tl.TrainingOptions, stop: tl.StopFlag) -> None:
 @click.option('--fp32', type=bool, default=False, show_default=True, help='Disable mixed-precision')
 @click.option('--nobench', type=bool, default=False, show_default=True, help='Disable cuDNN benchmarking')
 @click.option('--workers', type=click.IntRange(min=0), help='DataLoader worker processes  [default: 3, at most the CPU cores per process]')
-@click.option('-n', '--dry-run', is_flag=True, help='Check everything, print the training options and exit')
+@click.option('-n', '--dry-run', is_flag=True, help='Check everything, say what the run would do, and exit')
+@click.option('-v', '--verbose', is_flag=True, help='Also print every training option as JSON (as training_options.json holds them)')
 def main(**kw):
     ctx = click.get_current_context()
     given = {name for name in kw if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
     plan = plan_run(kw, given)   # everything is checked here; nothing is created before it passes
     opts = plan.opts
-    click.echo(json.dumps(dataclasses.asdict(opts), indent=2))
+    if kw['verbose']:
+        click.echo(json.dumps(dataclasses.asdict(opts), indent=2))
     if plan.finished:
         click.echo(f'{opts.run_dir}: the run is finished ({plan.cur_nimg / 1000:g} kimg of --kimg={opts.kimg:g}); '
                    f'nothing to do (a larger --kimg trains on)')
         return
+    click.echo(run_summary(plan))
     if opts.gpus > 1 and not torch.cuda.is_available():
-        click.echo(f'no CUDA device: --gpus={opts.gpus} starts {opts.gpus} CPU processes with '
-                   f'{max(cpu_cores() // opts.gpus, 1)} of {cpu_cores()} cores each; --gpus=1 is usually faster on CPU')
+        click.echo(cpu_processes_notice(opts.gpus, cpu_cores()))
     if kw['dry_run']:
-        click.echo('dry run: exiting')
+        click.echo('dry run: everything checked, nothing created' +
+                   ('' if kw['verbose'] else '; --verbose prints every option as JSON'))
         return
     stop = tl.StopFlag()   # from here on Ctrl-C ends in a snapshot
     if plan.new_run:
@@ -209,6 +212,23 @@ def main(**kw):
     atomic_write_bytes(os.path.join(opts.run_dir, OPTIONS_FILE), json.dumps(dataclasses.asdict(opts), indent=2).encode())
     click.echo(f'run directory: {opts.run_dir}')
     launch(opts, stop)
+
+
+def run_summary(plan: 'Plan') -> str:
+    """Two lines on what the run does; every option is in the run's training_options.json (--verbose prints it)."""
+    o = plan.opts
+    where = (f'new run in {o.run_dir}' if plan.new_run else
+             f'continuing {o.run_dir} at {plan.cur_nimg / 1000:g} kimg')
+    start = f', weights from {o.resume}' if o.transfer and o.resume else ''
+    metrics = ','.join(o.metrics) or 'none'
+    return (f'{where}{start}\n{o.cfg} on {o.data}: batch {o.batch} on {o.gpus} process(es), gamma {o.gamma:g}, '
+            f'{o.kimg:g} kimg, tick {o.tick:g} kimg, snapshot every {o.snap} tick(s), metrics {metrics}')
+
+
+def cpu_processes_notice(gpus: int, cores: int) -> str:
+    share = f'{cores // gpus} cores each' if cores >= gpus else f'{gpus / cores:g} processes per core'
+    return (f'no CUDA device: --gpus={gpus} starts {gpus} CPU processes sharing {cores} cores ({share}); '
+            f'--gpus=1 is usually faster on CPU')
 
 
 @dataclasses.dataclass
@@ -241,12 +261,13 @@ def check_metrics(opts: tl.TrainingOptions) -> None:
     # Find (or download) the feature networks now, not after the first hours of training.
     from metrics.detectors import locate_detector
     from metrics.errors import DetectorError
-    from metrics.registry import get_metric
+    from metrics.registry import get_metric, offline_hint
     for name in sorted({d for m in opts.metrics for d in get_metric(m).detectors}):
         try:
             locate_detector(name, opts.detector_dir)
         except DetectorError as e:
-            raise UserError(f'--metrics={",".join(opts.metrics)}: {e} (or train with --metrics=none)') from None
+            raise UserError(f'--metrics={",".join(opts.metrics)}: {e}; {offline_hint()}, or train with '
+                            f'--metrics=none') from None
 
 
 def _plan(kw: dict, given: set) -> Plan:

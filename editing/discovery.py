@@ -261,7 +261,9 @@ def class_directions(G: torch.nn.Module, num_samples: int = 2000, seed: int = 0,
     moves the overall mean onto class k's mean; to turn class a into b, edit a:-shift_a and b:+shift_b."""
     if G.c_dim == 0:
         raise EditingError('class directions need a conditional network (this one has no classes)')
-    names = list(class_names) if class_names else [f'class{k}' for k in range(G.c_dim)]
+    if not class_names:   # one naming everywhere (the shipped file's too): class_<name> where G records names
+        class_names = [f'class_{name}' for name in getattr(G, 'class_names', None) or range(G.c_dim)]
+    names = list(class_names)
     if len(names) != G.c_dim:
         raise EditingError(f'{len(names)} class names given for {G.c_dim} classes')
     means, pooled = [], []

@@ -42,9 +42,9 @@ from inversion.preprocess import Target, prepare_target
 from inversion.projector import LatentStats, latent_stats
 from inversion.run import PROJECT_STEPS, InvertOptions, invert
 from networks.generate import save_image, seeds_to_ws, synthesize
-from networks.snapshot import export_pt, load_generator
+from networks.snapshot import BEST_SUFFIX, SnapshotError, export_pt, load_generator, resolve_source
 from pretrained import MODELS as PRETRAINED_MODELS, resolve_pretrained
-from torch_utils.cli import UserError
+from torch_utils.cli import UserError, did_you_mean
 from training.image_io import to_array
 
 PathLike = Union[str, os.PathLike]
@@ -72,17 +72,35 @@ class Cancelled(Exception):
 # Which network: the command line's, or a model placed in the app's folder.
 
 def resolve_network(name: str) -> str:
-    """A path or URL as given, or the short name of a model shipped in pretrained/ ('garments'). Only those
-    places are looked at, so the app never loads a network nobody chose."""
-    if os.path.exists(name) or '://' in name:
+    """The snapshot file behind --network: a file or URL as given, a run directory's newest snapshot,
+    RUN_DIR:best, or the short name of a model shipped in pretrained/ ('garments'). Only those places are
+    looked at, so the app never loads a network nobody chose."""
+    if '://' in name:
         return name
+    if os.path.exists(name) or name.endswith(BEST_SUFFIX):
+        try:   # a run directory becomes its snapshot now: the page and its commands name that file
+            return resolve_source(name, download=False)
+        except SnapshotError as e:
+            raise StudioError(str(e)) from None
     found = resolve_pretrained(name)
     if found is None:
         raise StudioError(f'{name}: no such file, and not the name of a model in pretrained/ '
-                          f'({", ".join(PRETRAINED_MODELS)}); pass --network=PATH to a snapshot (.pkl, .pt or run directory)')
+                          f'({", ".join(PRETRAINED_MODELS)}){did_you_mean(name, PRETRAINED_MODELS)}; '
+                          f'pass --network=PATH to a snapshot (.pkl, .pt or run directory)')
     if not os.path.isfile(found):
         raise StudioError(f'{found}: the {name!r} model is missing from this checkout; pass --network=PATH')
     return found
+
+
+def network_argument(given: str, path: str) -> str:
+    """How the page and its shell commands name the network: a short name of pretrained/ as given (it
+    works from any folder), else the resolved snapshot, relative to the current folder where it lies below it."""
+    if '://' in path:
+        return path
+    if not os.path.exists(given) and resolve_pretrained(given) == path:
+        return given
+    relative = os.path.relpath(path)
+    return path if relative.startswith('..') else relative
 
 
 def directions_beside(network: str, G: nn.Module) -> Optional[str]:
@@ -245,9 +263,10 @@ class Studio:
 
     def __init__(self, G: nn.Module, network: str, directions: Optional[Directions] = None,
                  directions_path: Optional[str] = None, perceptual: Optional[Perceptual] = None,
-                 perceptual_name: str = 'none', w_avg_samples: int = W_AVG_SAMPLES):
+                 perceptual_name: str = 'none', w_avg_samples: int = W_AVG_SAMPLES, network_arg: Optional[str] = None):
         self.G = G.eval().requires_grad_(False)
         self.network = network
+        self.network_arg = network_arg or network   # what the page and its commands call it (network_argument)
         self.device = next(G.parameters()).device
         if directions is not None:
             directions.check_network(G, directions_path or 'directions')
@@ -284,6 +303,12 @@ class Studio:
 
     def presets(self) -> dict[str, tuple[int, int]]:
         return {p: preset_range(self.G, p) for p in MIX_PRESETS}
+
+    def preset_cut(self, preset: str) -> Optional[int]:
+        """Where the Mix tab's custom cut (A's rows before it, B's from it on) stands for a preset, or None
+        where no cut describes it: 'coarse' takes B's rows from row 0, below the cut's range 1..num_ws-1."""
+        start = preset_range(self.G, preset)[0]
+        return start if 1 <= start < self.G.num_ws else None
 
     def directions_of(self, session: Session) -> Optional[Directions]:
         return session.directions or self.directions
@@ -490,7 +515,7 @@ class Studio:
         """Shell commands that rebuild the current image: from its recipe where the shell tools can express
         it, and always exactly from the exported files."""
         g = self._garment(session)
-        net = shlex.quote(self.network)
+        net = shlex.quote(self.network_arg)
         lines = []
         edit = self.edit_text(session)
         edit_opts = ''
@@ -503,30 +528,30 @@ class Studio:
             edit_opts = f' --directions={shlex.quote(d_path)} --edit={shlex.quote(edit)}'
         renders = ('python gen_images.py', 'python style_mixing.py')
         lines += [line + edit_opts + ' --outdir=out' if line.startswith(renders) else line
-                  for line in _recipe_commands(g.recipe, self.network)]
-        exact_net = f'{stem}_generator.pt' if g.tuned else self.network
+                  for line in _recipe_commands(g.recipe, self.network_arg, getattr(self.G, 'class_names', None))]
+        exact_net = f'{stem}_generator.pt' if g.tuned else self.network_arg
         lines.append(f'# exactly this image, from the downloads:\npython gen_images.py --network={shlex.quote(exact_net)} '
                      f'--ws={stem}.npz --outdir=out')
         return '\n'.join(lines)
 
 
-def _recipe_commands(recipe: dict, network: str) -> list[str]:
+def _recipe_commands(recipe: dict, network: str, class_names: Optional[Sequence[str]] = None) -> list[str]:
     """Commands (gen_images.py last, without --outdir) that rebuild a garment from scratch; empty when the
     shell tools cannot express it (a mix involving a photo or another mix)."""
     net = shlex.quote(network)
     if recipe['kind'] == 'seed':
-        return [f'python gen_images.py --network={net} --seeds={recipe["seed"]}{_sample_opts(recipe)}']
+        return [f'python gen_images.py --network={net} --seeds={recipe["seed"]}{_sample_opts(recipe, class_names)}']
     if recipe['kind'] == 'mix':
         a, b = recipe['a'], recipe['b']
         if a['kind'] != 'seed' or b['kind'] != 'seed' or (a['trunc'], a['cls']) != (b['trunc'], b['cls']):
             return []
         return ['# the mix is the bottom-right cell of out/mix-grid.png:',
                 f'python style_mixing.py --network={net} --rows={a["seed"]} --cols={b["seed"]} '
-                f'--styles={_rows_text(recipe["rows"])}{_sample_opts(a)}']
+                f'--styles={_rows_text(recipe["rows"])}{_sample_opts(a, class_names)}']
     tag = 'project-w' if recipe['method'] == 'project' else 'pti'
     out = f'inverted/{os.path.splitext(recipe["photo"])[0]}_{tag}'
     mask = f' --mask={shlex.quote(recipe["mask"])}' if recipe.get('mask') else ''
-    cls = f' --class={recipe["cls"]}' if recipe['cls'] is not None else ''
+    cls = _class_opt(recipe['cls'], class_names)
     pti = f' --pti-steps={recipe["pti_steps"]}' if recipe['method'] == 'pti' else ''
     if recipe['w_avg_samples'] != W_AVG_SAMPLES:
         pti += f' --w-avg-samples={recipe["w_avg_samples"]}'
@@ -536,9 +561,17 @@ def _recipe_commands(recipe: dict, network: str) -> list[str]:
             f'python gen_images.py --network={tuned} --ws={shlex.quote(out + ".npz")}']
 
 
-def _sample_opts(recipe: dict) -> str:
+def _sample_opts(recipe: dict, class_names: Optional[Sequence[str]] = None) -> str:
     trunc = f' --trunc={recipe["trunc"]:g}' if recipe['trunc'] != 1 else ''
-    return trunc + (f' --class={recipe["cls"]}' if recipe['cls'] is not None else '')
+    return trunc + _class_opt(recipe['cls'], class_names)
+
+
+def _class_opt(cls: Optional[int], class_names: Optional[Sequence[str]]) -> str:
+    """' --class=jacket' where the snapshot records names, else ' --class=5'; '' for no class."""
+    if cls is None:
+        return ''
+    return f' --class={shlex.quote(class_names[cls]) if class_names else cls}'
+
 
 
 def _seed(value) -> int:

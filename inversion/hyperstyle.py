@@ -29,7 +29,7 @@ from .encoder import LatentEncoder, encode
 from .hypernet import WeightHypernetwork, modulated_layers, refine, synthesize
 from .losses import masked_mse
 from .perceptual import Perceptual
-from .projector import latent_stats
+from .projector import every_class, latent_stats
 
 FORMAT = 'stylegan3-clothing/inverter'
 VERSION = 1
@@ -181,7 +181,7 @@ def train_inverter(G: nn.Module, o: TrainOptions = TrainOptions(), *, perceptual
     device = G.mapping.w_avg.device
     torch.manual_seed(o.seed)   # initial weights of the encoder and hypernetwork
     gen = torch.Generator(device=device).manual_seed(o.seed)
-    stats = latent_stats(G, o.w_avg_samples)
+    stats = latent_stats(G, o.w_avg_samples, c=every_class(G, o.w_avg_samples))   # it trains on every class
     encoder = LatentEncoder(img_resolution=G.img_resolution, img_channels=G.img_channels, num_ws=G.num_ws,
                             w_dim=G.w_dim, base_channels=o.base_channels, max_channels=o.max_channels,
                             head_hidden=o.head_hidden).to(device)

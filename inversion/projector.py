@@ -47,20 +47,33 @@ class LatentStats:
 @torch.no_grad()
 def latent_stats(G: nn.Module, num_samples: int = 10000, seed: int = 123, c: Optional[torch.Tensor] = None,
                  batch: int = 2048) -> LatentStats:
-    """Mean and spread of w = mapping(z) over `num_samples` latents drawn from a fixed seed."""
+    """Mean and spread of w = mapping(z) over `num_samples` latents drawn from a fixed seed. `c` holds one
+    label for every sample ([1, c_dim]) or one per sample ([num_samples, c_dim])."""
     device = G.mapping.w_avg.device if hasattr(G.mapping, 'w_avg') else next(G.parameters()).device
     z_all = torch.from_numpy(np.random.RandomState(seed).randn(num_samples, G.z_dim).astype(np.float32))
+    per_sample = c is not None and G.c_dim > 0 and c.shape[0] == num_samples > 1
     ws = []
     for start in range(0, num_samples, batch):
         z = z_all[start:start + batch].to(device)
-        cc = None if c is None or G.c_dim == 0 else c.to(device).expand(len(z), -1)
         if G.c_dim == 0:
             cc = torch.zeros([len(z), 0], device=device)
+        elif per_sample:
+            cc = c[start:start + batch].to(device)
+        else:
+            cc = None if c is None else c.to(device).expand(len(z), -1)
         ws.append(G.mapping(z, cc)[:, 0].to(torch.float64))
     w = torch.cat(ws)
     w_avg = w.mean(dim=0)
     w_std = float((w - w_avg).square().sum(dim=1).mean().sqrt())
     return LatentStats(w_avg=w_avg.float()[None, None], w_std=w_std, w_std_dims=w.std(dim=0).float())
+
+
+def every_class(G: nn.Module, num_samples: int) -> Optional[torch.Tensor]:
+    """[num_samples, c_dim] one-hot labels taking G's classes in turn (None for an unconditional G): latent
+    statistics over all classes, for an inverter that must serve every class."""
+    if not G.c_dim:
+        return None
+    return torch.nn.functional.one_hot(torch.arange(num_samples) % G.c_dim, G.c_dim).float()
 
 
 def learning_rate(step: int, num_steps: int, base: float, rampup: float, rampdown: float) -> float:
@@ -129,8 +142,9 @@ def project(G: nn.Module, target: torch.Tensor, o: ProjectOptions = ProjectOptio
 
     history = []
     ws_steps = torch.zeros([o.num_steps, G.num_ws, G.w_dim]) if record_steps else None
-    bar = tqdm(range(o.num_steps), desc=f'project {o.space.upper()}', unit='step', disable=not progress, leave=False)
-    for step in bar:
+    # Counted by hand after each finished step: iterating a tqdm shows one step less in its last draw (349/350).
+    bar = tqdm(total=o.num_steps, desc=f'project {o.space.upper()}', unit='step', disable=not progress, leave=False)
+    for step in range(o.num_steps):
         t = step / o.num_steps
         lr = learning_rate(step, o.num_steps, o.initial_learning_rate, o.lr_rampup_length, o.lr_rampdown_length)
         for group in optimizer.param_groups:
@@ -158,7 +172,10 @@ def project(G: nn.Module, target: torch.Tensor, o: ProjectOptions = ProjectOptio
             ws_steps[step] = w_opt.detach().expand(-1, G.num_ws, -1)[0].cpu()
         if callback is not None:
             callback(step, record)
-        bar.set_postfix(loss=f'{record["loss"]:.4f}')
+        bar.set_postfix(loss=f'{record["loss"]:.4f}', refresh=False)
+        bar.update(1)
+    bar.refresh()   # the last draw shows every finished step (update() draws at most every 0.1 s)
+    bar.close()
 
     for buf in noise.values():
         buf.requires_grad_(False)

@@ -90,9 +90,9 @@ def pivotal_tuning(G: nn.Module, target: torch.Tensor, pivot: torch.Tensor, o: T
 
     history = []
     frames = [] if record_every else None
-    bar = tqdm(range(o.num_steps), desc='PTI tuning', unit='step', disable=not progress, leave=False)
+    bar = tqdm(total=o.num_steps, desc='PTI tuning', unit='step', disable=not progress, leave=False)
     steps = 0
-    for step in bar:
+    for step in range(o.num_steps):
         images = tuned.synthesis(pivot, noise_mode='const')
         terms = criterion.terms(images)
         # PTI stops once the reconstruction is perceptually close enough; tuning further only overfits.
@@ -119,7 +119,10 @@ def pivotal_tuning(G: nn.Module, target: torch.Tensor, pivot: torch.Tensor, o: T
             frames.append(images.detach().cpu())
         if callback is not None:
             callback(step, record)
-        bar.set_postfix(loss=f'{record["loss"]:.4f}')
+        bar.set_postfix(loss=f'{record["loss"]:.4f}', refresh=False)
+        bar.update(1)   # by hand after the step, as the projector's bar: the last draw shows N/N
+    bar.refresh()   # the last draw shows every finished step (update() draws at most every 0.1 s)
+    bar.close()
 
     tuned.requires_grad_(False).eval()
     return TuningResult(G=tuned, ws=pivot, history=history, steps=steps, images_steps=frames)

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from editing.video import write_frames
 from networks.generate import ClassLabelError, class_label, default_device
-from networks.snapshot import load_generator, load_snapshot
+from networks.snapshot import load_generator, load_snapshot, recorded_class_names
 from torch_utils.cli import UserError
 from torch_utils.jsonl import append_jsonl, read_jsonl
 
@@ -114,9 +114,8 @@ def invert(G: nn.Module, target: Target, opts: InvertOptions, *, perceptual: Opt
     device = next(G.parameters()).device
     image_t = target.image.to(device)
     mask = target.mask.to(device) if target.mask is not None else None
-    c = class_label(G, opts.class_idx).to(device) if G.c_dim else None
 
-    if method == 'hyperstyle':
+    if method == 'hyperstyle':   # the encoder reads the class off the photo: no label goes in
         if inverter is None:
             raise ValueError('hyperstyle needs a trained inverter (--encoder=PATH)')
         result = invert_hyperstyle(inverter, G, image_t, mask, opts.encoder_iters, opts.hyper_iters)
@@ -126,6 +125,7 @@ def invert(G: nn.Module, target: Target, opts: InvertOptions, *, perceptual: Opt
 
     if method == 'pti' and opts.space != 'w':
         raise ValueError('PTI pivots in W (--space=w)')
+    c = class_label(G, opts.class_idx).to(device) if G.c_dim else None
     recipe = opts.projection()
     stats = stats or latent_stats(G, opts.w_avg_samples, c=c)
     proj = project(G, image_t, recipe, mask=mask, perceptual=perceptual, c=c, seed=opts.seed, stats=stats,
@@ -209,14 +209,16 @@ def run_inversion(opts: InvertOptions, *, perceptual: Optional[Perceptual] = Non
     network, outdir, method = opts.network, opts.outdir, opts.method
     snapshot = load_snapshot(network)
     G = snapshot['G_ema'].eval().requires_grad_(False).to(device)
+    G.class_names = recorded_class_names(snapshot, int(G.c_dim))   # --class=jacket, as gen_images.py takes it
     pairs = list_targets(opts.target, opts.mask)
     inverter = load_inverter(opts.encoder, G, device) if method == 'hyperstyle' else None
     if inverter is not None and inverter.info.get('fingerprint') not in (None, ''):
         from .hyperstyle import generator_fingerprint
         if inverter.info['fingerprint'] != generator_fingerprint(G):
             log(f'warning: {opts.encoder} was trained for a different snapshot of the same shape; results may be poor')
-    try:
-        c = class_label(G, opts.class_idx).to(device) if G.c_dim else None
+    try:   # HyperStyle's encoder needs no class; a given one is still checked
+        needs_class = G.c_dim and (method != 'hyperstyle' or opts.class_idx is not None)
+        c = class_label(G, opts.class_idx).to(device) if needs_class else None
     except ClassLabelError as e:
         raise ClassLabelError(f'{network}: {e}') from None
     os.makedirs(outdir, exist_ok=True)

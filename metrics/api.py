@@ -79,5 +79,7 @@ def report_metric(result: dict, run_dir: Optional[str] = None, snapshot_pkl: Opt
     record = dict(result, snapshot_pkl=snapshot_pkl, timestamp=time.time())
     if run_dir is not None and os.path.isdir(run_dir):
         from training.stats import append_jsonl
+        from .best import update_best
         append_jsonl(os.path.join(run_dir, f'metric-{result["metric"]}.jsonl'), record)
+        update_best(run_dir)
     return record

@@ -141,6 +141,12 @@ _PATTERNS: list[tuple[re.Pattern, Callable[[str, re.Match], Metric]]] = [
 ]
 
 
+def offline_hint() -> str:
+    """What a user without internet can measure instead of the metrics whose detectors are downloaded."""
+    return ('without internet, fid_garments<N>_full works (e.g. --metrics=fid_garments10k_full): its detector, '
+            'the garment classifier, ships in pretrained/')
+
+
 def get_metric(name: str) -> Optional[Metric]:
     for pattern, build in _PATTERNS:
         m = pattern.match(name)

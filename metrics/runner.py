@@ -25,8 +25,8 @@ from torch_utils.download import is_url
 
 from .api import calc_metric, report_metric, resolve_data
 from .detectors import locate_detector
-from .errors import MetricError
-from .registry import better, get_metric
+from .errors import DetectorError, MetricError
+from .registry import better, get_metric, offline_hint
 
 
 @dataclass
@@ -118,7 +118,10 @@ def prepare(job: EvalJob) -> EvalJob:
     if needs_data:
         _check_dataset(job, G, origin)
     for name in sorted({d for _, m in job.todo for d in get_metric(m).detectors}):
-        locate_detector(name, job.detector_dir, download=True, progress=job.verbose)
+        try:
+            locate_detector(name, job.detector_dir, download=True, progress=job.verbose)
+        except DetectorError as e:
+            raise DetectorError(f'{e}; {offline_hint()}') from None
     return job
 
 

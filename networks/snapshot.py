@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import math
 import os
 import pickle
@@ -32,7 +33,7 @@ from torch import nn
 
 from torch_utils import safe_pickle
 from torch_utils.atomic import atomic_write
-from torch_utils.cli import UserError
+from torch_utils.cli import UserError, did_you_mean
 from torch_utils.safe_pickle import one_line
 
 from . import discriminator, stylegan2, stylegan3
@@ -41,6 +42,8 @@ from .persistence import plain
 PathLike = Union[str, os.PathLike]
 PT_FORMAT = 'stylegan3-clothing/snapshot'
 SNAPSHOT_GLOB = 'network-snapshot-*.pkl'
+BEST_FILE = 'best.json'      # in a run directory: the best snapshot by its first metric (metrics.best)
+BEST_SUFFIX = ':best'
 PT_VERSION = 1
 NETWORK_KEYS = ('G', 'D', 'G_ema', 'augment_pipe')
 NOT_A_SNAPSHOT = ('not a network snapshot (expected a .pkl from train.py or NVIDIA, a .pt export, '
@@ -342,24 +345,66 @@ def _read_snapshot(path: str) -> dict:
     return _snapshot_dict(data, {key: value for key, value in data.items() if key in NETWORK_KEYS})
 
 
-def _resolve(source: PathLike) -> str:
+def resolve_source(source: PathLike, download: bool = True) -> str:
+    """The snapshot file that `--network` names: a file as is, a URL downloaded (or left as is without
+    `download`), a short name of a model in pretrained/ ('garments'), RUN_DIR:best (the snapshot best.json
+    names), a run directory's newest snapshot, or the newest of the newest run in an outdir."""
     source = str(source)
     if re.match(r'^https?://', source):
+        if not download:
+            return source
         from torch_utils.download import download_cached
         return str(download_cached(source))
+    if source.endswith(BEST_SUFFIX) and not os.path.exists(source):
+        return best_snapshot(source[:-len(BEST_SUFFIX)])
     if not os.path.exists(source):   # a short name of a model shipped in pretrained/ ('garments')
-        from pretrained import resolve_pretrained
-        source = resolve_pretrained(source) or source
+        from pretrained import MODELS, resolve_pretrained
+        found = resolve_pretrained(source)
+        if found is None:
+            raise SnapshotError(f'{source}: no such file or directory, and not a model in pretrained/ '
+                                f'({", ".join(MODELS)}){did_you_mean(source, [*MODELS, *_siblings(source)])}')
+        source = found
     latest = find_latest_snapshot(source)
     if latest is None:
         raise SnapshotError(f'{source}: directory holds no {SNAPSHOT_GLOB}')
     return latest
 
 
+def _siblings(path: str) -> list[str]:
+    """The entries of a missing path's folder, spelt as the user would give them (for a 'did you mean')."""
+    folder = os.path.dirname(path)
+    try:
+        return [os.path.join(folder, name) for name in os.listdir(folder or '.')]
+    except OSError:
+        return []
+
+
+def best_snapshot(run_dir: PathLike) -> str:
+    """The snapshot that `RUN_DIR/best.json` names (written as metrics are computed: metrics.best)."""
+    path = os.path.join(str(run_dir), BEST_FILE)
+    if not os.path.isdir(str(run_dir)):
+        raise SnapshotError(f'{run_dir}{BEST_SUFFIX}: {run_dir} is not a run directory')
+    try:
+        with open(path) as f:
+            best = json.load(f)
+        name = best['snapshot']
+    except FileNotFoundError:
+        raise SnapshotError(f'{path}: no such file; a run has a best snapshot once a metric was computed '
+                            f'(train.py --metrics, or calc_metrics.py --network={run_dir})') from None
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise SnapshotError(f'{path}: not a best.json of this toolkit ({type(e).__name__})') from None
+    if not isinstance(name, str) or os.path.basename(name) != name or not name.endswith('.pkl'):
+        raise SnapshotError(f'{path}: names no snapshot file of the run')
+    snapshot = os.path.join(str(run_dir), name)
+    if not os.path.isfile(snapshot):
+        raise SnapshotError(f'{snapshot}: the best snapshot ({best.get("metric")} {best.get("value")}) is no longer there')
+    return snapshot
+
+
 def load_snapshot(source: PathLike) -> dict:
-    """Read a snapshot (.pkl of ours or NVIDIA's, .pt export, run directory or http(s) URL) into a dict of our
-    networks. Every problem with the file raises SnapshotError with one line naming it."""
-    path = _resolve(source)
+    """Read a snapshot (.pkl of ours or NVIDIA's, .pt export, run directory, RUN_DIR:best, or http(s) URL)
+    into a dict of our networks. Every problem with the file raises SnapshotError with one line naming it."""
+    path = resolve_source(source)
     try:
         data = _read_snapshot(path)
     except (SnapshotError, safe_pickle.UnsafePickleError) as e:

@@ -133,6 +133,15 @@ def test_mix_two_seeds(page, studio):
     assert 'style_mixing.py' in commands and '--rows=3 --cols=8' in commands
     shot(page, 'mix')
 
+    # Every preset mixes, 'coarse' too: its rows start at 0, below the custom cut slider's minimum of 1.
+    for preset in ('coarse', 'middle'):
+        old = browser.image_src(page, 'mix-result')
+        page.find_element('xpath', f"//*[@id='mix-preset']//label[normalize-space()='{preset}']").click()
+        got = browser.new_image(page, 'mix-result', old)
+        assert np.array_equal(got, expected(studio, studio.mix(a, b, studio.mix_rows(preset)))), preset
+        assert not page.find_elements('xpath', "//*[normalize-space()='Error']"), preset
+        assert browser.text_of(page, 'mix-status') == '', preset
+
 
 def test_upload_a_photo_and_get_a_reconstruction(page, studio, tmp_path):
     browser.open_tab(page, 'Invert')

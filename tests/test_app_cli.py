@@ -16,3 +16,38 @@ def test_missing_model_is_one_line():
     assert r.stderr.startswith('error: no-such-model: no such file, and not the name of a model in pretrained') \
         and '--network=PATH' in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_a_run_directory_is_named_by_its_snapshot_and_startup_says_what_is_served(tmp_path):
+    """--network=RUN_DIR: the header, the startup lines and the commands name the snapshot the run dir
+    resolved to (a newer snapshot later must not change what "exactly this image" means); gradio's own
+    "set share=True in launch()" advice is not printed; the Invert tab has its own class menu."""
+    pytest.importorskip('gradio')
+    import json
+    import urllib.request
+    import browser
+    from networks.snapshot import save_snapshot
+    from test_snapshot import tiny_networks
+    run = tmp_path / 'runs' / '00000-tiny'
+    run.mkdir(parents=True)
+    data = tiny_networks('stylegan2', c_dim=2)
+    data['training_set_kwargs'] = dict(path='x.zip', use_labels=True, class_names=['shirt', 'dress'])
+    save_snapshot(run / 'network-snapshot-000004.pkl', data)
+    app = browser.App(f'--network={tmp_path / "runs"}', '--device=cpu', '--perceptual=none')
+    try:
+        with urllib.request.urlopen(app.url + 'config', timeout=30) as r:
+            config = json.loads(r.read())
+    finally:
+        out = app.stop()
+    snapshot = str(run / 'network-snapshot-000004.pkl')
+    assert f'network: {snapshot} (from --network={tmp_path / "runs"})' in out, out
+    assert 'directions: none' in out and f'open {app.url}' in out and '--share' in out, out
+    assert 'share=True' not in out and 'launch()' not in out, out
+    components = {c['id']: c for c in config['components']}
+    header = next(c['props']['value'] for c in components.values() if c.get('type') == 'markdown'
+                  and 'Garment studio' in str(c['props'].get('value')))
+    assert f'`{snapshot}`' in header, header
+    by_elem = {c['props'].get('elem_id'): c['id'] for c in components.values() if c['props'].get('elem_id')}
+    invert = next(d for d in config['dependencies'] if any(t[0] == by_elem['invert-btn'] for t in d['targets']))
+    assert by_elem['invert-class'] in invert['inputs'] and by_elem['class'] not in invert['inputs']
+    assert [name for name, _ in components[by_elem['invert-class']]['props']['choices']] == ['shirt', 'dress']

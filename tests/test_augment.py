@@ -11,7 +11,8 @@ import torch
 
 from training.augment import AdaptiveP, AugmentPipe, AUGMENT_PRESETS, augment_kwargs_for, subband_filter_bank
 
-NVIDIA_REPO = pathlib.Path(os.environ.get('SG3C_NVIDIA_REPO', '/work/ref/sg3'))
+# A checkout of NVlabs/stylegan3 to compare with; none by default (skip reasons name the variable, no path).
+NVIDIA_REPO = pathlib.Path(os.environ['SG3C_NVIDIA_REPO']) if os.environ.get('SG3C_NVIDIA_REPO') else None
 ATOL = 2e-5
 
 
@@ -451,14 +452,17 @@ NVIDIA_CASES.update({
 @pytest.fixture(scope='module')
 def nvidia_reference(tmp_path_factory) -> pathlib.Path:
     """Outputs of NVIDIA's AugmentPipe on NVIDIA_CASES (and one pickled pipe), from their checkout."""
+    if NVIDIA_REPO is None:
+        pytest.skip('set SG3C_NVIDIA_REPO to a checkout of NVlabs/stylegan3 to compare with its AugmentPipe')
     if not (NVIDIA_REPO / 'training' / 'augment.py').is_file():
-        pytest.skip(f'NVIDIA reference code not found at {NVIDIA_REPO} (set SG3C_NVIDIA_REPO)')
+        pytest.skip('$SG3C_NVIDIA_REPO holds no training/augment.py: point it at a checkout of NVlabs/stylegan3')
     out = tmp_path_factory.mktemp('nvidia_augment')
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}   # their `training` package, not ours
     proc = subprocess.run([sys.executable, '-c', _NVIDIA_RUNNER, str(NVIDIA_REPO), str(out), json.dumps(NVIDIA_CASES)],
                           cwd=out, env=env, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
-        pytest.skip(f'could not run NVIDIA reference: {proc.stderr.strip().splitlines()[-1:]}')
+        last = (proc.stderr.strip().splitlines() or ['no message'])[-1].replace(str(NVIDIA_REPO), '$SG3C_NVIDIA_REPO')
+        pytest.skip(f'NVIDIA\'s code in $SG3C_NVIDIA_REPO did not run here ({last})')
     return out
 
 

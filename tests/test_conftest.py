@@ -20,3 +20,16 @@ def test_missing_fixtures_skip_reason_has_no_absolute_path(tmp_path):
         assert len(skipped) == 1 and 'fixtures not found' in skipped[0], r.stdout
         reason = skipped[0].split(':', 2)[-1]
         assert not [word for word in reason.split() if os.path.isabs(word.strip('()'))], reason
+
+
+def test_nvidia_reference_skip_names_the_variable_to_set_not_a_path():
+    # It said "not found at /work/ref/sg3", a folder on one developer's machine.
+    env = {k: v for k, v in os.environ.items() if k not in ('SG3C_NVIDIA_REPO', 'SG3C_CUDA_PYTHON')}
+    r = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-rs', '-p', 'no:cacheprovider', 'tests/test_augment.py',
+                        '-k', 'nvidia'], cwd=os.path.dirname(HERE), env=env, capture_output=True, text=True, timeout=600)
+    skipped = [line for line in r.stdout.splitlines() if line.startswith('SKIPPED')]
+    assert skipped, r.stdout
+    for line in skipped:
+        reason = line.split(':', 2)[-1]
+        assert not [w for w in reason.split() if os.path.isabs(w.strip('()\'",'))], line
+        assert 'SG3C_NVIDIA_REPO' in reason, line

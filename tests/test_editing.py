@@ -177,12 +177,20 @@ def test_supervised_direction_moves_its_label(g2):
 
 def test_class_directions_move_one_class_mean_onto_another(g2c):
     d = discovery.class_directions(g2c, num_samples=400, seed=2)
-    assert d.names == ['class0', 'class1', 'class2']
+    assert d.names == ['class_0', 'class_1', 'class_2']   # as the shipped file's class_t-shirt, ...
     mean = [discovery.map_latents(g2c, *discovery.sample_latents(g2c, 400, 2, class_idx=k)).mean(0) for k in range(3)]
     shift = d.stats['class_shift']
     ws = torch.from_numpy(mean[0])[None, None].repeat(1, g2c.num_ws, 1)
-    moved = apply_edits(ws, d, [Edit('class0', -shift[0]), Edit('class1', shift[1])])
+    moved = apply_edits(ws, d, [Edit('class_0', -shift[0]), Edit('class_1', shift[1])])
     assert np.allclose(moved[0, 0].numpy(), mean[1], atol=1e-6)
+
+
+def test_class_directions_take_the_names_the_snapshot_records(g2c):
+    # directions.py --labels-from=classes on the shipped model gives the names of its own directions file.
+    import copy
+    G = copy.deepcopy(g2c)
+    G.class_names = ['t-shirt', 'dress', 'jacket']
+    assert discovery.class_directions(G, num_samples=50).names == ['class_t-shirt', 'class_dress', 'class_jacket']
 
 
 # ---------------------------------------------------------------------------------------------
@@ -449,6 +457,22 @@ def test_hand_labels_file(tmp_path, g2):
     assert code == 0, err
     d = load_directions(tmp_path / 'sup.npz')
     assert d.names == ['long'] and d.vectors[0] @ (u / np.linalg.norm(u)) > 0.8
+
+
+def test_the_hand_labels_example_in_the_docs_fits(tmp_path):
+    # docs/editing.md showed two labelled seeds, and directions.py needs ten per label: the example must run.
+    import re
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    text = open(os.path.join(repo, 'docs', 'editing.md')).read()
+    example = re.search(r'```json\n(.*?)```', text, re.S)
+    assert example, 'docs/editing.md has no hand-labels example'
+    labels = json.loads(example.group(1))
+    (tmp_path / 'labels.json').write_text(json.dumps(labels))
+    code, out, err = run_script(directions.main, '--network=garments', '--class=dress', '--discover=supervised',
+                                f'--labels-from={tmp_path / "labels.json"}', f'--directions={tmp_path / "hand.npz"}')
+    assert code == 0, err
+    assert load_directions(tmp_path / 'hand.npz').names == list(labels)
+    assert 'at least 10 labelled seeds' in text
 
 
 # ---------------------------------------------------------------------------------------------

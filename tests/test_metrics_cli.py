@@ -68,6 +68,57 @@ def test_every_snapshot_of_a_run_with_the_best_marked_and_reruns_skipped(run_dir
     assert code == 0 and len(again) == 4 and [r['results'] for r in again[2:]] == [r['results'] for r in fid]
 
 
+def test_the_run_directory_names_its_best_snapshot_for_network_run_best(run_dir):
+    from networks.snapshot import SnapshotError, load_generator, resolve_source
+    run, det, _ = run_dir
+    with pytest.raises(SnapshotError, match='best.json: no such file'):
+        resolve_source(f'{run}:best')
+    code, out = cli('--network', run, '--metrics', 'kid64_full,fid64_full', '--detector-dir', det, '--quiet')
+    assert code == 0, out
+    best = json.loads((run / 'best.json').read_text())
+    kid = records(run, 'kid64_full')
+    winner = min(kid, key=lambda r: r['results']['kid64_full'])
+    assert best['metric'] == 'kid64_full'                       # the first metric decides
+    assert (best['snapshot'], best['value']) == (winner['snapshot_pkl'], winner['results']['kid64_full'])
+    fid = records(run, 'fid64_full')
+    assert best['by_metric']['fid64_full']['value'] == min(r['results']['fid64_full'] for r in fid)
+    assert resolve_source(f'{run}:best') == str(run / winner['snapshot_pkl'])
+    assert load_generator(f'{run}:best').img_resolution == 16
+    os.remove(run / winner['snapshot_pkl'])                     # a retired snapshot is not "best" any more
+    with pytest.raises(SnapshotError, match='no longer there'):
+        resolve_source(f'{run}:best')
+
+
+def test_plot_draws_the_runs_curves_and_metrics(run_dir, tmp_path):
+    import numpy as np
+    import PIL.Image
+    from training import curves
+    run, det, _ = run_dir
+    with open(run / 'stats.jsonl', 'w') as f:
+        for tick, kimg in enumerate([0.004, 2.0, 4.0]):
+            f.write(json.dumps({'Progress/kimg': dict(num=1, mean=kimg), 'Loss/G/loss': dict(num=4, mean=1 + tick),
+                                'Loss/D/loss': dict(num=4, mean=2 - tick), 'Progress/augment': dict(num=1, mean=0.1 * tick),
+                                'Loss/scores/real': dict(num=4, mean=0.5), 'Loss/scores/fake': dict(num=4, mean=-0.5),
+                                'timestamp': 1.0 + tick}) + '\n')
+    code, out = cli('--network', run, '--metrics', 'fid64_full', '--detector-dir', det, '--quiet',
+                    '--plot', tmp_path / 'curves.png')
+    assert code == 0 and 'curves.png' in out, out
+    panels = curves.run_curves(str(run))
+    assert [title for title, _ in panels] == ['G loss', 'D loss', 'D scores: real, fake', 'augment p', 'fid64_full']
+    assert panels[0][1]['Loss/G/loss'] == [(0.004, 1), (2.0, 2), (4.0, 3)]
+    assert [x for x, _ in panels[-1][1]['fid64_full']] == [0.0, 4.0]
+    image = np.asarray(PIL.Image.open(tmp_path / 'curves.png'))
+    assert image.shape == (28 + 3 * curves.PANEL_H, 2 * curves.PANEL_W, 3)
+    blue = np.all(image == curves.COLOURS[0], axis=2)
+    for i in range(len(panels)):   # a curve in every panel
+        r, c = divmod(i, 2)
+        assert blue[28 + r * curves.PANEL_H:28 + (r + 1) * curves.PANEL_H, c * curves.PANEL_W:(c + 1) * curves.PANEL_W].sum() > 50
+    code, out = cli('--network', run, '--metrics', 'none', '--plot', tmp_path / 'only.png')   # no metric: only the plot
+    assert code == 0 and np.array_equal(np.asarray(PIL.Image.open(tmp_path / 'only.png')), image)
+    code, out = cli('--network', tmp_path / 'det', '--metrics', 'none', '--plot', tmp_path / 'x.png')
+    assert code == 1 and 'not a run directory' in out
+
+
 def test_a_snapshot_outside_a_run_writes_no_jsonl(run_dir, tmp_path):
     run, det, data = run_dir
     lone = tmp_path / 'elsewhere' / 'model.pkl'
@@ -80,7 +131,7 @@ def test_a_snapshot_outside_a_run_writes_no_jsonl(run_dir, tmp_path):
 @pytest.mark.parametrize('case, expected', [
     ('missing-network', 'no such network file'),
     ('missing-dataset', 'not found; pass --data'),
-    ('missing-detector', 'inception-2015-12-05.pt'),
+    ('missing-detector', 'empty/inception-2015-12-05.pt not found'),
     ('unknown-metric', "unknown metric 'fid'"),
     ('stylegan2-equivariance', 'StyleGAN3'),
 ])
@@ -102,6 +153,8 @@ def test_bad_input_is_a_one_line_error(run_dir, tmp_path, case, expected):
     lines = [line for line in out.splitlines() if line.strip()]
     assert code != 0 and lines[-1].lower().startswith('error: ') and expected in lines[-1], out
     assert 'Traceback' not in out
+    if case == 'missing-detector':   # and what works without that file
+        assert '--metrics=fid_garments10k_full' in lines[-1], out
 
 
 def two_process_check(run, det, metrics):

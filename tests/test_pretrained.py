@@ -103,3 +103,18 @@ def test_class_names_travel_from_snapshot_to_scripts(tmp_path):
 def test_the_shipped_model_knows_its_class_names():
     from training.synthetic_garments import CLASSES
     assert load_generator('garments').class_names == list(CLASSES)
+
+
+def test_the_darkness_direction_has_its_documented_sign_in_every_class():
+    # pretrained/README.md: one direction for all classes; on average +3 darkens and -3 lightens each class.
+    from editing import Edit, apply_edits, load_directions
+    from networks.generate import seeds_to_ws, synthesize
+    from training.synthetic_garments import measure_darkness
+    G = load_generator('garments')
+    d = load_directions(os.path.join(pretrained.FOLDER, 'stylegan2-garments-64x64-directions.npz'))
+    for k, name in enumerate(G.class_names):
+        ws = seeds_to_ws(G, list(range(100, 108)), 0.7, k).float()
+        base = measure_darkness(synthesize(G, ws))
+        darker = measure_darkness(synthesize(G, apply_edits(ws, d, [Edit('darkness', 3)], G))) - base
+        lighter = measure_darkness(synthesize(G, apply_edits(ws, d, [Edit('darkness', -3)], G))) - base
+        assert darker.mean() > 0.05 and lighter.mean() < -0.05, (name, darker.mean(), lighter.mean())

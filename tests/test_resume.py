@@ -43,9 +43,17 @@ def weights(snapshot):
     return {f'{k}.{n}': t for k in ('G', 'D', 'G_ema') for n, t in data[k].state_dict().items()}
 
 
+def events(run_dir):
+    """(step, tags) of the TensorBoard events of every start of the run, in order: each tick once."""
+    from training.tensorboard import read_scalars
+    files = sorted(n for n in os.listdir(run_dir) if n.startswith('events.out.tfevents.'))
+    return sorted((step, sorted(values)) for n in files for step, _, values in read_scalars(os.path.join(run_dir, n)))
+
+
 def outcome(run_dir):
     names = sorted(os.listdir(run_dir))
-    return dict(ticks=ticks(run_dir), snapshots=[n for n in names if n.startswith('network-snapshot-')],
+    return dict(ticks=ticks(run_dir), events=events(run_dir),
+                snapshots=[n for n in names if n.startswith('network-snapshot-')],
                 fakes=[n for n in names if n.startswith('fakes')], temporary=[n for n in names if n.startswith('.')])
 
 

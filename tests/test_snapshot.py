@@ -122,3 +122,18 @@ def test_an_export_of_g_ema_alone_loads(tmp_path):
     data = load_snapshot(tmp_path / 'g.pt')
     assert data['G'] is None and data['D'] is None
     assert torch.equal(load_generator(tmp_path / 'g.pt').mapping.fc0.weight, G.mapping.fc0.weight)
+
+
+def test_a_mistyped_network_gets_the_short_names_and_the_closest_match(tmp_path, monkeypatch):
+    from networks.snapshot import SnapshotError, load_snapshot
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SnapshotError) as info:
+        load_snapshot('garmnets')
+    assert 'not a model in pretrained/ (garments)' in str(info.value) and 'did you mean garments?' in str(info.value)
+    (tmp_path / 'runs').mkdir()
+    save_snapshot(tmp_path / 'runs' / 'network-snapshot-000004.pkl', tiny_networks('stylegan2'))
+    with pytest.raises(SnapshotError, match=r'did you mean runs/network-snapshot-000004\.pkl\?'):
+        load_snapshot('runs/network-snaphot-000004.pkl')
+    with pytest.raises(SnapshotError) as info:
+        load_snapshot('completely-different')
+    assert 'did you mean' not in str(info.value)

@@ -228,9 +228,20 @@ def test_pti_result_exports_its_generator_and_cancel_stops_a_job(studio, tmp_pat
 def test_network_names_resolve_to_files_or_the_pretrained_folder_only(tmp_path):
     from pretrained import FOLDER, MODELS
     assert S.resolve_network('garments') == os.path.join(FOLDER, MODELS['garments'])
-    assert S.resolve_network(str(tmp_path)) == str(tmp_path)
+    with pytest.raises(S.StudioError, match='holds no network-snapshot'):
+        S.resolve_network(str(tmp_path))
+    run = tmp_path / '00000-run'
+    run.mkdir()
+    for kimg in (4, 8):
+        save_snapshot(run / f'network-snapshot-{kimg:06d}.pkl', tiny_networks('stylegan2'))
+    newest = str(run / 'network-snapshot-000008.pkl')
+    assert S.resolve_network(str(tmp_path)) == newest == S.resolve_network(str(run))   # pinned to the file now
+    assert S.network_argument(str(run), newest) == newest
+    assert S.network_argument('garments', S.resolve_network('garments')) == 'garments'
     with pytest.raises(S.StudioError, match='not the name of a model in pretrained'):
         S.resolve_network('shoes')
+    with pytest.raises(S.StudioError, match=r'did you mean garments\?'):
+        S.resolve_network('garmnets')
     with pytest.raises(S.StudioError, match='no such file'):
         S.resolve_network('elsewhere/model.pkl')
 
@@ -242,3 +253,16 @@ def test_directions_for_another_network_are_refused_in_one_line(files, tmp_path)
     save_directions(tmp_path / 'other.npz', d)
     with pytest.raises(S.StudioError, match='num_ws=7'):
         S.Studio.load(str(files / 'tiny.pkl'), str(tmp_path / 'other.npz'))
+
+
+def test_commands_name_the_class_as_the_snapshot_does(tmp_path, monkeypatch):
+    data = tiny_networks('stylegan2', c_dim=2)
+    data['training_set_kwargs'] = dict(path='x.zip', use_labels=True, class_names=['shirt', 'dress'])
+    save_snapshot(tmp_path / 'cond.pkl', data)
+    studio = S.Studio.load(str(tmp_path / 'cond.pkl'), w_avg_samples=100)
+    s = S.Session()
+    studio.set_garment(s, studio.seed_garment(3, 0.7, 1))
+    line = S._recipe_commands(s.garment.recipe, studio.network_arg, studio.G.class_names)[0]
+    assert line.endswith('--seeds=3 --trunc=0.7 --class=dress'), line
+    run_commands(recipe_lines(studio.commands(s)), tmp_path, monkeypatch)
+    assert np.array_equal(png(tmp_path / 'out' / 'seed0003.png'), studio.render(s))

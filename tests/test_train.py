@@ -2,6 +2,7 @@
 equivalence, transfer learning from an official pickle."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -66,6 +67,7 @@ def test_tiny_run_trains_and_generates(tmp_path, tiny_data):
             assert np.isfinite(tick[key]['mean']), key
     assert ticks[-1]['Progress/kimg']['mean'] >= 0.2
     assert ticks[-1]['Loss/scores/real']['mean'] > ticks[-1]['Loss/scores/fake']['mean']
+    assert_events_match_stats(rd)
 
     out = tmp_path / 'out'
     g = subprocess.run([sys.executable, os.path.join(REPO, 'gen_images.py'), '--network', rd, '--seeds', '0-1',
@@ -73,6 +75,54 @@ def test_tiny_run_trains_and_generates(tmp_path, tiny_data):
     assert g.returncode == 0, g.stderr
     assert np.asarray(PIL.Image.open(out / 'seed0000.png')).shape == (16, 16, 3)
 
+
+
+def assert_events_match_stats(rd):
+    """TensorBoard events beside stats.jsonl: one event per tick, at its image count, with every mean."""
+    assert not assert_events_match_stats_and_metrics(rd)
+
+
+def assert_events_match_stats_and_metrics(rd):
+    """As assert_events_match_stats; returns the metric events (Metrics/...), which it leaves out."""
+    from training.tensorboard import read_scalars
+    ticks = [json.loads(line) for line in open(os.path.join(rd, 'stats.jsonl'))]
+    files = sorted(n for n in os.listdir(rd) if n.startswith('events.out.tfevents.'))
+    assert files, os.listdir(rd)
+    every = [e for name in files for e in read_scalars(os.path.join(rd, name))]
+    metrics = [e for e in every if all(tag.startswith('Metrics/') for tag in e[2])]
+    events = [e for e in every if e not in metrics]
+    assert [step for step, _, _ in events] == [round(t['Progress/kimg']['mean'] * 1000) for t in ticks]
+    for (_, wall, values), tick in zip(events, ticks):
+        assert set(values) == {k for k in tick if k != 'timestamp'}
+        for name, value in values.items():
+            assert value == pytest.approx(tick[name]['mean'], rel=1e-6, abs=1e-6), name
+    return metrics
+
+
+def test_a_resumed_run_drops_the_events_it_will_write_again(tmp_path):
+    from training.run_dir import tidy_run_dir
+    from training.tensorboard import EventWriter, read_scalars
+    w = EventWriter(str(tmp_path))
+    for step in (8, 16, 24):
+        w.scalars(step, {'Loss/G/loss': step / 10})
+    tidy_run_dir(str(tmp_path), resume=None, next_tick=2, cur_nimg=16)
+    assert [(step, values) for step, _, values in read_scalars(w.path)] == [(8, {'Loss/G/loss': pytest.approx(0.8)}),
+                                                                           (16, {'Loss/G/loss': pytest.approx(1.6)})]
+    assert open(w.path, 'rb').read().count(b'brain.Event:2') == 1
+
+
+def test_tensorboard_reads_the_events_file(tmp_path):
+    # Our own encoder, checked against TensorBoard's reader where it is installed (the GPU machine has it).
+    pytest.importorskip('tensorboard', reason='the cross-check needs tensorboard (pip install tensorboard)')
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from training.tensorboard import EventWriter
+    w = EventWriter(str(tmp_path))
+    w.scalars(8, {'Loss/G/loss': 1.5, 'Progress/kimg': 0.008})
+    w.scalars(504, {'Loss/G/loss': -0.25, 'Metrics/fid50k_full': 12.5})
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars('Loss/G/loss')] == [(8, 1.5), (504, -0.25)]
+    assert [(e.step, e.value) for e in acc.Scalars('Metrics/fid50k_full')] == [(504, 12.5)]
 
 
 def test_conditional_run_records_class_names(tmp_path, monkeypatch):
@@ -102,17 +152,21 @@ def test_ctrl_c_writes_snapshot_and_resume_continues(tmp_path, tiny_data):
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out
-    assert 'interrupted: saved' in out and 'Traceback' not in out and 'Aborted' not in out
+    assert 'interrupted: ' in out and 'Traceback' not in out and 'Aborted' not in out
     rd = run_dir(tmp_path)
     snap = find_latest_snapshot(rd)
     counters = load_snapshot(snap)['training_state']['counters']
     assert counters['cur_tick'] == 1 and 0 < counters['cur_nimg'] < 54, counters   # inside tick 1
+    # "Ctrl-C finishes the current step": the snapshot is one step (batch 4) after the step the signal hit
+    asked = float(re.search(r'stop asked during the step from ([\d.]+) kimg', out).group(1))
+    assert counters['cur_nimg'] == round(asked * 1000) + 4, (asked, counters)
     assert counters['tick_seconds'] > 0
     r = train('--outdir', tmp_path, '--resume=latest', '--kimg=0.06')
     assert r.returncode == 0, r.stdout + r.stderr
     assert not os.path.exists(snap) or snap == find_latest_snapshot(rd)   # the Ctrl-C snapshot is retired
     ticks = [json.loads(line) for line in open(os.path.join(rd, 'stats.jsonl'))]
     assert [t['Progress/tick']['mean'] for t in ticks] == [0, 1, 2]
+    assert_events_match_stats(rd)   # the events of both parts: each tick once
     tick1 = ticks[1]
     assert tick1['Timing/sec_per_tick']['mean'] > counters['tick_seconds']
     kimg = tick1['Progress/kimg']['mean'] - ticks[0]['Progress/kimg']['mean']
@@ -181,6 +235,14 @@ def test_two_gloo_processes_train_like_one_process(tmp_path, tiny_data):
     fids = [json.loads(open(os.path.join(run_dir(tmp_path / d), 'metric-fid16_full.jsonl')).readlines()[-1])
             ['results']['fid16_full'] for d in ('one', 'two')]
     assert np.isfinite(fids).all() and fids[0] > 0
+    rd = run_dir(tmp_path / 'one')   # the metric went to TensorBoard too, and made best.json that :best loads
+    metric_events = [(step, v) for step, _, v in assert_events_match_stats_and_metrics(rd)]
+    assert [step for step, _ in metric_events] == [8, 16]   # the snapshots of tick 0 and of the end
+    assert metric_events[-1][1] == {'Metrics/fid16_full': pytest.approx(fids[0], rel=1e-6)}
+    best = json.load(open(os.path.join(rd, 'best.json')))
+    assert (best['metric'], best['snapshot']) == ('fid16_full', 'network-snapshot-000000.016.pkl')
+    assert 'best so far by fid16_full' in open(os.path.join(rd, 'log.txt')).read()
+    assert find_latest_snapshot(rd) == os.path.join(rd, best['snapshot'])
     a, b = state_of(find_latest_snapshot(tmp_path / 'one')), state_of(find_latest_snapshot(tmp_path / 'two'))
     diff = torch.cat([(a[k] - b[k]).abs().flatten() for k in a if k.startswith('D.')])
     assert diff.median() < 1e-5 and diff.max() < 4 * 0.002 * 4
@@ -236,7 +298,7 @@ def _ctrl_c_two_processes(tmp_path, tiny_data, ready, how='ctrl-c'):
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == (-signal.SIGKILL if how == 'kill' else 0), out
     assert 'Traceback' not in out and 'Aborted' not in out and 'KeyboardInterrupt' not in out, out
-    assert 'interrupted: saved' in out, out
+    assert 'interrupted: ' in out and 'saved' in out, out
     assert find_latest_snapshot(run_dir(tmp_path)) is not None
     deadline = time.time() + 60
     while time.time() < deadline:   # no rank lives on (they closed the pipe; now they must be gone)

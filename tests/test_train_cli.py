@@ -54,7 +54,7 @@ def one_line_error(r):
 
 
 def options_of(r):
-    """The options JSON train.py prints first."""
+    """The options JSON train.py prints first with --verbose."""
     return json.loads(r.stdout[:r.stdout.index('\n}\n') + 2])
 
 
@@ -109,11 +109,47 @@ def test_resume_url_that_cannot_be_downloaded_is_one_line(train_here, tmp_path, 
 
 def test_gpus_without_cuda_say_what_happens(train_here, tmp_path, tiny_data):
     options = [a for a in TINY if not a.startswith(('--gpus', '--workers', '--batch'))]
-    r = train_here('--outdir', tmp_path / 'runs', '--data', tiny_data, *options, '--gpus=4', '--batch=8', '--dry-run')
+    r = train_here('--outdir', tmp_path / 'runs', '--data', tiny_data, *options, '--gpus=4', '--batch=8', '--dry-run', '--verbose')
     assert r.returncode == 0, r.stderr
     notice = [line for line in r.stdout.splitlines() if line.startswith('no CUDA device')]
     assert len(notice) == 1 and '4 CPU processes' in notice[0] and '--gpus=1' in notice[0]
+    assert f'sharing {len(os.sched_getaffinity(0))} cores' in notice[0]
     assert 1 <= options_of(r)['workers'] <= max(len(os.sched_getaffinity(0)) // 4, 1)
+
+
+def test_cpu_processes_notice_never_promises_more_cores_than_there_are():
+    import train as script
+    assert '8 CPU processes sharing 2 cores (4 processes per core)' in script.cpu_processes_notice(8, 2)
+    assert 'sharing 16 cores (4 cores each)' in script.cpu_processes_notice(4, 16)
+
+
+def test_dry_run_prints_a_summary_and_the_json_only_when_verbose(train_here, tmp_path, tiny_data):
+    r = train_here('--outdir', tmp_path / 'runs', '--data', tiny_data, *TINY, '--kimg=3', '--dry-run')
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) <= 4 and '{' not in r.stdout, r.stdout
+    assert 'new run in' in lines[0] and 'stylegan3-t' in lines[1] and '3 kimg' in lines[1]
+    assert lines[-1].startswith('dry run:') and '--verbose' in lines[-1]
+    assert not (tmp_path / 'runs').exists()
+    r = train_here('--outdir', tmp_path / 'runs', '--data', tiny_data, *TINY, '--kimg=3', '--dry-run', '--verbose')
+    assert options_of(r)['kimg'] == 3
+
+
+def test_default_metrics_offline_name_what_works_without_internet(train_here, tmp_path, tiny_data, monkeypatch):
+    # NVIDIA's Inception cannot be downloaded: the message names the file's place and the metrics that need none.
+    import dataclasses
+    from metrics import detectors
+    monkeypatch.setenv('SG3C_CACHE', str(tmp_path / 'cache'))
+    monkeypatch.delenv('SG3C_DETECTOR_DIR', raising=False)
+    monkeypatch.setitem(detectors.DETECTORS, 'inception', dataclasses.replace(
+        detectors.DETECTORS['inception'], url='http://127.0.0.1:9/inception-2015-12-05.pt'))
+    options = [a for a in TINY if not a.startswith('--metrics')]
+    message = one_line_error(train_here('--outdir', tmp_path / 'runs', '--data', tiny_data, *options, '--dry-run'))
+    assert os.path.join(str(tmp_path / 'cache'), 'detectors', 'inception-2015-12-05.pt') in message
+    assert '--metrics=fid_garments10k_full' in message and '--metrics=none' in message
+    r = train_here('--outdir', tmp_path / 'runs', '--data', tiny_data, *options, '--metrics=fid_garments10k_full',
+                   '--dry-run')
+    assert r.returncode == 0, r.stderr
 
 
 # -- run directories and snapshots ----------------------------------------------------------------
@@ -146,14 +182,14 @@ def test_snapshots_keep_nvidia_names_and_one_per_whole_kimg(tmp_path):
 def test_resume_latest_restores_every_option_and_refuses_conflicts(train_here, tmp_path, tiny_run, tiny_data):
     run = copy_run(tiny_run, tmp_path)
     saved = json.load(open(run / 'training_options.json'))
-    r = train_here('--outdir', tmp_path / 'runs', '--resume=latest', '--kimg=0.02', '--dry-run')
+    r = train_here('--outdir', tmp_path / 'runs', '--resume=latest', '--kimg=0.02', '--dry-run', '--verbose')
     assert r.returncode == 0, r.stderr
     opts = options_of(r)
     for key in ('tick', 'snap', 'workers', 'batch', 'gamma', 'cfg', 'mbstd_group', 'cbase', 'metrics'):
         assert opts[key] == saved[key], key
     assert opts['kimg'] == 0.02 and opts['run_dir'] == str(run)
 
-    r = train_here('--outdir', tmp_path / 'runs', '--resume=latest', '--tick=0.008', '--snap=3', '--workers=1', '--dry-run')
+    r = train_here('--outdir', tmp_path / 'runs', '--resume=latest', '--tick=0.008', '--snap=3', '--workers=1', '--dry-run', '--verbose')
     assert r.returncode == 0, r.stderr
     assert (options_of(r)['tick'], options_of(r)['snap'], options_of(r)['workers']) == (0.008, 3, 1)
 
@@ -194,7 +230,7 @@ def test_snapshot_of_an_older_release_resumes_with_the_defaults_of_later_options
     for name in ('detector_dir', 'mbstd_by_class', 'transfer'):
         del data['training_state']['options'][name]
     save_snapshot(path, data)
-    r = train_here('--outdir', tmp_path / 'runs', '--resume', path, '--kimg=1', '--dry-run')
+    r = train_here('--outdir', tmp_path / 'runs', '--resume', path, '--kimg=1', '--dry-run', '--verbose')
     assert r.returncode == 0, r.stderr
     opts = options_of(r)
     assert (opts['detector_dir'], opts['mbstd_by_class'], opts['transfer'], opts['resume']) == (None, False, False, path)
@@ -288,7 +324,7 @@ def test_resume_accepts_the_short_name_of_a_shipped_model(train_here, tmp_path, 
     reads = []
     real_load = networks.snapshot.load_snapshot
     monkeypatch.setattr(networks.snapshot, 'load_snapshot', lambda path: reads.append(path) or real_load(path))
-    r = train_here('--outdir', tmp_path / 'runs', '--resume=garments', '--data', tiny_data, *TINY, '--dry-run')
+    r = train_here('--outdir', tmp_path / 'runs', '--resume=garments', '--data', tiny_data, *TINY, '--dry-run', '--verbose')
     assert r.returncode == 0, r.stderr
     opts = options_of(r)
     assert (opts['resume'], opts['transfer']) == (resolve_pretrained('garments'), True)

@@ -113,6 +113,13 @@ class Parsed(click.ParamType):
             self.fail(describe(e), param, ctx)
 
 
+def did_you_mean(word: str, candidates: Any) -> str:
+    """' (did you mean X?)' for the candidate closest to a mistyped word, or '' when none is close."""
+    import difflib
+    close = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f' (did you mean {close[0]}?)' if close else ''
+
+
 def say(line: str) -> None:
     """Print a script's message: warnings and notes to stderr, results to stdout."""
     click.echo(line, err=line.startswith(('warning:', 'note:')))

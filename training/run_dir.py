@@ -18,6 +18,7 @@ from typing import Optional
 
 from networks.snapshot import SNAPSHOT_GLOB, save_snapshot, snapshot_nimg
 from torch_utils.atomic import atomic_write_bytes
+from training.tensorboard import trim_events
 
 _RUN_ID = re.compile(r'^(\d+)-')
 _FAKES = re.compile(r'^fakes(\d+)(?:\.(\d+))?\.png$')
@@ -136,10 +137,12 @@ def tidy_run_dir(run_dir: str, resume: Optional[str], next_tick: int, cur_nimg: 
     temporary files of writes a kill interrupted, statistics and metric records written after the
     point the run continues from (they will be written again), and snapshots that the schedule
     would have retired had the run not stopped."""
-    for pattern in ('.network-snapshot-*.tmp', '.fakes*.tmp', '.stats.jsonl.*.tmp', '.metric-*.tmp'):
+    for pattern in ('.network-snapshot-*.tmp', '.fakes*.tmp', '.stats.jsonl.*.tmp', '.metric-*.tmp',
+                    '.events.out.tfevents.*.tmp', '.best.json.*.tmp'):
         for path in glob.glob(os.path.join(run_dir, pattern)):
             os.remove(path)
     _rewrite_jsonl(os.path.join(run_dir, 'stats.jsonl'), lambda r: _tick_of(r) < next_tick)
     for path in glob.glob(os.path.join(run_dir, 'metric-*.jsonl')):
         _rewrite_jsonl(path, lambda r: 0 <= snapshot_nimg(str(r.get('snapshot_pkl'))) <= cur_nimg)
+    trim_events(run_dir, cur_nimg)
     _retire_same_kimg(run_dir, keep=resume)

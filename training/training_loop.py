@@ -37,6 +37,7 @@ from training.dataset import DatasetError, ImageFolderDataset
 from training.loss import LossOptions, StyleGANLoss
 from training.run_dir import SnapshotKeeper, tidy_run_dir
 from training.stats import StatsCollector, append_jsonl, timestamped
+from training.tensorboard import EventWriter, tick_scalars, viewer_note
 
 class OptionError(UserError):
     """Options that cannot train together; the message names them."""
@@ -304,11 +305,15 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
     total_nimg = int(opts.kimg * 1000)
     tick_nimg = int(opts.tick * 1000)
     log(f'training for {opts.kimg:g} kimg from {state.cur_nimg / 1000:g} kimg on {world} process(es), device {device}')
+    events = EventWriter(opts.run_dir) if is_main else None
+    if is_main:
+        log(viewer_note(os.path.dirname(os.path.abspath(opts.run_dir))))
     tick_start_time = time.time()
     bar = make_bar(state, tick_nimg, total_nimg, opts.batch) if is_main else None
 
     while state.cur_nimg < total_nimg:
         # -- one optimisation step over the global batch -----------------------------------------
+        stop.step_from = state.cur_nimg
         reals, real_c = stream.next()
         gen_z = torch.randn([len(phases), opts.batch, G.z_dim], generator=sample_gen).to(device)
         gen_c = random_labels(dataset, len(phases) * opts.batch, sample_gen).reshape(len(phases), opts.batch, -1)
@@ -324,6 +329,7 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
         update_ema(G, G_ema, opts, state.cur_nimg)
         state.cur_nimg += opts.batch
         state.batch_idx += 1
+        stop.step_from = state.cur_nimg   # a stop asked from here on (a snapshot being written) ends the next step
         if ada is not None:
             ada.step(reduce=distributed.all_reduce_sum_)
         if bar is not None:
@@ -344,6 +350,7 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
             log(tick_line(state, tick_stats, opts))
             if is_main:
                 append_jsonl(os.path.join(opts.run_dir, 'stats.jsonl'), timestamped(tick_stats))
+                events.scalars(state.cur_nimg, tick_scalars(tick_stats))
             scheduled = done or state.cur_tick % opts.snap == 0
             # The tick is closed before any snapshot, so that a resume starts the next one.
             state.cur_tick += 1
@@ -360,7 +367,7 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
                 training_state = capture_state(opts, state, phases, ada, loss, sample_gen, augment_gen, stats,
                                                interrupted=not scheduled)
                 if scheduled and opts.metrics:   # on every rank: each computes its share of the features
-                    run_metrics(opts, G_ema, path, rank, device, log)
+                    run_metrics(opts, G_ema, path, rank, device, log, events, state.cur_nimg)
                 try:
                     if is_main and scheduled:
                         grid.save_fakes(os.path.join(opts.run_dir, f'fakes{name}.png'))
@@ -370,12 +377,17 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
                                                    training_state=training_state), scheduled=scheduled)
                 except OSError as e:   # disk full, permissions: stop with one line on every rank
                     error = e
+            if is_main and scheduled and opts.metrics and error is None:
+                note_best(opts.run_dir, log)
             if distributed.any_rank(error is not None):
                 raise SnapshotWriteError(f'{path}: cannot write the snapshot: '
                                          f'{error.strerror or error if error is not None else "failed on rank 0"}; '
                                          f'the earlier snapshots are intact')
             if interrupted:
-                log(f'interrupted: saved {path}; resume with --resume={opts.run_dir}')
+                during = ('' if stop.requested_at is None else
+                          f'stop asked during the step from {stop.requested_at / 1000:g} kimg; ')
+                log(f'interrupted: {during}saved {path} at {state.cur_nimg / 1000:g} kimg; '
+                    f'resume with --resume={opts.run_dir}')
         if interrupted or done:
             break
         tick_start_time = time.time()
@@ -734,6 +746,10 @@ class StopFlag:
     def __init__(self, external: Any = None):
         self.requested = False
         self.external = external
+        # The loop keeps `step_from` at cur_nimg where the step in progress (or the next one) starts; the
+        # handler records it, so that the log shows the run stopped after exactly that step.
+        self.step_from: Optional[int] = None
+        self.requested_at: Optional[int] = None
         self.previous = {}
         for sig in STOP_SIGNALS:
             try:
@@ -744,6 +760,8 @@ class StopFlag:
     def _handle(self, signum, frame):
         if self.requested and signum == signal.SIGINT:   # a second Ctrl-C aborts at once; a repeated SIGTERM
             raise KeyboardInterrupt                      # (a scheduler's reminder) still lets the snapshot finish
+        if not self.requested:
+            self.requested_at = self.step_from
         self.requested = True
         if distributed.rank() == 0:
             tqdm.write('stopping after this step; a snapshot will be written (Ctrl-C again to abort)')
@@ -759,7 +777,7 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
-def run_metrics(opts, G_ema, snapshot_path, rank, device, log) -> None:
+def run_metrics(opts, G_ema, snapshot_path, rank, device, log, events=None, cur_nimg: int = 0) -> None:
     from metrics.api import calc_metric, report_metric   # imported lazily: detectors load only when asked
     for metric in opts.metrics:
         result = calc_metric(metric, G=G_ema, data=opts.data, mirror=opts.mirror, num_gpus=distributed.world_size(),
@@ -767,3 +785,15 @@ def run_metrics(opts, G_ema, snapshot_path, rank, device, log) -> None:
         if rank == 0:
             report_metric(result, run_dir=opts.run_dir, snapshot_pkl=os.path.basename(snapshot_path))
             log(f'{metric}: {result["results"]}')
+            if events is not None:
+                events.scalars(cur_nimg, {f'Metrics/{k}': v for k, v in result['results'].items()})
+
+
+def note_best(run_dir: str, log) -> None:
+    """Rank best.json's snapshots again once the new snapshot is on disk (metrics run before it is written,
+    and only snapshots that exist can be best), and log the best."""
+    from metrics.best import best_line, update_best
+    update_best(run_dir)
+    line = best_line(run_dir)
+    if line:
+        log(line)
