@@ -623,6 +623,12 @@ def load_torch_zip(path: str, allowed: Globals, walk: tuple = ()) -> Any:
         return loads(_read_member(archive, pkl, pkl.file_size), allowed, walk=walk, persistent=storage)
 
 
+def load_tensor_file(path: str) -> Any:
+    """A `torch.save` file of plain data and tensors (a weights-only .pt), read with this unpickler instead of
+    torch.load(weights_only=True), whose own unpickler crashes the interpreter on deeply nested data."""
+    return load_torch_zip(path, tensor_globals())
+
+
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
     try:
         with archive.open(info) as f:
