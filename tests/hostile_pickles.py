@@ -124,9 +124,10 @@ class _TreePickler(pickle._Pickler):   # the pure-Python pickler lets a type wri
         return NotImplemented
 
 
-def write_tree(tree: Any) -> bytes:
+def write_tree(tree: Any, protocol: int = 4) -> bytes:
+    """`tree` pickled back (protocol 3 writes no frames, so opcodes can be spliced into it)."""
     buffer = io.BytesIO()
-    _TreePickler(buffer, protocol=4).dump(tree)
+    _TreePickler(buffer, protocol=protocol).dump(tree)
     return buffer.getvalue()
 
 
