@@ -11,7 +11,11 @@ real NumPy or torch constructors: it holds our own functions, which rebuild
   checked, never handed to torch.load), and tensors whose size, stride and offset fit inside their storage.
 
 So no object can be built from raw pointers and no allocation is larger than the bytes that are
-present in the file. Every failure, whatever its cause, is an `UnsafePickleError` with a one-line
+present in the file. Before the unpickler runs, a pre-scan runs the opcodes on shadows of the values (see
+_Scanner): it refuses nesting deeper than MAX_DEPTH (CPython hashes nested tuples by recursing in C) and any
+state set on, or item put into, an object the file did not make (an allow-listed global would otherwise be
+changed for every later load in the process). Every tensor owns its storage exactly: no stride-0, overlapping
+or shared views. Every failure, whatever its cause, is an `UnsafePickleError` with a one-line
 message. torch is imported only when tensors are asked for, so dataset tools stay light.
 """
 from __future__ import annotations
@@ -341,7 +345,8 @@ class _Scanner:
 
     def step(self, name: str, arg: Any, count: int) -> None:
         if name in _ATOMS:
-            self.stack.append(_Shadow(1 if name == 'EMPTY_TUPLE' else 0, 'atom', text=arg if isinstance(arg, str) else None))
+            text = arg if isinstance(arg, str) else None
+            self.stack.append(_Shadow(1 if name == 'EMPTY_TUPLE' else 0, 'atom', text=text))
         elif name in ('EMPTY_LIST', 'EMPTY_DICT', 'EMPTY_SET'):
             self.stack.append(_Shadow(1, name[6:].lower()))
         elif name == 'MARK':
@@ -401,7 +406,7 @@ class _Scanner:
                     raise self.refuse('malformed pickle (OBJ without a class)')
                 func, args = items[-1], items[:-1]
             else:
-                args = [self.pop() for _ in range({'REDUCE': 1, 'NEWOBJ': 2, 'NEWOBJ_EX': 3}[name] - (name != 'REDUCE'))]
+                args = [self.pop() for _ in range({'REDUCE': 1, 'NEWOBJ': 1, 'NEWOBJ_EX': 2}[name])]
                 func = self.pop()
             self.made(args, 'call', func.key if func.origin == 'global' else None)
         elif name in ('PERSID', 'BINPERSID'):
