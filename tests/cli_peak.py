@@ -49,6 +49,7 @@ def assert_one_error_line(result: dict, *fragments: str, max_mb: float = 1024) -
     for fragment in fragments:
         assert fragment in line, line
     assert result['peak_mb'] is not None and result['peak_mb'] < max_mb, result['peak_mb']
+    print(f'\n{line[:100]} (exit 1, peak {result["peak_mb"]:.0f} MB)')
     return line
 
 

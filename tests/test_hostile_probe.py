@@ -360,6 +360,7 @@ def test_the_worker_survives_every_file_within_memory(probe):
     assert len(report['cases']) == len(probe['cases'])
     assert not report['canary'], report['canary']
     assert report['max_rss_mb'] < 1024, report['max_rss_mb']
+    print(f'\nprobe figures: {len(report["cases"])} files in one worker, peak resident memory {report["max_rss_mb"]} MB')
     odd = {name: (c['outcome'], c['type'], c['message'][:200]) for name, c in probe['cases'].items()
            if c['outcome'] == 'unexpected' or c.get('good', 'same') != 'same'}
     assert not odd, odd
