@@ -25,8 +25,9 @@ import click
 import gradio as gr
 import numpy as np
 
-from editing.studio import (DEFAULT_NETWORK, INVERT_METHODS, MAX_UPLOAD_BYTES, MIX_PRESETS, STRENGTH_LIMIT, Session,
-                            Studio, StudioError, mask_from_strokes, network_argument, read_upload, resolve_network)
+from editing.studio import (DEFAULT_NETWORK, INVERT_METHODS, MAX_DISCOVERY_SAMPLES, MAX_PTI_STEPS, MAX_SEED, MAX_STEPS,
+                            MAX_TRUNCATION, MAX_UPLOAD_BYTES, MIX_PRESETS, STRENGTH_LIMIT, Session, Studio, StudioError,
+                            mask_from_strokes, network_argument, read_upload, resolve_network)
 from inversion.outputs import side_by_side
 from torch_utils.cli import UserError, run
 
@@ -94,9 +95,10 @@ def build_ui(studio: Studio, export_root: Optional[str] = None) -> gr.Blocks:
                 with gr.Tabs():
                     with gr.Tab('Generate', id='generate', elem_id='tab-generate'):
                         with gr.Row():
-                            seed = gr.Number(label='Seed', value=0, precision=0, minimum=0, elem_id='seed')
+                            seed = gr.Number(label='Seed', value=0, precision=0, minimum=0, maximum=MAX_SEED,
+                                             elem_id='seed')
                             random_btn = gr.Button('Random seed', elem_id='random-btn')
-                        trunc = gr.Slider(0, 1.5, value=0.7, step=0.05, elem_id='trunc',
+                        trunc = gr.Slider(0, MAX_TRUNCATION, value=0.7, step=0.05, elem_id='trunc',
                                           label='Truncation (lower: more typical garments, higher: more varied)')
                         cls = gr.Dropdown(choices=classes, value=0 if classes else None, label='Garment class',
                                           visible=bool(classes), elem_id='class')
@@ -113,9 +115,9 @@ def build_ui(studio: Studio, export_root: Optional[str] = None) -> gr.Blocks:
                                     'of the Generate tab.')
                         with gr.Row():
                             seed_a = gr.Number(label='Garment A (structure): seed', value=1, precision=0, minimum=0,
-                                               elem_id='mix-a')
+                                               maximum=MAX_SEED, elem_id='mix-a')
                             seed_b = gr.Number(label='Garment B (style): seed', value=2, precision=0, minimum=0,
-                                               elem_id='mix-b')
+                                               maximum=MAX_SEED, elem_id='mix-b')
                         preset = gr.Radio([*MIX_PRESETS, 'custom'], value='fine', elem_id='mix-preset',
                                           label='Rows from B: ' + ', '.join(f'{p} {a}-{b - 1}' for p, (a, b) in presets.items()))
                         cut = gr.Slider(1, G.num_ws - 1, value=studio.preset_cut('fine') or G.num_ws // 2, step=1,
@@ -141,7 +143,8 @@ def build_ui(studio: Studio, export_root: Optional[str] = None) -> gr.Blocks:
                         with gr.Accordion('Find directions (GANSpace)', open=studio.directions is None):
                             with gr.Row():
                                 components = gr.Slider(2, MAX_SLIDERS, value=8, step=1, label='Components')
-                                samples = gr.Number(value=5000, precision=0, minimum=100, label='Samples of W')
+                                samples = gr.Number(value=5000, precision=0, minimum=100, maximum=MAX_DISCOVERY_SAMPLES,
+                                                    label='Samples of W')
                             discover_btn = gr.Button('Find principal directions', elem_id='discover-btn')
                         edit_status = gr.Markdown(elem_id='edit-status')
                     with gr.Tab('Invert', id='invert', elem_id='tab-invert'):
@@ -159,8 +162,8 @@ def build_ui(studio: Studio, export_root: Optional[str] = None) -> gr.Blocks:
                                                  label='Class of the garment in the photo', elem_id='invert-class')
                         with gr.Row():
                             method = gr.Radio(list(INVERT_METHODS), value='pti', label='Method', elem_id='method')
-                            steps = gr.Slider(1, 1000, value=200, step=1, label='Projection steps', elem_id='steps')
-                            pti_steps = gr.Slider(0, 350, value=100, step=1, label='PTI tuning steps', elem_id='pti-steps')
+                            steps = gr.Slider(1, MAX_STEPS, value=200, step=1, label='Projection steps', elem_id='steps')
+                            pti_steps = gr.Slider(0, MAX_PTI_STEPS, value=100, step=1, label='PTI tuning steps', elem_id='pti-steps')
                         with gr.Row():
                             invert_btn = gr.Button('Invert', variant='primary', elem_id='invert-btn')
                             cancel_btn = gr.Button('Cancel', variant='stop', elem_id='cancel-btn')

@@ -34,7 +34,9 @@ import os
 import click
 
 from metrics.runner import EvalJob, collect, format_table, prepare, run
+from pretrained import resolve_pretrained
 from torch_utils import cli
+from torch_utils.download import is_url
 from training.curves import plot_run
 
 
@@ -45,7 +47,8 @@ def parse_metrics(value: str) -> list[str]:
 
 
 @click.command(help=__doc__)
-@click.option('--network', required=True, metavar='PKL|PT|URL|RUN_DIR', help='Snapshot, export, URL or run directory')
+@click.option('--network', required=True, metavar='PKL|PT|URL|RUN_DIR|NAME',
+              help='Snapshot, export, URL, run directory, or the short name of a model in pretrained/ (garments)')
 @click.option('--metrics', default='fid50k_full', show_default=True, metavar='[NAME|A,B,C]', help='Metrics to compute')
 @click.option('--data', metavar='[ZIP|DIR|synthetic:...]', help='Dataset to compare with  [default: the snapshot\'s training set]')
 @click.option('--mirror', type=bool, metavar='BOOL', help='Dataset x-flips for metrics that use them  [default: as trained]')
@@ -63,6 +66,8 @@ def main(network, metrics, data, mirror, gpus, detector_dir, force, seed, verbos
     if not names:
         click.echo(f'wrote {plot_run(run_directory(network), plot)}')
         return
+    if not os.path.exists(network) and not is_url(network):   # a model shipped in pretrained/ ('garments')
+        network = resolve_pretrained(network) or network
     job = EvalJob(metrics=names, network=network, data=data, mirror=mirror, gpus=gpus, detector_dir=detector_dir,
                   force=force, seed=seed, verbose=verbose)
     prepare(job)   # every failure a user can cause is a UserError: one line, exit code 1 (torch_utils.cli.run)

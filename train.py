@@ -43,7 +43,7 @@ import click
 from click.core import ParameterSource
 import torch
 
-from torch_utils import distributed
+from torch_utils import distributed, safe_json
 from torch_utils.atomic import atomic_write_bytes
 from torch_utils.cli import EXPECTED, UserError, debug_enabled, describe, finite_float, run
 from training import training_loop as tl
@@ -54,6 +54,7 @@ from training.run_dir import OPTIONS_FILE, claim_run_dir, is_run_dir, latest_run
 # match the run's own value, since it would change what the run computes.
 SAFE_ON_RESUME = ('kimg', 'tick', 'snap', 'workers', 'metrics', 'detector_dir', 'nobench')
 NOT_OPTIONS = ('outdir', 'resume', 'transfer', 'dry_run', 'verbose')
+OPTIONS_LIMIT = 1 << 20   # training_options.json holds a few dozen options
 
 
 def parse_comma_list(value):
@@ -238,6 +239,7 @@ class Plan:
     desc: str = ''
     cur_nimg: int = 0
     finished: bool = False
+    c_dim: Optional[int] = None   # of the snapshot a run continues from, which the dataset's labels must fit
 
 
 def plan_run(kw: dict, given: set) -> Plan:
@@ -245,7 +247,10 @@ def plan_run(kw: dict, given: set) -> Plan:
     metrics) without creating anything."""
     plan = _plan(kw, given)
     opts = plan.opts
-    tl.open_dataset(opts)
+    dataset = tl.open_dataset(opts)
+    if plan.c_dim is not None and dataset.label_dim != plan.c_dim:
+        raise UserError(f'{opts.data}: its labels have {dataset.label_dim} dimensions, but the run continues a '
+                        f'generator with c_dim={plan.c_dim}')
     check_metrics(opts)
     plan.finished = plan.cur_nimg >= int(opts.kimg * 1000)
     return plan
@@ -352,17 +357,19 @@ def continue_run(run_dir: Optional[str], snapshot: Optional[str], kw: dict, give
     if snapshot is None:
         snapshots = list_snapshots(run_dir)
         snapshot = snapshots[-1] if snapshots else None
+    c_dim = None
     if snapshot is not None:
-        state = load_snapshot(snapshot).get('training_state')
+        data = load_snapshot(snapshot)
+        state = data.get('training_state')
         if state is None:
             raise UserError(f'{snapshot}: not a snapshot of this toolkit\'s training (no training state) to continue')
-        saved = tl.check_training_state(state, snapshot)
+        saved = tl.check_training_state(state, snapshot, data)
         cur_nimg = state['counters']['cur_nimg']
+        c_dim = int(data['G'].c_dim)
     else:
         path = os.path.join(run_dir, OPTIONS_FILE)
         try:
-            with open(path) as f:
-                options = json.load(f)
+            options = safe_json.load_file(path, OPTIONS_LIMIT)
         except ValueError as e:
             raise UserError(f'{path}: not valid JSON ({describe(e)})') from None
         saved = tl.saved_options(options, path)
@@ -372,7 +379,7 @@ def continue_run(run_dir: Optional[str], snapshot: Optional[str], kw: dict, give
     if snapshot is not None:   # the run's own snapshot, restored exactly (its transfer, if any, is behind it)
         options.update(resume=snapshot, transfer=False)
     options.update(run_dir=run_dir or '')
-    return Plan(opts=tl.TrainingOptions(**options), new_run=run_dir is None, cur_nimg=cur_nimg)
+    return Plan(opts=tl.TrainingOptions(**options), new_run=run_dir is None, cur_nimg=cur_nimg, c_dim=c_dim)
 
 
 def apply_given(saved: dict, kw: dict, given: set) -> dict:

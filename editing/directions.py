@@ -1,6 +1,6 @@
 """A named set of latent directions in W, its `.npz` file, and applying edits to ws.
 
-File layout (read with `np.load(allow_pickle=False)`: plain arrays only, nothing that can run code):
+File layout (read through torch_utils.safe_npz: plain arrays only, checked from their headers):
 
     directions   [K, w_dim] float32   unit vectors in W
     names        [K] str              editable labels ('pc0', 'darker', 'sleeve_length', ...)
@@ -23,7 +23,9 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
+from torch_utils import safe_json
 from torch_utils.atomic import atomic_write
+from torch_utils.safe_npz import TEXT, NpzArchive
 
 from .errors import EditingError, UnknownDirection
 from .npzfile import read_npz
@@ -133,17 +135,35 @@ def save_directions(path: PathLike, d: Directions) -> None:
 
 
 def load_directions(path: PathLike) -> Directions:
-    """Read a directions .npz; any problem is a ValueError naming the file."""
-    def read(f) -> Directions:
-        missing = [k for k in ('directions', 'names', 'layer_start', 'layer_stop', 'scale', 'num_ws') if k not in f.files]
+    """Read a directions .npz; any problem is an EditingError naming the file. Every array is checked from
+    its header (kind, shape) before it is read."""
+    def read(f: NpzArchive) -> Directions:
+        missing = [k for k in ('directions', 'names', 'layer_start', 'layer_stop', 'scale', 'num_ws') if k not in f]
         if missing:
             raise EditingError(f'not a directions file (missing {", ".join(missing)})')
-        return Directions(vectors=f['directions'], names=list(f['names']), layer_start=f['layer_start'],
-                          layer_stop=f['layer_stop'], scale=f['scale'],
-                          method=str(f['method']) if 'method' in f.files else 'unknown',
-                          num_ws=int(f['num_ws']), meta=json.loads(str(f['meta'])) if 'meta' in f.files else {},
-                          stats={k[len('stat/'):]: f[k] for k in f.files if k.startswith('stat/')})
+        vectors = f.array('directions', 'f', shapes=[(None, None)])
+        k = len(vectors)
+        per_direction = [(k,), ()]
+        meta = _json_object(f.text('meta')) if 'meta' in f else {}
+        return Directions(vectors=vectors, names=list(f.array('names', TEXT, shapes=[(k,)])),
+                          layer_start=f.array('layer_start', 'iu', per_direction),
+                          layer_stop=f.array('layer_stop', 'iu', per_direction),
+                          scale=f.array('scale', 'fiu', per_direction),
+                          method=f.text('method') if 'method' in f else 'unknown',
+                          num_ws=f.scalar('num_ws', 'iu'), meta=meta,
+                          stats={key[len('stat/'):]: f.array(key, 'fiub', [(k,), (k, None)])
+                                 for key in f.files if key.startswith('stat/')})
     return read_npz(path, 'directions', read)
+
+
+def _json_object(text: str) -> dict:
+    try:
+        meta = safe_json.loads(text)
+    except ValueError as e:
+        raise EditingError(f'meta: {e}') from None
+    if not isinstance(meta, dict):
+        raise EditingError('meta: not a JSON object')
+    return meta
 
 
 def orthonormal_sign(vectors: np.ndarray) -> np.ndarray:

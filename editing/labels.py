@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import functools
 import importlib
-import json
 import os
 from typing import Callable, Optional
 
 import numpy as np
 
+from torch_utils import safe_json
+
 from .errors import EditingError
+
+LABELS_LIMIT = 64 << 20   # hand labels of seeds: a few thousand entries
 
 GARMENT_MEASURES = ('darkness', 'sleeve', 'coverage', 'pattern')
 CENTROID_GRID = 16
@@ -111,11 +114,10 @@ def resolve_labeller(spec: str) -> tuple[Callable[[np.ndarray], dict], str]:
 def load_seed_labels(path: str) -> tuple[list[int], dict[str, np.ndarray]]:
     """Hand labels {"name": {"seed": value}} -> (sorted seeds, {name: [len(seeds)] values, NaN where unlabelled})."""
     try:
-        with open(path) as f:
-            raw = json.load(f)
+        raw = safe_json.load_file(path, LABELS_LIMIT)
     except OSError as e:
         raise EditingError(f'{path}: cannot read ({e.strerror or e})') from None
-    except json.JSONDecodeError as e:
+    except ValueError as e:
         raise EditingError(f'{path}: not valid JSON ({e})') from None
     if not isinstance(raw, dict) or not raw or not all(isinstance(v, dict) for v in raw.values()):
         raise EditingError(f'{path}: expected {{"label name": {{"seed": value, ...}}, ...}}')

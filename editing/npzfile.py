@@ -1,25 +1,24 @@
 """Reading the toolkit's plain-array .npz files (directions, latents) with one-line errors naming the file.
 
-They are opened with `allow_pickle=False`: an object array (a pickle inside the archive) is refused, never
-unpickled.
+They are read through torch_utils.safe_npz, never np.load: each array is checked from its header (dtype kind,
+shape, size) before its bytes are read, and nothing in the file can be unpickled.
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Callable, TypeVar, Union
 
-import numpy as np
+from torch_utils.safe_npz import NpzArchive, NpzError
 
 from .errors import EditingError
 
 T = TypeVar('T')
 
 
-def read_npz(path: Union[str, os.PathLike], kind: str, read: Callable[[np.lib.npyio.NpzFile], T]) -> T:
-    """`read(archive)`, with any failure (missing file, bad archive, pickled arrays, missing keys: `read`
-    raises ValueError with its reason) turned into a ValueError `'<path>: <reason>'`. `kind` names the
-    file type in the message, e.g. 'directions'."""
+def read_npz(path: Union[str, os.PathLike], kind: str, read: Callable[[NpzArchive], T]) -> T:
+    """`read(archive)`, with any failure (missing file, bad archive, refused arrays, missing keys: `read`
+    raises EditingError or NpzError with its reason) turned into an EditingError `'<path>: <reason>'`. `kind`
+    names the file type in the message, e.g. 'directions'."""
     path = os.fspath(path)
     try:
         with open(path, 'rb') as f:
@@ -28,15 +27,10 @@ def read_npz(path: Union[str, os.PathLike], kind: str, read: Callable[[np.lib.np
         raise EditingError(f'{path}: no such file') from None
     except OSError as e:
         raise EditingError(f'{path}: cannot read ({e.strerror or e})') from None
-    if magic != b'PK\x03\x04':   # np.load would take anything else for a pickle or a .npy
+    if magic != b'PK\x03\x04':
         raise EditingError(f'{path}: not a {kind} .npz archive (a zip of arrays, as numpy.savez writes)')
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with NpzArchive(path) as archive:
             return read(archive)
-    except ValueError as e:
-        msg = str(e)
-        if 'allow_pickle' in msg or 'Object arrays' in msg:
-            msg = 'contains pickled objects, which are not loaded (plain arrays only)'
-        raise EditingError(f'{path}: {msg}') from None
-    except (OSError, KeyError, EOFError, json.JSONDecodeError) as e:
-        raise EditingError(f'{path}: not a readable {kind} .npz ({e})') from None
+    except (EditingError, NpzError) as e:
+        raise EditingError(f'{path}: {e}') from None

@@ -1,6 +1,6 @@
 """Where latents come from: seeds (mapped as gen_images does) or latents files written by invert.py.
 
-A latents file is an .npz read with `allow_pickle=False` holding `ws` [N, num_ws, w_dim] or `w`
+A latents file is an .npz (read through torch_utils.safe_npz, shapes checked from the headers) holding `ws` [N, num_ws, w_dim] or `w`
 ([N, num_ws, w_dim], [N, w_dim] or [w_dim]; a single w is repeated over the rows), or only `w_single`.
 invert.py also stores optimised StyleGAN2 noise maps as `noise/<buffer name>`; they are returned so that
 the caller can put them into the generator, without which the reconstruction would not be reproduced.
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from networks.generate import parse_range, seeds_to_ws
+from torch_utils.safe_npz import MAX_ARRAY_BYTES, NpzArchive
 
 from .errors import EditingError
 from .npzfile import read_npz
@@ -29,25 +30,30 @@ class Latents:
 
 
 def load_ws_file(path: Union[str, os.PathLike], num_ws: int, w_dim: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """(ws [N, num_ws, w_dim] float32, noise maps) from a latents .npz; ValueError naming the file otherwise."""
+    """(ws [N, num_ws, w_dim] float32, noise maps) from a latents .npz; EditingError naming the file otherwise.
+    Shapes are checked from the arrays' headers, and the size of the repeated result before repeating."""
     path = os.fspath(path)
 
-    def read(f) -> tuple[str, np.ndarray, dict[str, torch.Tensor]]:
-        key = next((k for k in ('ws', 'w', 'w_single') if k in f.files), None)
+    def read(f: NpzArchive) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
+        key = next((k for k in ('ws', 'w', 'w_single') if k in f), None)
         if key is None:
             raise EditingError(f'no latents in it (expected a "ws" or "w" array; found {", ".join(f.files) or "nothing"})')
-        noise = {k[len('noise/'):]: torch.from_numpy(np.asarray(f[k], dtype=np.float32))
-                 for k in f.files if k.startswith('noise/')}
-        return key, np.asarray(f[key], dtype=np.float32), noise
-    key, w, noise = read_npz(path, 'latents', read)
-    if w.ndim == 1:
-        w = w[None]
+        w = f.array(key, 'f', shapes=[(None, num_ws, w_dim), (None, w_dim), (w_dim,)]).astype(np.float32)
+        if w.ndim < 3 and len(w.reshape(-1, w_dim)) * num_ws * w_dim * 4 > MAX_ARRAY_BYTES:
+            raise EditingError(f'"{key}" holds {len(w.reshape(-1, w_dim))} latents, more than '
+                               f'{MAX_ARRAY_BYTES >> 20} MiB once repeated over the {num_ws} ws rows')
+        if not np.all(np.isfinite(w)):
+            raise EditingError(f'"{key}" contains NaN or infinite values')
+        noise = {}
+        for k in (k for k in f.files if k.startswith('noise/')):
+            noise[k[len('noise/'):]] = value = torch.from_numpy(f.array(k, 'f').astype(np.float32))
+            if not bool(torch.isfinite(value).all()):
+                raise EditingError(f'"{k}" contains NaN or infinite values')
+        return w, noise
+    w, noise = read_npz(path, 'latents', read)
+    w = w.reshape(-1, w_dim) if w.ndim < 3 else w
     if w.ndim == 2:
         w = np.repeat(w[:, None], num_ws, axis=1)
-    if w.ndim != 3 or w.shape[1:] != (num_ws, w_dim):
-        raise EditingError(f'{path}: "{key}" has shape {list(w.shape)}; the network needs [N, {num_ws}, {w_dim}] or [N, {w_dim}]')
-    if not np.all(np.isfinite(w)):
-        raise EditingError(f'{path}: "{key}" contains NaN or infinite values')
     return torch.from_numpy(w), noise
 
 

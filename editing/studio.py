@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import io
 import json
 import os
 import shlex
@@ -35,6 +34,7 @@ import torch
 from torch import nn
 
 from editing import Directions, Edit, apply_edits, load_directions, mix_ws, parse_layer_range, preset_range
+from editing.compute_once import ComputeOnce
 from editing.discovery import ganspace
 from inversion.outputs import save_latents
 from inversion.perceptual import Perceptual
@@ -45,16 +45,21 @@ from networks.generate import save_image, seeds_to_ws, synthesize
 from networks.snapshot import BEST_SUFFIX, SnapshotError, export_pt, load_generator, resolve_source
 from pretrained import MODELS as PRETRAINED_MODELS, resolve_pretrained
 from torch_utils.cli import UserError, did_you_mean
-from training.image_io import to_array
+from training.image_io import FORMATS as IMAGE_FORMATS, ImageDecodeError, decode_image
 
 PathLike = Union[str, os.PathLike]
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-MAX_UPLOAD_PIXELS = 40_000_000
-# Formats a photo arrives in. Pillow can open more (EPS even starts Ghostscript); an upload is tried as
-# these only, so any other file is refused before a decoder runs.
-UPLOAD_FORMATS = ('PNG', 'JPEG', 'WEBP', 'BMP', 'GIF', 'TIFF')
+# Formats a photo arrives in: those of every image reader (Pillow can open more, and EPS starts Ghostscript).
+UPLOAD_FORMATS = IMAGE_FORMATS
 INVERT_METHODS = ('project', 'pti')
 STRENGTH_LIMIT = 3.0                     # sliders span +-3 std of W along each direction
+# Every number a page sends is bounded here (a client need not use the page's widgets): these bound how long
+# one request may keep the server busy.
+MAX_SEED = 2 ** 32 - 1
+MAX_TRUNCATION = 1.5
+MAX_DISCOVERY_SAMPLES = 50_000           # GANSpace; 5,000 takes a few seconds on a CPU
+MAX_STEPS = 1000                         # projection steps (NVIDIA's projector uses 1000)
+MAX_PTI_STEPS = 350                      # PTI's own default
 MIX_PRESETS = ('coarse', 'middle', 'fine')
 DEFAULT_NETWORK = 'garments'
 W_AVG_SAMPLES = 10000                    # invert.py's default --w-avg-samples
@@ -120,27 +125,20 @@ def directions_beside(network: str, G: nn.Module) -> Optional[str]:
 # ---------------------------------------------------------------------------------------------
 # Uploads.
 
-def read_upload(path: PathLike, what: str = 'photo', max_bytes: int = MAX_UPLOAD_BYTES,
-                max_pixels: int = MAX_UPLOAD_PIXELS) -> np.ndarray:
-    """An uploaded file as HWC uint8 (1 or 3 channels), decoded as one of UPLOAD_FORMATS only; anything
-    else, too big, or broken raises StudioError naming `what`."""
+def read_upload(path: PathLike, what: str = 'photo', max_bytes: int = MAX_UPLOAD_BYTES) -> np.ndarray:
+    """An uploaded file as HWC uint8 (1 or 3 channels), decoded as one of UPLOAD_FORMATS only and within the
+    header limits of training.image_io (pixels, aspect ratio, decoder memory); anything else, too big, or
+    broken raises StudioError naming `what`."""
     name = os.path.basename(os.fspath(path))
     size = os.path.getsize(path)
     if size > max_bytes:
         raise StudioError(f'{what} {name}: {size / 2**20:.1f} MB is more than the {max_bytes / 2**20:.0f} MB allowed')
     with open(path, 'rb') as f:
-        data = f.read()
+        data = f.read(max_bytes + 1)
     try:
-        with PIL.Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as image:
-            w, h = image.size
-            if w * h > max_pixels:
-                raise StudioError(f'{what} {name}: {w}x{h} pixels is more than the {max_pixels / 1e6:.0f} megapixels allowed')
-            image.load()
-            return to_array(image)
-    except PIL.UnidentifiedImageError:
-        raise StudioError(f'{what} {name}: not an image ({", ".join(UPLOAD_FORMATS)})') from None
-    except (OSError, SyntaxError, ValueError, EOFError, PIL.Image.DecompressionBombError) as e:
-        raise StudioError(f'{what} {name}: broken image ({e})') from None
+        return decode_image(data)
+    except ImageDecodeError as e:
+        raise StudioError(f'{what} {name}: {e}') from None
 
 
 def mask_from_strokes(layers: Sequence[np.ndarray], shape: tuple[int, int]) -> Optional[np.ndarray]:
@@ -273,9 +271,8 @@ class Studio:
         self.directions, self.directions_path = directions, directions_path
         self.perceptual, self.perceptual_name = perceptual, perceptual_name
         self.w_avg_samples = w_avg_samples
-        self._cache_lock = threading.Lock()
-        self._stats: dict[Optional[int], LatentStats] = {}
-        self._ganspace: dict[tuple[int, int], Directions] = {}
+        self._stats = ComputeOnce()      # class index -> LatentStats
+        self._ganspace = ComputeOnce()   # (components, samples) -> Directions
 
     @classmethod
     def load(cls, network: str, directions: Optional[str] = None, device: Union[str, torch.device] = 'cpu',
@@ -322,7 +319,7 @@ class Studio:
 
     # --- Generate ----------------------------------------------------------------------------
     def seed_garment(self, seed: int, truncation: float = 1.0, class_idx: Optional[int] = None) -> Garment:
-        seed = _seed(seed)
+        seed, truncation = _seed(seed), _truncation(truncation)
         class_idx = self._class(class_idx)
         ws = seeds_to_ws(self.G, [seed], truncation, class_idx).float().cpu()
         label = f'seed {seed}' + (f', {self.class_names[class_idx]}' if class_idx is not None else '')
@@ -331,9 +328,10 @@ class Studio:
     def seed_grid(self, session: Session, first_seed: int, count: int, truncation: float = 1.0,
                   class_idx: Optional[int] = None) -> list[tuple[np.ndarray, str]]:
         """(image, caption) of `count` consecutive seeds; `pick_from_grid` makes one the current garment."""
-        first_seed, count = _seed(first_seed), int(count)
+        first_seed, count, truncation = _seed(first_seed), int(count), _truncation(truncation)
         if not 1 <= count <= 64:
             raise StudioError('a grid holds 1 to 64 seeds')
+        _seed(first_seed + count - 1)
         class_idx = self._class(class_idx)
         seeds = list(range(first_seed, first_seed + count))
         ws = seeds_to_ws(self.G, seeds, truncation, class_idx).float().cpu()
@@ -424,27 +422,23 @@ class Studio:
     def discover(self, session: Session, components: int = 16, samples: int = 5000) -> Directions:
         """GANSpace components of this network for the session's sliders (computed once per setting)."""
         components, samples = int(components), int(samples)
-        if not 1 <= components <= 64 or samples < 2 * components:
-            raise StudioError('GANSpace: 1-64 components and at least twice as many samples')
-        key = (components, samples)
-        with self._cache_lock:
-            if key not in self._ganspace:
-                self._ganspace[key] = ganspace(self.G, num_samples=samples, num_components=components,
-                                               source=self.network)
-            session.directions = self._ganspace[key]
-            session.strengths = {}
+        if not 1 <= components <= 64 or not 2 * components <= samples <= MAX_DISCOVERY_SAMPLES:
+            raise StudioError(f'GANSpace: 1-64 components and at least twice as many samples, at most '
+                              f'{MAX_DISCOVERY_SAMPLES}')
+        session.directions = self._ganspace.get((components, samples), lambda: ganspace(
+            self.G, num_samples=samples, num_components=components, source=self.network))
+        session.strengths = {}
         return session.directions
 
     # --- Invert ------------------------------------------------------------------------------
     def latent_stats(self, class_idx: Optional[int]) -> LatentStats:
-        with self._cache_lock:
-            if class_idx not in self._stats:
-                c = None
-                if self.num_classes:
-                    c = torch.zeros([1, self.num_classes], device=self.device)
-                    c[0, class_idx] = 1
-                self._stats[class_idx] = latent_stats(self.G, self.w_avg_samples, c=c)
-            return self._stats[class_idx]
+        def compute() -> LatentStats:
+            c = None
+            if self.num_classes:
+                c = torch.zeros([1, self.num_classes], device=self.device)
+                c[0, class_idx] = 1
+            return latent_stats(self.G, self.w_avg_samples, c=c)
+        return self._stats.get(class_idx, compute)
 
     def prepare_photo(self, photo: np.ndarray, mask: Optional[np.ndarray] = None, name: str = 'photo') -> Target:
         try:
@@ -462,8 +456,8 @@ class Studio:
         class_idx = self._class(class_idx)
         steps = int(steps if steps is not None else PROJECT_STEPS[method if method in PROJECT_STEPS else 'pti'])
         pti_steps = int(pti_steps)
-        if steps < 1 or pti_steps < 0:
-            raise StudioError('steps must be at least 1')
+        if not 1 <= steps <= MAX_STEPS or not 0 <= pti_steps <= MAX_PTI_STEPS:
+            raise StudioError(f'projection steps lie in 1-{MAX_STEPS}, PTI steps in 0-{MAX_PTI_STEPS}')
         recipe = dict(kind='inversion', method=method, photo=os.path.basename(photo_file), steps=steps,
                       pti_steps=pti_steps, cls=class_idx, perceptual=self.perceptual_name,
                       w_avg_samples=self.w_avg_samples,
@@ -579,9 +573,19 @@ def _seed(value) -> int:
         seed = int(value)
     except (TypeError, ValueError):
         raise StudioError(f'{value!r} is not a seed (a whole number)') from None
-    if not 0 <= seed < 2 ** 32:
-        raise StudioError('seeds lie in 0 .. 4294967295')
+    if not 0 <= seed <= MAX_SEED:
+        raise StudioError(f'seeds lie in 0 .. {MAX_SEED}')
     return seed
+
+
+def _truncation(value) -> float:
+    try:
+        psi = float(value)
+    except (TypeError, ValueError):
+        raise StudioError(f'{value!r} is not a truncation (a number)') from None
+    if not 0 <= psi <= MAX_TRUNCATION:
+        raise StudioError(f'truncation lies in 0 .. {MAX_TRUNCATION:g}')
+    return psi
 
 
 def _rows_text(rows: Sequence[int]) -> str:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from torch_utils import safe_pickle
 from torch_utils.atomic import atomic_write
 from torch_utils.cli import UserError
 
@@ -82,7 +83,7 @@ def load_inverter(path: Union[str, os.PathLike], G: Optional[nn.Module] = None,
     if not os.path.isfile(path):
         raise InverterError(f'{path}: no such file (train one with: invert.py --method=hyperstyle --train-encoder ...)')
     try:
-        data = torch.load(path, map_location='cpu', weights_only=True)
+        data = safe_pickle.load_tensor_file(path)   # torch.load's own unpickler crashes on deeply nested data
     except Exception as e:   # zip/pickle errors surface as several exception types
         raise InverterError(f'{path}: not a readable inverter file ({type(e).__name__}: {e})') from None
     if not isinstance(data, dict) or data.get('format') != FORMAT:

@@ -23,7 +23,7 @@ import PIL.Image
 import torch
 
 from torch_utils.cli import UserError
-from training.image_io import ImageDecodeError, decode_image, is_image_name, match_channels
+from training.image_io import ImageDecodeError, decode_image, is_image_name, match_channels, place_resized
 
 FIT_MODES = ('auto', 'pad', 'crop', 'mask')
 
@@ -100,26 +100,20 @@ def square_box(h: int, w: int, fit: str, mask: Optional[np.ndarray], margin: flo
     return (w - side) // 2, (h - side) // 2, side
 
 
-def cut_square(image: np.ndarray, box: tuple[int, int, int], fill: Sequence[float]) -> np.ndarray:
-    """image[top:top+side, left:left+side] with `fill` wherever the box leaves the photo."""
+def fit_square(image: np.ndarray, box: tuple[int, int, int], fill: Sequence[float], resolution: int,
+               resample) -> np.ndarray:
+    """image[top:top+side, left:left+side] with `fill` wherever the box leaves the photo, resized to
+    resolution x resolution (the photo part is shrunk before it is padded: see place_resized)."""
     left, top, side = box
-    h, w, c = image.shape
-    out = np.empty([side, side, c], dtype=image.dtype)
-    out[...] = np.asarray(fill, dtype=np.float64).round().astype(image.dtype)
-    y0, x0 = max(top, 0), max(left, 0)
-    y1, x1 = min(top + side, h), min(left + side, w)
-    if y1 > y0 and x1 > x0:
-        out[y0 - top:y1 - top, x0 - left:x1 - left] = image[y0:y1, x0:x1]
-    return out
+    fill = np.asarray(fill, dtype=np.float64).round().astype(image.dtype)
 
-
-def _resize(array: np.ndarray, resolution: int, resample) -> np.ndarray:
-    if array.shape[0] == resolution:
-        return array
-    squeeze = array.shape[2] == 1
-    image = PIL.Image.fromarray(array[:, :, 0] if squeeze else array)
-    out = np.asarray(image.resize((resolution, resolution), resample))
-    return out[:, :, None] if out.ndim == 2 else out
+    def resize(array: np.ndarray, width: int, height: int) -> np.ndarray:
+        if array.shape[:2] == (height, width):
+            return array
+        squeeze = array.shape[2] == 1
+        out = np.asarray(PIL.Image.fromarray(array[:, :, 0] if squeeze else array).resize((width, height), resample))
+        return out[:, :, None] if out.ndim == 2 else out
+    return place_resized(image, (left, top, side, side), (resolution, resolution), fill, resize)
 
 
 def parse_colour(text: str, channels: int) -> Optional[tuple[int, ...]]:
@@ -150,13 +144,11 @@ def prepare_target(image: np.ndarray, resolution: int, channels: int, *, mask: O
         binary = mask >= 128 if mask.dtype == np.uint8 else mask >= 0.5
     bg = np.asarray(background, dtype=np.float64) if background is not None else estimate_background(image)
     box = square_box(h, w, fit, binary, mask_margin)
-    square = cut_square(image, box, bg)
-    target = _resize(square, resolution, PIL.Image.LANCZOS)
+    target = fit_square(image, box, bg, resolution, PIL.Image.LANCZOS)
     tensor = torch.from_numpy(target.astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
     mask_tensor = None
     if binary is not None:
-        m = cut_square(binary.astype(np.uint8)[:, :, None] * 255, box, [0])
-        m = _resize(m, resolution, PIL.Image.BILINEAR)
+        m = fit_square(binary.astype(np.uint8)[:, :, None] * 255, box, [0], resolution, PIL.Image.BILINEAR)
         mask_tensor = torch.from_numpy((m[:, :, 0] >= 128).astype(np.float32))[None, None]
         if mask_tensor.sum() == 0:
             raise ValueError(f'the mask covers no pixel at {resolution}x{resolution}')

@@ -282,6 +282,8 @@ def run_job(opts: InvertOptions, log: Callable[[str], None] = print) -> list[dic
             return []
     records = run_inversion(opts, perceptual=perceptual, device=device, log=log)
     done = [r for r in records if 'skipped' not in r]
+    if len(records) == 1 and not done:   # one photo: its own reason is the error
+        raise InversionError(records[0]['skipped'])
     if not done:
         raise InversionError(f'{opts.target}: no image could be inverted')
     log(f'inverted {len(done)} image(s) into {opts.outdir}' +

@@ -14,7 +14,7 @@ penultimate features describe what matters in these images. It gives:
 
 Images are uint8 RGB [N, 3, H, W] at any resolution (resized to 64x64 with area averaging), exactly as the
 Inception detector is called. The file is a weights-only `torch.save` of `{'config', 'state_dict', 'meta'}`
-read with `torch.load(weights_only=True)`: loading it cannot run code. `pretrained/train_classifier.py`
+read with the allow-listed unpickler of torch_utils.safe_pickle: loading it cannot run code. `pretrained/train_classifier.py`
 retrains it; `meta` records the data, epochs and held-out accuracy it reached.
 """
 from __future__ import annotations
@@ -26,7 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from torch_utils.cli import UserError
+from torch_utils import safe_pickle
+from torch_utils.cli import UserError, describe
 from training import synthetic_garments as sg
 
 RESOLUTION = 64
@@ -97,10 +98,9 @@ def save_garment_classifier(path: str, model: GarmentClassifier, meta: Optional[
 def load_garment_classifier(path: str, device: torch.device = torch.device('cpu')) -> GarmentClassifier:
     """The classifier in eval mode; a file that is not one (or holds anything but tensors) is refused."""
     try:
-        payload = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:   # noqa: BLE001 -- torch raises many types for bad files; all mean "not ours"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ClassifierFileError(f'{path}: not a garment classifier file ({first[:200]})') from None
+        payload = safe_pickle.load_tensor_file(path)
+    except (safe_pickle.UnsafePickleError, OSError) as e:
+        raise ClassifierFileError(f'{path}: not a garment classifier file ({describe(e)[:200]})') from None
     if not isinstance(payload, dict) or payload.get('format') != FILE_FORMAT:
         raise ClassifierFileError(f'{path}: not a garment classifier file (expected format {FILE_FORMAT!r})')
     model = GarmentClassifier(**payload['config'])

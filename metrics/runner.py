@@ -15,13 +15,14 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 
 from networks.snapshot import SNAPSHOT_GLOB, load_generator, load_snapshot, snapshot_nimg
-from torch_utils import distributed
+from torch_utils import distributed, safe_json
 from torch_utils.download import is_url
+from torch_utils.safe_pickle import one_line
 
 from .api import calc_metric, report_metric, resolve_data
 from .detectors import locate_detector
@@ -74,8 +75,8 @@ def read_records(run_dir: Optional[str], metric: str) -> list[dict]:
     with open(path) as f:
         for line in f:
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
+                record = safe_json.loads(line)
+            except ValueError:
                 continue
             if isinstance(record, dict) and isinstance(record.get('results'), dict):
                 out.append(record)
@@ -107,11 +108,10 @@ def prepare(job: EvalJob) -> EvalJob:
         raise MetricError(f'{job.todo[0][0]}: equivariance metrics need a StyleGAN3 generator '
                           f'(G.synthesis.input.transform); this one is {type(G).__module__}.{type(G).__name__}')
     needs_data = bool(families & {'fid', 'kid', 'pr', 'ls'}) or G.c_dim > 0
-    if job.data is None:
-        kwargs = data.get('training_set_kwargs')
-        if needs_data and not kwargs:
+    if job.data is None:   # the snapshot's own dataset, where a metric needs one
+        job.data = snapshot_dataset(data, job.todo[0][0]) if needs_data else None
+        if needs_data and job.data is None:
             raise MetricError(f'{job.todo[0][0]}: the snapshot does not name its dataset; pass --data')
-        job.data = dict(kwargs) if kwargs else None
         origin = "the snapshot's training options"
     else:
         origin = '--data'
@@ -125,6 +125,33 @@ def prepare(job: EvalJob) -> EvalJob:
     return job
 
 
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# What a snapshot's training_set_kwargs may say about its dataset (ours and NVIDIA's); the rest (NVIDIA's
+# class_name, our class_names) is not needed to read it.
+_DATASET_KWARGS = dict(path=lambda v: isinstance(v, str) and v != '', resolution=lambda v: v is None or _integer(v),
+                       use_labels=lambda v: isinstance(v, bool), xflip=lambda v: isinstance(v, bool),
+                       max_size=lambda v: v is None or _integer(v), random_seed=_integer,
+                       shuffle=lambda v: isinstance(v, bool))
+
+
+def snapshot_dataset(data: dict, origin: str) -> Optional[dict]:
+    """The dataset options a snapshot records (None when it records none), checked: they come from the file."""
+    kwargs = data.get('training_set_kwargs')
+    if kwargs is None:
+        return None
+
+    if not isinstance(kwargs, dict) or 'path' not in kwargs:
+        raise MetricError(f'{origin}: its training_set_kwargs name no dataset path; pass --data')
+    for key, ok in _DATASET_KWARGS.items():
+        if key in kwargs and not ok(kwargs[key]):
+            raise MetricError(one_line(f'{origin}: its training_set_kwargs hold {key}={kwargs[key]!r:.80}, which '
+                                       f'no dataset takes; pass --data'))
+    return {key: kwargs[key] for key in _DATASET_KWARGS if key in kwargs}
+
+
 def _check_dataset(job: EvalJob, G: torch.nn.Module, origin: str) -> None:
     from training.dataset import ImageFolderDataset
     from training.dataset_errors import DatasetError
@@ -135,9 +162,12 @@ def _check_dataset(job: EvalJob, G: torch.nn.Module, origin: str) -> None:
         resolved = resolve_data(job.data, G.img_resolution)     # builds synthetic: specs once, here
         if isinstance(job.data, str):
             job.data = resolved['path']
-        ImageFolderDataset(resolved['path'], resolution=G.img_resolution, use_labels=G.c_dim > 0)
+        dataset = ImageFolderDataset(resolved['path'], resolution=G.img_resolution, use_labels=G.c_dim > 0)
     except DatasetError as e:
         raise MetricError(str(e)) from None
+    if G.c_dim and dataset.label_dim != G.c_dim:
+        raise MetricError(f'{spec} (from {origin}): its labels have {dataset.label_dim} dimensions, the generator '
+                          f'takes {G.c_dim}; pass --data with the dataset it was trained on')
 
 
 def _examples() -> list[str]:

@@ -16,6 +16,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from torch_utils import safe_json
 from torch_utils.atomic import atomic_write
 from torch_utils.download import cache_root
 
@@ -107,7 +108,7 @@ class FeatureAccumulator:
     @classmethod
     def load(cls, path: str) -> 'FeatureAccumulator':
         with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data['meta']))
+            meta = safe_json.loads(str(data['meta']))
             stats = cls(capture_all=meta['capture_all'], capture_mean_cov=meta['capture_mean_cov'],
                         max_items=meta['max_items'])
             stats.num_items, stats.num_features = meta['num_items'], meta['num_features']

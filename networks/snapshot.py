@@ -10,10 +10,11 @@ optional training state). Three file kinds are read:
 * `.pt` exports: the same records, loadable with `torch.load(weights_only=True)`.
 
 All three are read by the one allow-listed unpickler of torch_utils.safe_pickle: any global outside its
-allow-list stops the load with an error naming it, before anything runs. Networks are then built on the
-meta device and their tensor shapes compared with the file's before any memory is committed, so a file
-cannot make the loader allocate much more than the tensor bytes it holds. Every problem with a file is
-a SnapshotError whose message is one line naming the file.
+allow-list stops the load with an error naming it, before anything runs; every tensor owns its storage
+(no stride-0 or shared views). Networks are then built on the meta device and their tensor shapes and
+element count compared with the file's before any memory is committed, so a file cannot make the loader
+allocate much more than the tensor bytes it holds. Non-finite weights are refused. Every problem with a
+file is a SnapshotError whose message is one line naming the file.
 """
 from __future__ import annotations
 
@@ -256,12 +257,32 @@ def _check_tensors(expected: dict, state: Any, family: str) -> None:
             raise SnapshotError(f'{family}: {name} has shape {list(value.shape)}, expected {list(want.shape)}')
         if value.dtype != want.dtype and not (value.is_floating_point() and want.is_floating_point()):
             raise SnapshotError(f'{family}: {name} has dtype {value.dtype}, expected {want.dtype}')
+        # Refused rather than warned about: no tool here can use such a network (images would be black, metrics
+        # and resumed training meaningless), and the file stays readable with torch for a post-mortem.
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise SnapshotError(f'{family}: {name} holds NaN or infinite values (a diverged run? use an earlier '
+                                f'snapshot)')
+
+
+def _check_size(meta_module: nn.Module, state: dict, family: str) -> None:
+    """The network may need no more elements than the file's tensors hold, each storage counted once: a file
+    naming one tensor under many keys would otherwise fill many layers from the bytes of one. (safe_pickle
+    already makes every tensor own exactly its storage.) Buffers the state dict does not carry count too, so
+    that no constructor can grow past the file."""
+    needed = sum(t.numel() for t in list(meta_module.parameters()) + list(meta_module.buffers()))
+    filled = [t for t in state.values() if t.numel()]
+    storages = {t.untyped_storage().data_ptr(): t.numel() for t in filled}
+    held = sum(storages.values())
+    if needed != held:
+        raise SnapshotError(f'{family}: the network needs {needed} tensor elements, the file holds {held}'
+                            + (' (one tensor stands for several)' if len(storages) < len(filled) else ''))
 
 
 def build_network(record: Any) -> nn.Module:
     """Instantiate a network from a record (family, init_kwargs, state_dict, training) and load its tensors
     exactly. The architecture is first built on the meta device and every tensor's shape and dtype compared
-    with the record's, so that a file cannot make us allocate more than the tensors it holds."""
+    with the record's, so that a file cannot make us allocate more than the tensors it holds; non-finite
+    weights are refused."""
     if not isinstance(record, dict) or not isinstance(record.get('family'), str):
         raise SnapshotError(f'network record is a {type(record).__name__} without a family')
     family, kwargs, state = record['family'], record.get('init_kwargs'), record.get('state_dict')
@@ -271,7 +292,9 @@ def build_network(record: Any) -> nn.Module:
         raise SnapshotError(f'{family}: constructor arguments are a {type(kwargs).__name__}, not a dict')
     _check_kwargs(kwargs)
     cls = FAMILIES[family]
-    _check_tensors(_construct(cls, kwargs, family, meta=True).state_dict(), state, family)
+    meta_module = _construct(cls, kwargs, family, meta=True)
+    _check_tensors(meta_module.state_dict(), state, family)
+    _check_size(meta_module, state, family)
     module = _construct(cls, kwargs, family, meta=False)
     try:
         module.load_state_dict(state, strict=True)

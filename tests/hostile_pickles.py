@@ -11,7 +11,7 @@ import pickle
 import struct
 import subprocess
 import sys
-from typing import Any
+from typing import Any, Optional
 
 from torch_utils import safe_pickle
 
@@ -124,9 +124,10 @@ class _TreePickler(pickle._Pickler):   # the pure-Python pickler lets a type wri
         return NotImplemented
 
 
-def write_tree(tree: Any) -> bytes:
+def write_tree(tree: Any, protocol: int = 4) -> bytes:
+    """`tree` pickled back (protocol 3 writes no frames, so opcodes can be spliced into it)."""
     buffer = io.BytesIO()
-    _TreePickler(buffer, protocol=4).dump(tree)
+    _TreePickler(buffer, protocol=protocol).dump(tree)
     return buffer.getvalue()
 
 
@@ -134,14 +135,17 @@ def write_tree(tree: Any) -> bytes:
 # Loading many files in one subprocess.
 
 def run_worker(paths: list, mode: str = 'snapshot', warm_up: str = '', memory_limit: int = 3 << 29,
-               timeout: float = 600) -> dict:
+               timeout: float = 600, good: Optional[dict] = None) -> dict:
     """Load each file (`paths`: paths read as `mode`, or (mode, path) pairs) in one fresh Python process under
-    RLIMIT_AS and return its report: {'cases': [{'mode', 'path', 'outcome', 'type', 'message', 'rss_mb'}],
-    'max_rss_mb', 'canary', 'rc', 'stderr'}. A crash (a signal) shows as a negative rc and missing cases."""
+    RLIMIT_AS and return its report: {'cases': [{'mode', 'path', 'outcome', 'type', 'message', 'rss_mb'[, 'good']}],
+    'max_rss_mb', 'canary', 'rc', 'stderr'}. A crash (a signal) shows as a negative rc and missing cases.
+    `good`: {mode: path of a good file}, read again after every case of that mode ('good': 'same' when it
+    still reads as before the hostile files)."""
     cases = [[p[0], str(p[1])] if isinstance(p, (tuple, list)) else [mode, str(p)] for p in paths]
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=REPO)
     command = [sys.executable, os.path.join(REPO, 'tests', 'load_worker.py'), str(memory_limit)]
-    proc = subprocess.run(command + ([str(warm_up)] if warm_up else []), input=json.dumps(cases),
+    request = dict(cases=cases, good={k: str(v) for k, v in (good or {}).items()})
+    proc = subprocess.run(command + ([str(warm_up)] if warm_up else []), input=json.dumps(request),
                           capture_output=True, text=True, cwd=REPO, env=env, timeout=timeout)
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{')]
     summary = next((line for line in lines if 'summary' in line), {})

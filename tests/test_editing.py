@@ -218,7 +218,7 @@ def test_directions_file_round_trip_rename_and_no_pickles(tmp_path, g2):
     arrays = dict(np.load(tmp_path / 'd.npz'))
     arrays['names'] = np.array(['a', 'b', 'c'], dtype=object)
     np.savez(tmp_path / 'evil.npz', **arrays)
-    with pytest.raises(ValueError, match='evil.npz: contains pickled objects'):
+    with pytest.raises(ValueError, match='evil.npz: "names" contains pickled objects'):
         load_directions(tmp_path / 'evil.npz')
 
 

@@ -159,7 +159,7 @@ def test_discovered_components_belong_to_the_session(studio):
     assert studio.discover(b, components=3, samples=100) is d     # computed once
 
 
-def test_uploads_are_read_as_images_with_limits(tmp_path):
+def test_uploads_are_read_as_images_with_limits(tmp_path, monkeypatch):
     img = np.random.RandomState(0).randint(0, 255, [20, 30, 3], dtype=np.uint8)
     PIL.Image.fromarray(img).save(tmp_path / 'ok.png')
     assert np.array_equal(S.read_upload(tmp_path / 'ok.png'), img)
@@ -169,13 +169,14 @@ def test_uploads_are_read_as_images_with_limits(tmp_path):
     PIL.Image.fromarray(img).save(tmp_path / 'icon.ico')          # Pillow reads it, uploads may not be one
     with pytest.raises(S.StudioError, match='not an image'):
         S.read_upload(tmp_path / 'icon.ico')
-    with pytest.raises(S.StudioError, match='megapixels'):
-        S.read_upload(tmp_path / 'ok.png', max_pixels=500)
     with pytest.raises(S.StudioError, match='MB'):
         S.read_upload(tmp_path / 'ok.png', max_bytes=100)
     (tmp_path / 'cut.png').write_bytes((tmp_path / 'ok.png').read_bytes()[:200])
-    with pytest.raises(S.StudioError, match='broken image'):
+    with pytest.raises(S.StudioError, match='cut.png: .*truncated'):
         S.read_upload(tmp_path / 'cut.png')
+    monkeypatch.setattr('training.image_io.MAX_PIXELS', 500)   # the limits every image reader shares
+    with pytest.raises(S.StudioError, match='30x20 pixels is more than'):
+        S.read_upload(tmp_path / 'ok.png')
 
 
 def test_mask_from_strokes():
@@ -216,10 +217,10 @@ def test_pti_result_exports_its_generator_and_cancel_stops_a_job(studio, tmp_pat
     run_commands(studio.commands(s).splitlines()[-1], tmp_path, monkeypatch)
     assert np.array_equal(png(tmp_path / 'out' / 'garment.png'), studio.render(s))
 
-    long_job = studio.start_inversion(s, studio.prepare_photo(photo, name='blue'), 'project', steps=100000)
+    long_job = studio.start_inversion(s, studio.prepare_photo(photo, name='blue'), 'project', steps=S.MAX_STEPS)
     time.sleep(0.2)
     long_job.cancel()
-    assert long_job.wait(30) and long_job.error == 'cancelled' and long_job.step < 100000
+    assert long_job.wait(30) and long_job.error == 'cancelled' and long_job.step < S.MAX_STEPS
     with pytest.raises(S.StudioError, match='cancelled'):
         studio.finish_inversion(s)
     assert s.garment is g

@@ -5,6 +5,8 @@ import json
 import os
 from typing import Iterator, Union
 
+from torch_utils import safe_json
+
 PathLike = Union[str, os.PathLike]
 
 
@@ -25,7 +27,7 @@ def read_jsonl(path: PathLike) -> Iterator[dict]:
         return
     for line in lines:
         try:
-            record = json.loads(line)
+            record = safe_json.loads(line)
         except ValueError:
             continue
         if isinstance(record, dict):

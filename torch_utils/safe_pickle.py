@@ -11,7 +11,11 @@ real NumPy or torch constructors: it holds our own functions, which rebuild
   checked, never handed to torch.load), and tensors whose size, stride and offset fit inside their storage.
 
 So no object can be built from raw pointers and no allocation is larger than the bytes that are
-present in the file. Every failure, whatever its cause, is an `UnsafePickleError` with a one-line
+present in the file. Before the unpickler runs, a pre-scan runs the opcodes on shadows of the values (see
+_Scanner): it refuses nesting deeper than MAX_DEPTH (CPython hashes nested tuples by recursing in C) and any
+state set on, or item put into, an object the file did not make (an allow-listed global would otherwise be
+changed for every later load in the process). Every tensor owns its storage exactly: no stride-0, overlapping
+or shared views. Every failure, whatever its cause, is an `UnsafePickleError` with a one-line
 message. torch is imported only when tensors are asked for, so dataset tools stay light.
 """
 from __future__ import annotations
@@ -196,17 +200,7 @@ class _Unpickler(pickle.Unpickler):
         self._where = where
 
     def find_class(self, module: str, name: str) -> Any:
-        # Protocol 0-2 pickles use Python 2 names (`__builtin__.set`): map them as fix_imports does.
-        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
-        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        found = self._allowed.get((module, name))
-        if found is not None:
-            return found
-        if module.startswith('dnnlib.tflib'):
-            raise UnsafePickleError('this is a TensorFlow StyleGAN/StyleGAN2 pickle, which is not supported; '
-                                    "convert it with NVIDIA's legacy.py to a PyTorch pickle first")
-        raise UnsafePickleError(f'refusing to load global {module}.{name}{self._where} (not on the allow-list '
-                                f'of safe types: the file carries code or objects that are never run)')
+        return _allowed_global(self._allowed, _global_key(module, name), self._where)
 
     def persistent_load(self, pid: Any) -> Any:
         if self._persistent is None:
@@ -245,23 +239,196 @@ def _resolve(value: Any, memo: dict, walk: tuple) -> Any:
     return out
 
 
-def _prescan(f: io.BytesIO, where: str = '') -> None:
-    """Walk the opcodes once before unpickling: CPython's C unpickler allocates a length-prefixed argument
-    before reading it, and grows its memo to whatever index a PUT names, so a few bytes could ask for
-    gigabytes. Here every declared length must be present and every memo index must be sequential-ish."""
+MAX_DEPTH = 200   # levels of nesting; real snapshots need a few dozen at most
+
+
+class _Shadow:
+    """What the pre-scan knows of one value the pickle builds: how deeply nested it is, where it came from
+    (a global, a call of one, a container, a plain value) and, for strings, the text (STACK_GLOBAL)."""
+    __slots__ = ('depth', 'origin', 'key', 'text')
+
+    def __init__(self, depth: int, origin: str, key: Any = None, text: Any = None):
+        self.depth, self.origin, self.key, self.text = depth, origin, key, text
+
+
+_MARK = object()
+_ATOMS = ('INT', 'BININT', 'BININT1', 'BININT2', 'LONG', 'LONG1', 'LONG4', 'STRING', 'BINSTRING', 'SHORT_BINSTRING',
+          'BINBYTES', 'SHORT_BINBYTES', 'BINBYTES8', 'BYTEARRAY8', 'NEXT_BUFFER', 'NONE', 'NEWTRUE', 'NEWFALSE',
+          'UNICODE', 'SHORT_BINUNICODE', 'BINUNICODE', 'BINUNICODE8', 'FLOAT', 'BINFLOAT', 'EMPTY_TUPLE')
+_MEMO_PUTS = ('PUT', 'BINPUT', 'LONG_BINPUT')
+_MEMO_GETS = ('GET', 'BINGET', 'LONG_BINGET')
+_FILLS = {'APPEND': 'list', 'APPENDS': 'list', 'SETITEM': 'dict', 'SETITEMS': 'dict', 'ADDITEMS': 'set'}
+# Allow-listed callables whose results a pickle may fill, and those whose results take a BUILD (their
+# __setstate__ is ours and checks the state).
+_CONTAINER_CLASSES = {'list': (), 'dict': (dict, OrderedDict), 'set': (set,)}
+_TAKE_STATE = (_DType, _reconstruct)
+
+
+def _allowed_global(allowed: Globals, key: tuple, where: str) -> Any:
+    found = allowed.get(key)
+    if found is not None:
+        return found
+    module, name = key
+    if module.startswith('dnnlib.tflib'):
+        raise UnsafePickleError('this is a TensorFlow StyleGAN/StyleGAN2 pickle, which is not supported; '
+                                "convert it with NVIDIA's legacy.py to a PyTorch pickle first")
+    raise UnsafePickleError(f'refusing to load global {module}.{name}{where} (not on the allow-list '
+                            f'of safe types: the file carries code or objects that are never run)')
+
+
+def _global_key(module: str, name: str) -> tuple:
+    # Protocol 0-2 pickles use Python 2 names (`__builtin__.set`): map them as fix_imports does.
+    module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
+
+
+class _Scanner:
+    """Runs a pickle's opcodes on shadows of its values, before the real unpickler runs them. It refuses:
+
+    * nesting deeper than MAX_DEPTH: CPython hashes a nested tuple (a dict key, a set member) by recursing in C,
+      and a few hundred thousand levels crash the interpreter where no exception can be caught;
+    * BUILD (set state) on anything but the pending arrays and dtypes this load made (whose state our own
+      code checks), and filling (SETITEM, APPEND, ADDITEMS) anything but a container this load made: a pickle
+      could otherwise change an allow-listed global (`torch.FloatStorage`, one of our functions) and so every
+      later load in the process;
+    * length-prefixed arguments that are not all present and memo indices far beyond the opcodes read (the C
+      unpickler allocates both before reading them)."""
+
+    def __init__(self, allowed: Globals, where: str):
+        self.allowed, self.where = allowed, where
+        self.stack: list = []
+        self.memo: dict = {}
+
+    def refuse(self, what: str) -> UnsafePickleError:
+        return UnsafePickleError(f'{what}{self.where}')
+
+    def pop(self) -> _Shadow:
+        if not self.stack or self.stack[-1] is _MARK:
+            raise self.refuse('malformed pickle (stack underflow)')
+        return self.stack.pop()
+
+    def pop_mark(self) -> list:
+        items = []
+        while self.stack and self.stack[-1] is not _MARK:
+            items.append(self.stack.pop())
+        if not self.stack:
+            raise self.refuse('malformed pickle (no mark)')
+        self.stack.pop()
+        return items
+
+    def top(self) -> _Shadow:
+        if not self.stack or self.stack[-1] is _MARK:
+            raise self.refuse('malformed pickle (stack underflow)')
+        return self.stack[-1]
+
+    def nested(self, items: list) -> int:
+        depth = 1 + max((item.depth for item in items), default=0)
+        if depth > MAX_DEPTH:
+            raise self.refuse(f'data nested more than {MAX_DEPTH} levels deep')
+        return depth
+
+    def made(self, items: list, origin: str, key: Any = None) -> None:
+        self.stack.append(_Shadow(self.nested(items), origin, key))
+
+    def fill(self, target: _Shadow, items: list, kind: str, op: str) -> None:
+        made_by = self.allowed.get(target.key) if target.origin == 'call' else None
+        own = target.origin == kind or any(made_by is cls for cls in _CONTAINER_CLASSES[kind])
+        if not own:
+            raise self.refuse(f'refusing {op} on {self.describe(target)} (a pickle may only fill a {kind} it made)')
+        target.depth = max(target.depth, self.nested(items))
+
+    def describe(self, shadow: _Shadow) -> str:
+        if shadow.origin in ('global', 'call') and isinstance(shadow.key, tuple):
+            name = '.'.join(shadow.key)
+            return name if shadow.origin == 'global' else f'the result of {name}'
+        return f'a {shadow.origin}'
+
+    def step(self, name: str, arg: Any, count: int) -> None:
+        if name in _ATOMS:
+            text = arg if isinstance(arg, str) else None
+            self.stack.append(_Shadow(1 if name == 'EMPTY_TUPLE' else 0, 'atom', text=text))
+        elif name in ('EMPTY_LIST', 'EMPTY_DICT', 'EMPTY_SET'):
+            self.stack.append(_Shadow(1, name[6:].lower()))
+        elif name == 'MARK':
+            self.stack.append(_MARK)
+        elif name in ('LIST', 'TUPLE', 'DICT', 'FROZENSET'):
+            self.made(self.pop_mark(), name.lower())
+        elif name in ('TUPLE1', 'TUPLE2', 'TUPLE3'):
+            self.made([self.pop() for _ in range(int(name[-1]))], 'tuple')
+        elif name in _FILLS:
+            items = self.pop_mark() if name.endswith('S') else [self.pop() for _ in range(2 if name == 'SETITEM' else 1)]
+            self.fill(self.top(), items, _FILLS[name], name)
+        elif name == 'BUILD':
+            state, target = self.pop(), self.top()
+            made_by = self.allowed.get(target.key) if target.origin == 'call' else None
+            if not any(made_by is func for func in _TAKE_STATE):
+                raise self.refuse(f'refusing to set the state of {self.describe(target)} (only arrays and dtypes '
+                                  f'made by this file take state)')
+            target.depth = max(target.depth, self.nested([state]))
+        elif name == 'DUP':
+            self.stack.append(self.top())
+        elif name == 'POP':
+            if not self.stack:
+                raise self.refuse('malformed pickle (stack underflow)')
+            self.stack.pop()
+        elif name == 'POP_MARK':
+            self.pop_mark()
+        elif name in _MEMO_PUTS or name == 'MEMOIZE':
+            index = len(self.memo) if name == 'MEMOIZE' else arg
+            if not isinstance(index, int) or not 0 <= index <= count:
+                raise self.refuse(f'memo index {index} out of range')
+            self.memo[index] = self.top()
+        elif name in _MEMO_GETS:
+            if arg not in self.memo:
+                raise self.refuse(f'memo index {arg} read before it was written')
+            self.stack.append(self.memo[arg])
+        elif name in ('GLOBAL', 'INST'):
+            module, _, attr = str(arg).partition(' ')
+            key = _global_key(module, attr)
+            _allowed_global(self.allowed, key, self.where)
+            if name == 'GLOBAL':
+                self.stack.append(_Shadow(0, 'global', key))
+            else:
+                self.made(self.pop_mark(), 'call', key)
+        elif name == 'STACK_GLOBAL':
+            attr, module = self.pop(), self.pop()
+            if not isinstance(module.text, str) or not isinstance(attr.text, str):
+                raise self.refuse('malformed pickle (STACK_GLOBAL without names)')
+            key = _global_key(module.text, attr.text)
+            _allowed_global(self.allowed, key, self.where)
+            self.stack.append(_Shadow(0, 'global', key))
+        elif name in ('EXT1', 'EXT2', 'EXT4'):
+            raise self.refuse('refusing a global from the copyreg extension registry')
+        elif name in ('REDUCE', 'NEWOBJ', 'NEWOBJ_EX', 'OBJ'):
+            if name == 'OBJ':
+                items = self.pop_mark()
+                if not items:
+                    raise self.refuse('malformed pickle (OBJ without a class)')
+                func, args = items[-1], items[:-1]
+            else:
+                args = [self.pop() for _ in range({'REDUCE': 1, 'NEWOBJ': 1, 'NEWOBJ_EX': 2}[name])]
+                func = self.pop()
+            self.made(args, 'call', func.key if func.origin == 'global' else None)
+        elif name in ('PERSID', 'BINPERSID'):
+            self.made([self.pop()] if name == 'BINPERSID' else [], 'call', 'persistent')
+        elif name == 'READONLY_BUFFER':
+            self.top()
+        elif name not in ('PROTO', 'FRAME', 'STOP'):
+            raise self.refuse(f'malformed pickle (unknown opcode {name})')
+
+
+def _prescan(f: io.BytesIO, allowed: Globals, where: str = '') -> None:
+    """Walk the opcodes once before unpickling (see _Scanner); leaves `f` where it was."""
     start = f.tell()
+    scanner = _Scanner(allowed, where)
     try:
         for count, (op, arg, _) in enumerate(pickletools.genops(f), 1):
-            if op.name in _MEMO_PUTS and (not isinstance(arg, int) or not 0 <= arg <= count):
-                raise UnsafePickleError(f'memo index {arg} out of range{where}')
+            scanner.step(op.name, arg, count)
     except UnsafePickleError:
         raise
     except Exception as e:   # noqa: BLE001 - genops reports truncation and unknown opcodes as ValueError
         raise UnsafePickleError(one_line(f'malformed pickle{where} ({e})')) from None
     f.seek(start)
-
-
-_MEMO_PUTS = ('PUT', 'BINPUT', 'LONG_BINPUT')
 
 
 def loads(data: bytes, allowed: Globals = PLAIN_GLOBALS, *, walk: tuple = (),
@@ -272,7 +439,7 @@ def loads(data: bytes, allowed: Globals = PLAIN_GLOBALS, *, walk: tuple = (),
     load. Any failure raises UnsafePickleError with one line."""
     try:
         f = io.BytesIO(data)
-        _prescan(f, where)
+        _prescan(f, allowed, where)
         return _resolve(_Unpickler(f, allowed, persistent, where, encoding).load(), {}, walk)
     except UnsafePickleError:
         raise
@@ -307,6 +474,7 @@ class _Storage:
         if len(data) % kind.dtype.itemsize:
             raise UnsafePickleError('tensor storage size is not a whole number of elements')
         self.flat = torch.frombuffer(bytearray(data), dtype=kind.dtype) if data else torch.empty(0, dtype=kind.dtype)
+        self.claimed = False   # by the one tensor that may view it
 
 
 def _storage_pid(pid: Any) -> tuple:
@@ -345,8 +513,9 @@ def _storage_from_bytes(payload: Any):
 def _next_pickle(f: io.BytesIO, where: str, persistent: Optional[Callable] = None) -> Any:
     """One pickle from a stream of several (protocol 2, plain data and storage types only)."""
     start = f.tell()
-    _prescan(f, where)
-    unpickler = _Unpickler(f, _torch_globals()['storage_types'], persistent, where, 'ASCII')
+    allowed = _torch_globals()['storage_types']
+    _prescan(f, allowed, where)
+    unpickler = _Unpickler(f, allowed, persistent, where, 'ASCII')
     try:
         return unpickler.load()
     except UnsafePickleError:
@@ -358,18 +527,36 @@ def _next_pickle(f: io.BytesIO, where: str, persistent: Optional[Callable] = Non
 
 def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any = False,
                     backward_hooks: Any = None, metadata: Any = None):
+    """A tensor that owns its storage: no other tensor of the file views it, and its elements cover it exactly
+    once (offset 0, no stride-0 or overlapping dimensions). A file can then never describe more tensor bytes
+    than it holds: a one-element storage expanded to a 12000x12000 weight is refused, not loaded."""
     if not isinstance(storage, _Storage):
         raise UnsafePickleError('tensor without a storage')
     size, stride = _shape(size), _shape(stride)
     if len(size) != len(stride) or not isinstance(offset, int) or offset < 0 \
             or not isinstance(requires_grad, bool) or backward_hooks or metadata:
         raise UnsafePickleError('malformed tensor (size, stride, offset or extra state)')
-    if 0 not in size:
-        last = offset + sum((n - 1) * s for n, s in zip(size, stride))
-        if last >= storage.flat.numel():
-            raise UnsafePickleError(f'tensor of size {list(size)} reaches element {last} of a storage of '
-                                    f'{storage.flat.numel()}')
+    numel, held = math.prod(size), storage.flat.numel()
+    if numel != held or offset != 0 or not _dense(size, stride):
+        raise UnsafePickleError(f'tensor of size {list(size)} and stride {list(stride)} at offset {offset} does not '
+                                f'cover its storage of {held} elements exactly once (views, stride-0 and '
+                                f'overlapping tensors are refused)')
+    if storage.claimed:
+        raise UnsafePickleError(f'two tensors share one storage (of {held} elements); each must own its bytes')
+    storage.claimed = True
     return storage.flat.as_strided(size, stride, offset)
+
+
+def _dense(size: tuple, stride: tuple) -> bool:
+    """Whether the strides visit each of prod(size) consecutive elements once (in any dimension order)."""
+    if 0 in size:
+        return True
+    expected = 1
+    for n, s in sorted(((n, s) for n, s in zip(size, stride) if n != 1), key=lambda ns: ns[1]):
+        if s != expected:
+            return False
+        expected *= n
+    return True
 
 
 def _rebuild_parameter(data: Any, requires_grad: Any = True, backward_hooks: Any = None, *state: Any):
@@ -439,6 +626,12 @@ def load_torch_zip(path: str, allowed: Globals, walk: tuple = ()) -> Any:
             return storages[key]
         pkl = infos[root + 'data.pkl']
         return loads(_read_member(archive, pkl, pkl.file_size), allowed, walk=walk, persistent=storage)
+
+
+def load_tensor_file(path: str) -> Any:
+    """A `torch.save` file of plain data and tensors (a weights-only .pt), read with this unpickler instead of
+    torch.load(weights_only=True), whose own unpickler crashes the interpreter on deeply nested data."""
+    return load_torch_zip(path, tensor_globals())
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:

@@ -14,19 +14,18 @@ Zip handles are opened on first use in each process, so the dataset can be hande
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import zipfile
+import zlib
 from typing import Optional
 
 import numpy as np
-import PIL.Image
 import torch
 
-from . import member_limits
+from . import dataset_meta, member_limits
 from .dataset_errors import DatasetError
-from .image_io import ImageDecodeError, decode_image, is_image_name, match_channels, mode_channels
+from .image_io import ImageDecodeError, decode_image, is_image_name, match_channels, mode_channels, open_image
 
 __all__ = ['DatasetError', 'ImageFolderDataset']
 
@@ -42,8 +41,9 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         self.skipped: list[tuple[str, str]] = []   # (file, reason) of files left out
         if os.path.isdir(self.path):
             self._kind = 'dir'
-            names = [os.path.relpath(os.path.join(root, f), self.path).replace(os.sep, '/')
-                     for root, _, files in os.walk(self.path) for f in files]
+            names, special = member_limits.walk_files(self.path)
+            for name, reason in special:
+                self._skip(name, reason)
         elif os.path.isfile(self.path):
             if not zipfile.is_zipfile(self.path):
                 raise DatasetError(f'{self.path}: not a folder or a zip archive (convert it with dataset_tool.py)')
@@ -90,6 +90,10 @@ class ImageFolderDataset(torch.utils.data.Dataset):
             return os.path.getsize(os.path.join(self.path, name))
         return self._archive().getinfo(name).file_size
 
+    def _skip(self, name: str, reason: str) -> None:
+        self.skipped.append((name, reason))
+        print(f'{self.path}: skipped {name}: {reason}', file=sys.stderr)
+
     def _scan_headers(self, resolution: Optional[int]) -> None:
         """Reads every header (not the pixels) so that a bad dataset fails now, naming the first odd file.
         Files larger than an image of their size can be (e.g. a zip bomb behind a valid header) are skipped
@@ -97,13 +101,12 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         first_size, colour, kept = None, False, []
         for name in self._names:
             try:
-                with self._open(name) as f, PIL.Image.open(f) as image:
+                with self._open(name) as f, open_image(f) as image:
                     size, mode = image.size, image.mode
                 member_limits.check_declared(self._member_size(name), member_limits.image_size_limit(*size),
                                              '{}x{} image'.format(*size))
             except member_limits.MemberTooLarge as e:
-                self.skipped.append((name, str(e)))
-                print(f'{self.path}: skipped {name}: {e}', file=sys.stderr)
+                self._skip(name, str(e))
                 continue
             except Exception as e:   # noqa: BLE001 - any failure here is one unreadable file
                 raise DatasetError(f'{self.path}: cannot read {name} ({type(e).__name__}: {e})') from None
@@ -130,20 +133,19 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     def _read_meta(self) -> dict:
         if 'dataset.json' not in self._all_names:
             return {}
+        origin = f'{self.path}/dataset.json'
         try:
-            with self._open('dataset.json') as f:
-                meta = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DatasetError(f'{self.path}: dataset.json is not valid JSON ({e})') from None
-        if not isinstance(meta, dict):
-            raise DatasetError(f'{self.path}: dataset.json must hold an object')
-        return meta
+            with self._open('dataset.json') as f:   # the same cap as dataset_tool.py's; zip members can lie
+                member_limits.check_declared(self._member_size('dataset.json'), member_limits.JSON_LIMIT, 'dataset.json')
+                raw = member_limits.read_limited(f, member_limits.JSON_LIMIT, 'dataset.json')
+        except (OSError, zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError) as e:
+            raise DatasetError(f'{origin}: cannot read ({e})') from None
+        return dataset_meta.parse_dataset_json(raw, origin)
 
     def _by_name(self, key: str) -> Optional[list]:
-        entries = self._meta.get(key)
-        if entries is None:
+        table = dataset_meta.entries_by_name(self._meta, key, f'{self.path}/dataset.json')
+        if table is None:
             return None
-        table = {str(name).replace('\\', '/'): value for name, value in entries}
         missing = [n for n in self._names if n not in table]
         if missing:
             raise DatasetError(f'{self.path}: dataset.json "{key}" has no entry for {missing[0]}')
@@ -151,19 +153,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
     def _parse_labels(self) -> Optional[np.ndarray]:
         values = self._by_name('labels')
-        if values is None:
-            return None
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-            labels = np.asarray(values, dtype=np.int64)
-            if labels.min() < 0:
-                raise DatasetError(f'{self.path}: dataset.json has a negative class index')
-            return labels
-        try:
-            labels = np.asarray(values, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise DatasetError(f'{self.path}: dataset.json labels must all be class indices or equal-length '
-                               f'number lists') from None
-        return labels.reshape(len(values), -1)
+        return None if values is None else dataset_meta.label_array(values, f'{self.path}/dataset.json')
 
     def _load_raw_image(self, raw_idx: int) -> np.ndarray:
         name = self._names[raw_idx]
@@ -213,8 +203,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
     @property
     def class_names(self) -> Optional[list]:
-        names = self._meta.get('class_names')
-        return list(names) if isinstance(names, list) else None
+        return dataset_meta.class_names(self._meta)
 
     @property
     def image_shape(self) -> list[int]:

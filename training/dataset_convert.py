@@ -28,7 +28,7 @@ from tqdm import tqdm
 from . import synthetic_garments
 from .dataset_errors import DatasetError
 from .dataset_sources import load_labels_file, open_source, parse_synthetic, source_kind
-from .image_io import encode_png, match_channels, to_array
+from .image_io import MAX_PIXELS, encode_png, match_channels, place_resized, to_array
 
 TRANSFORMS = ('center-crop', 'center-crop-wide', 'pad')
 _NAMED_COLOURS = {'white': (255, 255, 255), 'black': (0, 0, 0), 'grey': (128, 128, 128), 'gray': (128, 128, 128)}
@@ -73,14 +73,15 @@ def _crop_to_aspect(image: np.ndarray, aspect: float) -> np.ndarray:
     return image[(h - ch) // 2:(h - ch) // 2 + ch]
 
 
-def _pad_to_aspect(image: np.ndarray, aspect: float, colour: np.ndarray) -> np.ndarray:
-    """Smallest centred canvas with width/height == aspect that holds the whole image."""
-    h, w, c = image.shape
+def _pad_box(h: int, w: int, aspect: float) -> tuple[int, int, int, int]:
+    """(left, top, width, height) of the smallest centred canvas with width/height == aspect that holds the image."""
     th, tw = (h, int(np.ceil(h * aspect))) if w / h < aspect else (int(np.ceil(w / aspect)), w)
-    canvas = np.empty([th, tw, c], dtype=np.uint8)
-    canvas[:] = colour[:c] if c == len(colour) else colour.mean().round()
-    canvas[(th - h) // 2:(th - h) // 2 + h, (tw - w) // 2:(tw - w) // 2 + w] = image
-    return canvas
+    return -((tw - w) // 2), -((th - h) // 2), tw, th
+
+
+def _fill(image: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    c = image.shape[2]
+    return colour[:c] if c == len(colour) else np.full(c, colour.mean().round(), np.uint8)
 
 
 def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -102,6 +103,8 @@ def fit_image(image: np.ndarray, size: Optional[tuple[int, int]], transform: Opt
     """
     h, w = image.shape[:2]
     width, height = size if size is not None else (max(h, w), max(h, w)) if transform == 'pad' else (w, h)
+    if width * height > MAX_PIXELS:
+        raise ValueError(f'the output would be {width}x{height} pixels (at most {MAX_PIXELS / 1e6:.0f} megapixels)')
     aspect = width / height
     if transform is None:
         return _resize(image, width, height)
@@ -110,11 +113,12 @@ def fit_image(image: np.ndarray, size: Optional[tuple[int, int]], transform: Opt
         if transform == 'center-crop-wide' and width != height:
             side = max(width, height)
             fill = np.zeros(image.shape[2], np.uint8) if background is None else np.asarray(background, np.uint8)
-            image = _pad_to_aspect(image, 1.0, fill) if image.shape[:2] != (side, side) else image
+            if image.shape[:2] != (side, side):
+                image = place_resized(image, _pad_box(*image.shape[:2], 1.0), (side, side), _fill(image, fill), _resize)
         return image
     if transform == 'pad':
         colour = border_colour(image) if background is None else np.asarray(background, dtype=np.uint8)
-        return _resize(_pad_to_aspect(image, aspect, colour), width, height)
+        return place_resized(image, _pad_box(h, w, aspect), (width, height), _fill(image, colour), _resize)
     raise ValueError(f'unknown transform {transform!r} (choose from {", ".join(TRANSFORMS)})')
 
 
@@ -267,7 +271,11 @@ def convert(source: str, dest: str, *, resolution: Optional[tuple[int, int]] = N
                     continue
             else:
                 seen[digest] = where
-            image = fit_image(item.image, resolution, transform, background)
+            try:
+                image = fit_image(item.image, resolution, transform, background)
+            except ValueError as e:   # an output beyond the size limit
+                skip(str(e))
+                continue
             channels = channels or image.shape[2]
             image = match_channels(image, channels)
             if out_shape is None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
+import math
 import os
 import re
 import struct
@@ -25,16 +25,15 @@ import urllib.parse
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
-import PIL.Image
 
-from torch_utils import safe_pickle
+from torch_utils import safe_npz, safe_pickle
 
-from . import member_limits, synthetic_garments
+from . import dataset_meta, member_limits, synthetic_garments
 from .dataset_errors import DatasetError
-from .image_io import ImageDecodeError, decode_image, is_image_name, mode_channels
+from .image_io import ImageDecodeError, check_size, decode_image, is_image_name, mode_channels, open_image
 from .tfrecord import TFRecordError, example_to_image, read_records
 
 
@@ -64,39 +63,26 @@ def _labels_from_json(raw: Optional[bytes], origin: str) -> tuple[Optional[dict]
     """(labels by name, attributes by name, class names) from a dataset.json, any of them None."""
     if raw is None:
         return None, None, None
-    try:
-        meta = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DatasetError(f'{origin}: not valid JSON ({e})') from None
-    if not isinstance(meta, dict):
-        raise DatasetError(f'{origin}: expected an object with a "labels" key')
-
-    def by_name(key):
-        entries = meta.get(key)
-        if entries is None:
-            return None
-        try:
-            return {str(name).replace('\\', '/'): value for name, value in entries}
-        except (TypeError, ValueError):
-            raise DatasetError(f'{origin}: "{key}" must be a list of [file name, value] pairs') from None
-    names = meta.get('class_names')
-    return by_name('labels'), by_name('attributes'), list(names) if isinstance(names, list) else None
+    meta = dataset_meta.parse_dataset_json(raw, origin)
+    return (dataset_meta.entries_by_name(meta, 'labels', origin), dataset_meta.entries_by_name(meta, 'attributes', origin),
+            dataset_meta.class_names(meta))
 
 
 def load_labels_file(path: str) -> tuple[Optional[dict], Optional[dict], Optional[list]]:
     """Labels (and attributes, class names) from a dataset.json given on its own (dataset_tool --labels)."""
     try:
         with open(path, 'rb') as f:
-            return _labels_from_json(f.read(), path)
+            raw = member_limits.read_limited(f, member_limits.JSON_LIMIT, 'a dataset.json')
     except OSError as e:
         raise DatasetError(f'{path}: cannot read labels ({e.strerror or e})') from None
+    return _labels_from_json(raw, path)
 
 
 def _scan_channels(names: list[str], opener: Callable[[str], io.IOBase]) -> int:
     """1 if every readable image is greyscale, else 3; reads headers only."""
     for name in names:
         try:
-            with opener(name) as f, PIL.Image.open(f) as image:
+            with opener(name) as f, open_image(f) as image:
                 if mode_channels(image.mode) == 3:
                     return 3
         except Exception:   # noqa: BLE001 - unreadable files are reported when they are decoded
@@ -104,9 +90,22 @@ def _scan_channels(names: list[str], opener: Callable[[str], io.IOBase]) -> int:
     return 1
 
 
+def _read_image_file(opener: Callable[[], io.IOBase], declared: int) -> bytes:
+    """An image file's bytes, held to what an image of its header's size can need (see member_limits): a few
+    KB of deflated zeros behind a valid PNG header must not expand to gigabytes in memory."""
+    try:
+        with opener() as f, open_image(f) as image:
+            limit, what = member_limits.image_size_limit(*image.size), '{}x{} image'.format(*image.size)
+    except ImageDecodeError:   # decoding will say why; read no more than any file may hold
+        limit, what = member_limits.METADATA_ALLOWANCE, 'a file that is not a readable image'
+    member_limits.check_declared(declared, limit, what)
+    with opener() as f:
+        return member_limits.read_limited(f, limit, what)
+
+
 def _image_collection(kind: str, origin: str, names: list[str], read: Callable[[str], bytes],
                       opener: Callable[[str], io.IOBase], json_bytes: Optional[bytes], folder_labels: bool,
-                      close: Callable[[], None] = lambda: None) -> Source:
+                      close: Callable[[], None] = lambda: None, special: Sequence[tuple[str, str]] = ()) -> Source:
     visible = [n for n in names if not any(part.startswith('.') for part in n.split('/')) and n != 'dataset.json']
     images = [n for n in visible if is_image_name(n)]
     others = [n for n in visible if not is_image_name(n)]
@@ -118,6 +117,8 @@ def _image_collection(kind: str, origin: str, names: list[str], read: Callable[[
         labels = {n: class_names.index(n.split('/')[0]) for n in images if '/' in n}
 
     def items():
+        for n, reason in special:
+            yield Item(n, error=reason)
         for n in others:
             yield Item(n, error='not an image file')
         for n in images:
@@ -134,21 +135,25 @@ def _image_collection(kind: str, origin: str, names: list[str], read: Callable[[
                 continue
             yield Item(n, image, label=labels.get(n) if labels else None,
                        attributes=attributes.get(n) if attributes else None)
-    return Source(kind, len(images) + len(others), items(), channels=_scan_channels(images, opener),
+    return Source(kind, len(special) + len(images) + len(others), items(), channels=_scan_channels(images, opener),
                   class_names=class_names, close=close)
 
 
 def open_folder(path: str, folder_labels: bool = False) -> Source:
-    names = sorted(os.path.relpath(os.path.join(root, f), path).replace(os.sep, '/')
-                   for root, dirs, files in os.walk(path) for f in files)
+    names, special = member_limits.walk_files(path)
 
     def read(name):
-        with open(os.path.join(path, name), 'rb') as f:
-            return f.read()
-    json_path = os.path.join(path, 'dataset.json')
-    json_bytes = read('dataset.json') if os.path.isfile(json_path) else None
+        full = os.path.join(path, name)
+        return _read_image_file(lambda: open(full, 'rb'), os.path.getsize(full))
+    json_bytes = None
+    if 'dataset.json' in names:
+        try:
+            with open(os.path.join(path, 'dataset.json'), 'rb') as f:
+                json_bytes = member_limits.read_limited(f, member_limits.JSON_LIMIT, 'dataset.json')
+        except OSError as e:
+            raise DatasetError(f'{path}: cannot read dataset.json ({e.strerror or e})') from None
     return _image_collection('folder', path, names, read, lambda n: open(os.path.join(path, n), 'rb'), json_bytes,
-                             folder_labels)
+                             folder_labels, special=special)
 
 
 def open_zip(path: str, folder_labels: bool = False) -> Source:
@@ -159,22 +164,13 @@ def open_zip(path: str, folder_labels: bool = False) -> Source:
     names = sorted(n for n in archive.namelist() if not n.endswith('/'))
 
     def read(name, limit=None):
-        # Each member is held to what an image of its pixel size (from its header) can need: a few KB of
-        # deflated zeros behind a valid PNG must not expand to gigabytes in memory.
         info = archive.getinfo(name)
         try:
             if limit is None:
-                try:
-                    with archive.open(info) as f, PIL.Image.open(f) as image:
-                        limit, what = member_limits.image_size_limit(*image.size), '{}x{} image'.format(*image.size)
-                except (PIL.UnidentifiedImageError, PIL.Image.DecompressionBombError, ValueError, EOFError,
-                        SyntaxError):
-                    limit, what = member_limits.METADATA_ALLOWANCE, 'a file that is not a known image'
-            else:
-                what = name
-            member_limits.check_declared(info.file_size, limit, what)
+                return _read_image_file(lambda: archive.open(info), info.file_size)
+            member_limits.check_declared(info.file_size, limit, name)
             with archive.open(info) as f:
-                return member_limits.read_limited(f, limit, what)
+                return member_limits.read_limited(f, limit, name)
         except (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError) as e:
             raise OSError(str(e)) from None   # a damaged member: report it, keep the others
     try:
@@ -184,29 +180,52 @@ def open_zip(path: str, folder_labels: bool = False) -> Source:
     return _image_collection('zip', path, names, read, archive.open, json_bytes, folder_labels, close=archive.close)
 
 
+# Pixels read at once from an idx file or from CIFAR batches together (EMNIST's largest split holds 547 MB),
+# and the size of one pickled CIFAR batch (CIFAR-10's are 31 MB).
+MAX_SOURCE_BYTES = 1 << 30
+MAX_CIFAR_BATCH = 64 << 20
+
+
 # ---------------------------------------------------------------------------------------------
 # (Fashion-)MNIST idx files.
 
 _IDX_IMAGES = re.compile(r'^(.*)images[-.]idx3-ubyte(\.gz)?$')
 
 
-def _read_idx(path: str) -> np.ndarray:
+
+
+def _read_idx(path: str, dims: tuple[int, ...]) -> np.ndarray:
+    """An idx array of unsigned bytes with one of `dims` dimensions. The header is checked (dimension count, a size
+    computed without overflow, at most MAX_SOURCE_BYTES, no more than a plain file holds) before the data is read,
+    and a .gz is decompressed only as far as the header's size: a small .gz that expands to gigabytes is not."""
     opener = gzip.open if path.endswith('.gz') else open
     try:
         with opener(path, 'rb') as f:
-            data = f.read()
-    except (OSError, EOFError) as e:
+            head = f.read(4)
+            if len(head) < 4:
+                raise DatasetError(f'{path}: too short for an idx file')
+            zero, dtype_code, ndim = struct.unpack('>HBB', head)
+            if zero != 0 or dtype_code != 0x08:
+                raise DatasetError(f'{path}: not an idx file of unsigned bytes (magic {head.hex()})')
+            if ndim not in dims:
+                raise DatasetError(f'{path}: idx header declares {ndim} dimensions, expected {" or ".join(map(str, dims))}')
+            raw_shape = f.read(4 * ndim)
+            if len(raw_shape) < 4 * ndim:
+                raise DatasetError(f'{path}: truncated idx header')
+            shape = struct.unpack(f'>{ndim}I', raw_shape)
+            count = math.prod(shape)
+            if count > MAX_SOURCE_BYTES:
+                raise DatasetError(f'{path}: idx header declares shape {list(shape)}, {count / 2 ** 20:.0f} MiB '
+                                   f'(at most {MAX_SOURCE_BYTES >> 20} MiB are read)')
+            if opener is open and os.fstat(f.fileno()).st_size < 4 + 4 * ndim + count:
+                raise DatasetError(f'{path}: truncated ({os.fstat(f.fileno()).st_size} bytes, header promises '
+                                   f'{4 + 4 * ndim + count})')
+            data = f.read(count)
+    except (OSError, EOFError, zlib.error) as e:
         raise DatasetError(f'{path}: cannot read ({e})') from None
-    if len(data) < 4:
-        raise DatasetError(f'{path}: too short for an idx file')
-    zero, dtype_code, ndim = struct.unpack('>HBB', data[:4])
-    if zero != 0 or dtype_code != 0x08:
-        raise DatasetError(f'{path}: not an idx file of unsigned bytes (magic {data[:4].hex()})')
-    shape = struct.unpack(f'>{ndim}I', data[4:4 + 4 * ndim])
-    expected = 4 + 4 * ndim + int(np.prod(shape))
-    if len(data) < expected:
-        raise DatasetError(f'{path}: truncated ({len(data)} bytes, header promises {expected})')
-    return np.frombuffer(data, dtype=np.uint8, count=int(np.prod(shape)), offset=4 + 4 * ndim).reshape(shape)
+    if len(data) < count:
+        raise DatasetError(f'{path}: truncated ({4 + 4 * ndim + len(data)} bytes, header promises {4 + 4 * ndim + count})')
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
 def find_idx_images(path: str) -> Optional[str]:
@@ -226,16 +245,20 @@ def open_idx(path: str) -> Source:
     images_path = find_idx_images(path)
     if images_path is None:
         raise DatasetError(f'{path}: no *-images-idx3-ubyte[.gz] file')
-    images = _read_idx(images_path)
-    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 3)):
+    images = _read_idx(images_path, (3, 4))
+    if images.ndim == 4 and images.shape[3] not in (1, 3):
         raise DatasetError(f'{images_path}: expected [N, H, W] or [N, H, W, C] images, got shape {list(images.shape)}')
+    try:
+        check_size(images.shape[2], images.shape[1])
+    except ImageDecodeError as e:
+        raise DatasetError(f'{images_path}: images of {e}') from None
     folder, base = os.path.split(images_path)
     prefix, sep = _IDX_IMAGES.match(base).group(1), '-' if '-idx3' in base else '.'
     labels = None
     for suffix in ('.gz', ''):
         candidate = os.path.join(folder, f'{prefix}labels{sep}idx1-ubyte{suffix}')
         if os.path.isfile(candidate):
-            labels = _read_idx(candidate)
+            labels = _read_idx(candidate, (1,))
             if labels.shape != (len(images),):
                 raise DatasetError(f'{candidate}: {labels.shape[0]} labels for {len(images)} images')
             break
@@ -269,8 +292,10 @@ def _cifar_batch(batch, origin: str) -> tuple[np.ndarray, np.ndarray]:
         labels = np.asarray(batch['labels'], dtype=np.int64)
     except (TypeError, ValueError, OverflowError) as e:
         raise DatasetError(f'{origin}: CIFAR batch "data"/"labels" are not arrays of numbers ({e})') from None
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.ndim != 1 or len(labels) != len(data):
         raise DatasetError(f'{origin}: unexpected CIFAR batch shapes {list(data.shape)} / {list(labels.shape)}')
+    if labels.size and not 0 <= labels.min() <= labels.max() < 10:
+        raise DatasetError(f'{origin}: CIFAR-10 labels outside 0..9 ({labels.min()}..{labels.max()})')
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
@@ -278,25 +303,42 @@ def _batch_number(name: str) -> int:
     return int(re.search(r'data_batch_(\d+)$', name).group(1))
 
 
-def open_cifar10(path: str) -> Source:
-    batches = []
+def _cifar_batches(path: str) -> Iterator[tuple[str, bytes]]:
+    """(origin, pickled bytes) of each data_batch_N of a folder or tar archive; each at most MAX_CIFAR_BATCH bytes,
+    checked before it is read (a tar member's size is in its header)."""
+    what = 'a CIFAR batch'
     if os.path.isdir(path):
-        names = sorted((f for f in os.listdir(path) if re.search(r'data_batch_\d+$', f)), key=_batch_number)
-        for f in names:
+        top = os.path.realpath(path)
+        for f in sorted((f for f in os.listdir(path) if re.search(r'data_batch_\d+$', f)), key=_batch_number):
+            origin = f'{path}/{f}'
+            reason = member_limits.special_file_reason(os.path.join(path, f), top)
+            if reason:
+                raise DatasetError(f'{origin}: {reason}')
             with open(os.path.join(path, f), 'rb') as fh:
-                batches.append(_cifar_batch(load_array_pickle(fh.read(), f'{path}/{f}'), f'{path}/{f}'))
-    else:
-        try:
-            with tarfile.open(path) as tar:
-                members = sorted((m for m in tar.getmembers() if m.isfile() and re.search(r'data_batch_\d+$', m.name)),
-                                 key=lambda m: _batch_number(m.name))
-                for m in members:
-                    origin = f'{path}:{m.name}'
-                    batches.append(_cifar_batch(load_array_pickle(tar.extractfile(m).read(), origin), origin))
-        except (tarfile.TarError, OSError, EOFError) as e:
-            raise DatasetError(f'{path}: cannot read the tar archive ({e})') from None
+                yield origin, member_limits.read_limited(fh, MAX_CIFAR_BATCH, what)
+        return
+    with tarfile.open(path) as tar:
+        for m in tar:   # one member at a time: a huge member is refused before the archive is read past it
+            if m.isfile() and re.search(r'data_batch_\d+$', m.name):
+                member_limits.check_declared(m.size, MAX_CIFAR_BATCH, what)
+                yield f'{path}:{m.name}', member_limits.read_limited(tar.extractfile(m), MAX_CIFAR_BATCH, what)
+
+
+def open_cifar10(path: str) -> Source:
+    batches, total = [], 0
+    try:
+        for origin, data in _cifar_batches(path):
+            batches.append((_batch_number(origin), _cifar_batch(load_array_pickle(data, origin), origin)))
+            total += batches[-1][1][0].nbytes
+            if total > MAX_SOURCE_BYTES:
+                raise DatasetError(f'{path}: more than {MAX_SOURCE_BYTES >> 20} MiB of CIFAR images')
+    except member_limits.MemberTooLarge as e:
+        raise DatasetError(f'{path}: a batch is {e}') from None
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise DatasetError(f'{path}: cannot read ({e})') from None
     if not batches:
         raise DatasetError(f'{path}: no data_batch_N files (expected the CIFAR-10 python version)')
+    batches = [b for _, b in sorted(batches, key=lambda nb: nb[0])]
     images = np.concatenate([b[0] for b in batches])
     labels = np.concatenate([b[1] for b in batches])
 
@@ -341,9 +383,11 @@ def _tfrecord_labels(record_path: str) -> Optional[np.ndarray]:
     if not os.path.isfile(path):
         return None
     try:
-        labels = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise DatasetError(f'{path}: cannot read labels ({e})') from None
+        labels = safe_npz.load_npy(path, 'biuf', shapes=[(None,), (None, None)])
+    except safe_npz.NpzError as e:
+        raise DatasetError(f'{path}: {e}') from None
+    if labels.dtype.kind == 'f' and not np.isfinite(labels).all():
+        raise DatasetError(f'{path}: labels hold NaN or infinite values')
     return labels
 
 
@@ -389,9 +433,14 @@ def open_tfrecords(path: str) -> Source:
                         yield Item(item_name, error='corrupt record (data CRC mismatch)')
                         continue
                     try:
-                        yield Item(item_name, example_to_image(payload), label=label)
-                    except ValueError as e:
+                        image = example_to_image(payload)
+                        check_size(image.shape[1], image.shape[0])
+                        if label is not None:
+                            dataset_meta.check_label(label, 'its label')
+                    except (ValueError, ImageDecodeError, DatasetError) as e:
                         yield Item(item_name, error=f'bad record ({e})')
+                        continue
+                    yield Item(item_name, image, label=label)
             except TFRecordError as e:
                 yield Item(f'{name}[{index}:]', error=f'{e}; the rest of the file cannot be read')
     return Source('tfrecord', total, items())

@@ -9,7 +9,6 @@ kimg; we keep the same count: a scheduled snapshot retires older ones of the sam
 from __future__ import annotations
 
 import glob
-import json
 import os
 import random
 import re
@@ -17,6 +16,7 @@ import time
 from typing import Optional
 
 from networks.snapshot import SNAPSHOT_GLOB, save_snapshot, snapshot_nimg
+from torch_utils import safe_json
 from torch_utils.atomic import atomic_write_bytes
 from training.tensorboard import trim_events
 
@@ -117,8 +117,8 @@ def _rewrite_jsonl(path: str, keep) -> None:
     kept = []
     for line in original.split(b'\n'):
         try:
-            record = json.loads(line)
-        except ValueError:   # the empty tail, or a line a kill cut short
+            record = safe_json.loads(line)
+        except ValueError:   # the empty tail, a line a kill cut short, or one nested too deeply
             continue
         if isinstance(record, dict) and keep(record):
             kept.append(line)

@@ -7,8 +7,11 @@ A TFRecord file is a sequence of records, each framed as
 """
 from __future__ import annotations
 
+import io
+import math
+import os
 import struct
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Optional
 
 import numpy as np
 
@@ -105,10 +108,21 @@ class TFRecordError(UserError):
     """A TFRecord file that cannot be read further."""
 
 
+MAX_RECORD_BYTES = 256 << 20   # one image record: a 4096x4096 RGB image is 48 MiB
+
+
+def _bytes_left(f: BinaryIO) -> Optional[int]:
+    try:
+        return os.fstat(f.fileno()).st_size - f.tell()
+    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+        return None
+
+
 def read_records(f: BinaryIO, name: str = '<tfrecord>', verify: bool = True) -> Iterator[tuple[bytes, bool]]:
     """(payload, data CRC ok) of every record in `f`. A record whose data CRC fails is still yielded (flagged),
     since its length was intact and the records after it can be read; a corrupt length or a truncated
-    record raises TFRecordError, because nothing after it can be found."""
+    record raises TFRecordError, because nothing after it can be found. A length beyond what the file holds
+    (or MAX_RECORD_BYTES) is refused before anything is read for it."""
     index = 0
     while True:
         header = f.read(12)
@@ -119,6 +133,11 @@ def read_records(f: BinaryIO, name: str = '<tfrecord>', verify: bool = True) -> 
         length, length_crc = struct.unpack('<QI', header)
         if masked_crc32c(header[:8]) != length_crc:
             raise TFRecordError(f'{name}: record {index} has a corrupt length field (CRC mismatch)')
+        left = _bytes_left(f)
+        if length > MAX_RECORD_BYTES or (left is not None and length + 4 > left):
+            raise TFRecordError(f'{name}: record {index} declares {length} bytes'
+                                + (f', but the file holds {max(left - 4, 0)} more' if left is not None else
+                                   f' (at most {MAX_RECORD_BYTES >> 20} MiB)'))
         payload = f.read(length)
         footer = f.read(4)
         if len(payload) < length or len(footer) < 4:
@@ -222,6 +241,6 @@ def example_to_image(buf: bytes) -> np.ndarray:
         raise ValueError(f'not a StyleGAN2 image record (features: {", ".join(sorted(features)) or "none"})')
     shape = [int(v) for v in features['shape']]
     data = features['data'][0]
-    if len(shape) != 3 or int(np.prod(shape)) != len(data):
-        raise ValueError(f'shape {shape} does not match {len(data)} data bytes')
+    if len(shape) != 3 or shape[0] not in (1, 3) or min(shape) < 1 or math.prod(shape) != len(data):
+        raise ValueError(f'shape {shape[:4]} does not match {len(data)} data bytes of a [C, H, W] image')
     return np.frombuffer(data, dtype=np.uint8).reshape(shape).transpose(1, 2, 0)

@@ -35,6 +35,7 @@ from torch_utils.cli import UserError, describe
 from training.augment import AdaptiveP, AugmentPipe, augment_kwargs_for
 from training.dataset import DatasetError, ImageFolderDataset
 from training.loss import LossOptions, StyleGANLoss
+from training.resume_checks import check_resumed_values
 from training.run_dir import SnapshotKeeper, tidy_run_dir
 from training.stats import StatsCollector, append_jsonl, timestamped
 from training.tensorboard import EventWriter, tick_scalars, viewer_note
@@ -551,8 +552,9 @@ def saved_options(options: Any, source: str) -> TrainingOptions:
         raise bad(f'are invalid ({describe(e)})') from None
 
 
-def check_training_state(ts: Any, source: str) -> TrainingOptions:
-    """Validate the training state of one of our snapshots; returns the run's options.
+def check_training_state(ts: Any, source: str, data: Optional[dict] = None) -> TrainingOptions:
+    """Validate the training state of one of our snapshots; returns the run's options. With the snapshot's
+    loaded `data`, the optimizer moments are checked against its networks' parameters too.
 
     Everything a resume will use is checked here, before a run directory is touched, so that a damaged
     or hand-edited state gives one line naming the snapshot instead of a TypeError mid-start."""
@@ -586,6 +588,10 @@ def check_training_state(ts: Any, source: str) -> TrainingOptions:
     stats = ts.get('stats', [{}] * opts.gpus)
     if not isinstance(stats, list) or len(stats) != opts.gpus or not all(isinstance(x, dict) for x in stats):
         raise bad('has malformed tick statistics')
+    try:
+        check_resumed_values(ts, stats, data)
+    except ValueError as e:
+        raise bad(f'is damaged ({e})') from None
     return opts
 
 
