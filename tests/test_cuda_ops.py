@@ -1,7 +1,8 @@
 """The CUDA ops' machinery, tested without a GPU: the adjoint geometry their gradients use, the backend
 choice and its fallbacks, the build cache key and lock, the self-test and the op-comparison harness of
 the GPU acceptance (benchmarks/op_compare.py), the compile check in a side environment (slow, where
-SG3C_CUDA_PYTHON names a Python with a CUDA build of torch), and the GPU-only parts (marked gpu)."""
+SG3C_CUDA_PYTHON names a Python with a CUDA build of torch), and the GPU-only parts (marked gpu).
+The kernels themselves run on the CPU in tests/test_cuda_kernels_on_cpu.py."""
 import json
 import os
 import subprocess
@@ -44,7 +45,7 @@ def test_adjoint_geometry_transposes_upfirdn2d(seed):
     y = upfirdn2d(x, f, up=int(up), down=int(down), padding=pad)
     dy = torch.randn(y.shape, dtype=torch.float64)
     taps = f.flip([0, 1])   # what the kernel correlates with
-    (aux, auy), (adx, ady), apad = cuda_kernels._adjoint(x.shape, y.shape, taps, (int(up), int(up)),
+    (aux, auy), (adx, ady), apad = cuda_kernels._adjoint(x.shape, y.shape, taps.shape, (int(up), int(up)),
                                                          (int(down), int(down)), pad)
     dx = upfirdn2d(dy, taps.flip([0, 1]), up=(aux, auy), down=(adx, ady), padding=apad, flip_filter=True)
     assert dx.shape == x.shape
@@ -56,79 +57,12 @@ def test_adjoint_geometry_transposes_upfirdn2d(seed):
 
 
 def test_kernels_cover_only_what_their_derivative_trick_allows():
-    """The output-based derivative needs gain > 0 and a non-negative slope; other activations use the reference."""
-    assert cuda_kernels._epilogue('lrelu', 0.2, 1.4, None) == (cuda_kernels.ACT_LRELU, 0.2, 1.4, -1.0)
-    assert cuda_kernels._epilogue('relu', 0.7, 2.0, 3.0) == (cuda_kernels.ACT_LRELU, 0.0, 2.0, 3.0)
-    assert cuda_kernels._epilogue('linear', 0.2, 1.0, None)[0] == cuda_kernels.ACT_LINEAR
+    """The 2-bit derivative record needs gain > 0 and a non-negative slope; other activations use the reference."""
+    assert cuda_kernels._epilogue('lrelu', 0.2, 1.4, None) == cuda_kernels.Epilogue(True, 0.2, 1.4, -1.0)
+    assert cuda_kernels._epilogue('relu', 0.7, 2.0, 3.0) == cuda_kernels.Epilogue(True, 0.0, 2.0, 3.0)
+    assert not cuda_kernels._epilogue('linear', 0.2, 1.0, None).leaky
     for args in [('tanh', 0, 1, None), ('lrelu', -0.1, 1, None), ('lrelu', 0.2, -1, None), ('linear', 0, 0, None)]:
         assert cuda_kernels._epilogue(*args) is None
-
-
-class EmulatedExtension:
-    """The compiled module's contract (torch_utils/ops/cuda/sg3c_ops.h) written directly in PyTorch:
-    zero-insert, pad, correlate, decimate; epilogue act -> gain -> clamp; derivative read from the output.
-    With it, cuda_kernels.py's autograd layer (adjoint geometry, flips, gains, separable passes, the fused
-    filtered_lrelu step, double backward) runs on the CPU against the reference ops."""
-
-    @staticmethod
-    def _epilogue(v, act, alpha, gain, clamp):
-        if act == cuda_kernels.ACT_LRELU:
-            v = torch.where(v < 0, v * alpha, v)
-        v = v * gain
-        return v.clamp(-clamp, clamp) if clamp >= 0 else v
-
-    def bias_act(self, x, b, dim, act, alpha, gain, clamp):
-        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
-        v = x.to(acc)
-        if b is not None:
-            shape = [1] * x.ndim
-            shape[dim] = -1
-            v = v + b.to(acc).reshape(shape)
-        return torch.empty_like(x).copy_(self._epilogue(v, act, alpha, gain, clamp))
-
-    def bias_act_grad(self, dy, y, act, alpha, gain, clamp):
-        slope = torch.full_like(y, gain)
-        if act == cuda_kernels.ACT_LRELU:
-            slope = torch.where(y > 0, slope, slope * alpha)
-        if clamp >= 0:
-            slope = torch.where((y < clamp) & (y > -clamp), slope, torch.zeros_like(slope))
-        return torch.empty_like(y).copy_(dy * slope)
-
-    def upfirdn2d(self, x, taps, b, upx, upy, downx, downy, px0, px1, py0, py1, act, alpha, gain, clamp):
-        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
-        n, c, h, w = x.shape
-        v = x.to(acc) + (b.to(acc).reshape(1, -1, 1, 1) if b is not None else 0)
-        z = v.new_zeros([n, c, h * upy, w * upx])
-        z[:, :, ::upy, ::upx] = v
-        z = torch.nn.functional.pad(z, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-        z = z[:, :, max(-py0, 0):z.shape[2] - max(-py1, 0), max(-px0, 0):z.shape[3] - max(-px1, 0)]
-        kh, kw = taps.shape
-        if z.shape[2] < kh or z.shape[3] < kw:
-            out = v.new_zeros([n, c, 0, 0])
-        else:
-            weight = taps.to(acc)[None, None].expand(c, 1, kh, kw)
-            out = torch.nn.functional.conv2d(z, weight, groups=c)[:, :, ::downy, ::downx]
-        out = self._epilogue(out, act, alpha, gain, clamp)
-        fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and c > 1 \
-            else torch.contiguous_format
-        return out.to(x.dtype).contiguous(memory_format=fmt)
-
-
-@pytest.fixture
-def emulated_kernels(monkeypatch):
-    """The CUDA path of every op, on CPU tensors, over EmulatedExtension."""
-    monkeypatch.setattr(cuda_kernels, '_module', EmulatedExtension())
-    monkeypatch.setattr(cuda_kernels, '_state', 'ready')
-    monkeypatch.setattr(dispatch, 'kernel_for',
-                        lambda op, x, impl=None: None if impl == 'ref' else cuda_kernels.get(op))
-
-
-def test_kernel_autograd_layer_matches_reference_on_random_cases(emulated_kernels):
-    """Forward, gradients and gradients of gradients of the kernels' Python layer (over the emulated
-    extension) against the reference ops, through the same harness as the GPU acceptance."""
-    rows = op_compare.compare(backend_ops('cuda'), backend_ops('ref'), op_compare.random_cases(10, seed=7),
-                              torch.device('cpu'))
-    assert all(r['ok'] for r in rows), op_compare.format_table(rows)
 
 
 def check_kernels_twice_differentiable(device: str) -> None:
@@ -143,10 +77,6 @@ def check_kernels_twice_differentiable(device: str) -> None:
     for op in ops:
         assert torch.autograd.gradcheck(op, (x, b))
         assert torch.autograd.gradgradcheck(op, (x, b))
-
-
-def test_kernel_autograd_layer_is_twice_differentiable(emulated_kernels):
-    check_kernels_twice_differentiable('cpu')
 
 
 # ------------------------------------------------------------------ backend choice
@@ -254,7 +184,7 @@ def test_build_key_follows_sources_torch_and_architecture(tmp_path, monkeypatch)
         (src / name).write_bytes(open(os.path.join(cuda_build.SOURCE_DIR, name), 'rb').read())
     monkeypatch.setattr(cuda_build, 'SOURCE_DIR', str(src))
     assert cuda_build.build_key('9.0') == key
-    with open(src / 'upfirdn2d.cu', 'a') as f:
+    with open(src / 'tile.h', 'a') as f:
         f.write('// changed\n')
     assert cuda_build.build_key('9.0') != key
     monkeypatch.setenv('SG3C_CACHE', str(tmp_path / 'cache'))
