@@ -29,6 +29,9 @@ import numpy as np
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nvidia_env import nvidia_env   # noqa: E402
+
 WORKER_FLAG = '--nvidia-worker'
 
 
@@ -114,9 +117,8 @@ def run_nvidia(repo: str, python: str, cfg: str, res: int, G: torch.nn.Module, z
         torch.save(dict(repo=repo, family=family, kwargs=kwargs, state=state, z=z.cpu(), repeats=repeats,
                         force_fp32=force_fp32,
                         device=str(device), out=out_path, threads=torch.get_num_threads()), job_path)
-        env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
         proc = subprocess.run([python, os.path.abspath(__file__), WORKER_FLAG, job_path], capture_output=True,
-                              text=True, env=env, cwd=tmp)
+                              text=True, env=nvidia_env(), cwd=tmp)
         if proc.returncode != 0:
             lines = (proc.stderr or proc.stdout).strip().splitlines()
             return None, None, f'NVIDIA run failed: {lines[-1] if lines else proc.returncode}'

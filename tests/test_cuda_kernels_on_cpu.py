@@ -5,6 +5,7 @@ Python autograd layer (cuda_kernels.py), argument handling, plans and specialisa
 
 This checks indexing, halos, tile boundaries, the 2-bit derivative record and the arithmetic; it cannot
 check launch bounds or races (the harness runs a block's threads one after another, phase by phase)."""
+import dataclasses
 import os
 import sys
 
@@ -12,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from networks.stylegan3 import design_lowpass_filter, synthesis_geometry
 from torch_utils.ops import cuda_kernels, dispatch, kernel_harness
 from torch_utils.ops.bias_act import bias_act
 from torch_utils.ops.filtered_lrelu import filtered_lrelu
@@ -44,39 +44,18 @@ def on_harness(harness, monkeypatch):
 
 # ------------------------------------------------------------------ the networks' layers
 
-def _layers(cfg: str, res: int) -> list[dict]:
-    """Each distinct filtered_lrelu geometry of a StyleGAN3 generator, with its real filters."""
-    radial = cfg == 'stylegan3-r'
-    found = {}
-    for g in synthesis_geometry(res, 3, conv_kernel=1 if radial else 3, use_radial_filters=radial,
-                                channel_base=65536 if radial else 32768, channel_max=1024 if radial else 512):
-        if g.torgb:
-            continue
-        size = g.src.size + g.kernel - 1   # the modulated conv's output
-        fu = design_lowpass_filter(g.up_taps, cutoff=g.src.cutoff, width=g.src.half_width * 2, fs=g.inner_rate)
-        fd = design_lowpass_filter(g.down_taps, cutoff=g.dst.cutoff, width=g.dst.half_width * 2, fs=g.inner_rate,
-                                   radial=g.radial)
-        key = (g.up, g.down, g.padding, g.up_taps, g.down_taps, g.radial)
-        # The smallest input of each kind at 256 px, the largest at 1024 px (many tiles, the last one partial).
-        if key not in found or (size < found[key]['size']) == (res == 256):
-            found[key] = dict(size=size, up=g.up, down=g.down, padding=g.padding, fu=fu, fd=fd,
-                              name=f'{cfg}-{res} {size}px up{g.up} pad{g.padding[0]} {"radial" if g.radial else ""}')
-    return list(found.values())
+def _small(case: op_compare.Case) -> op_compare.Case:
+    """Two channels, one at the 1024 px layers: the real spatial size, a fraction of the CPU time."""
+    n = case.shape[2]
+    return dataclasses.replace(case, shape=(1, 2 if n < 300 else 1, n, n))
 
 
-LAYERS = [layer for cfg in ('stylegan3-t', 'stylegan3-r') for res in (256, 1024) for layer in _layers(cfg, res)]
+# One case per kind of StyleGAN3-T/-R layer (factors, padding, filters): the smallest at 256 px, the
+# largest at 1024 px (many tiles, the last one partial).
+LAYERS = [_small(c) for c in op_compare.network_cases(distinct=True) if c.op == 'filtered_lrelu' and c.filters]
 
 
-def _case(layer: dict, seed: int, clamp: float) -> op_compare.Case:
-    size = layer['size']
-    channels = 2 if size < 300 else 1
-    kwargs = dict(up=layer['up'], down=layer['down'], padding=list(layer['padding']), gain=np.sqrt(2), slope=0.2,
-                  clamp=clamp, flip_filter=False)
-    filters = {'fu': layer['fu'].tolist(), 'fd': layer['fd'].tolist()}
-    return op_compare.Case('filtered_lrelu', (1, channels, size, size), kwargs, filters, bias=True, seed=seed)
-
-
-def _ambiguous(case: op_compare.Case, layer: dict) -> dict:
+def _ambiguous(case: op_compare.Case) -> dict:
     """Per gradient, the samples that depend on a mid sample (upsampled, before the activation) lying
     within rounding of zero or of the clamp: there the kernels' float32 sums and the reference's may take
     different sides of the leaky ReLU or the clamp, and the derivative differs by the slope. Found from the
@@ -111,31 +90,30 @@ def _check(got: dict, want: dict, dtype: torch.dtype, what: str, ambiguous: dict
         off = (a - b).abs() > tol * scale
         if key in ambiguous:
             off &= ~ambiguous[key]
-        assert torch.isfinite(a).all() and not off.any(), \
-            f'{what} {key}: {off.sum().item()} of {b.numel()} samples off by more than {tol:g} ' \
-            f'(max {((a - b).abs().max() / scale):.2e})'
+        assert torch.isfinite(a).all(), f'{what} {key}: not finite'
+        assert not off.any(), f'{what} {key}: {off.sum().item()} of {b.numel()} samples off by more than {tol:g} ' \
+                              f'(max {((a - b).abs().max() / scale):.2e})'
 
 
-@pytest.mark.parametrize('layer', LAYERS, ids=[layer['name'] for layer in LAYERS])
-def test_filtered_lrelu_layers_match_reference(on_harness, layer):
+@pytest.mark.parametrize('case', LAYERS, ids=[c.name for c in LAYERS])
+def test_filtered_lrelu_layers_match_reference(on_harness, case):
     """Forward, gradients (input and bias) and gradient of gradient of one StyleGAN3 layer, float32 and
     float16, with the clamp at a level the unit-variance test signal reaches (so that the clamp bit of the
     record is exercised). The inputs are float16 values in both, so that one reference run (float32)
     serves both."""
-    case = _case(layer, seed=layer['size'] + layer['up'], clamp=1.0)
     cpu = torch.device('cpu')
     want = op_compare.evaluate(backend_ops('ref')['filtered_lrelu'], case, cpu, torch.float32, rounding=torch.float16)
-    ambiguous = _ambiguous(case, layer)
+    ambiguous = _ambiguous(case)
     for dtype in (torch.float32, torch.float16):
         got = op_compare.evaluate(backend_ops('cuda')['filtered_lrelu'], case, cpu, dtype, rounding=torch.float16)
-        _check(got, want, dtype, f'{layer["name"]} {dtype}', ambiguous)
+        _check(got, want, dtype, f'{case.name} {dtype}', ambiguous)
 
 
-def _spec(harness, layer: dict, dtype: torch.dtype) -> tuple[str, str]:
+def _spec(harness, case: op_compare.Case, dtype: torch.dtype) -> tuple[str, str]:
     """(forward spec, backward spec) the kernels pick for a layer."""
-    n = layer['size']
-    fu, fd = layer['fu'], layer['fd']
-    up, down, (px0, px1, py0, py1) = layer['up'], layer['down'], layer['padding']
+    n = case.shape[2]
+    fu, fd = (torch.tensor(case.filters[k]) for k in ('fu', 'fd'))
+    up, down, (px0, px1, py0, py1) = case.kwargs['up'], case.kwargs['down'], case.kwargs['padding']
     mid = n * up + px0 + px1 - fu.shape[-1] + 1
     out = (mid - fd.shape[-1]) // down + 1
     chain = cuda_kernels.Chain((n, n), up, (px0, py0), (fu.shape[-1],) * 2, (mid, mid), down, (0, 0),
@@ -150,31 +128,28 @@ def _spec(harness, layer: dict, dtype: torch.dtype) -> tuple[str, str]:
 def test_every_network_layer_runs_a_specialised_kernel(harness):
     """The layers above run the compile-time specialisations (fixed taps and factors), forward and backward,
     in float32 and float16: the variants the GPU runs are the ones tested here."""
-    for layer in LAYERS:
+    for case in LAYERS:
+        up = case.kwargs['up']
+        kind = 'R' if np.ndim(case.filters['fd']) == 2 else 'T'
         for dtype in (torch.float32, torch.float16):
-            forward, backward = _spec(harness, layer, dtype)
-            kind = 'R' if layer['fd'].ndim == 2 else 'T'
-            assert forward == f'{kind}_up{layer["up"]}', (layer['name'], forward)
-            assert backward.startswith(f'{kind}_up') and backward.endswith('_adj' if kind == 'R' or layer['up'] == 4
-                                                                           else ''), (layer['name'], backward)
-    x = torch.empty([1, 4, 38, 38], dtype=torch.float64, device='meta')
-    layer = LAYERS[0]
-    chain = cuda_kernels.Chain((38, 38), 2, (9, 9), (12, 12), (82, 82), 2, (0, 0), (12, 12), (36, 36))
-    assert harness.describe(x, layer['fu'], layer['fd'], chain.args(), cuda_kernels.ACT_RECORD).startswith('Generic')
+            forward, backward = _spec(harness, case, dtype)
+            assert forward == f'{kind}_up{up}', (case.name, forward)
+            assert backward == f'{kind}_up{up}' + ('_adj' if kind == 'R' or up == 4 else ''), (case.name, backward)
+        assert _spec(harness, case, torch.float64)[0] == 'Generic'
 
 
 def test_the_record_keeps_two_bits_per_mid_sample(on_harness):
     """filtered_lrelu keeps no full-rate tensor for backward: only the int32 record (16 samples a word), and
     its bits are the reference's (slope side, clamped), every word written once across tile boundaries."""
-    layer = next(layer for layer in LAYERS if layer['size'] > 1000 and layer['up'] == 2 and layer['fd'].ndim == 1)
-    n, up = layer['size'], layer['up']
-    px0, px1, py0, py1 = layer['padding']
+    case = next(c for c in LAYERS if c.shape[2] > 1000 and c.kwargs['up'] == 2 and np.ndim(c.filters['fd']) == 1)
+    n, up, padding = case.shape[2], case.kwargs['up'], case.kwargs['padding']
+    fu, fd = (torch.tensor(case.filters[k]) for k in ('fu', 'fd'))
     x = torch.randn([1, 1, n, n], generator=torch.Generator().manual_seed(3)).requires_grad_(True)
     b = torch.tensor([0.1])
     clamp = 1.0
-    y = filtered_lrelu(x, layer['fu'], layer['fd'], b, up=up, down=2, padding=layer['padding'], clamp=clamp)
+    y = filtered_lrelu(x, fu, fd, b, up=up, down=2, padding=padding, clamp=clamp)
     saved = y.grad_fn.saved_tensors
-    mid = upfirdn2d(x.detach() + 0.1, layer['fu'], up=up, padding=layer['padding'], gain=up ** 2, impl='ref')
+    mid = upfirdn2d(x.detach() + 0.1, fu, up=up, padding=padding, gain=up ** 2, impl='ref')
     words = (mid.shape[3] + 15) // 16
     record = [t for t in saved if t.dtype == torch.int32]
     assert len(record) == 1 and list(record[0].shape) == [1, 1, mid.shape[2], words]

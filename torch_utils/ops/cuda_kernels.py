@@ -26,6 +26,7 @@ the reference op runs instead.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from dataclasses import dataclass
 from types import ModuleType
@@ -395,3 +396,9 @@ def get(op: str) -> Optional[Callable]:
 
 def failure() -> Optional[str]:
     return _failure
+
+
+def autotune_path() -> Optional[str]:
+    """Where `auto` remembers its choices: beside the loaded build (None when there is no file)."""
+    where = getattr(_module, '__file__', None)
+    return os.path.join(os.path.dirname(where), 'autotune.json') if where else None
