@@ -1,8 +1,8 @@
 // The CUDA backend of the ops (ops.h): kernels that run tile.h's per-tile code, one thread block per tile,
-// a barrier after each phase. Every launch goes on the current stream and none waits for the device,
-// so the ops can be captured in a CUDA graph.
+// a barrier after each phase (tile_kernel.cuh, compiled in tiles_*.cu), and the elementwise and direct
+// kernels. Every launch goes on the current stream and none waits for the device, so the ops can be
+// captured in a CUDA graph.
 #include <algorithm>
-#include <limits>
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -10,22 +10,11 @@
 #include "ops.h"
 
 namespace sg3c {
-namespace {
 
-template <class S, typename T>
-__global__ void __launch_bounds__(tile::kThreads) tile_kernel(tile::Plan p, tile::Tensors<T> t) {
-    using acc_t = typename tile::AccType<T>::type;
-    extern __shared__ __align__(16) unsigned char smem_bytes[];
-    acc_t* smem = reinterpret_cast<acc_t*>(smem_bytes);
-    const tile::Pipeline pl = tile::make_pipeline(p);
-    for (int64_t index = blockIdx.x; index < p.blocks; index += gridDim.x) {
-        const tile::Block b = tile::locate_block(p, index);
-        for (int k = 0; k < pl.count; ++k) {
-            tile::run_phase<S, T>(p, pl, k, b, t, smem, int(threadIdx.x), tile::kThreads);
-            __syncthreads();
-        }
-    }
-}
+template <class S, typename T>   // tile_kernel.cuh, instantiated in tiles_*.cu
+cudaError_t launch_tiles(const tile::Plan& p, const tile::Tensors<T>& t, cudaStream_t stream);
+
+namespace {
 
 template <typename T>
 __global__ void direct_kernel(const T* __restrict__ x, const float* __restrict__ taps, T* __restrict__ y,
@@ -68,11 +57,8 @@ struct CudaBackend {
 
     template <class S, typename T>
     static void tiles(const tile::Plan& p, const tile::Tensors<T>& t) {
-        using acc_t = typename tile::AccType<T>::type;
-        const size_t bytes = size_t(p.smem_elems) * sizeof(acc_t);
-        const unsigned grid = unsigned(std::min<int64_t>(p.blocks, std::numeric_limits<int32_t>::max()));
-        tile_kernel<S, T><<<grid, tile::kThreads, bytes, at::cuda::getCurrentCUDAStream()>>>(p, t);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        const cudaError_t launched = launch_tiles<S, T>(p, t, at::cuda::getCurrentCUDAStream());
+        C10_CUDA_CHECK(launched);
     }
 
     template <typename T>

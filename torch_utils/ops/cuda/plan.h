@@ -212,28 +212,25 @@ bool spec_matches(const tile::Plan& p) {
     return true;
 }
 
+// The specialisations in groups, each compiled in its own file (tiles_*.cu) so that the build runs in parallel.
+#define SG3C_SPECS_T(X) X(T_up2) X(T_up4) X(T_up4_adj)
+#define SG3C_SPECS_R2(X) X(R_up2) X(R_up2_adj)
+#define SG3C_SPECS_R4(X) X(R_up4) X(R_up4_adj)
+#define SG3C_SPECS_SG2(X) X(SG2_filter) X(SG2_up) X(SG2_down)
+#define SG3C_SPECS(X) SG3C_SPECS_T(X) SG3C_SPECS_R2(X) SG3C_SPECS_R4(X) SG3C_SPECS_SG2(X)
+
 // Calls f.template operator()<Spec>(name) with the specialisation for `p` (the Generic one if none).
 // FAST: whether specialisations exist for this data type (float and half), decided at compile time so
 // that no other type instantiates them.
 template <bool FAST, class F>
 void with_spec(const tile::Plan& p, F&& f) {
-    using namespace specs;
     if constexpr (FAST) {
-#define SG3C_TRY_SPEC(S)                 \
-    if (spec_matches<S>(p)) {            \
-        f.template operator()<S>(#S);    \
-        return;                          \
+#define SG3C_TRY_SPEC(S)                      \
+    if (spec_matches<specs::S>(p)) {          \
+        f.template operator()<specs::S>(#S);  \
+        return;                               \
     }
-        SG3C_TRY_SPEC(T_up2)
-        SG3C_TRY_SPEC(T_up4)
-        SG3C_TRY_SPEC(T_up4_adj)
-        SG3C_TRY_SPEC(R_up2)
-        SG3C_TRY_SPEC(R_up2_adj)
-        SG3C_TRY_SPEC(R_up4)
-        SG3C_TRY_SPEC(R_up4_adj)
-        SG3C_TRY_SPEC(SG2_filter)
-        SG3C_TRY_SPEC(SG2_up)
-        SG3C_TRY_SPEC(SG2_down)
+        SG3C_SPECS(SG3C_TRY_SPEC)
 #undef SG3C_TRY_SPEC
     }
     f.template operator()<tile::Generic>("Generic");
