@@ -28,16 +28,16 @@ struct HostBackend {
     static void tiles(const tile::Plan& p, const tile::Tensors<T>& t) {
         using acc_t = typename tile::AccType<T>::type;
         constexpr int kGuard = 64;
-        const tile::Pipeline pl = tile::make_pipeline(p);
+        const int phases = tile::phase_count(tile::shape_of<S>(p));
         at::parallel_for(0, p.blocks, 1, [&](int64_t begin, int64_t end) {
             std::vector<acc_t> smem(size_t(p.smem_elems) + kGuard);
             const acc_t poison = std::numeric_limits<acc_t>::quiet_NaN();
             for (int64_t index = begin; index < end; ++index) {
                 std::fill(smem.begin(), smem.end(), poison);
                 const tile::Block blk = tile::locate_block(p, index);
-                for (int k = 0; k < pl.count; ++k) {
+                for (int k = 0; k < phases; ++k) {
                     for (int tid = 0; tid < tile::kThreads; ++tid) {
-                        tile::run_phase<S, T>(p, pl, k, blk, t, smem.data(), tid, tile::kThreads);
+                        tile::run_phase<S, T>(p, k, blk, t, smem.data(), tid, tile::kThreads);
                     }
                 }
                 for (int g = 0; g < kGuard; ++g) {

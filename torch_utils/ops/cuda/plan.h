@@ -119,10 +119,11 @@ inline std::optional<tile::Plan> make_plan(const CallGeom& g) {
                 p.act = g.act;
                 p.act_params = g.act_params;
                 p.cb = cb;
-                const Pipeline pl = make_pipeline(p);
+                const Shape shape{p.stage_a, p.stage_b, p.act};
                 int64_t buf[2] = {0, 0};
-                for (int k = 0; k < pl.count; ++k) {
-                    buf[pl.buffer[k]] = std::max<int64_t>(buf[pl.buffer[k]], int64_t(pl.grid[k].plane) * cb);
+                for (int k = 0; k < phase_count(shape); ++k) {
+                    const int64_t elems = int64_t(grid_of(p, phase_at(shape, k)).plane) * cb;
+                    buf[buffer_at(shape, k)] = std::max(buf[buffer_at(shape, k)], elems);
                 }
                 const int64_t na = g.a.kind == kPlane ? g.a.taps[0] * g.a.taps[1] : (g.a.kind ? g.a.taps[0] : 0);
                 const int64_t nb = g.b.kind == kPlane ? g.b.taps[0] * g.b.taps[1] : (g.b.kind ? g.b.taps[0] : 0);

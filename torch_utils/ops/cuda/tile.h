@@ -274,64 +274,75 @@ SG3C_HD Grid make_grid(int rows, int cols) {
 // The phases of a block.
 
 enum Phase : int { kLoad, kPassAy, kPassAx, kPassA2, kActPhase, kPassBx, kPassBy, kPassB2, kStore };
-
-struct Pipeline {
-    int count;
-    int phase[9];
-    Grid grid[9];     // the array each phase writes (kLoad: the input tile; kStore: unused)
-    int buffer[9];    // which of the two shared buffers it writes
-};
+constexpr int kMaxPhases = 7;   // load, two A passes, act, two B passes, store
 
 SG3C_HD int tile_mid_of(const AxisPlan& a, int stage_b) { return stage_b ? (a.tile_out - 1) * a.down + a.taps_b : a.tile_out; }
 
-// The phases, the arrays between them and the buffers they live in: every pass reads one buffer and
-// writes the other; the activation works in place.
-SG3C_HD Pipeline make_pipeline(const Plan& p) {
-    Pipeline q;
+// The stage kinds and activation of a launch: a Spec's when it fixes them (then everything below folds to
+// constants for each phase of the unrolled phase loop), else the Plan's.
+struct Shape {
+    int stage_a, stage_b, act;
+};
+
+SG3C_HD int phase_count(const Shape& s) {
+    return 2 + (s.stage_a == kSeparable ? 2 : s.stage_a ? 1 : 0) + (s.act != kActNone) +
+           (s.stage_b == kSeparable ? 2 : s.stage_b ? 1 : 0);
+}
+
+// The k-th phase: load, stage A's passes, the activation, stage B's passes, store.
+SG3C_HD int phase_at(const Shape& s, int k) {
+    if (k == 0) {
+        return kLoad;
+    }
+    k -= 1;
+    const int na = s.stage_a == kSeparable ? 2 : s.stage_a ? 1 : 0;
+    if (k < na) {
+        return s.stage_a == kPlane ? kPassA2 : (k == 0 ? kPassAy : kPassAx);
+    }
+    k -= na;
+    if (s.act != kActNone) {
+        if (k == 0) {
+            return kActPhase;
+        }
+        k -= 1;
+    }
+    const int nb = s.stage_b == kSeparable ? 2 : s.stage_b ? 1 : 0;
+    if (k < nb) {
+        return s.stage_b == kPlane ? kPassB2 : (k == 0 ? kPassBx : kPassBy);
+    }
+    return kStore;
+}
+
+SG3C_HD bool is_pass(int phase) { return phase != kLoad && phase != kActPhase && phase != kStore; }
+
+// Which of the two shared buffers phase k writes: every pass reads one buffer and writes the other, the
+// activation works in place (the store, which writes nothing, reports the buffer it reads).
+SG3C_HD int buffer_at(const Shape& s, int k) {
+    int passes = 0;
+    for (int j = 1; j <= k; ++j) {
+        passes += is_pass(phase_at(s, j));
+    }
+    return passes & 1;
+}
+
+// The array a phase writes (the store: the one it reads).
+SG3C_HD Grid grid_of(const Plan& p, int phase) {
     const AxisPlan& x = p.ax[0];
     const AxisPlan& y = p.ax[1];
-    int n = 0;
-    int buf = 0;
-    const Grid in = make_grid(y.tile_in, x.tile_in);
-    const Grid mid = make_grid(y.tile_mid, x.tile_mid);
-    const Grid out = make_grid(y.tile_out, x.tile_out);
-    q.phase[n] = kLoad;
-    q.grid[n] = p.stage_a ? in : mid;
-    q.buffer[n++] = buf;
-    if (p.stage_a == kSeparable) {
-        q.phase[n] = kPassAy;
-        q.grid[n] = make_grid(y.tile_mid, x.tile_in);
-        q.buffer[n++] = buf ^= 1;
-        q.phase[n] = kPassAx;
-        q.grid[n] = mid;
-        q.buffer[n++] = buf ^= 1;
-    } else if (p.stage_a == kPlane) {
-        q.phase[n] = kPassA2;
-        q.grid[n] = mid;
-        q.buffer[n++] = buf ^= 1;
+    switch (phase) {
+        case kLoad:
+            return p.stage_a ? make_grid(y.tile_in, x.tile_in) : make_grid(y.tile_mid, x.tile_mid);
+        case kPassAy:
+            return make_grid(y.tile_mid, x.tile_in);
+        case kPassBx:
+            return make_grid(y.tile_mid, x.tile_out);
+        case kPassBy:
+        case kPassB2:
+        case kStore:
+            return make_grid(y.tile_out, x.tile_out);   // (== mid when there is no stage B)
+        default:   // kPassAx, kPassA2, kActPhase
+            return make_grid(y.tile_mid, x.tile_mid);
     }
-    if (p.act != kActNone) {
-        q.phase[n] = kActPhase;
-        q.grid[n] = mid;
-        q.buffer[n++] = buf;
-    }
-    if (p.stage_b == kSeparable) {
-        q.phase[n] = kPassBx;
-        q.grid[n] = make_grid(y.tile_mid, x.tile_out);
-        q.buffer[n++] = buf ^= 1;
-        q.phase[n] = kPassBy;
-        q.grid[n] = out;
-        q.buffer[n++] = buf ^= 1;
-    } else if (p.stage_b == kPlane) {
-        q.phase[n] = kPassB2;
-        q.grid[n] = out;
-        q.buffer[n++] = buf ^= 1;
-    }
-    q.phase[n] = kStore;
-    q.grid[n] = out;
-    q.buffer[n++] = buf;
-    q.count = n;
-    return q;
 }
 
 // Where a block sits: its image, first channel, and per axis the first output, mid and input sample.
@@ -739,19 +750,25 @@ struct Spec {
 };
 using Generic = Spec<-1, -1, kAny, kAny, kAny, kAny, kAny>;
 
+template <class S>
+SG3C_HD Shape shape_of(const Plan& p) {
+    return {S::stage_a >= 0 ? S::stage_a : p.stage_a, S::stage_b >= 0 ? S::stage_b : p.stage_b, p.act};
+}
+
 template <class S, typename T>
-SG3C_HD void run_phase(const Plan& p, const Pipeline& pl, int k, const Block& b, const Tensors<T>& t,
-                       typename AccType<T>::type* smem, int tid, int nthreads) {
+SG3C_HD void run_phase(const Plan& p, int k, const Block& b, const Tensors<T>& t, typename AccType<T>::type* smem,
+                       int tid, int nthreads) {
     using acc_t = typename AccType<T>::type;
-    acc_t* buffers[2] = {smem, smem + p.buf_floats[0]};
+    const Shape shape = shape_of<S>(p);
     const acc_t* taps_a = smem + p.taps_offset;
     const int na = p.stage_a == kPlane ? p.ax[0].taps_a * p.ax[1].taps_a : (p.stage_a ? p.ax[0].taps_a : 0);
     const acc_t* taps_b = taps_a + na;
-    const int phase = pl.phase[k];
-    const Grid g = pl.grid[k];
-    acc_t* dst = buffers[pl.buffer[k]];
-    const acc_t* src = k > 0 ? buffers[pl.buffer[k - 1]] : nullptr;
-    const Grid gs = k > 0 ? pl.grid[k - 1] : g;
+    const int phase = phase_at(shape, k);
+    const Grid g = grid_of(p, phase);
+    acc_t* dst = smem + (buffer_at(shape, k) ? p.buf_floats[0] : 0);
+    const int before = k > 0 ? phase_at(shape, k - 1) : kLoad;
+    const acc_t* src = smem + (k > 0 && buffer_at(shape, k - 1) ? p.buf_floats[0] : 0);
+    const Grid gs = grid_of(p, before);
     constexpr int UA = S::up;
     constexpr int DA = S::down_a;
     constexpr int UB = S::down == kAny ? kAny : 1;

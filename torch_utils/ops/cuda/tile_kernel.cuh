@@ -20,12 +20,15 @@ __global__ void __launch_bounds__(tile::kThreads) tile_kernel(tile::Plan p, tile
     using acc_t = typename tile::AccType<T>::type;
     extern __shared__ __align__(16) unsigned char smem_bytes[];
     acc_t* smem = reinterpret_cast<acc_t*>(smem_bytes);
-    const tile::Pipeline pl = tile::make_pipeline(p);
+    const int phases = tile::phase_count(tile::shape_of<S>(p));
     for (int64_t index = blockIdx.x; index < p.blocks; index += gridDim.x) {
         const tile::Block b = tile::locate_block(p, index);
-        for (int k = 0; k < pl.count; ++k) {
-            tile::run_phase<S, T>(p, pl, k, b, t, smem, int(threadIdx.x), tile::kThreads);
-            __syncthreads();
+#pragma unroll
+        for (int k = 0; k < tile::kMaxPhases; ++k) {   // (unrolled: each phase's identity is a constant)
+            if (k < phases) {
+                tile::run_phase<S, T>(p, k, b, t, smem, int(threadIdx.x), tile::kThreads);
+                __syncthreads();
+            }
         }
     }
 }
