@@ -214,7 +214,7 @@ def relative_error(got: torch.Tensor, want: torch.Tensor, quantile: Optional[flo
     diff = (got - want).abs().flatten()
     if not torch.isfinite(diff).all():
         return math.inf
-    err = diff.max().item() if quantile is None else torch.quantile(diff.double().cpu(), quantile).item()
+    err = diff.max().item() if quantile is None else torch.quantile(diff.float(), quantile).item()
     return err / max(want.abs().max().item(), 1e-6)
 
 
