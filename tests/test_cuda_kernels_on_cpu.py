@@ -223,6 +223,11 @@ def test_random_geometries_through_the_generic_kernel(on_harness):
     assert all(r['ok'] for r in rows), op_compare.format_table(rows)
 
 
+def test_the_first_use_self_test_passes_on_the_kernels(on_harness):
+    from torch_utils.ops.selftest import agree_with_reference
+    assert agree_with_reference(torch.device('cpu')) is None
+
+
 def test_kernels_are_twice_differentiable_in_float64(on_harness):
     check_kernels_twice_differentiable('cpu')   # (the same check as on a GPU)
 
