@@ -360,7 +360,7 @@ def table(result: dict) -> str:
         lines.append(f'| e2e | train.py -> gen_images.py -> invert.py on CUDA | {parts} | | | {status(e2e)} |')
     text = '\n'.join(lines) + '\n'
     if s.get('opbench', {}).get('table'):
-        text += '\n## Op times (median ms; ratios < 1: faster than NVIDIA)\n\n' + s['opbench']['table'] + '\n'
+        text += '\n## Op times (ms per call; ratios < 1: faster than NVIDIA)\n\n' + s['opbench']['table'] + '\n'
     return text
 
 

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """The environment NVIDIA's code runs in, beside ours (benchmarks that compare with NVlabs/stylegan3).
 
 Their package names clash with ours (torch_utils), so their code runs in its own process with our
@@ -5,11 +6,15 @@ PYTHONPATH removed. NVIDIA's code imports `pkg_resources` (setuptools < 81) and 
 Python or setuptools lacks: $SG3C_NVIDIA_PYTHONPATH may name folders that supply them (docs/cuda_ops.md
 says how to carry an unpacked setuptools wheel), and `compat_path` writes minimal stand-ins where even
 that is missing.
+
+  python benchmarks/nvidia_env.py [--python=PYTHON]   # what that interpreter lacks of NVIDIA's imports
 """
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
+import sys
 from typing import Optional
 
 ENV_VAR = 'SG3C_NVIDIA_PYTHONPATH'
@@ -60,3 +65,18 @@ def compat_path(python: str, folder: str) -> Optional[str]:
             with open(path, 'w') as f:
                 f.write(text)
     return folder
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument('--python', default=sys.executable, help="interpreter for NVIDIA's code (default: this one)")
+    args = parser.parse_args()
+    missing = missing_modules(args.python, nvidia_env())
+    where = f' with ${ENV_VAR}={os.environ[ENV_VAR]}' if os.environ.get(ENV_VAR) else ''
+    print(f'{args.python}{where}: ' + (f'lacks {", ".join(missing)} (gpu_check writes stand-ins)' if missing
+                                       else "imports pkg_resources and distutils.util"))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

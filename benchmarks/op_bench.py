@@ -8,7 +8,7 @@ torch_utils), with the ratios ours / NVIDIA.
   python benchmarks/op_bench.py --json=op_bench.json [--nvidia-repo=DIR --nvidia-python=PYTHON] [--quick]
   python benchmarks/op_bench.py --build-nvidia --nvidia-repo=DIR   # compile NVIDIA's plugins only (cached)
 
-Each time is the median of several timed runs (CUDA events) after warm-ups. The same seeded inputs go to
+Each time is the mean of 10 back-to-back calls after 3 warm-ups (CUDA events). The same seeded inputs go to
 all three; each side reports a checksum of its outputs, so the table also shows whether they agree.
 Figures only; nothing here asserts.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -94,17 +93,17 @@ def inputs(case: dict, dtype: torch.dtype, device: torch.device) -> tuple:
 
 
 def time_ms(fn: Callable[[], object]) -> float:
+    """Milliseconds per call over REPEATS back-to-back calls (the GPU kept busy, as in a network) after
+    WARMUP calls."""
     for _ in range(WARMUP):
         fn()
-    times = []
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
     for _ in range(REPEATS):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
         fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / REPEATS
 
 
 def measure(ops: dict, case: dict, dtype: torch.dtype, device: torch.device) -> dict:

@@ -77,9 +77,9 @@ class SlowBackward(torch.autograd.Function):
 def test_tuned_kernel_times_for_real_and_steps_aside_where_the_reference_is_faster():
     calls = {'kernel': 0, 'reference': 0}
 
-    def slow_kernel(x, scale=1.0):
+    def slow_kernel(x, scale=1.0):   # 30 ms against the reference's 10
         calls['kernel'] += 1
-        time.sleep(0.02)
+        time.sleep(0.03)
         return x * 2 * scale
 
     def fast_kernel(x, scale=1.0):
@@ -89,6 +89,7 @@ def test_tuned_kernel_times_for_real_and_steps_aside_where_the_reference_is_fast
     def reference(x, scale=1.0, impl=None):
         assert impl == 'ref'
         calls['reference'] += 1
+        time.sleep(0.01)
         return x * 2 * scale
 
     x = torch.ones([1, 2, 8, 8])

@@ -36,7 +36,7 @@ ENV_VAR = 'SG3C_OPS'
 _backend: Optional[str] = None
 _cpu_fp16 = False
 _references: dict[str, Callable] = {}           # op -> its public function (which takes impl='ref')
-_tuned: dict[tuple[str, str], autotune.Tuned] = {}   # (op, device model) -> the kernel behind its timing choice
+_tuned: dict[tuple[str, torch.device], autotune.Tuned] = {}   # (op, device) -> the kernel behind its timing choice
 
 
 def _checked(backend: str, source: str) -> str:
@@ -76,11 +76,10 @@ def kernel_for(op: str, x: torch.Tensor, impl: Optional[str] = None) -> Optional
         raise UserError(f'{op}: CUDA ops were required ({ENV_VAR}=cuda) but cannot be used: {cuda_kernels.failure()}')
     if kernel is None or backend == 'cuda':
         return kernel
-    device = torch.cuda.get_device_name(x.device)
-    tuned = _tuned.get((op, device))
+    tuned = _tuned.get((op, x.device))
     if tuned is None:
-        chooser = autotune.Chooser(cuda_kernels.autotune_path(), device)
-        tuned = _tuned[op, device] = autotune.Tuned(op, kernel, _references[op], chooser)
+        chooser = autotune.Chooser(cuda_kernels.autotune_path(), torch.cuda.get_device_name(x.device))
+        tuned = _tuned[op, x.device] = autotune.Tuned(op, kernel, _references[op], chooser)
     return tuned
 
 

@@ -125,9 +125,7 @@ inline std::optional<tile::Plan> make_plan(const CallGeom& g) {
                     const int64_t elems = int64_t(grid_of(p, phase_at(shape, k)).plane) * cb;
                     buf[buffer_at(shape, k)] = std::max(buf[buffer_at(shape, k)], elems);
                 }
-                const int64_t na = g.a.kind == kPlane ? g.a.taps[0] * g.a.taps[1] : (g.a.kind ? g.a.taps[0] : 0);
-                const int64_t nb = g.b.kind == kPlane ? g.b.taps[0] * g.b.taps[1] : (g.b.kind ? g.b.taps[0] : 0);
-                const int64_t elems = buf[0] + buf[1] + na + nb;
+                const int64_t elems = buf[0] + buf[1] + taps_a_count(p) + taps_b_count(p);
                 if (elems * g.acc_bytes > g.smem_limit) {
                     continue;
                 }

@@ -1,16 +1,17 @@
 // The per-tile work of the resampling kernels, written once for two callers:
-//   - the CUDA kernel (resample.cu), where a thread block runs the phases below with a barrier after each;
+//   - the CUDA kernel (tile_kernel.cuh), where a thread block runs the phases below with a barrier after each;
 //   - the CPU harness (harness.cpp), which runs the same functions block by block, phase by phase, for
 //     every simulated thread of the block, so that the normal test suite checks the tiling on a CPU.
 // Nothing here touches CUDA or ATen: plain arithmetic over a Plan, shared-memory arrays and raw pointers.
 //
-// The pipeline of one block (each stage optional; see resample_plan.h for how a call becomes a Plan):
+// The pipeline of one block (each stage optional; see plan.h for how a call becomes a Plan):
 //   load    input tile plus halo -> shared memory (bias added, zeros outside the image), filter taps too;
 //   stage A resample the tile: zero-insert by `up`, correlate with taps A, keep every `down_a`-th sample;
-//           separable taps run as two 1-D passes (rows, then columns), 2-D taps as one pass;
+//           separable taps run as two 1-D passes (down the columns, then along the rows), 2-D taps as one;
 //   act     leaky ReLU, gain, clamp on the "mid" tile (float32 or wider), recording 2 bits per mid sample
 //           (slope side, clamped) for the backward pass; or multiplying by the derivative those bits give;
-//   stage B correlate with taps B and keep every `down`-th sample (1-D passes or one 2-D pass);
+//   stage B correlate with taps B and keep every `down`-th sample (two 1-D passes, along the rows first, or
+//           one 2-D pass);
 //   store   the output tile -> global memory.
 // plain upfirdn2d is `load, A, store`; filtered_lrelu is `load, A, act, B, store` in one launch.
 //
@@ -270,6 +271,13 @@ SG3C_HD Grid make_grid(int rows, int cols) {
     return g;
 }
 
+// Taps of stage A and B as shared memory holds them, one after the other.
+SG3C_HD int taps_count(int stage, int taps_x, int taps_y) {
+    return stage == kPlane ? taps_x * taps_y : (stage == kSeparable ? taps_x : 0);
+}
+SG3C_HD int taps_a_count(const Plan& p) { return taps_count(p.stage_a, p.ax[0].taps_a, p.ax[1].taps_a); }
+SG3C_HD int taps_b_count(const Plan& p) { return taps_count(p.stage_b, p.ax[0].taps_b, p.ax[1].taps_b); }
+
 // ------------------------------------------------------------------------------------------------------
 // The phases of a block.
 
@@ -284,9 +292,10 @@ struct Shape {
     int stage_a, stage_b, act;
 };
 
+SG3C_HD int passes_of(int stage) { return stage == kSeparable ? 2 : stage == kPlane ? 1 : 0; }
+
 SG3C_HD int phase_count(const Shape& s) {
-    return 2 + (s.stage_a == kSeparable ? 2 : s.stage_a ? 1 : 0) + (s.act != kActNone) +
-           (s.stage_b == kSeparable ? 2 : s.stage_b ? 1 : 0);
+    return 2 + passes_of(s.stage_a) + (s.act != kActNone) + passes_of(s.stage_b);
 }
 
 // The k-th phase: load, stage A's passes, the activation, stage B's passes, store.
@@ -295,7 +304,7 @@ SG3C_HD int phase_at(const Shape& s, int k) {
         return kLoad;
     }
     k -= 1;
-    const int na = s.stage_a == kSeparable ? 2 : s.stage_a ? 1 : 0;
+    const int na = passes_of(s.stage_a);
     if (k < na) {
         return s.stage_a == kPlane ? kPassA2 : (k == 0 ? kPassAy : kPassAx);
     }
@@ -306,7 +315,7 @@ SG3C_HD int phase_at(const Shape& s, int k) {
         }
         k -= 1;
     }
-    const int nb = s.stage_b == kSeparable ? 2 : s.stage_b ? 1 : 0;
+    const int nb = passes_of(s.stage_b);
     if (k < nb) {
         return s.stage_b == kPlane ? kPassB2 : (k == 0 ? kPassBx : kPassBy);
     }
@@ -372,6 +381,22 @@ SG3C_HD Block locate_block(const Plan& p, int64_t index) {
 // ------------------------------------------------------------------------------------------------------
 // Load and store.
 
+// The (channel, row, column) of a tile's item in loads and stores: consecutive threads take consecutive
+// channels of one pixel in channels-last tensors, consecutive columns otherwise (coalesced either way).
+SG3C_HD void global_item(const Plan& p, Grid g, int item, int& c, int& r, int& col) {
+    if (p.channels_fast) {
+        c = item % p.cb;
+        const int rest = item / p.cb;
+        col = rest % g.cols;
+        r = rest / g.cols;
+    } else {
+        col = item % g.cols;
+        const int rest = item / g.cols;
+        r = rest % g.rows;
+        c = rest / g.rows;
+    }
+}
+
 template <typename T, typename acc_t>
 SG3C_HD void phase_load(const Plan& p, const Block& b, const Tensors<T>& t, acc_t* smem, Grid g, acc_t* dst,
                         int tid, int nthreads) {
@@ -382,17 +407,7 @@ SG3C_HD void phase_load(const Plan& p, const Block& b, const Tensors<T>& t, acc_
     const int w = p.ax[0].in_size;
     for (int item = tid; item < total; item += nthreads) {
         int c, r, col;
-        if (p.channels_fast) {   // consecutive threads read consecutive channels of one pixel
-            c = item % p.cb;
-            const int rest = item / p.cb;
-            col = rest % g.cols;
-            r = rest / g.cols;
-        } else {
-            col = item % g.cols;
-            const int rest = item / g.cols;
-            r = rest % g.rows;
-            c = rest / g.rows;
-        }
+        global_item(p, g, item, c, r, col);
         const int iy = b.i0[1] + r;
         const int ix = b.i0[0] + col;
         acc_t v = acc_t(0);
@@ -406,8 +421,8 @@ SG3C_HD void phase_load(const Plan& p, const Block& b, const Tensors<T>& t, acc_
     }
     // The taps, flipped and scaled once per block (reversing the flattened [ky][kx] array flips both axes).
     acc_t* taps = smem + p.taps_offset;
-    const int na = p.stage_a == kPlane ? p.ax[0].taps_a * p.ax[1].taps_a : (p.stage_a ? p.ax[0].taps_a : 0);
-    const int nb = p.stage_b == kPlane ? p.ax[0].taps_b * p.ax[1].taps_b : (p.stage_b ? p.ax[0].taps_b : 0);
+    const int na = taps_a_count(p);
+    const int nb = taps_b_count(p);
     for (int k = tid; k < na + nb; k += nthreads) {
         if (k < na) {
             taps[k] = static_cast<acc_t>(t.taps_a[t.flip_a ? na - 1 - k : k] * t.scale_a);
@@ -427,17 +442,7 @@ SG3C_HD void phase_store(const Plan& p, const Block& b, const Tensors<T>& t, con
     const int w = p.ax[0].out_size;
     for (int item = tid; item < total; item += nthreads) {
         int c, r, col;
-        if (p.channels_fast) {
-            c = item % p.cb;
-            const int rest = item / p.cb;
-            col = rest % g.cols;
-            r = rest / g.cols;
-        } else {
-            col = item % g.cols;
-            const int rest = item / g.cols;
-            r = rest % g.rows;
-            c = rest / g.rows;
-        }
+        global_item(p, g, item, c, r, col);
         const int oy = b.o0[1] + r;
         const int ox = b.o0[0] + col;
         if (oy < h && ox < w && b.c0 + c < p.channels) {
@@ -761,8 +766,7 @@ SG3C_HD void run_phase(const Plan& p, int k, const Block& b, const Tensors<T>& t
     using acc_t = typename AccType<T>::type;
     const Shape shape = shape_of<S>(p);
     const acc_t* taps_a = smem + p.taps_offset;
-    const int na = p.stage_a == kPlane ? p.ax[0].taps_a * p.ax[1].taps_a : (p.stage_a ? p.ax[0].taps_a : 0);
-    const acc_t* taps_b = taps_a + na;
+    const acc_t* taps_b = taps_a + taps_a_count(p);
     const int phase = phase_at(shape, k);
     const Grid g = grid_of(p, phase);
     acc_t* dst = smem + (buffer_at(shape, k) ? p.buf_floats[0] : 0);
