@@ -25,7 +25,7 @@ import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHILD_FLAG = '--in-child'
-EXPECTED = ('bias_act', 'bias_act_grad', 'upfirdn2d')
+EXPECTED = ('resample', 'describe', 'upfirdn2d_direct', 'bias_act', 'bias_act_grad')
 # nvcc ("warning #177-D"), gcc ("warning: ..."), ptxas and cpp_extension's own UserWarnings.
 WARNING = re.compile(r'\bwarning\b', re.IGNORECASE)
 

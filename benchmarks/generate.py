@@ -29,6 +29,9 @@ import numpy as np
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nvidia_env import nvidia_env   # noqa: E402
+
 WORKER_FLAG = '--nvidia-worker'
 
 
@@ -54,18 +57,22 @@ def latents(batch: int, z_dim: int, seed: int) -> torch.Tensor:
 
 
 def time_generator(G: torch.nn.Module, z: torch.Tensor, repeats: int, warmup: int = 1,
-                   force_fp32: bool = True) -> tuple[list[float], torch.Tensor]:
+                   force_fp32: bool = True, cuda_graph: bool = False) -> tuple[list[float], torch.Tensor]:
     """Seconds per call of G(z) (noise 'const'; float32 everywhere unless force_fp32=False) and the last output,
-    on z's device."""
+    on z's device; with `cuda_graph`, replayed from a CUDA graph (captured in the warm-up call)."""
     c = torch.zeros([z.shape[0], G.c_dim], device=z.device)
     sync = torch.cuda.synchronize if z.device.type == 'cuda' else (lambda: None)
+    call = lambda z, c: G(z, c, noise_mode='const', force_fp32=force_fp32)   # noqa: E731
+    if cuda_graph:
+        from torch_utils.cuda_graph import GraphedFunction   # (ours: only on our side)
+        call = GraphedFunction(call)
     times = []
     img = None
     with torch.inference_mode():
         for i in range(warmup + repeats):
             sync()
             t0 = time.perf_counter()
-            img = G(z, c, noise_mode='const', force_fp32=force_fp32)
+            img = call(z, c)
             sync()
             if i >= warmup:
                 times.append(time.perf_counter() - t0)
@@ -114,9 +121,8 @@ def run_nvidia(repo: str, python: str, cfg: str, res: int, G: torch.nn.Module, z
         torch.save(dict(repo=repo, family=family, kwargs=kwargs, state=state, z=z.cpu(), repeats=repeats,
                         force_fp32=force_fp32,
                         device=str(device), out=out_path, threads=torch.get_num_threads()), job_path)
-        env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
         proc = subprocess.run([python, os.path.abspath(__file__), WORKER_FLAG, job_path], capture_output=True,
-                              text=True, env=env, cwd=tmp)
+                              text=True, env=nvidia_env(), cwd=tmp)
         if proc.returncode != 0:
             lines = (proc.stderr or proc.stdout).strip().splitlines()
             return None, None, f'NVIDIA run failed: {lines[-1] if lines else proc.returncode}'
@@ -136,14 +142,17 @@ def nvidia_setup(compare: Optional[str], python: Optional[str] = None) -> tuple[
 
 
 def benchmark(configs: list[str], res: int, batches: list[int], repeats: int, device: torch.device,
-              nvidia_repo: Optional[str], nvidia_python: str, seed: int = 0, force_fp32: bool = True) -> list[dict]:
+              nvidia_repo: Optional[str], nvidia_python: str, seed: int = 0, force_fp32: bool = True,
+              cuda_graph: bool = False) -> list[dict]:
     rows = []
     for cfg in configs:
         G = build_ours(cfg, res, seed, device)
         for batch in batches:
             z = latents(batch, G.z_dim, seed).to(device)
-            times, img = time_generator(G, z, repeats, force_fp32=force_fp32)
+            graph = cuda_graph and batch == 1 and device.type == 'cuda'
+            times, img = time_generator(G, z, repeats, force_fp32=force_fp32, cuda_graph=graph)
             row = dict(config=cfg, res=res, batch=batch, precision='fp32' if force_fp32 else 'mixed', device=str(device),
+                       cuda_graph=graph,
                        threads=torch.get_num_threads(), torch=torch.__version__, cpu=platform.processor() or platform.machine(),
                        load_avg_1min=load_average(), ours_sec_per_call=float(np.median(times)),
                        ours_best_sec_per_call=float(min(times)), ours_img_per_s=batch / float(np.median(times)))
@@ -224,7 +233,9 @@ def main() -> None:
     @click.option('--json-out', default=None, help='Also write the rows as JSON lines here')
     @click.option('--precision', type=click.Choice(['fp32', 'mixed']), default='fp32', show_default=True,
                   help="'mixed': float16 in the layers where the networks use it on CUDA, as NVIDIA's gen_images.py does")
-    def cli(configs, res, batches, repeats, device, seed, threads, compare_nvidia, nvidia_python, json_out, precision):
+    @click.option('--cuda-graph', is_flag=True, help='Our batch-1 runs replayed from a CUDA graph, as gen_images.py does')
+    def cli(configs, res, batches, repeats, device, seed, threads, compare_nvidia, nvidia_python, json_out, precision,
+            cuda_graph):
         """Images/s of each generator config on this machine, ours vs NVIDIA's."""
         if threads:
             torch.set_num_threads(threads)
@@ -245,7 +256,8 @@ def main() -> None:
         print(f'device {dev}, {torch.get_num_threads()} threads, torch {torch.__version__}; '
               + (f'NVIDIA: {repo} via {python}' if repo else f'NVIDIA: skipped ({reason})'), flush=True)
         print_header()
-        rows = benchmark(cfgs, res, batch_list, repeats, dev, repo, python, seed=seed, force_fp32=precision == 'fp32')
+        rows = benchmark(cfgs, res, batch_list, repeats, dev, repo, python, seed=seed, force_fp32=precision == 'fp32',
+                         cuda_graph=cuda_graph)
         if json_out:
             write_jsonl(rows, json_out)
 

@@ -86,3 +86,6 @@ def _inplace(x: torch.Tensor, b: Optional[torch.Tensor], act: str, alpha: float,
     if clamp is not None:
         y.clamp_(-clamp, clamp)
     return y
+
+
+dispatch.register_reference('bias_act', bias_act)

@@ -24,8 +24,9 @@ import torch
 from torch_utils.download import cache_root
 
 SOURCE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'cuda')
-SOURCES = ('bindings.cpp', 'bias_act.cu', 'upfirdn2d.cu')
-HEADERS = ('sg3c_ops.h', 'device_common.cuh')
+# (the tile kernels' specialisations are split over tiles_*.cu so that ninja compiles them in parallel)
+SOURCES = ('bindings.cpp', 'kernels.cu', 'tiles_t.cu', 'tiles_r2.cu', 'tiles_r4.cu', 'tiles_sg2.cu', 'tiles_generic.cu')
+HEADERS = ('tile.h', 'plan.h', 'ops.h', 'bind.h', 'tile_kernel.cuh')
 
 # Warnings are errors in waiting: the build is kept warning-free (benchmarks/build_ops.py checks it).
 CXX_FLAGS = ['-O3', '-Wall']
@@ -45,18 +46,23 @@ def target_archs() -> str:
     return ';'.join(f'{major}.{minor}' for major, minor in caps)
 
 
-def build_key(archs: str) -> str:
-    """Hash of everything the binary depends on: source text, torch/CUDA versions, architectures."""
+def sources_key(names: tuple[str, ...], extra: str) -> str:
+    """Hash of the named files of SOURCE_DIR and `extra` (versions, flags, targets)."""
     h = hashlib.sha256()
-    for name in SOURCES + HEADERS:
+    for name in names:
         with open(os.path.join(SOURCE_DIR, name), 'rb') as f:
             h.update(name.encode() + b'\0' + f.read() + b'\0')
-    h.update(f'{torch.__version__}|{torch.version.cuda}|{archs}|{CXX_FLAGS}|{CUDA_FLAGS}'.encode())
+    h.update(extra.encode())
     return h.hexdigest()[:16]
 
 
-def build_dir(key: str) -> str:
-    return os.path.join(cache_root(), 'torch_extensions', f'sg3c_ops-{key}')
+def build_key(archs: str) -> str:
+    """Hash of everything the binary depends on: source text, torch/CUDA versions, architectures."""
+    return sources_key(SOURCES + HEADERS, f'{torch.__version__}|{torch.version.cuda}|{archs}|{CXX_FLAGS}|{CUDA_FLAGS}')
+
+
+def build_dir(key: str, prefix: str = 'sg3c_ops') -> str:
+    return os.path.join(cache_root(), 'torch_extensions', f'{prefix}-{key}')
 
 
 @contextlib.contextmanager

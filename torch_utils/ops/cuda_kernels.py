@@ -1,35 +1,42 @@
 """The CUDA implementations of bias_act, upfirdn2d and filtered_lrelu, as autograd Functions.
 
+The compiled module (torch_utils/ops/cuda/, see ops.h there) has one tiled kernel for all resampling:
+  input tile -> [stage A: zero-insert, correlate, decimate] -> [activation] -> [stage B: correlate,
+  decimate] -> output tile,
+all in shared memory, one launch. Plain upfirdn2d is stage A alone; filtered_lrelu is the whole chain
+(bias, upsampling, leaky ReLU, gain, clamp, downsampling), keeping for backward only a record of 2 bits
+per upsampled ("mid") sample: which side of the leaky ReLU it fell on and whether it was clamped.
+
 Every backward pass is written in terms of the same Functions (never as a bare kernel call), so the
 gradient graph is itself differentiable: R1 and path-length regularisation differentiate through it.
 - upfirdn2d's gradient is an upfirdn2d of the output gradient with the taps flipped and the up/down
   factors swapped (the adjoint of zero-insert -> pad -> correlate -> decimate);
-- bias_act with the linear / (leaky) ReLU activations has a piecewise-constant derivative that can be
-  read from the output alone (its sign and whether it hit the clamp), so backward keeps the output and
-  multiplies by that derivative in one elementwise kernel; that kernel is linear in its input and is its
-  own derivative;
-- filtered_lrelu = [bias + upsample + leaky ReLU + gain + clamp] in one upfirdn2d launch (the fused
-  middle step) followed by a plain upfirdn2d downsampling.
+- filtered_lrelu's gradient is the adjoint chain with the derivative read from the record in place of
+  the activation: a linear map of the output gradient, whose own adjoint is the forward chain with the
+  same record (the gradient of the gradient);
+- bias_act with linear / (leaky) ReLU keeps the same 2-bit record per element, and its backward is one
+  elementwise kernel that is linear in its input and therefore its own derivative.
 
-Where this loses speed against NVIDIA's fused filtered_lrelu kernel: the full-rate (upsampled) tensor is
-written to memory and kept for backward in the activation dtype (NVIDIA keeps 2 bits of sign per
-sample), 1-D upsampling filters run as their 2-D outer product, and no kernel tiles its input in shared
-memory. Each op is one thread per output sample with float32 accumulation.
-
-Calls the kernels do not cover (other activations, negative gains or slopes, filters that need gradients,
-non-4-D images) return None, and the reference op runs instead.
+No call synchronises with the host: filters are flipped and scaled by the kernels as they load them, and
+what a call needs to know about its plan is cached per shape (so a generator's forward can be captured
+in a CUDA graph once it has run once). Calls the kernels do not cover (other activations, negative
+gains or slopes, filters that need gradients, non-4-D images, plans that do not fit) return None, and
+the reference op runs instead.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+from dataclasses import dataclass
 from types import ModuleType
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 
 from . import cuda_build
 
-ACT_LINEAR, ACT_LRELU = 0, 1   # the codes of sg3c_ops.h's Activation
+ACT_NONE, ACT_APPLY, ACT_RECORD, ACT_MASKED = 0, 1, 2, 3   # tile.h's Act
 _NO_CLAMP = -1.0
 
 _module: Optional[ModuleType] = None
@@ -41,12 +48,20 @@ def _ext() -> ModuleType:
     return _module
 
 
+@contextlib.contextmanager
+def use_module(module: ModuleType) -> Iterator[None]:
+    """Run the kernels' Python layer over another build of the same ops (the CPU harness in tests)."""
+    global _module, _state
+    saved = _module, _state
+    _module, _state = module, 'ready'
+    try:
+        yield
+    finally:
+        _module, _state = saved
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Geometry
-
-def _resample_args(up: tuple[int, int], down: tuple[int, int], pad: tuple[int, int, int, int]) -> tuple[int, ...]:
-    return (up[0], up[1], down[0], down[1]) + tuple(pad)
-
 
 def _adjoint_axis(n_in: int, n_out: int, up: int, down: int, pad0: int, taps: int) -> tuple[int, int, int, int]:
     """(up, down, pad0, pad1) of the upfirdn that maps an output gradient back onto the input samples.
@@ -57,87 +72,189 @@ def _adjoint_axis(n_in: int, n_out: int, up: int, down: int, pad0: int, taps: in
     return down, up, taps - 1 - pad0, n_in * up - n_out * down + pad0 - up + 1
 
 
-def _adjoint(x_shape: Sequence[int], y_shape: Sequence[int], taps: torch.Tensor, up, down, pad):
-    ux, dx, px0, px1 = _adjoint_axis(x_shape[3], y_shape[3], up[0], down[0], pad[0], taps.shape[1])
-    uy, dy, py0, py1 = _adjoint_axis(x_shape[2], y_shape[2], up[1], down[1], pad[2], taps.shape[0])
+def _adjoint(x_shape: Sequence[int], y_shape: Sequence[int], taps_hw: Sequence[int], up, down, pad):
+    """The adjoint upfirdn's (up, down, padding) for an [N, C, H, W] input and output and [kh, kw] taps."""
+    ux, dx, px0, px1 = _adjoint_axis(x_shape[3], y_shape[3], up[0], down[0], pad[0], taps_hw[1])
+    uy, dy, py0, py1 = _adjoint_axis(x_shape[2], y_shape[2], up[1], down[1], pad[2], taps_hw[0])
     return (ux, uy), (dx, dy), (px0, px1, py0, py1)
+
+
+def _taps_hw(f: torch.Tensor) -> tuple[int, int]:
+    """(kh, kw) of a 2-D filter, or of a 1-D (separable) one applied along both axes."""
+    return (int(f.shape[0]), int(f.shape[-1]))
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A filter as a stage of the kernel loads it: correlation taps = (flip ? reversed f : f) * scale."""
+    flip: bool
+    scale: float
+
+    def adjoint(self) -> 'Stage':
+        return Stage(not self.flip, self.scale)
+
+
+@dataclass(frozen=True)
+class Chain:
+    """Geometry of one resample-act-resample launch, per axis (x, y):
+    mid[t] = sum_k a[k] in_z[t + k - pad_a]  (in_z: the input zero-inserted by `up`), t in [0, mid);
+    out[o] = sum_k b[k] mid[o * down + k - pad_b]."""
+    size_in: tuple[int, int]
+    up: int
+    pad_a: tuple[int, int]
+    taps_a: tuple[int, int]        # (kx, ky)
+    mid: tuple[int, int]
+    down: int
+    pad_b: tuple[int, int]
+    taps_b: tuple[int, int]
+    size_out: tuple[int, int]
+
+    def args(self) -> list[int]:
+        return [self.up, self.up, 1, 1, *self.pad_a, *self.mid, self.down, self.down, *self.pad_b, *self.size_out]
+
+    def adjoint(self) -> 'Chain':
+        """The chain of the transposed map (same mid grid, so the same record applies)."""
+        return Chain(self.size_out, self.down, tuple(k - 1 - p for k, p in zip(self.taps_b, self.pad_b)), self.taps_b,
+                     self.mid, self.up, tuple(k - 1 - p for k, p in zip(self.taps_a, self.pad_a)), self.taps_a,
+                     self.size_in)
+
+
+@dataclass(frozen=True)
+class Epilogue:
+    leaky: bool
+    alpha: float
+    gain: float
+    clamp: float   # < 0: none
+
+
+def _epilogue(act: str, alpha: float, gain: float, clamp: Optional[float]) -> Optional[Epilogue]:
+    """Kernel epilogue, or None when the kernels do not cover this activation (the 2-bit derivative
+    record needs gain > 0 and a non-negative slope)."""
+    if gain <= 0 or (clamp is not None and clamp < 0):
+        return None
+    clamp = _NO_CLAMP if clamp is None else float(clamp)
+    if act == 'linear':
+        return Epilogue(False, 0.0, float(gain), clamp)
+    if act in ('relu', 'lrelu'):
+        slope = 0.0 if act == 'relu' else float(alpha)
+        return Epilogue(True, slope, float(gain), clamp) if slope >= 0 else None
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Autograd Functions
 
 class _BiasActGrad(torch.autograd.Function):
-    """dx = dy * (derivative of the activation epilogue, read from the forward output y)."""
+    """dx = dy * (the derivative recorded by the forward pass)."""
 
     @staticmethod
-    def forward(ctx, dy: torch.Tensor, y: torch.Tensor, epi: tuple) -> torch.Tensor:
-        ctx.save_for_backward(y)
-        ctx.epi = epi
-        return _ext().bias_act_grad(dy, y, *epi)
+    def forward(ctx, dy: torch.Tensor, bits: torch.Tensor, strides: tuple, epi: Epilogue) -> torch.Tensor:
+        ctx.save_for_backward(bits)
+        ctx.strides, ctx.epi = strides, epi
+        return _ext().bias_act_grad(dy, bits, list(strides), epi.leaky, epi.alpha, epi.gain, epi.clamp)
 
     @staticmethod
     def backward(ctx, ddx: torch.Tensor):
-        y, = ctx.saved_tensors
-        # Linear in dy; the derivative is piecewise constant in y, so y receives no gradient.
-        return _BiasActGrad.apply(ddx, y, ctx.epi), None, None
+        bits, = ctx.saved_tensors
+        # Linear in dy with a derivative that is piecewise constant in the input: its own derivative.
+        return _BiasActGrad.apply(ddx, bits, ctx.strides, ctx.epi), None, None, None
 
 
 class _BiasAct(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, b: Optional[torch.Tensor], dim: int, epi: tuple) -> torch.Tensor:
-        y = _ext().bias_act(x, b, dim, *epi)
-        ctx.save_for_backward(y)
-        ctx.dim, ctx.epi = dim, epi
+    def forward(ctx, x: torch.Tensor, b: Optional[torch.Tensor], dim: int, epi: Epilogue) -> torch.Tensor:
+        record = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        y, bits = _ext().bias_act(x, b, dim, epi.leaky, epi.alpha, epi.gain, epi.clamp, record)
+        ctx.save_for_backward(bits)
+        ctx.dim, ctx.epi, ctx.strides = dim, epi, tuple(y.stride())
         return y
 
     @staticmethod
     def backward(ctx, dy: torch.Tensor):
-        y, = ctx.saved_tensors
-        dx = _BiasActGrad.apply(dy, y, ctx.epi)
-        db = None
-        if ctx.needs_input_grad[1]:
-            db = dx.sum([d for d in range(dx.ndim) if d != ctx.dim])
+        bits, = ctx.saved_tensors
+        dx = _BiasActGrad.apply(dy, bits, ctx.strides, ctx.epi)
+        db = dx.sum([d for d in range(dx.ndim) if d != ctx.dim]) if ctx.needs_input_grad[1] else None
         return dx, db, None, None
 
 
+def _output_size(n: int, up: int, down: int, pad0: int, pad1: int, taps: int) -> int:
+    full = n * up + pad0 + pad1 - taps + 1
+    return (full - 1) // down + 1 if full > 0 else 0
+
+
+def _upfirdn(x: torch.Tensor, f: torch.Tensor, stage: Stage, up, down, pad) -> torch.Tensor:
+    """One plain upfirdn2d launch: tiled when a plan fits, else one thread per output."""
+    kh, kw = _taps_hw(f)
+    out_w = _output_size(x.shape[3], up[0], down[0], pad[0], pad[1], kw)
+    out_h = _output_size(x.shape[2], up[1], down[1], pad[2], pad[3], kh)
+    geom = [up[0], up[1], down[0], down[1], pad[0], pad[2], out_w, out_h, 1, 1, 0, 0, out_w, out_h]
+    result = _ext().resample(x, f, stage.flip, stage.scale, None, False, 1.0, None, None, geom, ACT_NONE, 0.0, 1.0,
+                             _NO_CLAMP)
+    if result is not None:
+        return result[0]
+    return _ext().upfirdn2d_direct(x, f, stage.flip, stage.scale, geom[:8])
+
+
 class _UpFirDn(torch.autograd.Function):
-    """Plain upfirdn2d with correlation taps (float32, [kh, kw]); no bias, no activation."""
-
     @staticmethod
-    def forward(ctx, x: torch.Tensor, taps: torch.Tensor, up, down, pad) -> torch.Tensor:
-        y = _ext().upfirdn2d(x, taps, None, *_resample_args(up, down, pad), ACT_LINEAR, 0.0, 1.0, _NO_CLAMP)
-        ctx.save_for_backward(taps)
-        ctx.geometry = (x.shape, y.shape, up, down, pad)
+    def forward(ctx, x: torch.Tensor, f: torch.Tensor, stage: Stage, up, down, pad) -> torch.Tensor:
+        y = _upfirdn(x, f, stage, up, down, pad)
+        ctx.save_for_backward(f)
+        ctx.geometry = (x.shape, y.shape, stage, up, down, pad)
         return y
 
     @staticmethod
     def backward(ctx, dy: torch.Tensor):
-        taps, = ctx.saved_tensors
-        x_shape, y_shape, up, down, pad = ctx.geometry
-        flipped = taps.flip([0, 1])
-        dx = _UpFirDn.apply(dy, flipped, *_adjoint(x_shape, y_shape, taps, up, down, pad))
-        return dx, None, None, None, None
+        f, = ctx.saved_tensors
+        x_shape, y_shape, stage, up, down, pad = ctx.geometry
+        dx = _UpFirDn.apply(dy, f, stage.adjoint(), *_adjoint(x_shape, y_shape, _taps_hw(f), up, down, pad))
+        return dx, None, None, None, None, None
 
 
-class _UpsampleAct(torch.autograd.Function):
-    """filtered_lrelu's fused middle step: bias, upsample (pad, correlate), leaky ReLU, gain, clamp."""
+def _chain(x: torch.Tensor, fa: torch.Tensor, sa: Stage, fb: torch.Tensor, sb: Stage, b: Optional[torch.Tensor],
+           signs: Optional[torch.Tensor], chain: Chain, act: int, epi: Epilogue) -> tuple[torch.Tensor, torch.Tensor]:
+    result = _ext().resample(x, fa, sa.flip, sa.scale, fb, sb.flip, sb.scale, b, signs, chain.args(), act, epi.alpha,
+                             epi.gain, epi.clamp)
+    if result is None:   # (planned before the forward pass: see _chain_fits)
+        raise RuntimeError(f'sg3c ops: no tiled plan for {chain} with {list(x.shape)} {x.dtype}')
+    return result
+
+
+class _Masked(torch.autograd.Function):
+    """t -> B(derivative * A(t)): the derivative from a forward pass's record; linear in t."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, b: Optional[torch.Tensor], taps: torch.Tensor, up, pad, epi) -> torch.Tensor:
-        y = _ext().upfirdn2d(x, taps, b, *_resample_args(up, (1, 1), pad), *epi)
-        ctx.save_for_backward(taps, y)
-        ctx.geometry = (x.shape, up, pad)
-        ctx.epi = epi
+    def forward(ctx, t: torch.Tensor, fa, sa: Stage, fb, sb: Stage, signs: torch.Tensor, chain: Chain,
+                epi: Epilogue) -> torch.Tensor:
+        ctx.save_for_backward(fa, fb, signs)
+        ctx.args = (sa, sb, chain, epi)
+        return _chain(t, fa, sa, fb, sb, None, signs, chain, ACT_MASKED, epi)[0]
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        fa, fb, signs = ctx.saved_tensors
+        sa, sb, chain, epi = ctx.args
+        dt = _Masked.apply(g, fb, sb.adjoint(), fa, sa.adjoint(), signs, chain.adjoint(), epi)
+        return dt, None, None, None, None, None, None, None
+
+
+class _FilteredLrelu(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, b: Optional[torch.Tensor], fa, sa: Stage, fb, sb: Stage, chain: Chain,
+                epi: Epilogue) -> torch.Tensor:
+        record = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        y, signs = _chain(x, fa, sa, fb, sb, b, None, chain, ACT_RECORD if record else ACT_APPLY, epi)
+        ctx.save_for_backward(fa, fb, signs)
+        ctx.args = (sa, sb, chain, epi)
         return y
 
     @staticmethod
     def backward(ctx, dy: torch.Tensor):
-        taps, y = ctx.saved_tensors
-        x_shape, up, pad = ctx.geometry
-        g = _BiasActGrad.apply(dy, y, ctx.epi)
-        dx = _UpFirDn.apply(g, taps.flip([0, 1]), *_adjoint(x_shape, y.shape, taps, up, (1, 1), pad))
+        fa, fb, signs = ctx.saved_tensors
+        sa, sb, chain, epi = ctx.args
+        dx = _Masked.apply(dy, fb, sb.adjoint(), fa, sa.adjoint(), signs, chain.adjoint(), epi)
         db = dx.sum([0, 2, 3]) if ctx.needs_input_grad[1] else None
-        return dx, db, None, None, None, None
+        return dx, db, None, None, None, None, None, None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -148,17 +265,10 @@ def _needs_grad(t: Optional[torch.Tensor]) -> bool:
     return t is not None and t.requires_grad
 
 
-def _epilogue(act: str, alpha: float, gain: float, clamp: Optional[float]) -> Optional[tuple]:
-    """Kernel epilogue arguments, or None when the kernels do not cover this activation."""
-    if gain <= 0 or (clamp is not None and clamp < 0):
-        return None
-    clamp = _NO_CLAMP if clamp is None else float(clamp)
-    if act == 'linear':
-        return ACT_LINEAR, 0.0, float(gain), clamp
-    if act in ('relu', 'lrelu'):
-        slope = 0.0 if act == 'relu' else float(alpha)
-        return (ACT_LRELU, slope, float(gain), clamp) if slope >= 0 else None
-    return None
+def _float_filter(f: Optional[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    if f is None:   # identity (a fill on the device: no host-to-device copy)
+        return torch.ones([1], dtype=torch.float32, device=x.device)
+    return f if f.dtype == torch.float32 and f.device == x.device else f.to(device=x.device, dtype=torch.float32)
 
 
 def bias_act(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float, gain: float,
@@ -169,24 +279,37 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alp
     return _BiasAct.apply(x, None if b is None else b.to(x.dtype), dim % x.ndim, epi)
 
 
-def _correlation_taps(f: torch.Tensor, flip_filter: bool, scale: float, device: torch.device) -> torch.Tensor:
-    """The reference ops convolve with `f` (correlate when flip_filter); the kernels always correlate."""
-    f = f.to(device=device, dtype=torch.float32) * scale
-    return (f if flip_filter else f.flip(list(range(f.ndim)))).contiguous()
-
-
 def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: tuple[int, int], down: tuple[int, int],
               padding: tuple[int, int, int, int], flip_filter: bool, gain: float) -> Optional[torch.Tensor]:
-    if x.ndim != 4 or _needs_grad(f):
+    if x.ndim != 4 or _needs_grad(f) or (f is not None and f.ndim not in (1, 2)):
         return None
-    if f is None:
-        f = torch.ones([1, 1])
-    px0, px1, py0, py1 = padding
-    taps = _correlation_taps(f, flip_filter, gain ** (f.ndim / 2), x.device)
-    if taps.ndim == 2:
-        return _UpFirDn.apply(x, taps, up, down, padding)
-    x = _UpFirDn.apply(x, taps[None, :], (up[0], 1), (down[0], 1), (px0, px1, 0, 0))
-    return _UpFirDn.apply(x, taps[:, None].contiguous(), (1, up[1]), (1, down[1]), (0, 0, py0, py1))
+    f = _float_filter(f, x)
+    kh, kw = _taps_hw(f)
+    if _output_size(x.shape[3], up[0], down[0], padding[0], padding[1], kw) <= 0 or \
+            _output_size(x.shape[2], up[1], down[1], padding[2], padding[3], kh) <= 0:
+        return None
+    # The reference convolves (correlates with the reversed taps) unless flip_filter.
+    stage = Stage(not flip_filter, float(gain) ** (f.ndim / 2))
+    return _UpFirDn.apply(x, f, stage, tuple(up), tuple(down), tuple(padding))
+
+
+_plans: dict = {}   # chain geometry, layout, dtype -> whether the forward and adjoint launches have plans
+
+
+def _chain_fits(x: torch.Tensor, fa: torch.Tensor, fb: torch.Tensor, chain: Chain) -> bool:
+    """Whether the forward (recording) and adjoint (masked) launches have tiled plans; decided once per
+    geometry from shapes alone ("meta" tensors: no device work)."""
+    key = (tuple(x.shape), tuple(x.stride()), x.dtype, fa.dim(), fb.dim(), chain)
+    fits = _plans.get(key)
+    if fits is None:
+        meta = lambda shape, dtype=torch.float32: torch.empty(shape, dtype=dtype, device='meta')   # noqa: E731
+        x_meta = torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device='meta')
+        adj = chain.adjoint()
+        y_meta = meta([x.shape[0], x.shape[1], chain.size_out[1], chain.size_out[0]], x.dtype)
+        fits = bool(_ext().describe(x_meta, meta(fa.shape), meta(fb.shape), chain.args(), ACT_RECORD)) and \
+            bool(_ext().describe(y_meta, meta(fb.shape), meta(fa.shape), adj.args(), ACT_MASKED))
+        _plans[key] = fits
+    return fits
 
 
 def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional[torch.Tensor], b: Optional[torch.Tensor],
@@ -195,13 +318,24 @@ def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional[tor
     epi = _epilogue('lrelu', slope, gain, clamp)
     if epi is None or x.ndim != 4 or _needs_grad(fu) or _needs_grad(fd):
         return None
-    if fu is None:
-        fu = torch.ones([1, 1])
-    if fu.ndim == 1:
-        fu = torch.outer(fu, fu)   # one fused launch needs the 2-D taps
-    taps = _correlation_taps(fu, flip_filter, float(up) ** 2, x.device)
-    y = _UpsampleAct.apply(x, None if b is None else b.to(x.dtype), taps, (up, up), padding, epi)
-    return upfirdn2d(y, fd, (1, 1), (down, down), (0, 0, 0, 0), flip_filter, 1.0)
+    if fu is None and fd is None and up == 1 and down == 1 and not any(padding):
+        return bias_act(x, b, 1, 'lrelu', slope, gain, clamp)   # (StyleGAN3's ToRGB: no resampling at all)
+    if (fu is not None and fu.ndim not in (1, 2)) or (fd is not None and fd.ndim not in (1, 2)):
+        return None
+    fa, fb = _float_filter(fu, x), _float_filter(fd, x)
+    (kah, kaw), (kbh, kbw) = _taps_hw(fa), _taps_hw(fb)
+    px0, px1, py0, py1 = padding
+    mid = (x.shape[3] * up + px0 + px1 - kaw + 1, x.shape[2] * up + py0 + py1 - kah + 1)
+    out = ((mid[0] - kbw) // down + 1, (mid[1] - kbh) // down + 1)
+    if min(mid) <= 0 or mid[0] < kbw or mid[1] < kbh:
+        return None
+    chain = Chain((x.shape[3], x.shape[2]), up, (px0, py0), (kaw, kah), mid, down, (0, 0), (kbw, kbh), out)
+    if not _chain_fits(x, fa, fb, chain):
+        return None
+    # Upsampling taps carry up**2 (per axis `up` for a separable filter), as the reference's upfirdn2d gain.
+    sa = Stage(not flip_filter, float(up) ** (2 if fa.ndim == 2 else 1))
+    sb = Stage(not flip_filter, 1.0)
+    return _FilteredLrelu.apply(x, None if b is None else b.to(x.dtype), fa, sa, fb, sb, chain, epi)
 
 
 OPS: dict[str, Callable] = {'bias_act': bias_act, 'upfirdn2d': upfirdn2d, 'filtered_lrelu': filtered_lrelu}
@@ -262,3 +396,9 @@ def get(op: str) -> Optional[Callable]:
 
 def failure() -> Optional[str]:
     return _failure
+
+
+def autotune_path() -> Optional[str]:
+    """Where `auto` remembers its choices: beside the loaded build (None when there is no file)."""
+    where = getattr(_module, '__file__', None)
+    return os.path.join(os.path.dirname(where), 'autotune.json') if where else None

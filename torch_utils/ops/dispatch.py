@@ -7,7 +7,8 @@ differentiable to any order; it is the definition and the only path on the CPU. 
 The choice, per process: `set_backend('auto' | 'ref' | 'cuda')` or the environment variable
 `SG3C_OPS` (read when first needed):
 - `auto` (default): kernels for CUDA tensors when they build and pass their self-test; otherwise one
-  warning line and the reference ops. Never stops a run.
+  warning line and the reference ops. Never stops a run, and never slows it: per op and shape class the
+  first call times the kernel against the reference and keeps the faster (autotune.py).
 - `ref`: always the reference ops.
 - `cuda`: kernels for CUDA tensors, and an error (UserError naming the reason) when they cannot be
   built or fail their self-test: for benchmarks and acceptance checks, where a silent fallback would
@@ -27,13 +28,15 @@ import torch
 
 from torch_utils.cli import UserError
 
-from . import cuda_kernels
+from . import autotune, cuda_kernels
 
 BACKENDS = ('auto', 'ref', 'cuda')
 ENV_VAR = 'SG3C_OPS'
 
 _backend: Optional[str] = None
 _cpu_fp16 = False
+_references: dict[str, Callable] = {}           # op -> its public function (which takes impl='ref')
+_tuned: dict[tuple[str, torch.device], autotune.Tuned] = {}   # (op, device) -> the kernel behind its timing choice
 
 
 def _checked(backend: str, source: str) -> str:
@@ -55,17 +58,29 @@ def get_backend() -> str:
     return _backend
 
 
+def register_reference(op: str, fn: Callable) -> None:
+    """The public op, which `auto` times against the kernel (called with impl='ref')."""
+    _references[op] = fn
+
+
 def kernel_for(op: str, x: torch.Tensor, impl: Optional[str] = None) -> Optional[Callable]:
     """The CUDA implementation that should run `op` on tensor `x`, or None for the reference path.
     `impl` overrides the process-wide backend for one call. The implementation itself returns None for
-    calls it does not cover (see cuda_kernels.py), which then take the reference path too."""
+    calls it does not cover (see cuda_kernels.py), or under `auto` for shape classes where the reference
+    op was faster; those calls take the reference path too."""
     backend = _checked(impl, 'impl') if impl is not None else get_backend()
     if backend == 'ref' or x.device.type != 'cuda':
         return None
     kernel = cuda_kernels.get(op)
     if kernel is None and backend == 'cuda':
         raise UserError(f'{op}: CUDA ops were required ({ENV_VAR}=cuda) but cannot be used: {cuda_kernels.failure()}')
-    return kernel
+    if kernel is None or backend == 'cuda':
+        return kernel
+    tuned = _tuned.get((op, x.device))
+    if tuned is None:
+        chooser = autotune.Chooser(cuda_kernels.autotune_path(), torch.cuda.get_device_name(x.device))
+        tuned = _tuned[op, x.device] = autotune.Tuned(op, kernel, _references[op], chooser)
+    return tuned
 
 
 def fp16_enabled(device: torch.device) -> bool:

@@ -121,8 +121,11 @@ def _separable_up(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional[torc
 
     # Each upsampled value sums one polyphase component of the taps per axis, which bounds it by
     # max_phase(sum |taps|)^2 * max|input| (slack for rounding): when that bound lies inside the clamp
-    # range, the clamp (a full-rate pass) cannot change anything and is skipped. Exact either way.
-    phase_gain = max(float(fu[r::up].abs().sum()) for r in range(up)) ** 2 * (1 + 1e-4)
+    # range, the clamp (a full-rate pass) cannot change anything and is skipped. Exact either way. Only on
+    # the CPU, where the pass is dear: the bound is read on the host, a synchronisation a GPU (and a CUDA
+    # graph capturing it) must not have.
+    skip_check = hi is not None and not grad and x.device.type == 'cpu'
+    phase_gain = max(float(fu[r::up].abs().sum()) for r in range(up)) ** 2 * (1 + 1e-4) if skip_check else 0.0
 
     full_w = weights(chunk)
     out = None if grad else torch.empty([n, c, out_h, out_w], dtype=dtype, device=x.device, memory_format=fmt)
@@ -137,7 +140,7 @@ def _separable_up(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional[torc
             dst = torch.empty(y.shape, dtype=dtype, device=y.device, memory_format=fmt)
             y = torch.add(y, b[:, c0:c1], out=dst) if b is not None else dst.copy_(y)
         clamp_lo, clamp_hi = lo, hi
-        if hi is not None and not grad:
+        if skip_check:
             y_min, y_max = torch.aminmax(_flat(y))
             bound = max(float(y_max), -float(y_min)) * phase_gain
             if bound <= hi and (lo is None or -bound >= lo):
@@ -173,3 +176,6 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
     if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
         return t.permute(0, 2, 3, 1).reshape(-1)
     return t.reshape(-1)
+
+
+dispatch.register_reference('filtered_lrelu', filtered_lrelu)

@@ -204,3 +204,6 @@ def downsample2d(x: torch.Tensor, f: Optional[torch.Tensor], down: IntPair = 2, 
     fw, fh = filter_size(f)
     pad = [px0 + (fw - dx + 1) // 2, px1 + (fw - dx) // 2, py0 + (fh - dy + 1) // 2, py1 + (fh - dy) // 2]
     return upfirdn2d(x, f, down=(dx, dy), padding=pad, flip_filter=flip_filter, gain=gain, impl=impl)
+
+
+dispatch.register_reference('upfirdn2d', upfirdn2d)

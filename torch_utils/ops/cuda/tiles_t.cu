@@ -1,0 +1,5 @@
+// Tile kernels of the specialisation group SG3C_SPECS_T (plan.h), float and half.
+#include "plan.h"
+#include "tile_kernel.cuh"
+
+SG3C_SPECS_T(SG3C_INSTANTIATE_FAST)
