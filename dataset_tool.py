@@ -83,7 +83,7 @@ def _write_json(path: str, data: dict) -> None:
               help='Take labels (and attributes) from this dataset.json, keyed by source file name')
 @click.option('--drop-duplicates', is_flag=True, help='Leave out images whose pixels repeat an earlier image')
 @click.option('--png-compression', 'compress_level', type=click.IntRange(0, 9), default=1, show_default=True,
-              help='PNG compression level: 0 stores raw pixels (NVIDIA\'s choice, ~15% faster to read), '
+              help='PNG compression level: 0 stores raw pixels (NVIDIA\'s choice; faster to decode), '
               '1 is many times smaller on flat backgrounds')
 @click.option('--report', 'report_path', metavar='JSON', help='Also write the conversion report here as JSON')
 @click.option('--quiet', is_flag=True, help='No progress bar or per-file messages')

@@ -11,7 +11,7 @@
 #      when the patterns and the gap between trouser legs appeared;
 #   3. the same from stage 2's snapshot at STAGE2_KIMG (its newest if that one is missing), optimizers fresh
 #      again and --seed=STAGE3_SEED (default 13), for STAGE3_KIMG (default 4.048): the shipped model, the
-#      best of 92 such short continuations on separate selection samples (pretrained/README.md).
+#      best of 92 such short continuations on separate selection samples (pretrained/NOTES.md).
 # Running it again continues where it stopped (--resume=latest within the stage); a larger STAGE2_KIMG
 # trains stage 2 on (stage 3 then starts from the new snapshot only in a fresh OUTDIR or after deleting it).
 # Environment: STAGE1_KIMG, STAGE2_KIMG, STAGE3_KIMG, STAGE3_SEED, GPUS (default 1), WORKERS (DataLoader
@@ -19,12 +19,12 @@
 #
 # Why these options: a 64x64 conditional StyleGAN2 with 16-32 feature maps (--cbase=1024 --cmax=32) and a
 # 2-layer mapping network trains at about 25 s/kimg on a quiet 2-core CPU, where stylegan3-t at the same
-# width was more than 3x slower (see pretrained/README.md). --mbstd-by-class=True: with NVIDIA's mixed-class
+# width was more than 3x slower (see pretrained/NOTES.md). --mbstd-by-class=True: with NVIDIA's mixed-class
 # minibatch-std groups every earlier run here collapsed to one garment per class within 20-50 kimg (G ignored
 # z); within-class groups let D see it. --gamma=1, not NVIDIA's heuristic 0.0002*res^2/batch (0.026 here):
 # at 0.1 an earlier run's D ran away (scores +3.3 / -2.7). The 6,000 garments (x2 with --mirror) need no ADA
 # in a run this short (--aug=noaug). Batch 16 from the start collapsed by 56 kimg in an earlier run without
-# --mbstd-by-class (pretrained/README.md); with it, only the continuation from stage 1 has been tried.
+# --mbstd-by-class (pretrained/NOTES.md); with it, only the continuation from stage 1 has been tried.
 # A snapshot every kimg in stage 1 keeps the 1-kimg model that the quality bar compares against.
 set -euo pipefail
 cd "$(dirname "$0")/.."
