@@ -15,13 +15,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from types import MappingProxyType
 from typing import Callable, Mapping, Optional, Sequence, Union
 
 import torch
 
 from networks.generate import default_device, set_input_transform
-from networks.snapshot import Source, export_pt, load_generator, load_snapshot, resolve_source, snapshot_file
+from networks.snapshot import (NO_MODELS, Source, export_pt, load_generator, load_snapshot, resolve_source,
+                               snapshot_file)
 from torch_utils.jsonl import append_jsonl
 
 from . import EditingError, discovery, render
@@ -31,7 +31,6 @@ from .latents import Latents, Sources, apply_noise_maps, check_class, keyframes,
 
 Log = Callable[[str], None]
 Models = Mapping[str, str]
-NO_MODELS: Models = MappingProxyType({})
 
 
 @dataclasses.dataclass

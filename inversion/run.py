@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from types import MappingProxyType
 from typing import Callable, Mapping, Optional, Union
 
 import numpy as np
@@ -14,7 +13,7 @@ from torch import nn
 from tqdm import tqdm
 
 from networks.generate import ClassLabelError, class_label, default_device
-from networks.snapshot import Source, load_generator, load_snapshot, recorded_class_names, resolve_source
+from networks.snapshot import NO_MODELS, Source, load_generator, load_snapshot, recorded_class_names, resolve_source
 from torch_utils.cli import UserError
 from torch_utils.jsonl import append_jsonl, read_jsonl
 from torch_utils.media import image_uint8, save_image, side_by_side, write_frames
@@ -254,7 +253,7 @@ def run_inversion(opts: InvertOptions, *, perceptual: Optional[Perceptual] = Non
 
 
 def run_job(opts: InvertOptions, log: Callable[[str], None] = print,
-            models: Mapping[str, str] = MappingProxyType({})) -> list[dict]:
+            models: Mapping[str, str] = NO_MODELS) -> list[dict]:
     """Everything invert.py does: check the options, load the perceptual loss, train a HyperStyle inverter
     if asked, invert the targets. `models` is the table of shipped models that --network may name
     (networks.snapshot.resolve_source). Failures a user can cause raise UserError subclasses."""

@@ -49,6 +49,7 @@ SNAPSHOT_GLOB = 'network-snapshot-*.pkl'
 BEST_FILE = 'best.json'      # in a run directory: the best snapshot by its first metric (metrics.best)
 BEST_SUFFIX = ':best'
 LATEST = 'latest'            # train.py --resume=latest: the newest run of --outdir
+NO_MODELS: Mapping[str, str] = MappingProxyType({})   # no table of shipped models (see resolve_source)
 PT_VERSION = 1
 NETWORK_KEYS = ('G', 'D', 'G_ema', 'augment_pipe')
 NOT_A_SNAPSHOT = ('not a network snapshot (expected a .pkl from train.py or NVIDIA, a .pt export, '
@@ -393,7 +394,7 @@ class Source:
     kind: str
 
 
-def resolve_source(text: Union[PathLike, Source], models: Mapping[str, str] = MappingProxyType({}),
+def resolve_source(text: Union[PathLike, Source], models: Mapping[str, str] = NO_MODELS,
                    outdir: Optional[PathLike] = None) -> Source:
     """What `--network` (every script, the app) or `--resume` (train.py) names: a URL, RUN_DIR:best, a
     directory, a file, or the short name of a shipped model. `models` is the table of shipped models (short
