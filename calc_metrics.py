@@ -34,9 +34,9 @@ import os
 import click
 
 from metrics.runner import EvalJob, collect, format_table, prepare, run
-from pretrained import resolve_pretrained
+from networks.snapshot import resolve_source
+from pretrained import shipped_models
 from torch_utils import cli
-from torch_utils.download import is_url
 from training.curves import plot_run
 
 
@@ -66,9 +66,9 @@ def main(network, metrics, data, mirror, gpus, detector_dir, force, seed, verbos
     if not names:
         click.echo(f'wrote {plot_run(run_directory(network), plot)}')
         return
-    if not os.path.exists(network) and not is_url(network):   # a model shipped in pretrained/ ('garments')
-        network = resolve_pretrained(network) or network
-    job = EvalJob(metrics=names, network=network, data=data, mirror=mirror, gpus=gpus, detector_dir=detector_dir,
+    # a file, URL or run directory (every snapshot of it) as given; a shipped model's or RUN_DIR:best's file
+    source = resolve_source(network, shipped_models())
+    job = EvalJob(metrics=names, network=source.path, data=data, mirror=mirror, gpus=gpus, detector_dir=detector_dir,
                   force=force, seed=seed, verbose=verbose)
     prepare(job)   # every failure a user can cause is a UserError: one line, exit code 1 (torch_utils.cli.run)
     skipped = len(job.snapshots) * len(names) - len(job.todo)

@@ -21,7 +21,8 @@ import click
 
 from editing.cli_options import network_options
 from editing.commands import DiscoverOptions, discover_directions, edit_directions_file
-from editing.jobs import METHODS
+from editing.discovery import METHODS
+from pretrained import shipped_models
 from torch_utils.cli import Parsed, finite_float, run, say
 
 
@@ -51,7 +52,8 @@ def parse_renames(text: str) -> dict:
 def main(directions: str, method: Optional[str], list_only: bool, rename: Optional[dict], **opts) -> None:
     """Find, list and rename latent directions."""
     if method:
-        discover_directions(DiscoverOptions(method=method, directions=directions, **opts), log=say)
+        discover_directions(DiscoverOptions(method=method, directions=directions, **opts), log=say,
+                            models=shipped_models())
     elif list_only or rename:
         say('\n'.join(edit_directions_file(directions, rename).describe()))
     else:

@@ -20,66 +20,17 @@ Examples:
 """
 from __future__ import annotations
 
-import importlib
 from typing import Optional
 
 import click
 
-from editing.cli_options import SOURCES, VEC2, edit_options, network_options, render_options
+from editing.cli_options import SOURCES, VEC2, edit_options, network_options, parse_strengths, render_options
 from editing.commands import ImageOptions, generate_images
-from editing.edits import parse_strengths
+from pretrained import shipped_models
 from torch_utils.cli import Parsed, finite_float, run, say
 
-# Flags gen_images.py had before the split, kept for one release: (script they moved to, new name or None
-# when the script needs no flag for it). The first group's members choose the script.
-MOVED_TRIGGERS = {'--discover': 'directions', '--rename': 'directions', '--list-directions': 'directions',
-                  '--mix-rows': 'style_mixing', '--mix-cols': 'style_mixing', '--video': 'gen_video'}
-MOVED = {'--discover': '--discover', '--rename': '--rename', '--list-directions': '--list', '--samples': '--samples',
-         '--components': '--components', '--layers': '--layers', '--labels-from': '--labels-from',
-         '--discover-seed': '--seed', '--include-torgb': '--include-torgb', '--mix-rows': '--rows',
-         '--mix-cols': '--cols', '--mix-styles': '--styles', '--video': None, '--frames-per-seed': '--w-frames',
-         '--kind': '--kind', '--loop': '--loop', '--no-loop': '--no-loop', '--fps': '--fps'}
-MOVED_FLAGS = {'--list-directions', '--include-torgb', '--video', '--loop', '--no-loop'}
 
-
-class CommandWithMovedFlags(click.Command):
-    """gen_images.py that hands the flags of its old jobs (directions, style mixing, video) to their new
-    scripts, with a one-line note, instead of refusing them."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        names = [a.split('=', 1)[0] for a in args if a.startswith('--')]
-        script = next((MOVED_TRIGGERS[n] for n in names if n in MOVED_TRIGGERS), None)
-        if script is None:
-            return super().parse_args(ctx, args)
-        ctx.meta['moved_to'] = (script, self._translate(args, script))
-        return []
-
-    def invoke(self, ctx: click.Context):
-        if 'moved_to' not in ctx.meta:
-            return super().invoke(ctx)
-        script, args = ctx.meta['moved_to']
-        click.echo(f'note: this use of gen_images.py moved to {script}.py (python {script}.py --help); '
-                   'the old flags work until the next release', err=True)
-        return importlib.import_module(script).main.main(args, standalone_mode=False)
-
-    def _translate(self, args: list[str], script: str) -> list[str]:
-        """The argument list for `script`: moved flags renamed, options it has no use for left out."""
-        target = importlib.import_module(script).main
-        accepted = {name for p in target.params for name in p.opts + p.secondary_opts}
-        flags = MOVED_FLAGS | {name for p in self.params if getattr(p, 'is_flag', False) for name in p.opts}
-        out, i = [], 0
-        while i < len(args):
-            name, eq, value = args[i].partition('=')
-            takes_value = name.startswith('--') and not eq and name not in flags and i + 1 < len(args)
-            value = value if eq else (args[i + 1] if takes_value else None)
-            i += 2 if takes_value else 1
-            new = MOVED.get(name, name)
-            if new is not None and new in accepted:
-                out += [new] if value is None else [f'{new}={value}']
-        return out
-
-
-@click.command(cls=CommandWithMovedFlags, help=__doc__, context_settings=dict(max_content_width=120))
+@click.command(help=__doc__, context_settings=dict(max_content_width=120))
 @network_options()
 @click.option('--seeds', '--ws', 'seeds', type=SOURCES, multiple=True,
               help="Seeds ('0,1,4-6') and/or latents files (invert.py's .npz), rendered in order; repeatable")
@@ -94,7 +45,8 @@ class CommandWithMovedFlags(click.Command):
               help="With --edit: edit-strip.png, a row per latent and direction across these strengths, e.g. '-3,0,3'")
 def main(seeds: tuple, **opts) -> Optional[list[str]]:
     """Generate images using a pretrained network snapshot."""
-    return generate_images(ImageOptions(seeds=[s for group in seeds for s in group], **opts), log=say)
+    return generate_images(ImageOptions(seeds=[s for group in seeds for s in group], **opts), log=say,
+                           models=shipped_models())
 
 
 if __name__ == '__main__':

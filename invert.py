@@ -25,6 +25,7 @@ from __future__ import annotations
 import click
 
 from inversion.run import InvertOptions, run_job
+from pretrained import shipped_models
 from torch_utils.cli import finite_float, run, say
 
 
@@ -81,7 +82,7 @@ def _colour(ctx, param, value):
 @click.option('--w-avg-samples', type=click.IntRange(min=1), default=10000, show_default=True, help='Samples for the mean latent')
 def main(video: bool, save_video: bool, **opts) -> list[dict]:
     """Invert photos into a generator."""
-    return run_job(InvertOptions(video=video or bool(save_video), **opts), log=say)
+    return run_job(InvertOptions(video=video or bool(save_video), **opts), log=say, models=shipped_models())
 
 
 if __name__ == '__main__':

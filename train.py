@@ -35,7 +35,6 @@ if __name__ == '__main__':   # not in spawned training processes, which start de
 import dataclasses
 import json
 import os
-import re
 import tempfile
 from typing import Any, Optional
 
@@ -43,6 +42,7 @@ import click
 from click.core import ParameterSource
 import torch
 
+from pretrained import shipped_models
 from torch_utils import distributed, safe_json
 from torch_utils.atomic import atomic_write_bytes
 from torch_utils.cli import EXPECTED, UserError, debug_enabled, describe, finite_float, run
@@ -281,37 +281,26 @@ def _plan(kw: dict, given: set) -> Plan:
         raise UserError('--transfer=1 needs --resume (the snapshot or run whose weights start the new run)')
     if not resume:
         return new_run(kw, transfer_from=None)
-    from networks.snapshot import load_snapshot
-    downloaded = re.match(r'^https?://', resume) is not None
-    if downloaded:   # the run goes to a new directory under --outdir in either case
-        from torch_utils.download import download_cached
-        resume = str(download_cached(resume))
-    if resume != 'latest' and not os.path.exists(resume):   # a model shipped in pretrained/ ('garments')
-        from pretrained import resolve_pretrained
-        resume = resolve_pretrained(resume) or resume
-    run_dir = None
-    if resume == 'latest':
-        run_dir = latest_run_dir(kw['outdir'])
-        if run_dir is None:
+    from networks.snapshot import load_snapshot, resolve_source, snapshot_file
+    source = resolve_source(resume, shipped_models(), outdir=kw['outdir'])
+    if source.kind in ('latest', 'run'):
+        run_dir = source.path if source.kind == 'run' and is_run_dir(source.path) else latest_run_dir(source.path)
+        if run_dir is None and source.kind == 'latest':
             raise UserError(f'--resume=latest: {kw["outdir"]} holds no run to resume')
-    elif os.path.isdir(resume):
-        run_dir = resume if is_run_dir(resume) else latest_run_dir(resume)
         if run_dir is None:
             raise UserError(f'{resume}: not a run directory (no {OPTIONS_FILE}) and holds no runs')
-    elif not os.path.isfile(resume):
-        raise UserError(f'{resume}: no such file')
-    if run_dir is not None:
         if not kw['transfer']:
             return continue_run(run_dir, None, kw, given)
         snapshots = list_snapshots(run_dir)
         if not snapshots:
             raise UserError(f'--transfer=1: {run_dir} holds no snapshot yet')
         return new_run(kw, transfer_from=snapshots[-1])
+    resume = snapshot_file(source)   # a URL is downloaded: its run goes to a new directory under --outdir either way
     if kw['transfer']:
         return new_run(kw, transfer_from=resume)
     if load_snapshot(resume).get('training_state') is None:
         return new_run(kw, transfer_from=resume, checked=True)
-    if not downloaded:
+    if source.kind != 'url':
         return continue_run(os.path.dirname(os.path.abspath(resume)), resume, kw, given)
     plan = continue_run(None, resume, kw, given)
     plan.desc = run_desc(plan.opts.cfg, plan.opts.data, plan.opts.gpus, plan.opts.batch, plan.opts.gamma, kw['desc'])

@@ -28,7 +28,6 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from inversion import outputs  # noqa: E402
 from inversion.hyperstyle import InverterError, TrainOptions, load_inverter, train_inverter  # noqa: E402
 from inversion.perceptual import PerceptualUnavailable, load_perceptual  # noqa: E402
 from inversion.preprocess import Target, TargetError, list_targets, load_target  # noqa: E402
@@ -36,7 +35,9 @@ from inversion.projector import latent_stats  # noqa: E402
 from inversion.quality import psnr, ssim  # noqa: E402
 from inversion.run import InvertOptions, invert  # noqa: E402
 from networks import generate  # noqa: E402
-from networks.snapshot import SnapshotError, load_generator  # noqa: E402
+from networks.snapshot import SnapshotError, load_generator, resolve_source  # noqa: E402
+from pretrained import shipped_models  # noqa: E402
+from torch_utils.media import image_uint8  # noqa: E402
 
 METHODS = ('w_avg', 'project-w', 'project-wp', 'pti', 'hyperstyle')
 
@@ -50,7 +51,7 @@ def generated_targets(G: torch.nn.Module, n: int, class_idx) -> list[Target]:
             torch.manual_seed(seed)
             image = G(z, c, noise_mode='random').clamp(-1, 1).cpu()
         # Round to uint8 like a saved photo, so that every method sees the same 8-bit target.
-        image = torch.from_numpy(outputs.image_uint8(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
+        image = torch.from_numpy(image_uint8(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
         targets.append(Target(name=f'seed{seed:04d}', image=image, mask=None, background=(), box=(0, 0, G.img_resolution)))
     return targets
 
@@ -62,7 +63,7 @@ def generated_targets(G: torch.nn.Module, n: int, class_idx) -> list[Target]:
 @click.option('--methods', default=','.join(METHODS), show_default=True, help='Comma-separated subset of ' + ', '.join(METHODS))
 @click.option('--steps', type=click.IntRange(min=1), help='Projection steps  [default: 1000, PTI pivot 450]')
 @click.option('--pti-steps', type=click.IntRange(min=0), default=350, show_default=True)
-@click.option('--perceptual', default='vgg16', show_default=True, help='vgg16 | PATH | URL | lpips | random | none')
+@click.option('--perceptual', default='vgg16', show_default=True, help='vgg16 | PATH | URL | lpips | none')
 @click.option('--encoder', 'encoder_path', help='HyperStyle inverter file')
 @click.option('--train-steps', type=click.IntRange(min=0), default=0, show_default=True,
               help='Without --encoder: train an inverter for hyperstyle with this many steps per stage')
@@ -79,7 +80,7 @@ def main(network, num_images, targets, methods, steps, pti_steps, perceptual, en
         raise click.BadParameter(f'unknown methods {unknown}; choose from {", ".join(METHODS)}', param_hint='--methods')
     device = generate.default_device() if device == 'auto' else torch.device(device)
     try:
-        G = load_generator(network, device=device)
+        G = load_generator(resolve_source(network, shipped_models()), device=device)
         loss_net = load_perceptual(perceptual, device)
     except (SnapshotError, PerceptualUnavailable) as e:
         raise click.ClickException(str(e))
@@ -110,7 +111,7 @@ def main(network, num_images, targets, methods, steps, pti_steps, perceptual, en
         elif train_steps > 0:
             start = time.time()
             inverter = train_inverter(G, TrainOptions(encoder_steps=train_steps, hyper_steps=train_steps,
-                                                      learning_rate=train_lr), perceptual=loss_net, source=str(network))
+                                                      train_lr=train_lr), perceptual=loss_net, source=str(network))
             click.echo(f'hyperstyle training: {train_steps} + {train_steps} steps in {time.time() - start:.1f} s')
         else:
             click.echo('hyperstyle skipped: pass --encoder or --train-steps', err=True)
@@ -132,7 +133,7 @@ def main(network, num_images, targets, methods, steps, pti_steps, perceptual, en
             if device.type == 'cuda':
                 torch.cuda.synchronize()
             seconds.append(time.time() - start)
-            a, b = t.uint8(), outputs.image_uint8(image)
+            a, b = t.uint8(), image_uint8(image)
             scores.append((psnr(a, b), ssim(a, b)))
         p, s = np.array(scores).T
         row = dict(method=method, psnr=float(p.mean()), psnr_std=float(p.std()), ssim=float(s.mean()),

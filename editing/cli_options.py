@@ -1,16 +1,81 @@
 """The command-line options that gen_images.py, gen_video.py, style_mixing.py and directions.py share, with
-NVIDIA's names, defined once. Each decorator adds options; their values are RenderOptions fields."""
+NVIDIA's names, defined once, and the parsers of their values. Each decorator adds options; their values
+are RenderOptions fields."""
 from __future__ import annotations
 
-from typing import Callable
+import re
+from typing import Callable, Sequence, Union
 
 import click
 
-from networks.generate import parse_vec2
-from torch_utils.cli import Parsed, finite_float
+from torch_utils.cli import Parsed, finite_float, parse_finite
 
+from . import EditingError
 from .edits import parse_edits
-from .sources import parse_sources
+
+
+def parse_range(text: Union[str, Sequence[int]]) -> list[int]:
+    """'0,1,4-6' -> [0, 1, 4, 5, 6]."""
+    if not isinstance(text, str):
+        return [int(v) for v in text]
+    values = []
+    for part in text.split(','):
+        part = part.strip()
+        m = re.fullmatch(r'(\d+)-(\d+)', part)
+        if m:
+            first, last = int(m.group(1)), int(m.group(2))
+            if first > last:
+                raise ValueError(f'{part!r}: the range is reversed (write {last}-{first})')
+            values.extend(range(first, last + 1))
+        elif re.fullmatch(r'\d+', part):
+            values.append(int(part))
+        else:
+            raise ValueError(f'{part!r} is not a number or a range like 4-6')
+    return values
+
+
+def parse_vec2(text: Union[str, Sequence[float]]) -> tuple[float, float]:
+    """'0.3,1' -> (0.3, 1.0)."""
+    if not isinstance(text, str):
+        a, b = text
+        return float(a), float(b)
+    parts = text.split(',')
+    if len(parts) != 2:
+        raise ValueError(f'{text!r} is not two comma-separated numbers')
+    return parse_finite(parts[0], text), parse_finite(parts[1], text)
+
+
+def parse_sources(text: Union[str, Sequence]) -> list[Union[int, str]]:
+    """'0-2,7,shirt.npz' -> [0, 1, 2, 7, 'shirt.npz']: seeds and ranges, and paths of .npz latents files."""
+    if not isinstance(text, str):
+        return list(text)
+    items: list[Union[int, str]] = []
+    for part in text.split(','):
+        part = part.strip()
+        if part.lower().endswith('.npz'):
+            items.append(part)
+        elif part:
+            try:
+                items.extend(parse_range(part))
+            except ValueError as e:
+                if 'reversed' in str(e):
+                    raise EditingError(str(e)) from None
+                raise EditingError(f'{part!r} is not a seed, a seed range like 4-6, or a latents .npz file') from None
+    if not items:
+        raise EditingError('no seeds or latents files given')
+    return items
+
+
+def parse_strengths(text: str) -> list[float]:
+    """'-3,-1.5,0,1.5,3' -> floats."""
+    try:
+        values = [parse_finite(v, 'strength') for v in text.split(',') if v.strip()]
+    except ValueError as e:
+        raise EditingError(f'{text!r} is not a comma-separated list of numbers ({e})') from None
+    if not values:
+        raise EditingError('no strengths given')
+    return values
+
 
 SOURCES = Parsed(parse_sources, 'SEEDS|FILE.npz')
 VEC2 = Parsed(parse_vec2, 'X,Y')

@@ -1,4 +1,4 @@
-"""A named set of latent directions in W, its `.npz` file, and applying edits to ws.
+"""A named set of latent directions in W and its `.npz` file (discovery.py finds them, edits.py applies them).
 
 File layout (read through torch_utils.safe_npz: plain arrays only, checked from their headers):
 
@@ -27,8 +27,7 @@ from torch_utils import safe_json
 from torch_utils.atomic import atomic_write
 from torch_utils.safe_npz import TEXT, NpzArchive
 
-from .errors import EditingError, UnknownDirection
-from .npzfile import read_npz
+from . import EditingError, read_npz
 
 PathLike = Union[str, os.PathLike]
 NAME_PATTERN = re.compile(r'[^\s,:=@]+')   # the characters the --edit syntax reserves are not allowed in names
@@ -86,7 +85,7 @@ class Directions:
             return self.names.index(name)
         except ValueError:
             shown = ', '.join(self.names[:12]) + (', ...' if len(self.names) > 12 else '')
-            raise UnknownDirection(f'no direction named {name!r} (have: {shown})') from None
+            raise EditingError(f'no direction named {name!r} (have: {shown})') from None
 
     def vector(self, name: str) -> np.ndarray:
         return self.vectors[self.index(name)]

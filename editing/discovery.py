@@ -1,6 +1,6 @@
 """Finding directions in W: GANSpace (PCA of sampled w), SeFa (eigenvectors of the style affines),
-supervised (a linear model in W fitted to labels of generated images) and class-mean directions of a
-conditional generator.
+supervised (a linear model in W fitted to labels of generated images, labels.py) and class-mean directions
+of a conditional generator; `discover` is directions.py --discover.
 
 Every method is deterministic given its seed: latents come from `np.random.RandomState(seed)`, the
 linear algebra runs in float64, and eigen/singular vectors get a fixed sign (`orthonormal_sign`).
@@ -14,11 +14,50 @@ import scipy.optimize
 import torch
 from tqdm import tqdm
 
-from .errors import EditingError
-from .directions import Directions, orthonormal_sign
-from .layers import affines_in
+from torch_utils.media import to_uint8
+
+from . import EditingError, labels as labelling
+from .directions import Directions, orthonormal_sign, save_directions
+from .edits import parse_layer_range
+from .latents import resolve_sources
 
 Labeller = Callable[[np.ndarray], dict]   # [N, H, W, C] uint8 images -> {name: [N] labels}
+METHODS = ('ganspace', 'sefa', 'supervised')
+
+
+def discover(G: torch.nn.Module, method: str, out_path: str, samples: Optional[int] = None, components: int = 32,
+             layers: Optional[str] = None, labels_from: Optional[str] = None, seed: int = 0,
+             class_idx: Optional[int] = None, truncation_psi: float = 1, include_torgb: bool = False,
+             source: str = '') -> Directions:
+    """Find directions with `method` (directions.py --discover and its options) and save them to `out_path`."""
+    layer_range = parse_layer_range(G, layers) if layers else None
+    if method == 'ganspace':
+        d = ganspace(G, num_samples=samples or 10000, num_components=components, seed=seed,
+                     layers=layer_range, class_idx=class_idx, source=source)
+    elif method == 'sefa':
+        d = sefa(G, num_components=components, layers=layer_range, include_torgb=include_torgb,
+                 num_samples=samples or 2000, seed=seed, class_idx=class_idx, source=source)
+    elif method == 'supervised':
+        d = _supervised(G, labels_from, samples or 2000, seed, layer_range, class_idx, truncation_psi, source)
+    else:
+        raise EditingError(f'unknown discovery method {method!r} (choose from {", ".join(METHODS)})')
+    save_directions(out_path, d)
+    return d
+
+
+def _supervised(G, labels_from, samples, seed, layer_range, class_idx, truncation_psi, source) -> Directions:
+    if not labels_from:
+        raise EditingError('--discover=supervised needs --labels-from (garments[:NAMES], module:function, FILE.json or classes)')
+    if labels_from == 'classes':
+        return class_directions(G, num_samples=samples, seed=seed, layers=layer_range, source=source)
+    if labelling.is_label_file(labels_from):
+        seeds, labels = labelling.load_seed_labels(labels_from)
+        ws = resolve_sources(G, seeds, truncation_psi, class_idx).ws
+        return directions_from_labels(G, ws[:, 0].double().numpy(), labels, seed=seed, layers=layer_range,
+                                      meta=dict(source=source, labels=labels_from, seeds=len(seeds)))
+    labeller, name = labelling.resolve_labeller(labels_from)
+    return supervised(G, labeller, num_samples=samples, seed=seed, layers=layer_range, class_idx=class_idx,
+                      truncation_psi=truncation_psi, source=source, labeller_name=name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -63,8 +102,7 @@ def std_along(w: np.ndarray, vectors: np.ndarray) -> np.ndarray:
 
 
 def _meta(G, **kwargs) -> dict:
-    return dict(kwargs, family='stylegan3' if hasattr(G.synthesis, 'layer_names') else 'stylegan2',
-                img_resolution=int(G.img_resolution))
+    return dict(kwargs, family=G.family, img_resolution=int(G.img_resolution))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,11 +136,12 @@ def sefa(G: torch.nn.Module, num_components: int = 32, layers: Optional[tuple[in
     channel) scaled to unit length. ToRGB layers are left out unless `include_torgb`, as in the paper.
     `num_samples` latents only measure each direction's std in W (the strength unit)."""
     start, stop = layers or (0, G.num_ws)
-    chosen = affines_in(G, range(start, stop), include_torgb=include_torgb)
+    chosen = [layer for layer in G.synthesis.style_layers()
+              if start <= layer.w_index < stop and (include_torgb or not layer.is_torgb)]
     if not chosen:
         raise EditingError(f'ws rows {start}-{stop - 1} feed no modulated conv layers'
                          + ('' if include_torgb else ' (ToRGB layers are excluded)'))
-    a = torch.cat([layer.affine.weight.detach().double().cpu() for layer in chosen]).numpy()
+    a = torch.cat([layer.module.affine.weight.detach().double().cpu() for layer in chosen]).numpy()
     norms = np.linalg.norm(a, axis=1, keepdims=True)
     a = a[norms[:, 0] > 0] / norms[norms[:, 0] > 0]
     eigvals, eigvecs = np.linalg.eigh(a.T @ a)
@@ -201,7 +240,6 @@ def fit_direction(w: np.ndarray, y: np.ndarray, seed: int = 0, held_out: float =
 def generate_for_labels(G: torch.nn.Module, num: int, seed: int = 0, class_idx: Optional[int] = None,
                         truncation_psi: float = 1, batch_size: int = 64, noise_mode: str = 'const') -> tuple[np.ndarray, np.ndarray]:
     """(w [N, w_dim] float64, images [N, H, W, C] uint8) for `num` random latents."""
-    from networks.generate import to_uint8
     z, c = sample_latents(G, num, seed, class_idx)
     device = next(G.parameters()).device
     ws_all, imgs = [], []

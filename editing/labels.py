@@ -19,7 +19,7 @@ import numpy as np
 
 from torch_utils import safe_json
 
-from .errors import EditingError
+from . import EditingError
 
 LABELS_LIMIT = 64 << 20   # hand labels of seeds: a few thousand entries
 

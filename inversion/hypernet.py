@@ -24,16 +24,8 @@ from .encoder import ConvBackbone
 
 def modulated_layers(G: nn.Module, include_torgb: bool = False) -> list[tuple[str, int, int]]:
     """(parameter name inside G.synthesis, out channels, in channels) of each modulated conv weight."""
-    found = []
-    for name, module in G.synthesis.named_modules():
-        weight = getattr(module, 'weight', None)
-        if not hasattr(module, 'affine') or not isinstance(weight, nn.Parameter) or weight.ndim != 4:
-            continue
-        is_torgb = bool(getattr(module, 'is_torgb', False)) or name.split('.')[-1] == 'torgb'
-        if is_torgb and not include_torgb:
-            continue
-        found.append((f'{name}.weight', int(weight.shape[0]), int(weight.shape[1])))
-    return found
+    return [(f'{layer.name}.weight', int(layer.module.weight.shape[0]), int(layer.module.weight.shape[1]))
+            for layer in G.synthesis.style_layers() if include_torgb or not layer.is_torgb]
 
 
 @records_init_kwargs

@@ -65,7 +65,7 @@ def generator_fingerprint(G: nn.Module) -> str:
 
 def generator_shape(G: nn.Module) -> dict:
     return dict(img_resolution=int(G.img_resolution), img_channels=int(G.img_channels), num_ws=int(G.num_ws),
-                w_dim=int(G.w_dim), z_dim=int(G.z_dim), c_dim=int(G.c_dim), family=type(G).__module__.split('.')[-1])
+                w_dim=int(G.w_dim), z_dim=int(G.z_dim), c_dim=int(G.c_dim), family=G.family)
 
 
 def save_inverter(inverter: Inverter, path: Union[str, os.PathLike]) -> None:
@@ -144,12 +144,12 @@ def _reconstruction(images, targets, perceptual, perceptual_weight, pixel_weight
 
 @dataclasses.dataclass
 class TrainOptions:
-    """How the encoder and hypernetwork are trained; invert.py --train-encoder sets encoder_steps and
-    hyper_steps (--train-steps), batch_size (--train-batch), learning_rate (--train-lr), w_avg_samples, seed."""
+    """How the encoder and hypernetwork are trained; invert.py --train-encoder sets the fields named as its
+    options (train_batch, train_lr, w_avg_samples, seed) and both stages' steps from --train-steps."""
     encoder_steps: int = 20000
     hyper_steps: int = 20000
-    batch_size: int = 8
-    learning_rate: float = 1e-4
+    train_batch: int = 8
+    train_lr: float = 1e-4
     iterations: int = 3
     perceptual_weight: float = 0.8
     pixel_weight: float = 1.0
@@ -179,9 +179,31 @@ def train_inverter(G: nn.Module, o: TrainOptions = TrainOptions(), *, perceptual
                    source: str = '') -> Inverter:
     """Train an encoder and a hypernetwork for G on G's own images; save to `out_path` as it goes."""
     G = G.eval().requires_grad_(False)
-    device = G.mapping.w_avg.device
     torch.manual_seed(o.seed)   # initial weights of the encoder and hypernetwork
-    gen = torch.Generator(device=device).manual_seed(o.seed)
+    gen = torch.Generator(device=G.mapping.w_avg.device).manual_seed(o.seed)
+    inverter, w_std = new_inverter(G, o, perceptual, source)
+    if stats_path:
+        os.makedirs(os.path.dirname(os.path.abspath(stats_path)), exist_ok=True)
+    stats_file = open(stats_path, 'a') if stats_path else None
+
+    def checkpoint():
+        if out_path is not None:
+            save_inverter(inverter, out_path)
+
+    try:
+        _train_encoder(inverter, G, o, gen, w_std, perceptual, stats_file, checkpoint, progress)
+        _train_hypernet(inverter, G, o, gen, perceptual, stats_file, checkpoint, progress)
+    finally:
+        if stats_file is not None:
+            stats_file.close()
+    checkpoint()
+    return inverter
+
+
+def new_inverter(G: nn.Module, o: TrainOptions, perceptual: Optional[Perceptual], source: str) -> tuple[Inverter, torch.Tensor]:
+    """An untrained encoder and hypernetwork for G (from the global RNG), and the std of W per dimension, the
+    unit of the encoder's latent loss."""
+    device = G.mapping.w_avg.device
     stats = latent_stats(G, o.w_avg_samples, c=every_class(G, o.w_avg_samples))   # it trains on every class
     encoder = LatentEncoder(img_resolution=G.img_resolution, img_channels=G.img_channels, num_ws=G.num_ws,
                             w_dim=G.w_dim, base_channels=o.base_channels, max_channels=o.max_channels,
@@ -196,89 +218,82 @@ def train_inverter(G: nn.Module, o: TrainOptions = TrainOptions(), *, perceptual
     hypernet = WeightHypernetwork(img_resolution=G.img_resolution, img_channels=G.img_channels, layers=layers,
                                   rank=o.rank, base_channels=o.base_channels, max_channels=o.max_channels,
                                   hidden=o.head_hidden).to(device)
-    w_avg = stats.w_avg.to(device)
     info = dict(generator=generator_shape(G), fingerprint=generator_fingerprint(G), source=str(source),
-                options=dict(encoder_steps=o.encoder_steps, hyper_steps=o.hyper_steps, batch_size=o.batch_size,
-                             learning_rate=o.learning_rate, iterations=o.iterations, perceptual_weight=o.perceptual_weight,
+                options=dict(encoder_steps=o.encoder_steps, hyper_steps=o.hyper_steps, batch_size=o.train_batch,
+                             learning_rate=o.train_lr, iterations=o.iterations, perceptual_weight=o.perceptual_weight,
                              pixel_weight=o.pixel_weight, latent_weight=o.latent_weight, delta_weight=o.delta_weight,
                              progressive_interval=o.progressive_interval, mixing_prob=o.mixing_prob, rank=o.rank,
                              perceptual=getattr(perceptual, 'name', None), seed=o.seed),
                 encoder_steps_done=0, hyper_steps_done=0)
-    inverter = Inverter(encoder, hypernet, w_avg, info)
-    scale = stats.w_std_dims.to(device)
-    if stats_path:
-        os.makedirs(os.path.dirname(os.path.abspath(stats_path)), exist_ok=True)
-    stats_file = open(stats_path, 'a') if stats_path else None
-    start_image = G.synthesis(w_avg.expand(o.batch_size, G.num_ws, -1), noise_mode='const')
+    return Inverter(encoder, hypernet, stats.w_avg.to(device), info), stats.w_std_dims.to(device)
 
-    def checkpoint():
-        if out_path is not None:
-            save_inverter(inverter, out_path)
 
-    try:
-        # Stage 1: the encoder.
-        encoder.train().requires_grad_(True)
-        opt = torch.optim.Adam(encoder.parameters(), lr=o.learning_rate)
-        encoder.active_offsets.fill_(1 if o.progressive_interval > 0 else G.num_ws)
-        t0 = time.time()
-        for step in tqdm(range(o.encoder_steps), desc='train encoder', unit='step', disable=not progress):
-            if o.progressive_interval > 0:
-                encoder.active_offsets.fill_(min(G.num_ws, 1 + step // o.progressive_interval))
-            targets, ws_true = sample_training_batch(G, o.batch_size, gen, o.mixing_prob)
-            ws = w_avg.expand(o.batch_size, G.num_ws, -1)
-            image = start_image
-            opt.zero_grad(set_to_none=True)
-            record = {}
-            for it in range(o.iterations):
-                # ReStyle: each iteration's prediction is supervised; inputs from earlier iterations are detached.
-                delta, offsets = encoder(targets, image.detach(), return_offsets=True)
-                ws = ws.detach() + delta
-                image = G.synthesis(ws, noise_mode='const')
-                loss, terms = _reconstruction(image, targets, perceptual, o.perceptual_weight, o.pixel_weight)
-                terms['latent'] = ((ws - ws_true) / scale).square().mean()
-                terms['delta'] = offsets[:, 1:].square().sum(dim=2).mean() if G.num_ws > 1 else torch.zeros([])
-                loss = loss + o.latent_weight * terms['latent'] + o.delta_weight * terms['delta']
-                (loss / o.iterations).backward()
-                record = {k: float(v.detach()) for k, v in terms.items()}
-            opt.step()
-            info['encoder_steps_done'] = step + 1
-            if (step + 1) % max(1, o.checkpoint_every // 10) == 0 or step + 1 == o.encoder_steps:
-                _log(stats_file, dict(stage='encoder', step=step + 1, seconds=round(time.time() - t0, 2),
-                                      active_offsets=int(encoder.active_offsets), **record))
-            if o.checkpoint_every and (step + 1) % o.checkpoint_every == 0:
-                checkpoint()
-        encoder.active_offsets.fill_(G.num_ws)
-        encoder.eval().requires_grad_(False)
+def _train_encoder(inverter: Inverter, G: nn.Module, o: TrainOptions, gen: torch.Generator, w_std: torch.Tensor,
+                   perceptual: Optional[Perceptual], stats_file, checkpoint, progress: bool) -> None:
+    """Stage 1: ReStyle iterations from w_avg, each supervised, with e4e's progressive offsets."""
+    encoder, w_avg, info = inverter.encoder, inverter.w_avg, inverter.info
+    start_image = G.synthesis(w_avg.expand(o.train_batch, G.num_ws, -1), noise_mode='const')
+    encoder.train().requires_grad_(True)
+    opt = torch.optim.Adam(encoder.parameters(), lr=o.train_lr)
+    encoder.active_offsets.fill_(1 if o.progressive_interval > 0 else G.num_ws)
+    t0 = time.time()
+    for step in tqdm(range(o.encoder_steps), desc='train encoder', unit='step', disable=not progress):
+        if o.progressive_interval > 0:
+            encoder.active_offsets.fill_(min(G.num_ws, 1 + step // o.progressive_interval))
+        targets, ws_true = sample_training_batch(G, o.train_batch, gen, o.mixing_prob)
+        ws = w_avg.expand(o.train_batch, G.num_ws, -1)
+        image = start_image
+        opt.zero_grad(set_to_none=True)
+        record = {}
+        for it in range(o.iterations):
+            # ReStyle: each iteration's prediction is supervised; inputs from earlier iterations are detached.
+            delta, offsets = encoder(targets, image.detach(), return_offsets=True)
+            ws = ws.detach() + delta
+            image = G.synthesis(ws, noise_mode='const')
+            loss, terms = _reconstruction(image, targets, perceptual, o.perceptual_weight, o.pixel_weight)
+            terms['latent'] = ((ws - ws_true) / w_std).square().mean()
+            terms['delta'] = offsets[:, 1:].square().sum(dim=2).mean() if G.num_ws > 1 else torch.zeros([])
+            loss = loss + o.latent_weight * terms['latent'] + o.delta_weight * terms['delta']
+            (loss / o.iterations).backward()
+            record = {k: float(v.detach()) for k, v in terms.items()}
+        opt.step()
+        info['encoder_steps_done'] = step + 1
+        if (step + 1) % max(1, o.checkpoint_every // 10) == 0 or step + 1 == o.encoder_steps:
+            _log(stats_file, dict(stage='encoder', step=step + 1, seconds=round(time.time() - t0, 2),
+                                  active_offsets=int(encoder.active_offsets), **record))
+        if o.checkpoint_every and (step + 1) % o.checkpoint_every == 0:
+            checkpoint()
+    encoder.active_offsets.fill_(G.num_ws)
+    encoder.eval().requires_grad_(False)
 
-        # Stage 2: the hypernetwork, on the frozen encoder's latents.
-        hypernet.train().requires_grad_(True)
-        opt = torch.optim.Adam(hypernet.parameters(), lr=o.learning_rate)
-        t0 = time.time()
-        for step in tqdm(range(o.hyper_steps), desc='train hypernetwork', unit='step', disable=not progress):
-            targets, _ = sample_training_batch(G, o.batch_size, gen, o.mixing_prob)
-            ws, image = encode(encoder, G, targets, w_avg, o.iterations)[-1]
-            offsets: dict[str, torch.Tensor] = {}
-            opt.zero_grad(set_to_none=True)
-            record = {}
-            for it in range(o.iterations):
-                delta = hypernet(targets, image.detach())
-                offsets = {k: (offsets[k].detach() if k in offsets else 0) + v for k, v in delta.items()}
-                image = synthesize(G, ws, offsets)
-                loss, terms = _reconstruction(image, targets, perceptual, o.perceptual_weight, o.pixel_weight)
-                (loss / o.iterations).backward()
-                record = {k: float(v.detach()) for k, v in terms.items()}
-            opt.step()
-            info['hyper_steps_done'] = step + 1
-            if (step + 1) % max(1, o.checkpoint_every // 10) == 0 or step + 1 == o.hyper_steps:
-                _log(stats_file, dict(stage='hypernet', step=step + 1, seconds=round(time.time() - t0, 2), **record))
-            if o.checkpoint_every and (step + 1) % o.checkpoint_every == 0:
-                checkpoint()
-        hypernet.eval().requires_grad_(False)
-    finally:
-        if stats_file is not None:
-            stats_file.close()
-    checkpoint()
-    return inverter
+
+def _train_hypernet(inverter: Inverter, G: nn.Module, o: TrainOptions, gen: torch.Generator,
+                    perceptual: Optional[Perceptual], stats_file, checkpoint, progress: bool) -> None:
+    """Stage 2: the hypernetwork's refinements, on the frozen encoder's latents."""
+    hypernet, info = inverter.hypernet, inverter.info
+    hypernet.train().requires_grad_(True)
+    opt = torch.optim.Adam(hypernet.parameters(), lr=o.train_lr)
+    t0 = time.time()
+    for step in tqdm(range(o.hyper_steps), desc='train hypernetwork', unit='step', disable=not progress):
+        targets, _ = sample_training_batch(G, o.train_batch, gen, o.mixing_prob)
+        ws, image = encode(inverter.encoder, G, targets, inverter.w_avg, o.iterations)[-1]
+        offsets: dict[str, torch.Tensor] = {}
+        opt.zero_grad(set_to_none=True)
+        record = {}
+        for it in range(o.iterations):
+            delta = hypernet(targets, image.detach())
+            offsets = {k: (offsets[k].detach() if k in offsets else 0) + v for k, v in delta.items()}
+            image = synthesize(G, ws, offsets)
+            loss, terms = _reconstruction(image, targets, perceptual, o.perceptual_weight, o.pixel_weight)
+            (loss / o.iterations).backward()
+            record = {k: float(v.detach()) for k, v in terms.items()}
+        opt.step()
+        info['hyper_steps_done'] = step + 1
+        if (step + 1) % max(1, o.checkpoint_every // 10) == 0 or step + 1 == o.hyper_steps:
+            _log(stats_file, dict(stage='hypernet', step=step + 1, seconds=round(time.time() - t0, 2), **record))
+        if o.checkpoint_every and (step + 1) % o.checkpoint_every == 0:
+            checkpoint()
+    hypernet.eval().requires_grad_(False)
 
 
 @dataclasses.dataclass
@@ -290,15 +305,15 @@ class HyperStyleResult:
 
 
 def invert_hyperstyle(inverter: Inverter, G: nn.Module, target: torch.Tensor, mask: Optional[torch.Tensor] = None,
-                      encoder_iterations: int = 5, hyper_iterations: int = 5) -> HyperStyleResult:
+                      encoder_iters: int = 5, hyper_iters: int = 5) -> HyperStyleResult:
     """One encoder pass plus ReStyle corrections, then HyperStyle's weight refinements."""
-    steps = encode(inverter.encoder, G, target, inverter.w_avg, encoder_iterations, mask=mask)
+    steps = encode(inverter.encoder, G, target, inverter.w_avg, encoder_iters, mask=mask)
     if steps:
         ws, image = steps[-1]
     else:
         ws = inverter.w_avg.expand(target.shape[0], G.num_ws, -1).clone()
         image = synthesize(G, ws)
-    refinements = refine(inverter.hypernet, G, target, ws, hyper_iterations, mask=mask)
+    refinements = refine(inverter.hypernet, G, target, ws, hyper_iters, mask=mask)
     offsets = refinements[-1][0] if refinements else {}
     if refinements:
         image = refinements[-1][1]

@@ -1,4 +1,5 @@
-"""What an inversion leaves on disk: images, latents, videos, tuned snapshots, stats. Every write is atomic."""
+"""What an inversion leaves on disk besides images and videos (torch_utils.media): latents and tuned
+snapshots. Every write is atomic."""
 from __future__ import annotations
 
 import os
@@ -8,31 +9,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from networks.generate import save_image, to_uint8
 from networks.snapshot import export_pt, save_snapshot, zipfile_like
 from torch_utils.atomic import atomic_write
 
 PathLike = Union[str, os.PathLike]
-
-
-def image_uint8(images: torch.Tensor) -> np.ndarray:
-    """First image of an NCHW batch in [-1, 1] as [H, W, C] uint8."""
-    return to_uint8(images[:1].detach().cpu())[0]
-
-
-def side_by_side(*panels: np.ndarray, gap: int = 0) -> np.ndarray:
-    """Panels [H, W, C] left to right (target | reconstruction)."""
-    h, c = panels[0].shape[0], panels[0].shape[2]
-    parts = []
-    for i, p in enumerate(panels):
-        if i and gap:
-            parts.append(np.full([h, gap, c], 255, np.uint8))
-        parts.append(p)
-    return np.concatenate(parts, axis=1)
-
-
-def save_png(array: np.ndarray, path: PathLike) -> None:
-    save_image(array, path)
 
 
 def save_latents(path: PathLike, ws: torch.Tensor, space: str, noise: Optional[dict] = None, **extra) -> None:

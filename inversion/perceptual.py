@@ -1,4 +1,4 @@
-"""Perceptual distances for inversion: NVIDIA's VGG16 TorchScript, the `lpips` package, or a random backbone.
+"""Perceptual distances for inversion: NVIDIA's VGG16 TorchScript or the `lpips` package.
 
 Every kind is wrapped in `Perceptual`, which has two steps so that a fixed target is embedded once:
 `embed(target, mask)` and `distance(embedding, image, mask) -> [N]`. Images are float NCHW in [-1, 1].
@@ -9,7 +9,8 @@ constant fill), so the distance is blind to whatever the photo shows outside the
 
 Nothing heavy is imported until a kind is asked for: the `lpips` package pulls in torchvision, which does
 not import next to every torch build, and NVIDIA's VGG16 is a download. Missing weights are an error that
-says what to provide; the random backbone exists for tests and is only used when asked for by name.
+says what to provide. The tests, which can download neither, use an untrained backbone instead:
+`--perceptual=random`, accepted only where $SG3C_TEST_PERCEPTUAL is 1, so that no user gets a meaningless loss.
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from torch_utils.cli import UserError
 
 VGG16_URL = 'https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/vgg16.pt'
 KINDS_HELP = ("'vgg16' (NVIDIA's VGG16 LPIPS TorchScript, downloaded once), a path or URL to that vgg16.pt, "
-              "'lpips' (the lpips package, VGG), 'random' (untrained backbone, for tests only) or 'none'")
+              "'lpips' (the lpips package, VGG) or 'none'")
+TEST_BACKBONE_ENV = 'SG3C_TEST_PERCEPTUAL'   # '1' lets the tests ask for 'random' (RandomBackbone)
 
 
 class PerceptualUnavailable(UserError):
@@ -186,7 +188,7 @@ def load_perceptual(kind: Optional[str], device: Union[str, torch.device] = 'cpu
     kind = (kind or 'none').strip()
     if kind == 'none':
         return None
-    if kind == 'random':
+    if kind == 'random' and os.environ.get(TEST_BACKBONE_ENV) == '1':
         return Perceptual(RandomBackbone(), 'random').to(device)
     if kind == 'lpips':
         return load_lpips_package(device)

@@ -91,12 +91,12 @@ def noise_buffers(G: nn.Module) -> dict[str, torch.Tensor]:
 
 @dataclasses.dataclass
 class ProjectOptions:
-    """The projection recipe (NVIDIA's projector defaults); invert.py sets space, num_steps (--steps),
-    initial_learning_rate (--lr), the two loss weights and w_avg_samples."""
+    """The projection recipe (NVIDIA's projector defaults); invert.py sets the fields named as its options:
+    space, steps, lr, the two loss weights and w_avg_samples."""
     space: str = 'w'
-    num_steps: int = 1000
+    steps: int = 1000
     w_avg_samples: int = 10000
-    initial_learning_rate: float = 0.1
+    lr: float = 0.1
     initial_noise_factor: float = 0.05
     lr_rampdown_length: float = 0.25
     lr_rampup_length: float = 0.05
@@ -137,16 +137,16 @@ def project(G: nn.Module, target: torch.Tensor, o: ProjectOptions = ProjectOptio
     for buf in noise.values():
         buf.copy_(torch.randn(buf.shape, generator=gen, device=device))
         buf.requires_grad_(True)
-    optimizer = torch.optim.Adam([w_opt] + list(noise.values()), lr=o.initial_learning_rate, betas=(0.9, 0.999))
+    optimizer = torch.optim.Adam([w_opt] + list(noise.values()), lr=o.lr, betas=(0.9, 0.999))
     criterion = ReconstructionLoss(target, mask, perceptual, o.perceptual_weight, o.pixel_weight)
 
     history = []
-    ws_steps = torch.zeros([o.num_steps, G.num_ws, G.w_dim]) if record_steps else None
+    ws_steps = torch.zeros([o.steps, G.num_ws, G.w_dim]) if record_steps else None
     # Counted by hand after each finished step: iterating a tqdm shows one step less in its last draw (349/350).
-    bar = tqdm(total=o.num_steps, desc=f'project {o.space.upper()}', unit='step', disable=not progress, leave=False)
-    for step in range(o.num_steps):
-        t = step / o.num_steps
-        lr = learning_rate(step, o.num_steps, o.initial_learning_rate, o.lr_rampup_length, o.lr_rampdown_length)
+    bar = tqdm(total=o.steps, desc=f'project {o.space.upper()}', unit='step', disable=not progress, leave=False)
+    for step in range(o.steps):
+        t = step / o.steps
+        lr = learning_rate(step, o.steps, o.lr, o.lr_rampup_length, o.lr_rampdown_length)
         for group in optimizer.param_groups:
             group['lr'] = lr
         # Jitter the latent early on so that the optimiser does not lock into the nearest local minimum.

@@ -50,11 +50,11 @@ def locality_latents(G: nn.Module, pivot: torch.Tensor, num: int, alpha: float, 
 
 @dataclasses.dataclass
 class TuningOptions:
-    """PTI's tuning recipe (see the module docstring); invert.py sets num_steps (--pti-steps), learning_rate
-    (--pti-lr), locality, and the loss weights (l2_weight from --pixel-weight)."""
-    num_steps: int = 350
-    learning_rate: float = 3e-4
-    l2_weight: float = 1.0
+    """PTI's tuning recipe (see the module docstring); invert.py sets the fields named as its options:
+    pti_steps, pti_lr, locality and the two loss weights."""
+    pti_steps: int = 350
+    pti_lr: float = 3e-4
+    pixel_weight: float = 1.0
     perceptual_weight: float = 1.0
     perceptual_threshold: Optional[float] = 0.06
     locality: bool = True
@@ -82,17 +82,17 @@ def pivotal_tuning(G: nn.Module, target: torch.Tensor, pivot: torch.Tensor, o: T
     params = [p for p in tuned.synthesis.parameters()]
     for p in params:
         p.requires_grad_(True)
-    optimizer = torch.optim.Adam(params, lr=o.learning_rate, betas=(0.9, 0.999))
-    criterion = ReconstructionLoss(target, mask, perceptual, o.perceptual_weight, o.l2_weight)
+    optimizer = torch.optim.Adam(params, lr=o.pti_lr, betas=(0.9, 0.999))
+    criterion = ReconstructionLoss(target, mask, perceptual, o.perceptual_weight, o.pixel_weight)
     gen = torch.Generator(device=device).manual_seed(seed)
     pivot = pivot.detach().to(device)
     use_perceptual = perceptual is not None and o.locality_perceptual_weight > 0
 
     history = []
     frames = [] if record_every else None
-    bar = tqdm(total=o.num_steps, desc='PTI tuning', unit='step', disable=not progress, leave=False)
+    bar = tqdm(total=o.pti_steps, desc='PTI tuning', unit='step', disable=not progress, leave=False)
     steps = 0
-    for step in range(o.num_steps):
+    for step in range(o.pti_steps):
         images = tuned.synthesis(pivot, noise_mode='const')
         terms = criterion.terms(images)
         # PTI stops once the reconstruction is perceptually close enough; tuning further only overfits.

@@ -5,18 +5,18 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Callable, Optional, Union
+from typing import Callable, Mapping, Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from editing.video import write_frames
 from networks.generate import ClassLabelError, class_label, default_device
-from networks.snapshot import load_generator, load_snapshot, recorded_class_names
+from networks.snapshot import NO_MODELS, Source, load_generator, load_snapshot, recorded_class_names, resolve_source
 from torch_utils.cli import UserError
 from torch_utils.jsonl import append_jsonl, read_jsonl
+from torch_utils.media import image_uint8, save_image, side_by_side, write_frames
 
 from . import outputs
 from .hyperstyle import Inverter, TrainOptions, invert_hyperstyle, load_inverter, train_inverter
@@ -33,10 +33,6 @@ METHODS = ('project', 'pti', 'hyperstyle')
 # w_avg; the pivot is meant to be the best W projection.
 PROJECT_STEPS = {'project': 1000, 'pti': 450}
 MAX_VIDEO_FRAMES = 150
-
-
-class InversionError(UserError):
-    """Options that cannot work together, or targets of which none could be inverted."""
 
 
 @dataclasses.dataclass
@@ -88,19 +84,20 @@ class InvertOptions:
     train_lr: float = 1e-4
     w_avg_samples: int = 10000
 
+    # Each stage's recipe takes these options under the same names; None picks the method's default.
     def projection(self) -> ProjectOptions:
-        return ProjectOptions(space=self.space, num_steps=self.steps if self.steps is not None else PROJECT_STEPS[self.method],
-                              initial_learning_rate=self.lr if self.lr is not None else 0.1,
+        return ProjectOptions(space=self.space, steps=self.steps if self.steps is not None else PROJECT_STEPS[self.method],
+                              lr=self.lr if self.lr is not None else ProjectOptions.lr,
                               perceptual_weight=self.perceptual_weight, pixel_weight=self.pixel_weight,
                               w_avg_samples=self.w_avg_samples)
 
     def tuning(self) -> TuningOptions:
-        return TuningOptions(num_steps=self.pti_steps, learning_rate=self.pti_lr, l2_weight=self.pixel_weight,
+        return TuningOptions(pti_steps=self.pti_steps, pti_lr=self.pti_lr, pixel_weight=self.pixel_weight,
                              perceptual_weight=self.perceptual_weight, locality=self.locality)
 
     def training(self) -> TrainOptions:
-        return TrainOptions(encoder_steps=self.train_steps, hyper_steps=self.train_steps, batch_size=self.train_batch,
-                            learning_rate=self.train_lr, iterations=3, w_avg_samples=self.w_avg_samples, seed=self.seed)
+        return TrainOptions(encoder_steps=self.train_steps, hyper_steps=self.train_steps, train_batch=self.train_batch,
+                            train_lr=self.train_lr, iterations=3, w_avg_samples=self.w_avg_samples, seed=self.seed)
 
 
 def invert(G: nn.Module, target: Target, opts: InvertOptions, *, perceptual: Optional[Perceptual],
@@ -132,7 +129,7 @@ def invert(G: nn.Module, target: Target, opts: InvertOptions, *, perceptual: Opt
                    record_steps=opts.video, progress=progress, callback=_stage(callback, 'project'))
     frames = []
     if opts.video:
-        every = max(1, recipe.num_steps // (MAX_VIDEO_FRAMES if method == 'project' else MAX_VIDEO_FRAMES // 2))
+        every = max(1, recipe.steps // (MAX_VIDEO_FRAMES if method == 'project' else MAX_VIDEO_FRAMES // 2))
         with torch.no_grad():
             for ws in proj.ws_steps[::every]:
                 frames.append(proj.G.synthesis(ws[None].to(device), noise_mode='const').cpu())
@@ -140,7 +137,7 @@ def invert(G: nn.Module, target: Target, opts: InvertOptions, *, perceptual: Opt
         with torch.no_grad():
             image = proj.G.synthesis(proj.ws, noise_mode='const')
         return Inversion('project', opts.space, proj.ws, image, proj.G, False, proj.noise, frames,
-                         dict(project=recipe.num_steps))
+                         dict(project=recipe.steps))
 
     tuning = pivotal_tuning(proj.G, image_t, proj.ws, opts.tuning(), mask=mask, perceptual=perceptual, c=c,
                             seed=opts.seed,
@@ -150,7 +147,7 @@ def invert(G: nn.Module, target: Target, opts: InvertOptions, *, perceptual: Opt
         image = tuning.G.synthesis(tuning.ws, noise_mode='const')
     frames += tuning.images_steps or []
     return Inversion('pti', 'w', tuning.ws, image, tuning.G, True, proj.noise, frames,
-                     dict(project=recipe.num_steps, pti=tuning.steps))
+                     dict(project=recipe.steps, pti=tuning.steps))
 
 
 def _stage(callback, stage: str):
@@ -160,7 +157,7 @@ def _stage(callback, stage: str):
 def measure(result: Inversion, target: Target) -> dict:
     """PSNR and SSIM of the reconstruction against the target, inside the mask when there is one."""
     a = target.uint8()
-    b = outputs.image_uint8(result.image)
+    b = image_uint8(result.image)
     mask = target.mask[0, 0].cpu().numpy() > 0 if target.mask is not None else None
     return dict(psnr=round(psnr(a, b, mask), 3), ssim=round(ssim(a, b, mask), 4))
 
@@ -170,14 +167,14 @@ def write_outputs(result: Inversion, target: Target, outdir: str, *, snapshot: O
     """Reconstruction, side-by-side, latents, video and tuned snapshot of one inversion; returns their paths."""
     base = os.path.join(outdir, f'{target.name}_{result.tag}')
     target_u8 = target.uint8()
-    recon_u8 = outputs.image_uint8(result.image)
+    recon_u8 = image_uint8(result.image)
     files = dict(reconstruction=base + '.png', compare=base + '_compare.png', latents=base + '.npz')
-    outputs.save_png(recon_u8, files['reconstruction'])
-    outputs.save_png(outputs.side_by_side(target_u8, recon_u8), files['compare'])
+    save_image(recon_u8, files['reconstruction'])
+    save_image(side_by_side(target_u8, recon_u8), files['compare'])
     outputs.save_latents(files['latents'], result.ws, result.space, result.noise, method=result.method)
     if video and result.frames:
         files['video'] = base + '.mp4'
-        write_frames(files['video'], [outputs.side_by_side(target_u8, outputs.image_uint8(f)) for f in result.frames],
+        write_frames(files['video'], [side_by_side(target_u8, image_uint8(f)) for f in result.frames],
                      fps=10)
     if result.tuned and snapshot is not None:
         files['snapshot'] = base + outputs.snapshot_suffix(source)
@@ -204,10 +201,11 @@ def output_names(images: list[str], outdir: str) -> dict[str, str]:
 
 def run_inversion(opts: InvertOptions, *, perceptual: Optional[Perceptual] = None,
                   device: Union[str, torch.device] = 'cpu', save_target: bool = True,
-                  log: Callable[[str], None] = print) -> list[dict]:
-    """Invert one photo or a folder of photos into `opts.network`; unreadable photos are reported and skipped."""
+                  log: Callable[[str], None] = print, source: Optional[Source] = None) -> list[dict]:
+    """Invert one photo or a folder of photos into `opts.network` (read from `source`, where the caller has
+    resolved it); unreadable photos are reported and skipped."""
     network, outdir, method = opts.network, opts.outdir, opts.method
-    snapshot = load_snapshot(network)
+    snapshot = load_snapshot(source or network)
     G = snapshot['G_ema'].eval().requires_grad_(False).to(device)
     G.class_names = recorded_class_names(snapshot, int(G.c_dim))   # --class=jacket, as gen_images.py takes it
     pairs = list_targets(opts.target, opts.mask)
@@ -238,10 +236,10 @@ def run_inversion(opts: InvertOptions, *, perceptual: Optional[Perceptual] = Non
         result = invert(G, prepared, opts, perceptual=perceptual, inverter=inverter, stats=stats)
         seconds = time.time() - start
         if save_target:
-            outputs.save_png(prepared.uint8(), os.path.join(outdir, f'{prepared.name}_target.png'))
+            save_image(prepared.uint8(), os.path.join(outdir, f'{prepared.name}_target.png'))
             if prepared.mask is not None:
                 m = (prepared.mask[0, 0].cpu().numpy() * 255).astype(np.uint8)[:, :, None]
-                outputs.save_png(m, os.path.join(outdir, f'{prepared.name}_mask.png'))
+                save_image(m, os.path.join(outdir, f'{prepared.name}_mask.png'))
         files = write_outputs(result, prepared, outdir, snapshot=snapshot, source=network, video=opts.video)
         record = dict(target=str(image_path), name=prepared.name, mask=mask_path, method=result.method,
                       space=result.space, network=str(network), seconds=round(seconds, 3), steps=result.steps,
@@ -254,38 +252,41 @@ def run_inversion(opts: InvertOptions, *, perceptual: Optional[Perceptual] = Non
     return records
 
 
-def run_job(opts: InvertOptions, log: Callable[[str], None] = print) -> list[dict]:
+def run_job(opts: InvertOptions, log: Callable[[str], None] = print,
+            models: Mapping[str, str] = NO_MODELS) -> list[dict]:
     """Everything invert.py does: check the options, load the perceptual loss, train a HyperStyle inverter
-    if asked, invert the targets. Failures a user can cause raise UserError subclasses."""
+    if asked, invert the targets. `models` is the table of shipped models that --network may name
+    (networks.snapshot.resolve_source). Failures a user can cause raise UserError subclasses."""
     if opts.train_encoder and opts.method != 'hyperstyle':
-        raise InversionError('--train-encoder belongs to --method=hyperstyle')
+        raise UserError('--train-encoder belongs to --method=hyperstyle')
     if not opts.train_encoder and not opts.target:
-        raise InversionError('--target (or --input_image) is required')
+        raise UserError('--target (or --input_image) is required')
     if opts.method == 'pti' and opts.space != 'w':
-        raise InversionError('PTI pivots in W: leave --space at w')
+        raise UserError('PTI pivots in W: leave --space at w')
     if opts.method == 'hyperstyle' and not opts.train_encoder and not opts.encoder:
-        raise InversionError('--method=hyperstyle needs --encoder=PATH; train one with '
+        raise UserError('--method=hyperstyle needs --encoder=PATH; train one with '
                              '--method=hyperstyle --train-encoder --network=... --outdir=...')
+    source = resolve_source(opts.network, models)
     device = default_device() if opts.device == 'auto' else torch.device(opts.device)
     torch.manual_seed(opts.seed)
     perceptual = load_perceptual(opts.perceptual, device)
     if perceptual is None and opts.pixel_weight <= 0:
-        raise InversionError('--perceptual=none with --pixel-weight=0 leaves nothing to optimise')
+        raise UserError('--perceptual=none with --pixel-weight=0 leaves nothing to optimise')
     if opts.train_encoder:
         opts = dataclasses.replace(opts, encoder=opts.encoder or os.path.join(opts.outdir, 'hyperstyle.pt'))
-        G = load_generator(opts.network, device=device)
+        G = load_generator(source, device=device)
         train_inverter(G, opts.training(), perceptual=perceptual, out_path=opts.encoder,
                        stats_path=os.path.join(os.path.dirname(os.path.abspath(opts.encoder)), 'hyperstyle_train.jsonl'),
                        source=str(opts.network))
         log(f'wrote {opts.encoder}')
         if not opts.target:
             return []
-    records = run_inversion(opts, perceptual=perceptual, device=device, log=log)
+    records = run_inversion(opts, perceptual=perceptual, device=device, log=log, source=source)
     done = [r for r in records if 'skipped' not in r]
     if len(records) == 1 and not done:   # one photo: its own reason is the error
-        raise InversionError(records[0]['skipped'])
+        raise UserError(records[0]['skipped'])
     if not done:
-        raise InversionError(f'{opts.target}: no image could be inverted')
+        raise UserError(f'{opts.target}: no image could be inverted')
     log(f'inverted {len(done)} image(s) into {opts.outdir}' +
         (f'; skipped {len(records) - len(done)}' if len(done) < len(records) else ''))
     return records

@@ -1,4 +1,4 @@
-"""Generating images from seeds: latents, labels, StyleGAN3 input transforms, uint8 conversion, grids.
+"""Generating images from seeds: latents, labels, StyleGAN3 input transforms, batched synthesis.
 
 Seeds map to latents exactly as NVIDIA's tools do (`np.random.RandomState(seed).randn(1, z_dim)`), so the
 same seed gives the same garment here and in the official tools.
@@ -6,52 +6,18 @@ same seed gives the same garment here and in the official tools.
 from __future__ import annotations
 
 import math
-import os
-import re
 from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
-import PIL.Image
 import torch
 
-from torch_utils.atomic import atomic_output
-from torch_utils.cli import UserError, parse_finite
+from torch_utils.cli import UserError
 from torch_utils.cuda_graph import GraphedFunction
+from torch_utils.media import to_uint8
 
 
 class ClassLabelError(UserError, ValueError):
     """A class index missing for a conditional network, or out of its range."""
-
-
-def parse_range(text: Union[str, Sequence[int]]) -> list[int]:
-    """'0,1,4-6' -> [0, 1, 4, 5, 6]."""
-    if not isinstance(text, str):
-        return [int(v) for v in text]
-    values = []
-    for part in text.split(','):
-        part = part.strip()
-        m = re.fullmatch(r'(\d+)-(\d+)', part)
-        if m:
-            first, last = int(m.group(1)), int(m.group(2))
-            if first > last:
-                raise ValueError(f'{part!r}: the range is reversed (write {last}-{first})')
-            values.extend(range(first, last + 1))
-        elif re.fullmatch(r'\d+', part):
-            values.append(int(part))
-        else:
-            raise ValueError(f'{part!r} is not a number or a range like 4-6')
-    return values
-
-
-def parse_vec2(text: Union[str, Sequence[float]]) -> tuple[float, float]:
-    """'0.3,1' -> (0.3, 1.0)."""
-    if not isinstance(text, str):
-        a, b = text
-        return float(a), float(b)
-    parts = text.split(',')
-    if len(parts) != 2:
-        raise ValueError(f'{text!r} is not two comma-separated numbers')
-    return parse_finite(parts[0], text), parse_finite(parts[1], text)
 
 
 def default_device() -> torch.device:
@@ -107,31 +73,6 @@ def set_input_transform(G: torch.nn.Module, translate=(0, 0), rotate_deg: float 
         return False
     inp.transform.copy_(torch.from_numpy(np.linalg.inv(input_transform(translate, rotate_deg))))
     return True
-
-
-def to_uint8(img: torch.Tensor) -> np.ndarray:
-    """[N, C, H, W] in [-1, 1] -> [N, H, W, C] uint8."""
-    return (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
-
-
-def save_image(array: np.ndarray, path: Union[str, os.PathLike]) -> None:
-    """Write an [H, W, C] uint8 array as PNG (atomically: a crash never leaves half an image)."""
-    image = PIL.Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array, 'L' if array.shape[2] == 1 else 'RGB')
-    with atomic_output(path) as tmp:   # no fsync: a crash must not leave half an image, power loss may
-        image.save(tmp, format='PNG')
-
-
-def image_grid(images: Sequence[np.ndarray], cols: Optional[int] = None) -> np.ndarray:
-    """Tile [H, W, C] images into one image, `cols` per row (default: as square as possible)."""
-    n = len(images)
-    cols = cols or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    h, w, c = images[0].shape
-    grid = np.full([rows * h, cols * w, c], 255, dtype=np.uint8)
-    for i, im in enumerate(images):
-        r, q = divmod(i, cols)
-        grid[r * h:(r + 1) * h, q * w:(q + 1) * w] = im
-    return grid
 
 
 @torch.no_grad()

@@ -9,6 +9,7 @@ Module and parameter names follow NVIDIA's state-dict layout (`weight`, `bias`, 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
@@ -19,6 +20,18 @@ from torch_utils import distributed
 from torch_utils.ops.bias_act import bias_act, default_gain
 from torch_utils.ops.conv2d_resample import conv2d_resample
 from torch_utils.ops.upfirdn2d import setup_filter
+
+
+@dataclass(frozen=True)
+class StyleLayer:
+    """One modulated layer of a synthesis network: the ws row it reads, its name inside the synthesis
+    network, the module (whose `affine` maps w to its styles and whose `weight` it modulates), the
+    resolution it works at, and whether it is a ToRGB layer."""
+    w_index: int
+    name: str
+    module: nn.Module
+    resolution: int
+    is_torgb: bool
 
 
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
@@ -161,7 +174,11 @@ class MappingNetwork(nn.Module):
 
 
 class MappedGenerator(nn.Module):
-    """G(z, c) = synthesis(mapping(z, c)): the outer generator of both families, around their synthesis."""
+    """G(z, c) = synthesis(mapping(z, c)): the outer generator of both families, around their synthesis.
+    Each family names itself in `family` ('stylegan2', 'stylegan3'); its synthesis network lists its
+    modulated layers in `style_layers()`."""
+
+    family = ''
 
     def __init__(self, synthesis: nn.Module, z_dim: int, c_dim: int, mapping_kwargs: dict):
         super().__init__()

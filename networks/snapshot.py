@@ -19,6 +19,7 @@ file is a SnapshotError whose message is one line naming the file.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import json
 import math
@@ -27,7 +28,8 @@ import pickle
 import re
 import threading
 from collections import OrderedDict
-from typing import Any, Iterator, Optional, Union
+from types import MappingProxyType
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -35,6 +37,7 @@ from torch import nn
 from torch_utils import safe_pickle
 from torch_utils.atomic import atomic_write
 from torch_utils.cli import UserError, did_you_mean
+from torch_utils.download import download_cached, is_url
 from torch_utils.safe_pickle import one_line
 
 from . import discriminator, stylegan2, stylegan3
@@ -45,6 +48,8 @@ PT_FORMAT = 'stylegan3-clothing/snapshot'
 SNAPSHOT_GLOB = 'network-snapshot-*.pkl'
 BEST_FILE = 'best.json'      # in a run directory: the best snapshot by its first metric (metrics.best)
 BEST_SUFFIX = ':best'
+LATEST = 'latest'            # train.py --resume=latest: the newest run of --outdir
+NO_MODELS: Mapping[str, str] = MappingProxyType({})   # no table of shipped models (see resolve_source)
 PT_VERSION = 1
 NETWORK_KEYS = ('G', 'D', 'G_ema', 'augment_pipe')
 NOT_A_SNAPSHOT = ('not a network snapshot (expected a .pkl from train.py or NVIDIA, a .pt export, '
@@ -314,20 +319,28 @@ def network_record(module: nn.Module) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Reading.
 
-def _network(key: str, value: Any) -> Optional[nn.Module]:
-    """The network stored under `key` (None stays None)."""
+def _record(key: str, value: Any) -> Optional[dict]:
+    """The record of the network stored under `key` (None stays None), checked for its form but not built."""
     if value is None:
         return None
     if isinstance(value, _PersistentObject):
-        record = _nvidia_record(value)
-    elif isinstance(value, _NetworkRecord):
-        record = value.record
-    elif isinstance(value, dict) and 'family' in value:   # .pt exports hold plain records
-        record = value
-    else:
-        raise SnapshotError(f'{key} is a {type(value).__name__}, not a network')
+        return _nvidia_record(value)
+    if isinstance(value, _NetworkRecord):
+        return value.record
+    if isinstance(value, dict) and 'family' in value:   # .pt exports hold plain records
+        return value
+    raise SnapshotError(f'{key} is a {type(value).__name__}, not a network')
+
+
+def _network(key: str, record: Optional[dict], asked: bool) -> Optional[nn.Module]:
+    """The network of a record. An optional family (the augment pipe) whose module is not loaded gives None,
+    unless the key was asked for by name."""
+    if record is None:
+        return None
     family = record.get('family') if isinstance(record, dict) else None
     if isinstance(family, str) and family in OPTIONAL_FAMILIES and family not in FAMILIES:
+        if asked:
+            raise SnapshotError(f'{key}: building a {family} needs {OPTIONAL_FAMILIES[family]} imported first')
         return None
     try:
         return build_network(record)
@@ -335,8 +348,8 @@ def _network(key: str, value: Any) -> Optional[nn.Module]:
         raise SnapshotError(f'{key}: {e}') from None
 
 
-def _snapshot_dict(data: dict, networks: Any) -> dict:
-    """Check the layout of a loaded file and build its networks."""
+def _snapshot_dict(data: dict, networks: Any, keys: Optional[Sequence[str]]) -> dict:
+    """Check the layout of a loaded file and build its networks (those of `keys`; None: all)."""
     # Exports may hold G_ema alone (pretrained/, PTI results); a file with none of G, D, G_ema is no snapshot.
     if not isinstance(networks, dict) or not all(isinstance(k, str) for k in networks) \
             or not {'G', 'D', 'G_ema'} & set(networks) or not set(networks) <= set(NETWORK_KEYS):
@@ -347,50 +360,82 @@ def _snapshot_dict(data: dict, networks: Any) -> dict:
     for key in ('training_set_kwargs', 'training_state'):
         if out.get(key) is not None and not isinstance(out[key], dict):
             raise SnapshotError(f'{key} is a {type(out[key]).__name__}, not a dict')
-    out.update({key: None for key in ('G', 'D', 'G_ema')})
-    out.update({key: _network(key, value) for key, value in networks.items()})
+    out.update({key: None for key in NETWORK_KEYS})
+    for key, value in networks.items():
+        record = _record(key, value)   # every network's form is checked; only those asked for are built
+        if keys is None or key in keys:
+            out[key] = _network(key, record, asked=keys is not None)
     return out
 
 
-def _read_snapshot(path: str) -> dict:
+def _read_snapshot(path: str, keys: Optional[Sequence[str]]) -> dict:
     with open(path, 'rb') as f:
         head = f.read(4)
         if head == b'PK\x03\x04':   # a torch.save archive: our .pt exports
             data = safe_pickle.load_torch_zip(path, _SNAPSHOT_GLOBALS, walk=_WALK)
             if not isinstance(data, dict) or data.get('format') != PT_FORMAT:
                 raise SnapshotError(NOT_A_SNAPSHOT)
-            return _snapshot_dict({'training_set_kwargs': data.get('training_set_kwargs')}, data.get('networks'))
+            return _snapshot_dict({'training_set_kwargs': data.get('training_set_kwargs')}, data.get('networks'), keys)
         if head[:1] != b'\x80':   # every pickle of protocol 2 or later starts with PROTO
             raise SnapshotError(NOT_A_SNAPSHOT)
         data = safe_pickle.loads(head + f.read(), _SNAPSHOT_GLOBALS, walk=_WALK)
     if not isinstance(data, dict):
         raise SnapshotError(NOT_A_SNAPSHOT)
-    return _snapshot_dict(data, {key: value for key, value in data.items() if key in NETWORK_KEYS})
+    return _snapshot_dict(data, {key: value for key, value in data.items() if key in NETWORK_KEYS}, keys)
 
 
-def resolve_source(source: PathLike, download: bool = True) -> str:
-    """The snapshot file that `--network` names: a file as is, a URL downloaded (or left as is without
-    `download`), a short name of a model in pretrained/ ('garments'), RUN_DIR:best (the snapshot best.json
-    names), a run directory's newest snapshot, or the newest of the newest run in an outdir."""
-    source = str(source)
-    if re.match(r'^https?://', source):
-        if not download:
-            return source
-        from torch_utils.download import download_cached
-        return str(download_cached(source))
-    if source.endswith(BEST_SUFFIX) and not os.path.exists(source):
-        return best_snapshot(source[:-len(BEST_SUFFIX)])
-    if not os.path.exists(source):   # a short name of a model shipped in pretrained/ ('garments')
-        from pretrained import MODELS, resolve_pretrained
-        found = resolve_pretrained(source)
-        if found is None:
-            raise SnapshotError(f'{source}: no such file or directory, and not a model in pretrained/ '
-                                f'({", ".join(MODELS)}){did_you_mean(source, [*MODELS, *_siblings(source)])}')
-        source = found
-    latest = find_latest_snapshot(source)
-    if latest is None:
-        raise SnapshotError(f'{source}: directory holds no {SNAPSHOT_GLOB}')
-    return latest
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """A snapshot as `resolve_source` found it. `path` is the snapshot file for kinds 'file', 'pretrained'
+    (a model shipped in pretrained/) and 'best' (the one RUN_DIR/best.json names); the URL for 'url'; the
+    directory for 'run' (a run directory, or a folder of runs) and 'latest' (the folder of runs whose newest
+    run is meant). `snapshot_file` turns any of them into the local file to read."""
+    path: str
+    kind: str
+
+
+def resolve_source(text: Union[PathLike, Source], models: Mapping[str, str] = NO_MODELS,
+                   outdir: Optional[PathLike] = None) -> Source:
+    """What `--network` (every script, the app) or `--resume` (train.py) names: a URL, RUN_DIR:best, a
+    directory, a file, or the short name of a shipped model. `models` is the table of shipped models (short
+    name -> file, as pretrained.shipped_models() gives it; this layer cannot import it), each also found by
+    its file name with or without the suffix; an existing path wins over a name. With `outdir`, 'latest'
+    names the newest run there (train.py --resume=latest)."""
+    if isinstance(text, Source):
+        return text
+    text = os.fspath(text)
+    if is_url(text):
+        return Source(text, 'url')
+    if text == LATEST and outdir is not None:
+        return Source(os.fspath(outdir), 'latest')
+    if text.endswith(BEST_SUFFIX) and not os.path.exists(text):
+        return Source(best_snapshot(text[:-len(BEST_SUFFIX)]), 'best')
+    if os.path.isdir(text):
+        return Source(text, 'run')
+    if os.path.isfile(text):
+        return Source(text, 'file')
+    for name, path in models.items():
+        if text in (name, os.path.basename(path), os.path.splitext(os.path.basename(path))[0]):
+            if not os.path.isfile(path):
+                raise SnapshotError(f'{path}: the {name!r} model is missing from this checkout')
+            return Source(path, 'pretrained')
+    if os.path.exists(text):
+        raise SnapshotError(f'{text}: not a regular file or directory')
+    shipped = f', and not the name of a model in pretrained/ ({", ".join(models)})' if models else ' or directory'
+    raise SnapshotError(f'{text}: no such file{shipped}{did_you_mean(text, [*models, *_siblings(text)])}')
+
+
+def snapshot_file(source: Source) -> str:
+    """The local file to read for `source`: a URL downloaded once into the cache, a run directory's newest
+    snapshot, the newest snapshot of the newest run of a folder of runs."""
+    if source.kind == 'url':
+        return str(download_cached(source.path))
+    if source.kind in ('run', 'latest'):
+        latest = find_latest_snapshot(source.path)
+        if latest is None:
+            raise SnapshotError(f'{source.path}: directory holds no {SNAPSHOT_GLOB}')
+        return latest
+    return source.path
 
 
 def _siblings(path: str) -> list[str]:
@@ -424,19 +469,25 @@ def best_snapshot(run_dir: PathLike) -> str:
     return snapshot
 
 
-def load_snapshot(source: PathLike) -> dict:
-    """Read a snapshot (.pkl of ours or NVIDIA's, .pt export, run directory, RUN_DIR:best, or http(s) URL)
-    into a dict of our networks. Every problem with the file raises SnapshotError with one line naming it."""
-    path = resolve_source(source)
+def load_snapshot(source: Union[PathLike, Source], keys: Optional[Sequence[str]] = None) -> dict:
+    """Read a snapshot (.pkl of ours or NVIDIA's, .pt export, run directory, RUN_DIR:best, http(s) URL, or a
+    Source from `resolve_source`) into a dict of our networks. Only the networks named in `keys` (of G, D,
+    G_ema, augment_pipe) are built, the others are None; without `keys` every one the file holds is built
+    (an augment pipe only where training.augment is loaded). Every problem with the file raises
+    SnapshotError with one line naming it."""
+    path = snapshot_file(resolve_source(source))
+    where = source.path if isinstance(source, Source) and source.kind == 'url' else \
+        path if isinstance(source, Source) else source
+    if keys is not None and not set(keys) <= set(NETWORK_KEYS):
+        raise ValueError(f'keys must be among {NETWORK_KEYS}, got {list(keys)}')
     try:
-        data = _read_snapshot(path)
+        data = _read_snapshot(path, keys)
     except (SnapshotError, safe_pickle.UnsafePickleError) as e:
-        raise SnapshotError(one_line(f'{source}: {e}')) from None
+        raise SnapshotError(one_line(f'{where}: {e}')) from None
     except OSError as e:
-        raise SnapshotError(f'{source}: {e.strerror or e}') from None
+        raise SnapshotError(f'{where}: {e.strerror or e}') from None
     except Exception as e:   # noqa: BLE001 - a layout the checks above did not foresee is still the file's fault
-        raise SnapshotError(one_line(f'{source}: malformed snapshot ({type(e).__name__}: {e})')) from None
-    data.setdefault('augment_pipe', None)
+        raise SnapshotError(one_line(f'{where}: malformed snapshot ({type(e).__name__}: {e})')) from None
     data.setdefault('training_set_kwargs', None)
     return data
 
@@ -447,12 +498,14 @@ def zipfile_like(path: str) -> bool:
         return f.read(4) == b'PK\x03\x04'
 
 
-def load_generator(source: PathLike, device: Union[str, torch.device] = 'cpu', key: str = 'G_ema') -> nn.Module:
-    """The generator of a snapshot (`G_ema` by default), in eval mode without gradients, on `device`.
-    `G.class_names` holds the names of its labels where the snapshot records them (else None)."""
-    data = load_snapshot(source)
+def load_generator(source: Union[PathLike, Source], device: Union[str, torch.device] = 'cpu',
+                   key: str = 'G_ema') -> nn.Module:
+    """The generator of a snapshot (`G_ema` by default; no other network is built), in eval mode without
+    gradients, on `device`. `G.class_names` holds the names of its labels where the snapshot records them
+    (else None)."""
+    data = load_snapshot(source, keys=(key,))
     if data.get(key) is None:
-        raise SnapshotError(f'{source}: snapshot has no {key}')
+        raise SnapshotError(f'{source.path if isinstance(source, Source) else source}: snapshot has no {key}')
     G = data[key].eval().requires_grad_(False).to(device)
     G.class_names = recorded_class_names(data, int(getattr(G, 'c_dim', 0) or 0))
     return G

@@ -23,7 +23,7 @@ from torch_utils.ops.conv2d_resample import conv2d_resample
 from torch_utils.ops.upfirdn2d import setup_filter, upsample2d
 
 from .persistence import records_init_kwargs
-from .layers import Conv2dLayer, FullyConnectedLayer, MappedGenerator
+from .layers import Conv2dLayer, FullyConnectedLayer, MappedGenerator, StyleLayer
 from .pyramid import resolution_pyramid
 
 
@@ -230,10 +230,27 @@ class SynthesisNetwork(nn.Module):
             w_idx += block.num_conv
         return img
 
+    def style_layers(self) -> list[StyleLayer]:
+        """Every modulated conv and ToRGB layer in forward order, with the ws row it reads: each conv reads a
+        row of its own, a block's ToRGB the row of the next block's first conv."""
+        out = []
+        w_idx = 0
+        for res in self.block_resolutions:
+            block = getattr(self, f'b{res}')
+            convs = [name for name in ('conv0', 'conv1') if hasattr(block, name)]
+            out += [StyleLayer(w_idx + i, f'b{res}.{name}', getattr(block, name), int(res), False)
+                    for i, name in enumerate(convs)]
+            if hasattr(block, 'torgb'):
+                out.append(StyleLayer(w_idx + block.num_conv, f'b{res}.torgb', block.torgb, int(res), True))
+            w_idx += block.num_conv
+        return out
+
 
 @records_init_kwargs
 class Generator(MappedGenerator):
     """StyleGAN2 generator: G(z, c) = synthesis(mapping(z, c))."""
+
+    family = 'stylegan2'
 
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
                  mapping_kwargs: Optional[dict] = None, **synthesis_kwargs):

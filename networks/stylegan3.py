@@ -26,7 +26,7 @@ from torch_utils.ops.dispatch import fp16_enabled
 from torch_utils.ops.filtered_lrelu import filtered_lrelu
 
 from .persistence import records_init_kwargs
-from .layers import FullyConnectedLayer, MappedGenerator
+from .layers import FullyConnectedLayer, MappedGenerator, StyleLayer
 
 
 def modulated_conv2d(x: torch.Tensor, w: torch.Tensor, s: torch.Tensor, demodulate: bool = True, padding: int = 0,
@@ -289,10 +289,19 @@ class SynthesisNetwork(nn.Module):
             x = getattr(self, name)(x, w, **layer_kwargs)
         return (x * self.output_scale if self.output_scale != 1 else x).to(torch.float32)
 
+    def style_layers(self) -> list[StyleLayer]:
+        """Every layer with the ws row it reads (row 0 drives the Fourier input, whose affine outputs a rotation
+        and translation rather than channel styles, so it is not listed). No layer is tied to a resolution:
+        each works in the final image's frame, so each is given the image resolution."""
+        return [StyleLayer(k + 1, name, getattr(self, name), int(self.img_resolution), bool(getattr(self, name).is_torgb))
+                for k, name in enumerate(self.layer_names)]
+
 
 @records_init_kwargs
 class Generator(MappedGenerator):
     """StyleGAN3 generator: G(z, c) = synthesis(mapping(z, c))."""
+
+    family = 'stylegan3'
 
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
                  mapping_kwargs: Optional[dict] = None, **synthesis_kwargs):

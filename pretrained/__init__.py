@@ -1,12 +1,12 @@
 """Models trained here and shipped in this folder, by short name.
 
 `--network=garments` (or the file name, with or without `.pt`) anywhere a snapshot is read resolves to the
-file below; see pretrained/README.md for how each was trained and what it measures.
+file below: every script hands `shipped_models()` to networks.snapshot.resolve_source, which sits below
+this package and so cannot import it. See pretrained/README.md for how each was trained and what it measures.
 """
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 FOLDER = os.path.dirname(os.path.abspath(__file__))
 
@@ -17,9 +17,6 @@ MODELS = {
 CLASSIFIER = 'garment-classifier-64x64.pt'
 
 
-def resolve_pretrained(name: str) -> Optional[str]:
-    """Path of the shipped model called `name` (short name or file name), None if it names none of them."""
-    for short, filename in MODELS.items():
-        if name in (short, filename, os.path.splitext(filename)[0]):
-            return os.path.join(FOLDER, filename)
-    return None
+def shipped_models() -> dict[str, str]:
+    """Short name -> path of each shipped model (the table resolve_source takes)."""
+    return {name: os.path.join(FOLDER, filename) for name, filename in MODELS.items()}

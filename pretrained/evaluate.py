@@ -21,8 +21,8 @@ sys.path.insert(0, REPO)
 from torch_utils.cli import run                             # noqa: E402
 from metrics.detectors import locate_detector                          # noqa: E402
 from metrics.garment_classifier import load_garment_classifier         # noqa: E402
-from networks.snapshot import load_generator                           # noqa: E402
-from pretrained import quality                                         # noqa: E402
+from networks.snapshot import load_generator, resolve_source          # noqa: E402
+from pretrained import quality, shipped_models                         # noqa: E402
 from torch_utils.atomic import atomic_write_bytes                      # noqa: E402
 from training.dataset_convert import ensure_dataset                     # noqa: E402
 from training.synthetic_garments import CLASSES                        # noqa: E402
@@ -39,7 +39,7 @@ from training.synthetic_garments import CLASSES                        # noqa: E
 @click.option('--json-out', help='Also write the figures here')
 @click.option('--device', default='cpu', show_default=True, help='Where to run (cpu, cuda); figures differ slightly by device')
 def main(network, baseline, data, classifier, num_fid, num_per_class, seed, json_out, device):
-    G = load_generator(network, device)
+    G = load_generator(resolve_source(network, shipped_models()), device)
     base = load_generator(baseline, device) if baseline else None
     clf = load_garment_classifier(classifier or locate_detector('garments'), torch.device(device))
     images, labels = quality.load_training_set(ensure_dataset(data))

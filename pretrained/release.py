@@ -18,8 +18,8 @@ import torch
 from editing import discovery
 from editing.directions import Directions, save_directions
 from editing.labels import resolve_labeller
-from networks.generate import image_grid, save_image
 from networks.snapshot import export_pt, load_snapshot
+from torch_utils.media import image_grid, save_image
 from training.dataset import ImageFolderDataset
 from training.synthetic_garments import CLASSES
 

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+# Inversion tests use an untrained perceptual backbone (--perceptual=random), which users cannot ask for.
+os.environ.setdefault('SG3C_TEST_PERCEPTUAL', '1')
 FIXTURES = pathlib.Path(os.environ.get('SG3C_FIXTURES', REPO.parent / 'shared' / 'fixtures' / 'official'))
 
 

@@ -75,10 +75,10 @@ def main() -> None:
     cases, good = (request, {}) if isinstance(request, list) else (request['cases'], request.get('good', {}))
     # everything the loaders need is imported before the canary is armed, codecs that old pickle opcodes use too
     import encodings.ascii, encodings.latin_1, encodings.raw_unicode_escape, encodings.unicode_escape  # noqa: F401,E401
+    from editing import EditingError
     from editing.directions import load_directions
-    from editing.errors import EditingError
-    from editing.sources import load_ws_file
-    from editing.studio import StudioError, read_upload
+    from editing.latents import load_ws_file
+    from studio import StudioError, read_upload
     from inversion.preprocess import TargetError, load_target, read_image
     from networks.snapshot import SnapshotError, load_snapshot
     import training.augment   # noqa: F401 - registers the AugmentPipe family, as the training code does

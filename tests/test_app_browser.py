@@ -14,7 +14,7 @@ import PIL.Image
 import pytest
 
 import browser
-from editing import studio as S
+import studio as S
 from editing.directions import save_directions
 from editing.discovery import ganspace
 from networks.snapshot import save_snapshot

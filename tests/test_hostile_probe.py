@@ -27,7 +27,9 @@ import bombs
 import hostile_pickles as hp
 from cli_peak import assert_one_error_line, run_cli
 from networks import stylegan2
-from networks.snapshot import PT_FORMAT, SnapshotError, _NetworkRecord, load_snapshot, network_record, save_snapshot
+from networks.snapshot import (PT_FORMAT, SnapshotError, _NetworkRecord, load_snapshot, network_record,
+                               resolve_source, save_snapshot)
+from pretrained import shipped_models
 from test_snapshot import tiny_networks
 from training.tfrecord import masked_crc32c
 
@@ -417,11 +419,12 @@ def test_3_a_refused_file_changes_nothing_that_later_loads_see(probe, tmp_path):
     refused(probe, 'poison_marker.pkl', 'numpy.ndarray')
     refused(probe, 'poison-cifar.tar.gz', 'numpy.dtype')
     # and in this process too: the shipped model loads as before after each of them
-    before = {k: v.clone() for k, v in load_snapshot('garments')['G_ema'].state_dict().items()}
+    garments = resolve_source('garments', shipped_models())
+    before = {k: v.clone() for k, v in load_snapshot(garments)['G_ema'].state_dict().items()}
     for name in ('poison_storage.pkl', 'poison_defaults.pkl', 'poison_marker.pkl'):
         with pytest.raises(SnapshotError):
             load_snapshot(probe['root'] / name)
-        after = load_snapshot('garments')['G_ema'].state_dict()
+        after = load_snapshot(garments)['G_ema'].state_dict()
         assert all(torch.equal(before[k], after[k]) for k in before), name
     result = run_cli('gen_images.py', '--network', probe['root'] / 'poison_storage.pkl', '--seeds=0', '--outdir',
                      tmp_path, tmp_path=tmp_path)
@@ -572,9 +575,9 @@ def test_9_resume_checks_optimizer_and_statistics_state_before_touching_the_run(
 
 
 def test_10_app_numbers_are_bounded_and_long_jobs_hold_no_shared_lock(monkeypatch):
-    import editing.studio as S
+    import studio as S
     from networks.snapshot import load_generator
-    studio = S.Studio(load_generator('garments'), 'garments')
+    studio = S.Studio(load_generator(S.resolve_network('garments')), 'garments')
     started, release, calls = threading.Event(), threading.Event(), []
 
     def slow_ganspace(G, num_samples, num_components, source):

@@ -1,6 +1,6 @@
-"""The import graph of the tree, read with `ast` (nothing is imported): no cycles, and networks/ stands
-below training/. Imports inside functions count too: a deferred import is still a dependency, only one
-that fails later. Imports under `if TYPE_CHECKING:` do not, as they never run."""
+"""The import graph of the tree, read with `ast` (nothing is imported): no cycles, and the packages in
+layers that only import downwards. Imports inside functions count too: a deferred import is still a
+dependency, only one that fails later. Imports under `if TYPE_CHECKING:` do not, as they never run."""
 from __future__ import annotations
 
 import ast
@@ -129,9 +129,61 @@ def test_the_tree_has_no_import_cycle():
     assert cycle is None, 'import cycle: ' + ' -> '.join(cycle)
 
 
-def test_networks_do_not_import_training():
+# Bottom to top. Everything else (the scripts, studio.py beside app.py, benchmarks/) is the top layer.
+LAYERS = ('torch_utils', 'networks', 'training', 'metrics', 'inversion', 'editing', 'pretrained')
+TOP = len(LAYERS)
+
+
+def package_of(module: str) -> str:
+    """The node of the package graph: a package by its name; a top-level module (script) by its own name."""
+    return module.split('.')[0]
+
+
+def layer_of(module: str) -> int:
+    package = package_of(module)
+    return LAYERS.index(package) if package in LAYERS else TOP
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f'{module} imports {target}' for module, targets in graph.items() for target in targets
+                  if layer_of(target) > layer_of(module))
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    packages: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        packages.setdefault(package_of(module), set()).update(package_of(t) for t in targets)
+    return {package: targets - {package} for package, targets in packages.items()}
+
+
+def test_the_layer_checker_sees_a_deferred_upward_import_and_a_cycle_of_scripts(tmp_path):
+    for package in ('networks', 'pretrained'):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / '__init__.py').write_text('')
+    (tmp_path / 'networks' / 'snapshot.py').write_text('def resolve():\n    from pretrained import MODELS\n')
+    (tmp_path / 'pretrained' / 'models.py').write_text('from networks.snapshot import resolve\n')
+    (tmp_path / 'app.py').write_text('import studio\n')
+    (tmp_path / 'studio.py').write_text('from pretrained.models import resolve\n')
+    graph = import_graph(project_modules(tmp_path))
+    assert upward_imports(graph) == ['networks.snapshot imports pretrained']
+    assert find_cycle(package_graph(graph)) in (['networks', 'pretrained', 'networks'],
+                                                ['pretrained', 'networks', 'pretrained'])
+    (tmp_path / 'networks' / 'snapshot.py').write_text('def resolve():\n    pass\n')
+    (tmp_path / 'studio.py').write_text('import app\n')
+    graph = import_graph(project_modules(tmp_path))
+    assert upward_imports(graph) == [] and find_cycle(package_graph(graph)) in (['app', 'studio', 'app'],
+                                                                                ['studio', 'app', 'studio'])
+
+
+def test_no_package_imports_a_higher_layer():
+    """torch_utils, networks, then training, metrics, inversion, editing, then pretrained, then the scripts
+    and the app: a package may import its own layer and those below it, lazily or not."""
     modules = project_modules()
-    offenders = sorted(f'{module} imports {name}' for module, path in modules.items()
-                       if module.split('.')[0] == 'networks'
-                       for name in imported_names(module, path) if name.split('.')[0] == 'training')
+    assert {package_of(m) for m in modules} >= set(LAYERS) | {'app', 'studio', 'train'}
+    offenders = upward_imports(import_graph(modules))
     assert not offenders, '; '.join(offenders)
+
+
+def test_the_package_graph_has_no_cycle():
+    cycle = find_cycle(package_graph(import_graph(project_modules())))
+    assert cycle is None, 'package cycle: ' + ' -> '.join(cycle)

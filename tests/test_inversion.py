@@ -8,7 +8,7 @@ import PIL.Image
 import pytest
 import torch
 
-from inversion import outputs, preprocess
+from inversion import preprocess
 from inversion.encoder import encode
 from inversion.hypernet import fold_offsets, modulated_layers, synthesize
 from inversion.hyperstyle import (InverterError, TrainOptions, invert_hyperstyle, load_inverter,
@@ -18,10 +18,11 @@ from inversion.projector import ProjectOptions, every_class, latent_stats, learn
 from inversion.pti import TuningOptions, locality_latents, pivotal_tuning
 from inversion.quality import psnr, ssim
 from inversion.run import InvertOptions, invert
-from editing.sources import apply_noise_maps, load_ws_file
+from editing.latents import apply_noise_maps, load_ws_file
 from networks.snapshot import export_pt, load_generator, save_snapshot
 from script_runner import run_script
 from test_snapshot import tiny_networks
+from torch_utils.media import image_uint8
 
 import invert as invert_cli
 
@@ -54,7 +55,7 @@ def stats(G):
 
 
 def to_u8(x):
-    return outputs.image_uint8(x)
+    return image_uint8(x)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,10 +173,10 @@ def test_psnr_improves_from_w_avg_to_w_to_w_plus_to_pti(G, stats):
         z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).float()
         with torch.no_grad():
             target = target_G.synthesis(G.mapping(z, None), noise_mode='const')
-        w = project(G, target, ProjectOptions(space='w', num_steps=80), perceptual=perceptual, stats=stats, progress=False)
-        wp = project(G, target, ProjectOptions(space='w+', num_steps=80), perceptual=perceptual, stats=stats,
+        w = project(G, target, ProjectOptions(space='w', steps=80), perceptual=perceptual, stats=stats, progress=False)
+        wp = project(G, target, ProjectOptions(space='w+', steps=80), perceptual=perceptual, stats=stats,
                      progress=False)
-        tuned = pivotal_tuning(w.G, target, w.ws, TuningOptions(num_steps=80, perceptual_threshold=None),
+        tuned = pivotal_tuning(w.G, target, w.ws, TuningOptions(pti_steps=80, perceptual_threshold=None),
                                perceptual=perceptual, progress=False)
         assert torch.equal(w.ws, w.ws[:, :1].expand_as(w.ws)) and not torch.equal(wp.ws, wp.ws[:, :1].expand_as(wp.ws))
         with torch.no_grad():
@@ -189,13 +190,13 @@ def test_locality_regularisation_keeps_the_pivots_neighbourhood(G, stats):
     target = sibling(G).synthesis(G.mapping(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(4)), None),
                                   noise_mode='const').detach()
     perceptual = load_perceptual('random')
-    w = project(G, target, ProjectOptions(num_steps=30), perceptual=perceptual, stats=stats, progress=False)
+    w = project(G, target, ProjectOptions(steps=30), perceptual=perceptual, stats=stats, progress=False)
     near = locality_latents(G, w.ws, 8, 30.0, 0.5, torch.Generator().manual_seed(1))
     with torch.no_grad():
         before = w.G.synthesis(near, noise_mode='const')
     kept = {}
     for locality in (True, False):   # a high learning rate, so that tuning without the regulariser drifts
-        recipe = TuningOptions(num_steps=40, learning_rate=3e-3, perceptual_threshold=None, locality=locality)
+        recipe = TuningOptions(pti_steps=40, pti_lr=3e-3, perceptual_threshold=None, locality=locality)
         tuned = pivotal_tuning(w.G, target, w.ws, recipe, perceptual=perceptual, progress=False)
         with torch.no_grad():
             kept[locality] = psnr_t(tuned.G.synthesis(near, noise_mode='const'), before)
@@ -211,9 +212,9 @@ def test_masked_inversion_ignores_everything_outside_the_mask(G, stats):
     perceptual = load_perceptual('random')
 
     def run(t, m):
-        proj = project(G, t, ProjectOptions(space='w+', num_steps=12), mask=m, perceptual=perceptual, stats=stats,
+        proj = project(G, t, ProjectOptions(space='w+', steps=12), mask=m, perceptual=perceptual, stats=stats,
                        seed=5, progress=False)
-        tuned = pivotal_tuning(proj.G, t, proj.ws, TuningOptions(num_steps=4), mask=m, perceptual=perceptual, seed=5,
+        tuned = pivotal_tuning(proj.G, t, proj.ws, TuningOptions(pti_steps=4), mask=m, perceptual=perceptual, seed=5,
                                progress=False)
         return proj.ws, tuned.G.state_dict()
 
@@ -231,7 +232,7 @@ def test_projection_runs_on_official_pickles(fixtures_dir):
         G = load_generator(fixtures_dir / name)
         with torch.no_grad():
             target = G.synthesis(G.mapping(torch.randn(1, G.z_dim), None), noise_mode='const')
-        proj = project(G, target, ProjectOptions(num_steps=6, w_avg_samples=200), perceptual=None, progress=False)
+        proj = project(G, target, ProjectOptions(steps=6, w_avg_samples=200), perceptual=None, progress=False)
         losses = [h['loss'] for h in proj.history]
         assert losses[-1] < losses[0], name
 
@@ -257,7 +258,7 @@ def test_weight_offsets_fold_into_an_ordinary_generator(family):
 
 def test_hyperstyle_trains_on_generated_images_and_inverts(G, tmp_path):
     path = tmp_path / 'hyperstyle.pt'
-    recipe = TrainOptions(encoder_steps=60, hyper_steps=40, batch_size=4, learning_rate=1e-3, iterations=2,
+    recipe = TrainOptions(encoder_steps=60, hyper_steps=40, train_batch=4, train_lr=1e-3, iterations=2,
                           progressive_interval=10, base_channels=8, max_channels=32, head_hidden=32, w_avg_samples=500,
                           checkpoint_every=20)
     train_inverter(G, recipe, perceptual=load_perceptual('random'), out_path=path, stats_path=tmp_path / 'train.jsonl',
@@ -272,7 +273,7 @@ def test_hyperstyle_trains_on_generated_images_and_inverts(G, tmp_path):
     with torch.no_grad():
         start = G.synthesis(loaded.w_avg.expand(6, G.num_ws, -1), noise_mode='const')
     encoded = encode(loaded.encoder, G, targets, loaded.w_avg, 2)[-1][1]
-    refined = torch.cat([invert_hyperstyle(loaded, G, targets[i:i + 1], encoder_iterations=2, hyper_iterations=1).image
+    refined = torch.cat([invert_hyperstyle(loaded, G, targets[i:i + 1], encoder_iters=2, hyper_iters=1).image
                          for i in range(6)])
     scores = [np.mean([psnr_t(x[i:i + 1], targets[i:i + 1]) for i in range(6)]) for x in (start, encoded, refined)]
     assert scores[0] + 1 < scores[1] < scores[2], scores   # w_avg < encoder < encoder + hypernetwork

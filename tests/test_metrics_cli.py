@@ -69,7 +69,7 @@ def test_every_snapshot_of_a_run_with_the_best_marked_and_reruns_skipped(run_dir
 
 
 def test_the_run_directory_names_its_best_snapshot_for_network_run_best(run_dir):
-    from networks.snapshot import SnapshotError, load_generator, resolve_source
+    from networks.snapshot import SnapshotError, Source, load_generator, resolve_source
     run, det, _ = run_dir
     with pytest.raises(SnapshotError, match='best.json: no such file'):
         resolve_source(f'{run}:best')
@@ -82,7 +82,7 @@ def test_the_run_directory_names_its_best_snapshot_for_network_run_best(run_dir)
     assert (best['snapshot'], best['value']) == (winner['snapshot_pkl'], winner['results']['kid64_full'])
     fid = records(run, 'fid64_full')
     assert best['by_metric']['fid64_full']['value'] == min(r['results']['fid64_full'] for r in fid)
-    assert resolve_source(f'{run}:best') == str(run / winner['snapshot_pkl'])
+    assert resolve_source(f'{run}:best') == Source(str(run / winner['snapshot_pkl']), 'best')
     assert load_generator(f'{run}:best').img_resolution == 16
     os.remove(run / winner['snapshot_pkl'])                     # a retired snapshot is not "best" any more
     with pytest.raises(SnapshotError, match='no longer there'):
@@ -129,7 +129,7 @@ def test_a_snapshot_outside_a_run_writes_no_jsonl(run_dir, tmp_path):
 
 
 @pytest.mark.parametrize('case, expected', [
-    ('missing-network', 'no such network file'),
+    ('missing-network', 'no such file, and not the name of a model in pretrained/'),
     ('missing-dataset', 'not found; pass --data'),
     ('missing-detector', 'empty/inception-2015-12-05.pt not found'),
     ('unknown-metric', "unknown metric 'fid'"),

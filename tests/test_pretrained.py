@@ -6,18 +6,22 @@ import pytest
 import torch
 
 import pretrained
-from networks.snapshot import SnapshotError, export_pt, load_generator
+from networks.snapshot import SnapshotError, export_pt, load_generator, resolve_source
 from pretrained import quality
 from tests.test_snapshot import outputs, tiny_networks
 
 
 def test_names_resolve_to_files_in_the_folder():
-    path = pretrained.resolve_pretrained('garments')
+    source = resolve_source('garments', pretrained.shipped_models())
     filename = pretrained.MODELS['garments']
-    assert path == os.path.join(pretrained.FOLDER, filename)
-    assert pretrained.resolve_pretrained(filename) == path
-    assert pretrained.resolve_pretrained(os.path.splitext(filename)[0]) == path
-    assert pretrained.resolve_pretrained('no-such-model') is None
+    assert source.path == os.path.join(pretrained.FOLDER, filename) and source.kind == 'pretrained'
+    assert resolve_source(filename, pretrained.shipped_models()) == source
+    assert resolve_source(os.path.splitext(filename)[0], pretrained.shipped_models()) == source
+    with pytest.raises(SnapshotError, match='no-such-model: no such file, and not the name of a model in pretrained'):
+        resolve_source('no-such-model', pretrained.shipped_models())
+    # networks/ sits below pretrained/: without the table, a short name is only a missing file.
+    with pytest.raises(SnapshotError, match='garments: no such file or directory'):
+        resolve_source('garments')
 
 
 def test_load_generator_accepts_a_short_name(tmp_path, monkeypatch):
@@ -26,18 +30,19 @@ def test_load_generator_accepts_a_short_name(tmp_path, monkeypatch):
     monkeypatch.setattr(pretrained, 'FOLDER', str(tmp_path))
     monkeypatch.setitem(pretrained.MODELS, 'tiny', 'tiny-model.pt')
     monkeypatch.chdir(tmp_path / '..')
-    G = load_generator('tiny')
+    G = load_generator(resolve_source('tiny', pretrained.shipped_models()))
     assert torch.equal(outputs(dict(data, G_ema=G))[0], outputs(data)[0])
-    assert load_generator('tiny-model') is not None
+    assert load_generator(resolve_source('tiny-model', pretrained.shipped_models())) is not None
     # A name that is no file and no shipped model is still the plain error.
     with pytest.raises(SnapshotError, match='nothing-here: no such file'):
-        load_generator('nothing-here')
+        load_generator(resolve_source('nothing-here', pretrained.shipped_models()))
 
 
 def test_an_existing_path_wins_over_a_short_name(tmp_path, monkeypatch):
     export_pt(tiny_networks('stylegan2', c_dim=0), tmp_path / 'garments')
     monkeypatch.chdir(tmp_path)
-    assert load_generator('garments').c_dim == 0     # the local file, not the shipped conditional model
+    assert load_generator(resolve_source('garments', pretrained.shipped_models())).c_dim == 0   # the local file,
+    # not the shipped conditional model
 
 
 def test_generate_is_deterministic_and_conditional():
@@ -102,15 +107,16 @@ def test_class_names_travel_from_snapshot_to_scripts(tmp_path):
 
 def test_the_shipped_model_knows_its_class_names():
     from training.synthetic_garments import CLASSES
-    assert load_generator('garments').class_names == list(CLASSES)
+    assert load_generator(resolve_source('garments', pretrained.shipped_models())).class_names == list(CLASSES)
 
 
 def test_the_darkness_direction_has_its_documented_sign_in_every_class():
     # pretrained/README.md: one direction for all classes; on average +3 darkens and -3 lightens each class.
-    from editing import Edit, apply_edits, load_directions
+    from editing.directions import load_directions
+    from editing.edits import Edit, apply_edits
     from networks.generate import seeds_to_ws, synthesize
     from training.synthetic_garments import measure_darkness
-    G = load_generator('garments')
+    G = load_generator(resolve_source('garments', pretrained.shipped_models()))
     d = load_directions(os.path.join(pretrained.FOLDER, 'stylegan2-garments-64x64-directions.npz'))
     for k, name in enumerate(G.class_names):
         ws = seeds_to_ws(G, list(range(100, 108)), 0.7, k).float()

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+TOP_LEVEL_MODULES = {'studio.py'}   # the app's model beside app.py: imported, not run
 SCRIPTS = sorted(p for folder in (REPO, REPO / 'benchmarks', REPO / 'pretrained') for p in folder.glob('*.py')
                  if p.name != '__init__.py')
 
@@ -23,4 +24,4 @@ def test_script_imports(path, monkeypatch):
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, module)
     spec.loader.exec_module(module)
-    assert hasattr(module, 'main')
+    assert hasattr(module, 'main') or path.name in TOP_LEVEL_MODULES

@@ -125,11 +125,13 @@ def test_an_export_of_g_ema_alone_loads(tmp_path):
 
 
 def test_a_mistyped_network_gets_the_short_names_and_the_closest_match(tmp_path, monkeypatch):
-    from networks.snapshot import SnapshotError, load_snapshot
+    from networks.snapshot import SnapshotError, load_snapshot, resolve_source
+    from pretrained import shipped_models
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SnapshotError) as info:
-        load_snapshot('garmnets')
-    assert 'not a model in pretrained/ (garments)' in str(info.value) and 'did you mean garments?' in str(info.value)
+        resolve_source('garmnets', shipped_models())
+    assert 'not the name of a model in pretrained/ (garments)' in str(info.value) \
+        and 'did you mean garments?' in str(info.value)
     (tmp_path / 'runs').mkdir()
     save_snapshot(tmp_path / 'runs' / 'network-snapshot-000004.pkl', tiny_networks('stylegan2'))
     with pytest.raises(SnapshotError, match=r'did you mean runs/network-snapshot-000004\.pkl\?'):

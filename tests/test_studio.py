@@ -1,4 +1,4 @@
-"""The app's model side (editing/studio.py) without a browser: sessions, generate, mix, edit, invert, export,
+"""The app's model side (studio.py) without a browser: sessions, generate, mix, edit, invert, export,
 and the shell commands it prints, which are run here to check that they rebuild the same image."""
 import os
 import shlex
@@ -14,7 +14,7 @@ import directions as directions_cli
 import gen_images
 import invert as invert_cli
 import style_mixing
-from editing import studio as S
+import studio as S
 from editing.directions import save_directions
 from editing.discovery import ganspace
 from networks.generate import generate_from_seeds
@@ -95,7 +95,7 @@ def test_slider_moves_ws_by_strength_times_std_on_the_chosen_rows(studio):
         studio.set_strength(s, 'sleeve', 3.5)
     with pytest.raises(S.StudioError):
         studio.set_edit_layers(s, '4-9')
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="no direction named 'nonexistent'"):
         studio.set_strength(s, 'nonexistent', 1)
 
 
@@ -228,7 +228,7 @@ def test_pti_result_exports_its_generator_and_cancel_stops_a_job(studio, tmp_pat
 
 def test_network_names_resolve_to_files_or_the_pretrained_folder_only(tmp_path):
     from pretrained import FOLDER, MODELS
-    assert S.resolve_network('garments') == os.path.join(FOLDER, MODELS['garments'])
+    assert S.resolve_network('garments').path == os.path.join(FOLDER, MODELS['garments'])
     with pytest.raises(S.StudioError, match='holds no network-snapshot'):
         S.resolve_network(str(tmp_path))
     run = tmp_path / '00000-run'
@@ -236,8 +236,8 @@ def test_network_names_resolve_to_files_or_the_pretrained_folder_only(tmp_path):
     for kimg in (4, 8):
         save_snapshot(run / f'network-snapshot-{kimg:06d}.pkl', tiny_networks('stylegan2'))
     newest = str(run / 'network-snapshot-000008.pkl')
-    assert S.resolve_network(str(tmp_path)) == newest == S.resolve_network(str(run))   # pinned to the file now
-    assert S.network_argument(str(run), newest) == newest
+    assert S.resolve_network(str(tmp_path)).path == newest == S.resolve_network(str(run)).path   # pinned to the file now
+    assert S.network_argument(str(run), S.resolve_network(str(run))) == newest
     assert S.network_argument('garments', S.resolve_network('garments')) == 'garments'
     with pytest.raises(S.StudioError, match='not the name of a model in pretrained'):
         S.resolve_network('shoes')

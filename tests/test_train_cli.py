@@ -96,7 +96,8 @@ def test_non_finite_floats_are_refused(train_here, tmp_path, tiny_data):
 
 
 def test_resume_from_missing_file_says_no_such_file(train_here, tmp_path):
-    assert one_line_error(train_here('--outdir', tmp_path, '--resume=nope.pkl')) == 'error: nope.pkl: no such file'
+    assert one_line_error(train_here('--outdir', tmp_path, '--resume=nope.pkl')) == \
+        'error: nope.pkl: no such file, and not the name of a model in pretrained/ (garments)'
 
 
 def test_resume_url_that_cannot_be_downloaded_is_one_line(train_here, tmp_path, tiny_data, monkeypatch):
@@ -320,15 +321,15 @@ def test_resume_accepts_the_short_name_of_a_shipped_model(train_here, tmp_path, 
     """... and reads the file once before training (not again to check it is readable: a large pickle
     costs seconds per read)."""
     import networks.snapshot
-    from pretrained import resolve_pretrained
+    from pretrained import shipped_models
     reads = []
     real_load = networks.snapshot.load_snapshot
     monkeypatch.setattr(networks.snapshot, 'load_snapshot', lambda path: reads.append(path) or real_load(path))
     r = train_here('--outdir', tmp_path / 'runs', '--resume=garments', '--data', tiny_data, *TINY, '--dry-run', '--verbose')
     assert r.returncode == 0, r.stderr
     opts = options_of(r)
-    assert (opts['resume'], opts['transfer']) == (resolve_pretrained('garments'), True)
-    assert reads == [resolve_pretrained('garments')]
+    assert (opts['resume'], opts['transfer']) == (shipped_models()['garments'], True)
+    assert reads == [shipped_models()['garments']]
 
 
 def test_transfer_from_a_generator_only_export(tmp_path, tiny_run, tiny_data):

@@ -16,10 +16,10 @@ import PIL.Image
 import PIL.ImageDraw
 import PIL.ImageFont
 
-from networks.generate import save_image
 from networks.snapshot import snapshot_nimg
 from torch_utils.cli import UserError
 from torch_utils.jsonl import read_jsonl
+from torch_utils.media import save_image
 
 # (panel title, stats.jsonl names drawn in it)
 PANELS = (

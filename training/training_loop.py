@@ -28,10 +28,10 @@ import torch
 from tqdm import tqdm
 
 from networks import discriminator, stylegan2, stylegan3
-from networks.generate import image_grid, save_image, to_uint8
-from networks.snapshot import load_snapshot, snapshot_name
+from networks.snapshot import NETWORK_KEYS, load_snapshot, snapshot_name
 from torch_utils import distributed
 from torch_utils.cli import UserError, describe
+from torch_utils.media import image_grid, save_image, to_uint8
 from training.augment import AdaptiveP, AugmentPipe, augment_kwargs_for
 from training.dataset import DatasetError, ImageFolderDataset
 from training.loss import LossOptions, StyleGANLoss
@@ -263,7 +263,7 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
     phases = make_phases(opts, G, D)
     state = Counters()
 
-    resume_data = load_snapshot(opts.resume) if opts.resume else None
+    resume_data = load_snapshot(opts.resume, keys=NETWORK_KEYS) if opts.resume else None
     resume_state = resume_data.get('training_state') if resume_data is not None and not opts.transfer else None
     if resume_state is not None:
         note = restore_exactly(resume_data, opts, G, D, G_ema, augment_pipe, ada, phases, loss, state, sample_gen,

@@ -67,6 +67,18 @@ def _composed(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter) 
     return upfirdn2d(x, fd, down=down, flip_filter=flip_filter, impl='ref')
 
 
+def _depthwise_weights(fu: torch.Tensor, fd: torch.Tensor, channels: int) -> tuple[torch.Tensor, ...]:
+    """Grouped-conv weights for `channels` channels: the 1-D upsampling taps along x and along y, then the
+    downsampling taps (one 2-D kernel, or 1-D along x and along y)."""
+    ku, kd = fu.shape[0], fd.shape[-1]
+    wu_x = fu.reshape(1, 1, 1, ku).expand(channels, 1, 1, ku).contiguous()
+    wu_y = fu.reshape(1, 1, ku, 1).expand(channels, 1, ku, 1).contiguous()
+    if fd.ndim == 2:
+        return wu_x, wu_y, fd.reshape(1, 1, kd, kd).expand(channels, 1, kd, kd).contiguous()
+    return (wu_x, wu_y, fd.reshape(1, 1, 1, kd).expand(channels, 1, 1, kd).contiguous(),
+            fd.reshape(1, 1, kd, 1).expand(channels, 1, kd, 1).contiguous())
+
+
 def _separable_up(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional[torch.Tensor], b: Optional[torch.Tensor],
                   up: int, down: int, padding: tuple[int, int, int, int], gain: float, slope: float,
                   clamp: Optional[float], flip_filter: bool) -> torch.Tensor:
@@ -104,14 +116,6 @@ def _separable_up(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional[torc
         chunk = max(CHUNK_ALIGN, CHUNK_BYTES // per_channel // CHUNK_ALIGN * CHUNK_ALIGN)
     chunk = min(chunk, c)
 
-    def weights(cc: int) -> tuple[torch.Tensor, ...]:
-        wu_x = fu.reshape(1, 1, 1, ku).expand(cc, 1, 1, ku).contiguous()
-        wu_y = fu.reshape(1, 1, ku, 1).expand(cc, 1, ku, 1).contiguous()
-        if fd.ndim == 2:
-            return wu_x, wu_y, fd.reshape(1, 1, kd, kd).expand(cc, 1, kd, kd).contiguous()
-        return (wu_x, wu_y, fd.reshape(1, 1, 1, kd).expand(cc, 1, 1, kd).contiguous(),
-                fd.reshape(1, 1, kd, 1).expand(cc, 1, kd, 1).contiguous())
-
     (ix0, ix1, _, _), (iy0, iy1, _, _) = wx, wy
     # Dropped samples become zero padding, which keeps every kept sample where it was.
     window_pad = [px0 + up * ix0, px1 + up * (w - ix1), py0 + up * iy0, py1 + up * (h - iy1)]
@@ -127,12 +131,12 @@ def _separable_up(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional[torc
     skip_check = hi is not None and not grad and x.device.type == 'cpu'
     phase_gain = max(float(fu[r::up].abs().sum()) for r in range(up)) ** 2 * (1 + 1e-4) if skip_check else 0.0
 
-    full_w = weights(chunk)
+    full_w = _depthwise_weights(fu, fd, chunk)
     out = None if grad else torch.empty([n, c, out_h, out_w], dtype=dtype, device=x.device, memory_format=fmt)
 
     def run(c0: int) -> Optional[torch.Tensor]:
         c1 = min(c0 + chunk, c)
-        ws = full_w if c1 - c0 == chunk else weights(c1 - c0)
+        ws = full_w if c1 - c0 == chunk else _depthwise_weights(fu, fd, c1 - c0)
         y = x[:, c0:c1]
         if grad:
             y = (y + b[:, c0:c1] if b is not None else y).contiguous(memory_format=fmt)

@@ -1,24 +1,27 @@
-"""Where latents come from: seeds (mapped as gen_images does) or latents files written by invert.py.
+"""What to render: latents from seeds (mapped as gen_images.py does, with a class for conditional networks)
+or from latents files written by invert.py, in the order given.
 
-A latents file is an .npz (read through torch_utils.safe_npz, shapes checked from the headers) holding `ws` [N, num_ws, w_dim] or `w`
-([N, num_ws, w_dim], [N, w_dim] or [w_dim]; a single w is repeated over the rows), or only `w_single`.
-invert.py also stores optimised StyleGAN2 noise maps as `noise/<buffer name>`; they are returned so that
-the caller can put them into the generator, without which the reconstruction would not be reproduced.
+A latents file is an .npz (read through torch_utils.safe_npz, shapes checked from the headers) holding `ws`
+[N, num_ws, w_dim] or `w` ([N, num_ws, w_dim], [N, w_dim] or [w_dim]; a single w is repeated over the rows),
+or only `w_single`. invert.py also stores optimised StyleGAN2 noise maps as `noise/<buffer name>`; they are
+returned so that the caller can put them into the generator, without which the reconstruction would not
+be reproduced.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from networks.generate import parse_range, seeds_to_ws
+from networks.generate import ClassLabelError, class_choices, class_index, seeds_to_ws
 from torch_utils.safe_npz import MAX_ARRAY_BYTES, NpzArchive
 
-from .errors import EditingError
-from .npzfile import read_npz
+from . import EditingError, read_npz
+
+Sources = Sequence[Union[int, str]]   # seeds and paths of latents files
 
 
 @dataclasses.dataclass
@@ -27,6 +30,24 @@ class Latents:
     labels: list[str]                 # 'seed0003', 'shirt' (file stem), 'shirt[2]' for files with several
     noise_seeds: list[int]            # per-latent seed for noise_mode='random'
     noise: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+
+
+def check_class(G: torch.nn.Module, class_idx: Optional[Union[int, str]], network: str, needs_class: bool,
+                log: Callable[[str], None]) -> Optional[int]:
+    """--class as an index, or as a name that the snapshot records (G.class_names)."""
+    if G.c_dim == 0:
+        if class_idx is not None:
+            log('warning: --class is ignored, the network is unconditional')
+        return None
+    if class_idx is None:
+        if needs_class:
+            raise EditingError(f'{network}: the network is conditional ({G.c_dim} classes): '
+                               f'pass --class={class_choices(G)}')
+        return None
+    try:
+        return class_index(G, class_idx)
+    except ClassLabelError as e:
+        raise EditingError(f'{network}: --class: {e}') from None
 
 
 def load_ws_file(path: Union[str, os.PathLike], num_ws: int, w_dim: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -57,28 +78,7 @@ def load_ws_file(path: Union[str, os.PathLike], num_ws: int, w_dim: int) -> tupl
     return torch.from_numpy(w), noise
 
 
-def parse_sources(text: Union[str, Sequence]) -> list[Union[int, str]]:
-    """'0-2,7,shirt.npz' -> [0, 1, 2, 7, 'shirt.npz']: seeds and ranges, and paths of .npz latents files."""
-    if not isinstance(text, str):
-        return list(text)
-    items: list[Union[int, str]] = []
-    for part in text.split(','):
-        part = part.strip()
-        if part.lower().endswith('.npz'):
-            items.append(part)
-        elif part:
-            try:
-                items.extend(parse_range(part))
-            except ValueError as e:
-                if 'reversed' in str(e):
-                    raise EditingError(str(e)) from None
-                raise EditingError(f'{part!r} is not a seed, a seed range like 4-6, or a latents .npz file') from None
-    if not items:
-        raise EditingError('no seeds or latents files given')
-    return items
-
-
-def resolve_sources(G: torch.nn.Module, items: Sequence[Union[int, str]], truncation_psi: float = 1,
+def resolve_sources(G: torch.nn.Module, items: Sources, truncation_psi: float = 1,
                     class_idx: Optional[int] = None) -> Latents:
     """Map seeds and load files, in the order given."""
     device = next(G.parameters()).device
@@ -114,3 +114,18 @@ def apply_noise_maps(G: torch.nn.Module, noise: dict[str, torch.Tensor]) -> None
             if buffers[name].shape != value.shape:
                 raise EditingError(f'noise map {name} has shape {list(value.shape)}, the network {list(buffers[name].shape)}')
             buffers[name].copy_(value)
+
+
+def keyframes(seeds: Sources, grid: tuple[int, int], num_keyframes: Optional[int]) -> list[Union[int, str]]:
+    """The keyframe list of a video grid: every cell gets `num_keyframes` consecutive entries; without it
+    the seeds must split evenly over the cells; with it they are repeated cyclically as far as needed."""
+    cells = grid[0] * grid[1]
+    items = list(seeds)
+    if not items:
+        raise EditingError('--seeds is required (e.g. --seeds=0-7), or --ws=FILE.npz')
+    if num_keyframes is None:
+        if len(items) % cells:
+            raise EditingError(f'{len(items)} seeds do not split evenly over a {grid[0]}x{grid[1]} grid: '
+                               f'give a multiple of {cells} or --num-keyframes')
+        return items
+    return [items[i % len(items)] for i in range(num_keyframes * cells)]

@@ -1,5 +1,6 @@
-"""The designer app's model side, free of any web framework: one shared generator, and per-user sessions
-that hold the current garment, the slider strengths and a background inversion.
+"""The designer app's model side (beside app.py, in its layer), free of any web framework: one shared
+generator, and per-user sessions that hold the current garment, the slider strengths and a background
+inversion.
 
 app.py only lays out the page and forwards events here, so everything the page does can be tested (and
 scripted) without a browser:
@@ -33,18 +34,20 @@ import PIL.Image
 import torch
 from torch import nn
 
-from editing import Directions, Edit, apply_edits, load_directions, mix_ws, parse_layer_range, preset_range
-from editing.compute_once import ComputeOnce
+from editing.directions import Directions, load_directions
 from editing.discovery import ganspace
+from editing.edits import Edit, apply_edits, mix_ws, parse_layer_range, preset_range
 from inversion.outputs import save_latents
 from inversion.perceptual import Perceptual
 from inversion.preprocess import Target, prepare_target
 from inversion.projector import LatentStats, latent_stats
 from inversion.run import PROJECT_STEPS, InvertOptions, invert
-from networks.generate import save_image, seeds_to_ws, synthesize
-from networks.snapshot import BEST_SUFFIX, SnapshotError, export_pt, load_generator, resolve_source
-from pretrained import MODELS as PRETRAINED_MODELS, resolve_pretrained
-from torch_utils.cli import UserError, did_you_mean
+from networks.generate import seeds_to_ws, synthesize
+from networks.snapshot import Source, SnapshotError, export_pt, load_generator, resolve_source, snapshot_file
+from pretrained import shipped_models
+from torch_utils.cli import UserError
+from torch_utils.compute_once import ComputeOnce
+from torch_utils.media import save_image
 from training.image_io import FORMATS as IMAGE_FORMATS, ImageDecodeError, decode_image
 
 PathLike = Union[str, os.PathLike]
@@ -76,36 +79,27 @@ class Cancelled(Exception):
 # ---------------------------------------------------------------------------------------------
 # Which network: the command line's, or a model placed in the app's folder.
 
-def resolve_network(name: str) -> str:
-    """The snapshot file behind --network: a file or URL as given, a run directory's newest snapshot,
-    RUN_DIR:best, or the short name of a model shipped in pretrained/ ('garments'). Only those places are
-    looked at, so the app never loads a network nobody chose."""
-    if '://' in name:
-        return name
-    if os.path.exists(name) or name.endswith(BEST_SUFFIX):
-        try:   # a run directory becomes its snapshot now: the page and its commands name that file
-            return resolve_source(name, download=False)
-        except SnapshotError as e:
-            raise StudioError(str(e)) from None
-    found = resolve_pretrained(name)
-    if found is None:
-        raise StudioError(f'{name}: no such file, and not the name of a model in pretrained/ '
-                          f'({", ".join(PRETRAINED_MODELS)}){did_you_mean(name, PRETRAINED_MODELS)}; '
-                          f'pass --network=PATH to a snapshot (.pkl, .pt or run directory)')
-    if not os.path.isfile(found):
-        raise StudioError(f'{found}: the {name!r} model is missing from this checkout; pass --network=PATH')
-    return found
+def resolve_network(name: str) -> Source:
+    """The snapshot behind --network (networks.snapshot.resolve_source with the models shipped in pretrained/):
+    a URL as given (downloaded when loaded), a run directory pinned to its newest snapshot now (the page and
+    its commands name that file). Only those places are looked at, so the app never loads a network nobody
+    chose."""
+    try:
+        source = resolve_source(name, shipped_models())
+        return Source(snapshot_file(source), 'file') if source.kind == 'run' else source
+    except SnapshotError as e:
+        raise StudioError(f'{e}; pass --network=PATH to a snapshot (.pkl, .pt or run directory)') from None
 
 
-def network_argument(given: str, path: str) -> str:
-    """How the page and its shell commands name the network: a short name of pretrained/ as given (it
-    works from any folder), else the resolved snapshot, relative to the current folder where it lies below it."""
-    if '://' in path:
-        return path
-    if not os.path.exists(given) and resolve_pretrained(given) == path:
+def network_argument(given: str, source: Source) -> str:
+    """How the page and its shell commands name the network: a URL or a short name of pretrained/ as given
+    (it works from any folder), else the snapshot file, relative to the current folder where it lies below it."""
+    if source.kind == 'pretrained':
         return given
-    relative = os.path.relpath(path)
-    return path if relative.startswith('..') else relative
+    if source.kind == 'url':
+        return source.path
+    relative = os.path.relpath(source.path)
+    return source.path if relative.startswith('..') else relative
 
 
 def directions_beside(network: str, G: nn.Module) -> Optional[str]:
