@@ -40,6 +40,7 @@ from editing.edits import Edit, apply_edits                     # noqa: E402
 from editing.labels import classify_garments, garment_measures  # noqa: E402
 from networks.generate import image_grid, save_image, seeds_to_ws, synthesize  # noqa: E402
 from networks.snapshot import find_latest_snapshot, load_generator      # noqa: E402
+from torch_utils.jsonl import append_jsonl                             # noqa: E402
 
 
 def train_network(workdir: str, res: int, kimg: float, batch: int) -> str:
@@ -219,9 +220,8 @@ def main(network, train_kimg, res, batch, workdir, attributes, samples, eval_see
                    'random direction': (list(c.mean(1)), list(c.std(1) / np.sqrt(c.shape[1])))},
                   title=f'measured {attr} vs edit strength (mean +- s.e., {v.shape[1]} seeds)')
     if json_out:
-        with open(json_out, 'a') as f:
-            for row in rows:
-                f.write(json.dumps(row) + '\n')
+        for row in rows:
+            append_jsonl(json_out, row, allow_nan=True)
 
 
 if __name__ == '__main__':

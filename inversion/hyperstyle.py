@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import time
 from typing import Optional, Union
@@ -25,6 +24,7 @@ from tqdm import tqdm
 from torch_utils import safe_pickle
 from torch_utils.atomic import atomic_write
 from torch_utils.cli import UserError
+from torch_utils.jsonl import append_jsonl
 
 from .encoder import LatentEncoder, encode
 from .hypernet import WeightHypernetwork, modulated_layers, refine, synthesize
@@ -167,12 +167,6 @@ class TrainOptions:
     checkpoint_every: int = 1000
 
 
-def _log(f, record: dict) -> None:
-    if f is not None:
-        f.write(json.dumps(record) + '\n')
-        f.flush()
-
-
 def train_inverter(G: nn.Module, o: TrainOptions = TrainOptions(), *, perceptual: Optional[Perceptual] = None,
                    out_path: Optional[Union[str, os.PathLike]] = None,
                    stats_path: Optional[Union[str, os.PathLike]] = None, progress: bool = True,
@@ -208,75 +202,73 @@ def train_inverter(G: nn.Module, o: TrainOptions = TrainOptions(), *, perceptual
     scale = stats.w_std_dims.to(device)
     if stats_path:
         os.makedirs(os.path.dirname(os.path.abspath(stats_path)), exist_ok=True)
-    stats_file = open(stats_path, 'a') if stats_path else None
     start_image = G.synthesis(w_avg.expand(o.batch_size, G.num_ws, -1), noise_mode='const')
 
     def checkpoint():
         if out_path is not None:
             save_inverter(inverter, out_path)
 
-    try:
-        # Stage 1: the encoder.
-        encoder.train().requires_grad_(True)
-        opt = torch.optim.Adam(encoder.parameters(), lr=o.learning_rate)
-        encoder.active_offsets.fill_(1 if o.progressive_interval > 0 else G.num_ws)
-        t0 = time.time()
-        for step in tqdm(range(o.encoder_steps), desc='train encoder', unit='step', disable=not progress):
-            if o.progressive_interval > 0:
-                encoder.active_offsets.fill_(min(G.num_ws, 1 + step // o.progressive_interval))
-            targets, ws_true = sample_training_batch(G, o.batch_size, gen, o.mixing_prob)
-            ws = w_avg.expand(o.batch_size, G.num_ws, -1)
-            image = start_image
-            opt.zero_grad(set_to_none=True)
-            record = {}
-            for it in range(o.iterations):
-                # ReStyle: each iteration's prediction is supervised; inputs from earlier iterations are detached.
-                delta, offsets = encoder(targets, image.detach(), return_offsets=True)
-                ws = ws.detach() + delta
-                image = G.synthesis(ws, noise_mode='const')
-                loss, terms = _reconstruction(image, targets, perceptual, o.perceptual_weight, o.pixel_weight)
-                terms['latent'] = ((ws - ws_true) / scale).square().mean()
-                terms['delta'] = offsets[:, 1:].square().sum(dim=2).mean() if G.num_ws > 1 else torch.zeros([])
-                loss = loss + o.latent_weight * terms['latent'] + o.delta_weight * terms['delta']
-                (loss / o.iterations).backward()
-                record = {k: float(v.detach()) for k, v in terms.items()}
-            opt.step()
-            info['encoder_steps_done'] = step + 1
-            if (step + 1) % max(1, o.checkpoint_every // 10) == 0 or step + 1 == o.encoder_steps:
-                _log(stats_file, dict(stage='encoder', step=step + 1, seconds=round(time.time() - t0, 2),
-                                      active_offsets=int(encoder.active_offsets), **record))
-            if o.checkpoint_every and (step + 1) % o.checkpoint_every == 0:
-                checkpoint()
-        encoder.active_offsets.fill_(G.num_ws)
-        encoder.eval().requires_grad_(False)
+    # Stage 1: the encoder.
+    encoder.train().requires_grad_(True)
+    opt = torch.optim.Adam(encoder.parameters(), lr=o.learning_rate)
+    encoder.active_offsets.fill_(1 if o.progressive_interval > 0 else G.num_ws)
+    t0 = time.time()
+    for step in tqdm(range(o.encoder_steps), desc='train encoder', unit='step', disable=not progress):
+        if o.progressive_interval > 0:
+            encoder.active_offsets.fill_(min(G.num_ws, 1 + step // o.progressive_interval))
+        targets, ws_true = sample_training_batch(G, o.batch_size, gen, o.mixing_prob)
+        ws = w_avg.expand(o.batch_size, G.num_ws, -1)
+        image = start_image
+        opt.zero_grad(set_to_none=True)
+        record = {}
+        for it in range(o.iterations):
+            # ReStyle: each iteration's prediction is supervised; inputs from earlier iterations are detached.
+            delta, offsets = encoder(targets, image.detach(), return_offsets=True)
+            ws = ws.detach() + delta
+            image = G.synthesis(ws, noise_mode='const')
+            loss, terms = _reconstruction(image, targets, perceptual, o.perceptual_weight, o.pixel_weight)
+            terms['latent'] = ((ws - ws_true) / scale).square().mean()
+            terms['delta'] = offsets[:, 1:].square().sum(dim=2).mean() if G.num_ws > 1 else torch.zeros([])
+            loss = loss + o.latent_weight * terms['latent'] + o.delta_weight * terms['delta']
+            (loss / o.iterations).backward()
+            record = {k: float(v.detach()) for k, v in terms.items()}
+        opt.step()
+        info['encoder_steps_done'] = step + 1
+        if (step + 1) % max(1, o.checkpoint_every // 10) == 0 or step + 1 == o.encoder_steps:
+            if stats_path:
+                append_jsonl(stats_path, dict(stage='encoder', step=step + 1, seconds=round(time.time() - t0, 2),
+                                              active_offsets=int(encoder.active_offsets), **record), allow_nan=True)
+        if o.checkpoint_every and (step + 1) % o.checkpoint_every == 0:
+            checkpoint()
+    encoder.active_offsets.fill_(G.num_ws)
+    encoder.eval().requires_grad_(False)
 
-        # Stage 2: the hypernetwork, on the frozen encoder's latents.
-        hypernet.train().requires_grad_(True)
-        opt = torch.optim.Adam(hypernet.parameters(), lr=o.learning_rate)
-        t0 = time.time()
-        for step in tqdm(range(o.hyper_steps), desc='train hypernetwork', unit='step', disable=not progress):
-            targets, _ = sample_training_batch(G, o.batch_size, gen, o.mixing_prob)
-            ws, image = encode(encoder, G, targets, w_avg, o.iterations)[-1]
-            offsets: dict[str, torch.Tensor] = {}
-            opt.zero_grad(set_to_none=True)
-            record = {}
-            for it in range(o.iterations):
-                delta = hypernet(targets, image.detach())
-                offsets = {k: (offsets[k].detach() if k in offsets else 0) + v for k, v in delta.items()}
-                image = synthesize(G, ws, offsets)
-                loss, terms = _reconstruction(image, targets, perceptual, o.perceptual_weight, o.pixel_weight)
-                (loss / o.iterations).backward()
-                record = {k: float(v.detach()) for k, v in terms.items()}
-            opt.step()
-            info['hyper_steps_done'] = step + 1
-            if (step + 1) % max(1, o.checkpoint_every // 10) == 0 or step + 1 == o.hyper_steps:
-                _log(stats_file, dict(stage='hypernet', step=step + 1, seconds=round(time.time() - t0, 2), **record))
-            if o.checkpoint_every and (step + 1) % o.checkpoint_every == 0:
-                checkpoint()
-        hypernet.eval().requires_grad_(False)
-    finally:
-        if stats_file is not None:
-            stats_file.close()
+    # Stage 2: the hypernetwork, on the frozen encoder's latents.
+    hypernet.train().requires_grad_(True)
+    opt = torch.optim.Adam(hypernet.parameters(), lr=o.learning_rate)
+    t0 = time.time()
+    for step in tqdm(range(o.hyper_steps), desc='train hypernetwork', unit='step', disable=not progress):
+        targets, _ = sample_training_batch(G, o.batch_size, gen, o.mixing_prob)
+        ws, image = encode(encoder, G, targets, w_avg, o.iterations)[-1]
+        offsets: dict[str, torch.Tensor] = {}
+        opt.zero_grad(set_to_none=True)
+        record = {}
+        for it in range(o.iterations):
+            delta = hypernet(targets, image.detach())
+            offsets = {k: (offsets[k].detach() if k in offsets else 0) + v for k, v in delta.items()}
+            image = synthesize(G, ws, offsets)
+            loss, terms = _reconstruction(image, targets, perceptual, o.perceptual_weight, o.pixel_weight)
+            (loss / o.iterations).backward()
+            record = {k: float(v.detach()) for k, v in terms.items()}
+        opt.step()
+        info['hyper_steps_done'] = step + 1
+        if (step + 1) % max(1, o.checkpoint_every // 10) == 0 or step + 1 == o.hyper_steps:
+            if stats_path:
+                append_jsonl(stats_path, dict(stage='hypernet', step=step + 1, seconds=round(time.time() - t0, 2),
+                                              **record), allow_nan=True)
+        if o.checkpoint_every and (step + 1) % o.checkpoint_every == 0:
+            checkpoint()
+    hypernet.eval().requires_grad_(False)
     checkpoint()
     return inverter
 

@@ -12,6 +12,8 @@ from typing import Optional, Union
 
 import torch
 
+from torch_utils.jsonl import append_jsonl
+
 from .errors import MetricError
 from .options import MetricContext
 from .parallel import broadcast_float
@@ -78,8 +80,7 @@ def report_metric(result: dict, run_dir: Optional[str] = None, snapshot_pkl: Opt
         snapshot_pkl = os.path.relpath(snapshot_pkl, run_dir)
     record = dict(result, snapshot_pkl=snapshot_pkl, timestamp=time.time())
     if run_dir is not None and os.path.isdir(run_dir):
-        from training.stats import append_jsonl
         from .best import update_best
-        append_jsonl(os.path.join(run_dir, f'metric-{result["metric"]}.jsonl'), record)
+        append_jsonl(os.path.join(run_dir, f'metric-{result["metric"]}.jsonl'), record, durable=True, allow_nan=True)
         update_best(run_dir)
     return record

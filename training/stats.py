@@ -5,9 +5,7 @@ The record format is NVIDIA's `stats.jsonl`: `{"Loss/G/loss": {"num": n, "mean":
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections import defaultdict
 
@@ -60,14 +58,6 @@ class StatsCollector:
         self._acc.clear()
         for name, values in state.items():
             self._acc[name] = torch.tensor(values, dtype=torch.float64, device=self.device)
-
-
-def append_jsonl(path: str, record: dict) -> None:
-    """Append one JSON line; flushed and fsynced so that a kill loses at most the line being written."""
-    with open(path, 'a') as f:
-        f.write(json.dumps(record) + '\n')
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def timestamped(stats: dict) -> dict:

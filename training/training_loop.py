@@ -32,12 +32,13 @@ from networks.generate import image_grid, save_image, to_uint8
 from networks.snapshot import load_snapshot, snapshot_name
 from torch_utils import distributed
 from torch_utils.cli import UserError, describe
+from torch_utils.jsonl import append_jsonl
 from training.augment import AdaptiveP, AugmentPipe, augment_kwargs_for
 from training.dataset import DatasetError, ImageFolderDataset
 from training.loss import LossOptions, StyleGANLoss
 from training.resume_checks import check_resumed_values
 from training.run_dir import SnapshotKeeper, tidy_run_dir
-from training.stats import StatsCollector, append_jsonl, timestamped
+from training.stats import StatsCollector, timestamped
 from training.tensorboard import EventWriter, tick_scalars, viewer_note
 
 class OptionError(UserError):
@@ -350,7 +351,7 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
             tick_stats = close_tick(stats, state, tick_seconds, augment_pipe, device)
             log(tick_line(state, tick_stats, opts))
             if is_main:
-                append_jsonl(os.path.join(opts.run_dir, 'stats.jsonl'), timestamped(tick_stats))
+                append_jsonl(os.path.join(opts.run_dir, 'stats.jsonl'), timestamped(tick_stats), durable=True, allow_nan=True)
                 events.scalars(state.cur_nimg, tick_scalars(tick_stats))
             scheduled = done or state.cur_tick % opts.snap == 0
             # The tick is closed before any snapshot, so that a resume starts the next one.
