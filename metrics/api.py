@@ -12,11 +12,11 @@ from typing import Optional, Union
 
 import torch
 
+from torch_utils.distributed import broadcast_float
 from torch_utils.jsonl import append_jsonl
 
 from .errors import MetricError
 from .options import MetricContext
-from .parallel import broadcast_float
 from .registry import get_metric
 
 

@@ -30,12 +30,8 @@ class StatsCollector:
     def collect(self) -> dict[str, dict[str, float]]:
         """Reduce over ranks, return {name: {num, mean, std}} and reset. Every rank must call it."""
         names = sorted(self._acc)
-        if distributed.world_size() > 1:
-            # Ranks may have reported different names; agree on the union first.
-            import torch.distributed as dist
-            gathered = [None] * distributed.world_size()
-            dist.all_gather_object(gathered, names)
-            names = sorted(set().union(*gathered))
+        if distributed.world_size() > 1:   # ranks may have reported different names: agree on the union first
+            names = sorted(set().union(*distributed.all_gather_object(names)))
         if not names:
             return {}
         stacked = torch.stack([self._acc[name] for name in names])

@@ -507,16 +507,6 @@ def preserved_rng(device: torch.device) -> Iterator[None]:
             torch.cuda.set_rng_state_all(saved['cuda'])
 
 
-def _gather(value):
-    """`value` of every rank, as a list indexed by rank (every rank must call it)."""
-    if distributed.world_size() <= 1:
-        return [value]
-    import torch.distributed as dist
-    out = [None] * distributed.world_size()
-    dist.all_gather_object(out, value)
-    return out
-
-
 def capture_state(opts, state: 'Counters', phases, ada, loss, sample_gen, augment_gen, stats, interrupted: bool) -> dict:
     """Everything besides the networks that continues the run bit for bit. Every rank must call it.
 
@@ -526,7 +516,8 @@ def capture_state(opts, state: 'Counters', phases, ada, loss, sample_gen, augmen
     return dict(options=asdict(opts), counters=asdict(state), optimizers=optimizers,
                 ada=ada.state_dict() if ada is not None else None, pl_mean=loss.pl_mean.detach().cpu(),
                 sample_gen=sample_gen.get_state(), augment_gen=augment_gen.get_state().cpu(),
-                rng=_gather(_rng_states()), stats=_gather(stats.state_dict()), interrupted=interrupted)
+                rng=distributed.all_gather_object(_rng_states()),
+                stats=distributed.all_gather_object(stats.state_dict()), interrupted=interrupted)
 
 
 class ResumeStateError(UserError):
