@@ -35,7 +35,7 @@ from torch_utils.cli import UserError, describe
 from torch_utils.jsonl import append_jsonl
 from training.augment import AdaptiveP, AugmentPipe, augment_kwargs_for
 from training.dataset import DatasetError, ImageFolderDataset
-from training.loss import LossOptions, StyleGANLoss
+from training.loss import LOSSES, LossOptions, StyleGANLoss
 from training.resume_checks import check_resumed_values
 from training.run_dir import SnapshotKeeper, tidy_run_dir
 from training.stats import StatsCollector, timestamped
@@ -256,10 +256,10 @@ def training_loop(opts: TrainingOptions, rank: int = 0, device: torch.device = t
                             speed_kimg=opts.ada_kimg)
 
     stats = StatsCollector(device)
-    loss_options = LossOptions(kind=opts.loss, r1_gamma=opts.gamma, style_mixing_prob=opts.style_mixing_prob,
+    loss_options = LossOptions(r1_gamma=opts.gamma, style_mixing_prob=opts.style_mixing_prob,
                                pl_weight=opts.pl_weight, blur_init_sigma=opts.blur_init_sigma,
                                blur_fade_kimg=opts.blur_fade_kimg)
-    loss = StyleGANLoss(G, D, loss_options, augment_pipe=augment_pipe, report=stats.report,
+    loss = LOSSES[opts.loss](G, D, loss_options, augment_pipe=augment_pipe, report=stats.report,
                         observe_real=ada.observe if ada is not None else None)
     phases = make_phases(opts, G, D)
     state = Counters()
