@@ -1,12 +1,11 @@
-"""Training statistics: per-tick means of reported values, reduced over ranks, written as JSON lines.
+"""Training statistics: per-tick means of reported values, reduced over ranks.
 
-The record format is NVIDIA's `stats.jsonl`: `{"Loss/G/loss": {"num": n, "mean": m, "std": s}, ...,
-"timestamp": t}`, so their plotting scripts read our runs too.
+training.reporting writes them in NVIDIA's `stats.jsonl` format: `{"Loss/G/loss": {"num": n, "mean": m,
+"std": s}, ..., "timestamp": t}`, so their plotting scripts read our runs too.
 """
 from __future__ import annotations
 
 import math
-import time
 from collections import defaultdict
 
 import torch
@@ -54,7 +53,3 @@ class StatsCollector:
         self._acc.clear()
         for name, values in state.items():
             self._acc[name] = torch.tensor(values, dtype=torch.float64, device=self.device)
-
-
-def timestamped(stats: dict) -> dict:
-    return {**stats, 'timestamp': time.time()}
