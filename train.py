@@ -43,9 +43,9 @@ import click
 from click.core import ParameterSource
 import torch
 
+from metrics.api import TrainingMetrics
 from torch_utils import distributed, safe_json
 from torch_utils.atomic import atomic_write_bytes
-from metrics.api import TrainingMetrics
 from torch_utils.cli import EXPECTED, UserError, debug_enabled, describe, finite_float, run
 from training import training_loop as tl
 from training.dataset_convert import ensure_dataset

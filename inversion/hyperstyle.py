@@ -167,6 +167,12 @@ class TrainOptions:
     checkpoint_every: int = 1000
 
 
+def _log(stats_path: Optional[Union[str, os.PathLike]], record: dict) -> None:
+    """A line of the training log, if one is kept; a diverging loss is logged as NaN rather than refused."""
+    if stats_path:
+        append_jsonl(stats_path, record, allow_nan=True)
+
+
 def train_inverter(G: nn.Module, o: TrainOptions = TrainOptions(), *, perceptual: Optional[Perceptual] = None,
                    out_path: Optional[Union[str, os.PathLike]] = None,
                    stats_path: Optional[Union[str, os.PathLike]] = None, progress: bool = True,
@@ -235,9 +241,8 @@ def train_inverter(G: nn.Module, o: TrainOptions = TrainOptions(), *, perceptual
         opt.step()
         info['encoder_steps_done'] = step + 1
         if (step + 1) % max(1, o.checkpoint_every // 10) == 0 or step + 1 == o.encoder_steps:
-            if stats_path:
-                append_jsonl(stats_path, dict(stage='encoder', step=step + 1, seconds=round(time.time() - t0, 2),
-                                              active_offsets=int(encoder.active_offsets), **record), allow_nan=True)
+            _log(stats_path, dict(stage='encoder', step=step + 1, seconds=round(time.time() - t0, 2),
+                                  active_offsets=int(encoder.active_offsets), **record))
         if o.checkpoint_every and (step + 1) % o.checkpoint_every == 0:
             checkpoint()
     encoder.active_offsets.fill_(G.num_ws)
@@ -263,9 +268,7 @@ def train_inverter(G: nn.Module, o: TrainOptions = TrainOptions(), *, perceptual
         opt.step()
         info['hyper_steps_done'] = step + 1
         if (step + 1) % max(1, o.checkpoint_every // 10) == 0 or step + 1 == o.hyper_steps:
-            if stats_path:
-                append_jsonl(stats_path, dict(stage='hypernet', step=step + 1, seconds=round(time.time() - t0, 2),
-                                              **record), allow_nan=True)
+            _log(stats_path, dict(stage='hypernet', step=step + 1, seconds=round(time.time() - t0, 2), **record))
         if o.checkpoint_every and (step + 1) % o.checkpoint_every == 0:
             checkpoint()
     hypernet.eval().requires_grad_(False)
