@@ -135,3 +135,14 @@ def test_networks_do_not_import_training():
                        if module.split('.')[0] == 'networks'
                        for name in imported_names(module, path) if name.split('.')[0] == 'training')
     assert not offenders, '; '.join(offenders)
+
+
+def test_training_imports_only_the_layers_below_it():
+    # torch_utils < networks < training < metrics < inversion < editing < pretrained < scripts, app: train.py
+    # hands the loop what it needs from above (the metrics of a snapshot) instead.
+    modules = project_modules()
+    offenders = sorted(f'{module} imports {name}' for module, path in modules.items()
+                       if module.split('.')[0] == 'training'
+                       for name in imported_names(module, path)
+                       if name in modules and name.split('.')[0] not in ('torch_utils', 'networks', 'training'))
+    assert not offenders, '; '.join(offenders)
