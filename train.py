@@ -42,13 +42,17 @@ import click
 from click.core import ParameterSource
 import torch
 
+from metrics.api import TrainingMetrics
 from pretrained import shipped_models
 from torch_utils import distributed, safe_json
 from torch_utils.atomic import atomic_write_bytes
 from torch_utils.cli import EXPECTED, UserError, debug_enabled, describe, finite_float, run
 from training import training_loop as tl
 from training.dataset_convert import ensure_dataset
+from training.options import TrainingOptions, config_defaults
+from training.resume import check_training_state, saved_options
 from training.run_dir import OPTIONS_FILE, claim_run_dir, is_run_dir, latest_run_dir, list_snapshots
+from training.stop import STOP_SIGNALS, StopFlag
 
 # Options that may change when a run continues exactly; any other option given with --resume must
 # match the run's own value, since it would change what the run computes.
@@ -80,11 +84,11 @@ def default_workers(gpus: int) -> int:
 # ------------------------------------------------------------------------------------------------
 # Processes.
 
-def _process(rank: int, opts: tl.TrainingOptions, world: int, init_file: str, external_stop: Any = None,
+def _process(rank: int, opts: TrainingOptions, world: int, init_file: str, external_stop: Any = None,
              parent_pid: int = 0) -> None:
     """One training process spawned by `launch` (or started by torchrun); errors end it with one line."""
-    stop = tl.StopFlag(external_stop)   # first: a Ctrl-C from now on finishes the step and saves
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, tl.STOP_SIGNALS)   # blocked by `launch` while starting
+    stop = StopFlag(external_stop)   # first: a Ctrl-C from now on finishes the step and saves
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)   # blocked by `launch` while starting
     if external_stop is not None:
         distributed.stop_with_parent(parent_pid)
     if distributed.launched_by_torchrun():
@@ -96,7 +100,8 @@ def _process(rank: int, opts: tl.TrainingOptions, world: int, init_file: str, ex
         device = distributed.device_for(local_rank)
         if device.type == 'cpu':
             torch.set_num_threads(max(cpu_cores() // world, 1))   # processes share the cores, not each all of them
-        tl.training_loop(opts, rank=rank, device=device, stop=stop)
+        metrics = TrainingMetrics.for_run(opts, rank, device)
+        tl.training_loop(opts, rank=rank, device=device, stop=stop, metrics=metrics)
     except EXPECTED as e:
         if rank == 0:
             if debug_enabled():
@@ -110,13 +115,14 @@ def _process(rank: int, opts: tl.TrainingOptions, world: int, init_file: str, ex
         distributed.shutdown()
 
 
-def launch(opts: tl.TrainingOptions, stop: tl.StopFlag) -> None:
+def launch(opts: TrainingOptions, stop: StopFlag) -> None:
     if distributed.launched_by_torchrun():
         stop.restore()
         _process(0, opts, int(os.environ['WORLD_SIZE']), '')
         return
     if opts.gpus == 1:
-        tl.training_loop(opts, device=distributed.device_for(0), stop=stop)
+        device = distributed.device_for(0)
+        tl.training_loop(opts, device=device, stop=stop, metrics=TrainingMetrics.for_run(opts, 0, device))
         return
     context = torch.multiprocessing.get_context('spawn')
     external_stop = context.Event()
@@ -127,17 +133,17 @@ def launch(opts: tl.TrainingOptions, stop: tl.StopFlag) -> None:
         # event): a terminal's Ctrl-C reaches the whole group, but `kill PID` (a scheduler, a cloud
         # preemption) only this one. A launcher killed outright takes the children with it (stop_with_parent).
         forward = lambda signum, frame: external_stop.set()   # noqa: E731
-        previous = {sig: signal.signal(sig, forward) for sig in tl.STOP_SIGNALS}
+        previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
         if stop.requested:   # a signal came while this process was setting up
             external_stop.set()
         try:
-            signal.pthread_sigmask(signal.SIG_BLOCK, tl.STOP_SIGNALS)
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
             try:
                 processes = torch.multiprocessing.start_processes(
                     _process, args=(opts, opts.gpus, os.path.join(tmp, 'init'), external_stop, os.getpid()),
                     nprocs=opts.gpus, join=False, start_method='spawn')
             finally:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, tl.STOP_SIGNALS)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             while not processes.join():
                 pass
         except torch.multiprocessing.ProcessExitedException as e:
@@ -207,7 +213,7 @@ def main(**kw):
         click.echo('dry run: everything checked, nothing created' +
                    ('' if kw['verbose'] else '; --verbose prints every option as JSON'))
         return
-    stop = tl.StopFlag()   # from here on Ctrl-C ends in a snapshot
+    stop = StopFlag()   # from here on Ctrl-C ends in a snapshot
     if plan.new_run:
         opts.run_dir = claim_run_dir(kw['outdir'], plan.desc)
     atomic_write_bytes(os.path.join(opts.run_dir, OPTIONS_FILE), json.dumps(dataclasses.asdict(opts), indent=2).encode())
@@ -234,7 +240,7 @@ def cpu_processes_notice(gpus: int, cores: int) -> str:
 
 @dataclasses.dataclass
 class Plan:
-    opts: tl.TrainingOptions
+    opts: TrainingOptions
     new_run: bool                 # claim a new run directory (else continue opts.run_dir)
     desc: str = ''
     cur_nimg: int = 0
@@ -256,7 +262,7 @@ def plan_run(kw: dict, given: set) -> Plan:
     return plan
 
 
-def check_metrics(opts: tl.TrainingOptions) -> None:
+def check_metrics(opts: TrainingOptions) -> None:
     if not opts.metrics:
         return
     from metrics.registry import is_valid_metric
@@ -327,15 +333,15 @@ def new_run(kw: dict, transfer_from: Optional[str], checked: bool = False) -> Pl
         raise UserError(f'--batch={batch} must be a multiple of --gpus={gpus}')
     data = ensure_dataset(kw['data'])
     desc = run_desc(kw['cfg'], data, gpus, batch, kw['gamma'], kw['desc'])
-    names = {f.name for f in dataclasses.fields(tl.TrainingOptions)}
+    names = {f.name for f in dataclasses.fields(TrainingOptions)}
     options = {k: v for k, v in kw.items() if k in names}
-    options.update(tl.config_defaults(kw['cfg'], batch, resuming=transfer_from is not None))
+    options.update(config_defaults(kw['cfg'], batch, resuming=transfer_from is not None))
     options.update(data=data, metrics=parse_comma_list(kw['metrics']), resume=transfer_from,
                    transfer=transfer_from is not None,
                    batch_gpu=kw['batch_gpu'] or batch // gpus,
                    workers=kw['workers'] if kw['workers'] is not None else default_workers(gpus),
                    run_dir=os.path.join(kw['outdir'], f'NNNNN-{desc}'))
-    return Plan(opts=tl.TrainingOptions(**options), new_run=True, desc=desc)
+    return Plan(opts=TrainingOptions(**options), new_run=True, desc=desc)
 
 
 def continue_run(run_dir: Optional[str], snapshot: Optional[str], kw: dict, given: set) -> Plan:
@@ -352,7 +358,7 @@ def continue_run(run_dir: Optional[str], snapshot: Optional[str], kw: dict, give
         state = data.get('training_state')
         if state is None:
             raise UserError(f'{snapshot}: not a snapshot of this toolkit\'s training (no training state) to continue')
-        saved = tl.check_training_state(state, snapshot, data)
+        saved = check_training_state(state, snapshot, data)
         cur_nimg = state['counters']['cur_nimg']
         c_dim = int(data['G'].c_dim)
     else:
@@ -361,14 +367,14 @@ def continue_run(run_dir: Optional[str], snapshot: Optional[str], kw: dict, give
             options = safe_json.load_file(path, OPTIONS_LIMIT)
         except ValueError as e:
             raise UserError(f'{path}: not valid JSON ({describe(e)})') from None
-        saved = tl.saved_options(options, path)
+        saved = saved_options(options, path)
         cur_nimg = 0
     options = dataclasses.asdict(saved)
     options.update(apply_given(options, kw, given))
     if snapshot is not None:   # the run's own snapshot, restored exactly (its transfer, if any, is behind it)
         options.update(resume=snapshot, transfer=False)
     options.update(run_dir=run_dir or '')
-    return Plan(opts=tl.TrainingOptions(**options), new_run=run_dir is None, cur_nimg=cur_nimg, c_dim=c_dim)
+    return Plan(opts=TrainingOptions(**options), new_run=run_dir is None, cur_nimg=cur_nimg, c_dim=c_dim)
 
 
 def apply_given(saved: dict, kw: dict, given: set) -> dict:

@@ -15,7 +15,6 @@ Figures only; nothing here asserts.
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
@@ -30,6 +29,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, 'tests'), os.path.join(REPO, 'benchmarks')]
 
 from generate import generator_kwargs   # noqa: E402  (benchmarks/generate.py)
+from torch_utils.jsonl import append_jsonl   # noqa: E402
 
 # Installed in the page: the time from the key press on slider 0 to the next image in #current-image
 # having loaded, in ms, is left in window.__latency.
@@ -171,8 +171,7 @@ def main(configs, resolutions, bases, repeats, use_browser, threads, json_out, n
             print(f'{cfg:<12} {res:>4} {base:>6} {row["library_s"]:>10.3f} {row["library_cpu_s"]:>14.3f} '
                   + (f'{row["browser_s"]:>10.3f} {row["browser_max_s"]:>14.3f}' if web else f'{"-":>10} {"-":>14}') + f' {load:>5.1f}', flush=True)
             if json_out:
-                with open(json_out, 'a') as f:
-                    f.write(json.dumps(row) + '\n')
+                append_jsonl(json_out, row, allow_nan=True)
 
 
 if __name__ == '__main__':

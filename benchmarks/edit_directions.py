@@ -42,6 +42,7 @@ from networks.generate import seeds_to_ws, synthesize          # noqa: E402
 from networks.snapshot import find_latest_snapshot, load_generator, resolve_source  # noqa: E402
 from pretrained import shipped_models                          # noqa: E402
 from torch_utils.media import image_grid, save_image           # noqa: E402
+from torch_utils.jsonl import append_jsonl                      # noqa: E402
 
 
 def train_network(workdir: str, res: int, kimg: float, batch: int) -> str:
@@ -221,9 +222,8 @@ def main(network, train_kimg, res, batch, workdir, attributes, samples, eval_see
                    'random direction': (list(c.mean(1)), list(c.std(1) / np.sqrt(c.shape[1])))},
                   title=f'measured {attr} vs edit strength (mean +- s.e., {v.shape[1]} seeds)')
     if json_out:
-        with open(json_out, 'a') as f:
-            for row in rows:
-                f.write(json.dumps(row) + '\n')
+        for row in rows:
+            append_jsonl(json_out, row, allow_nan=True)
 
 
 if __name__ == '__main__':

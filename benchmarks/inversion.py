@@ -16,7 +16,6 @@ Figures only; nothing here asserts.
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
@@ -37,6 +36,7 @@ from inversion.run import InvertOptions, invert  # noqa: E402
 from networks import generate  # noqa: E402
 from networks.snapshot import SnapshotError, load_generator, resolve_source  # noqa: E402
 from pretrained import shipped_models  # noqa: E402
+from torch_utils.jsonl import append_jsonl  # noqa: E402
 from torch_utils.media import image_uint8  # noqa: E402
 
 METHODS = ('w_avg', 'project-w', 'project-wp', 'pti', 'hyperstyle')
@@ -142,8 +142,7 @@ def main(network, num_images, targets, methods, steps, pti_steps, perceptual, en
         click.echo(f'{method:<12} PSNR {row["psnr"]:6.2f} dB (+-{row["psnr_std"]:.2f})  SSIM {row["ssim"]:.4f}  '
                    f'{row["seconds_per_image"]:8.2f} s/image')
         if json_out:
-            with open(json_out, 'a') as f:
-                f.write(json.dumps({**base, **row}) + '\n')
+            append_jsonl(json_out, {**base, **row}, allow_nan=True)
 
 
 if __name__ == '__main__':

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import time
 from typing import Optional, Union
@@ -25,6 +24,7 @@ from tqdm import tqdm
 from torch_utils import safe_pickle
 from torch_utils.atomic import atomic_write
 from torch_utils.cli import UserError
+from torch_utils.jsonl import append_jsonl
 
 from .encoder import LatentEncoder, encode
 from .hypernet import WeightHypernetwork, modulated_layers, refine, synthesize
@@ -167,10 +167,10 @@ class TrainOptions:
     checkpoint_every: int = 1000
 
 
-def _log(f, record: dict) -> None:
-    if f is not None:
-        f.write(json.dumps(record) + '\n')
-        f.flush()
+def _log(stats_path: Optional[Union[str, os.PathLike]], record: dict) -> None:
+    """A line of the training log, if one is kept; a diverging loss is logged as NaN rather than refused."""
+    if stats_path:
+        append_jsonl(stats_path, record, allow_nan=True)
 
 
 def train_inverter(G: nn.Module, o: TrainOptions = TrainOptions(), *, perceptual: Optional[Perceptual] = None,
@@ -184,18 +184,13 @@ def train_inverter(G: nn.Module, o: TrainOptions = TrainOptions(), *, perceptual
     inverter, w_std = new_inverter(G, o, perceptual, source)
     if stats_path:
         os.makedirs(os.path.dirname(os.path.abspath(stats_path)), exist_ok=True)
-    stats_file = open(stats_path, 'a') if stats_path else None
 
     def checkpoint():
         if out_path is not None:
             save_inverter(inverter, out_path)
 
-    try:
-        _train_encoder(inverter, G, o, gen, w_std, perceptual, stats_file, checkpoint, progress)
-        _train_hypernet(inverter, G, o, gen, perceptual, stats_file, checkpoint, progress)
-    finally:
-        if stats_file is not None:
-            stats_file.close()
+    _train_encoder(inverter, G, o, gen, w_std, perceptual, stats_path, checkpoint, progress)
+    _train_hypernet(inverter, G, o, gen, perceptual, stats_path, checkpoint, progress)
     checkpoint()
     return inverter
 
@@ -229,7 +224,7 @@ def new_inverter(G: nn.Module, o: TrainOptions, perceptual: Optional[Perceptual]
 
 
 def _train_encoder(inverter: Inverter, G: nn.Module, o: TrainOptions, gen: torch.Generator, w_std: torch.Tensor,
-                   perceptual: Optional[Perceptual], stats_file, checkpoint, progress: bool) -> None:
+                   perceptual: Optional[Perceptual], stats_path, checkpoint, progress: bool) -> None:
     """Stage 1: ReStyle iterations from w_avg, each supervised, with e4e's progressive offsets."""
     encoder, w_avg, info = inverter.encoder, inverter.w_avg, inverter.info
     start_image = G.synthesis(w_avg.expand(o.train_batch, G.num_ws, -1), noise_mode='const')
@@ -259,7 +254,7 @@ def _train_encoder(inverter: Inverter, G: nn.Module, o: TrainOptions, gen: torch
         opt.step()
         info['encoder_steps_done'] = step + 1
         if (step + 1) % max(1, o.checkpoint_every // 10) == 0 or step + 1 == o.encoder_steps:
-            _log(stats_file, dict(stage='encoder', step=step + 1, seconds=round(time.time() - t0, 2),
+            _log(stats_path, dict(stage='encoder', step=step + 1, seconds=round(time.time() - t0, 2),
                                   active_offsets=int(encoder.active_offsets), **record))
         if o.checkpoint_every and (step + 1) % o.checkpoint_every == 0:
             checkpoint()
@@ -268,7 +263,7 @@ def _train_encoder(inverter: Inverter, G: nn.Module, o: TrainOptions, gen: torch
 
 
 def _train_hypernet(inverter: Inverter, G: nn.Module, o: TrainOptions, gen: torch.Generator,
-                    perceptual: Optional[Perceptual], stats_file, checkpoint, progress: bool) -> None:
+                    perceptual: Optional[Perceptual], stats_path, checkpoint, progress: bool) -> None:
     """Stage 2: the hypernetwork's refinements, on the frozen encoder's latents."""
     hypernet, info = inverter.hypernet, inverter.info
     hypernet.train().requires_grad_(True)
@@ -290,7 +285,7 @@ def _train_hypernet(inverter: Inverter, G: nn.Module, o: TrainOptions, gen: torc
         opt.step()
         info['hyper_steps_done'] = step + 1
         if (step + 1) % max(1, o.checkpoint_every // 10) == 0 or step + 1 == o.hyper_steps:
-            _log(stats_file, dict(stage='hypernet', step=step + 1, seconds=round(time.time() - t0, 2), **record))
+            _log(stats_path, dict(stage='hypernet', step=step + 1, seconds=round(time.time() - t0, 2), **record))
         if o.checkpoint_every and (step + 1) % o.checkpoint_every == 0:
             checkpoint()
     hypernet.eval().requires_grad_(False)

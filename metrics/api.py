@@ -1,4 +1,5 @@
-"""The entry points used by train.py and calc_metrics.py: compute one metric, record it as NVIDIA does.
+"""The entry points used by train.py and calc_metrics.py: compute one metric, record it as NVIDIA does, and
+the metrics of a training run's snapshots (`TrainingMetrics`, which train.py hands the training loop).
 
 Result dicts and `metric-<name>.jsonl` lines have NVIDIA's layout:
 `{"results": {"fid50k_full": 12.3}, "metric": "fid50k_full", "total_time": 81.2, "total_time_str": "1m 21s",
@@ -8,13 +9,18 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from typing import Optional, Union
 
 import torch
 
+from torch_utils.distributed import broadcast_float, world_size
+from torch_utils.jsonl import append_jsonl
+from training.options import TrainingOptions
+
+from .best import best_line, update_best
 from .errors import MetricError
 from .options import MetricContext
-from .parallel import broadcast_float
 from .registry import get_metric
 
 
@@ -78,8 +84,44 @@ def report_metric(result: dict, run_dir: Optional[str] = None, snapshot_pkl: Opt
         snapshot_pkl = os.path.relpath(snapshot_pkl, run_dir)
     record = dict(result, snapshot_pkl=snapshot_pkl, timestamp=time.time())
     if run_dir is not None and os.path.isdir(run_dir):
-        from training.stats import append_jsonl
-        from .best import update_best
-        append_jsonl(os.path.join(run_dir, f'metric-{result["metric"]}.jsonl'), record)
+        append_jsonl(os.path.join(run_dir, f'metric-{result["metric"]}.jsonl'), record, durable=True, allow_nan=True)
         update_best(run_dir)
     return record
+
+
+@dataclass
+class TrainingMetrics:
+    """The metrics a training run computes for each scheduled snapshot (train.py --metrics). train.py hands
+    this to the training loop, which does not import metrics. Every rank computes its share of a metric;
+    rank 0 records the results in the run directory (metric-<name>.jsonl, best.json)."""
+    metrics: list[str]
+    data: str
+    mirror: bool
+    detector_dir: Optional[str]
+    run_dir: str
+    rank: int
+    device: torch.device
+
+    @classmethod
+    def for_run(cls, opts: TrainingOptions, rank: int, device: torch.device) -> Optional[TrainingMetrics]:
+        """None for a run without metrics."""
+        if not opts.metrics:
+            return None
+        return cls(list(opts.metrics), opts.data, opts.mirror, opts.detector_dir, opts.run_dir, rank, device)
+
+    def evaluate(self, G_ema: torch.nn.Module, snapshot_path: str) -> dict[str, dict[str, float]]:
+        """{metric: {result key: value}} of the snapshot about to be written at `snapshot_path`."""
+        results = {}
+        for metric in self.metrics:
+            result = calc_metric(metric, G=G_ema, data=self.data, mirror=self.mirror, num_gpus=world_size(),
+                                 rank=self.rank, device=self.device, detector_dir=self.detector_dir)
+            if self.rank == 0:
+                report_metric(result, run_dir=self.run_dir, snapshot_pkl=os.path.basename(snapshot_path))
+            results[metric] = result['results']
+        return results
+
+    def written(self, snapshot_path: str) -> Optional[str]:
+        """Rank best.json's snapshots again once the new snapshot is on disk (its metrics were recorded before
+        it was written, and only snapshots that exist can be best); the best as a log line."""
+        update_best(self.run_dir)
+        return best_line(self.run_dir)

@@ -28,11 +28,11 @@ from typing import Callable, Optional
 
 import torch
 
+from torch_utils.distributed import barrier
 from torch_utils.download import DownloadError, cache_root, download_cached
 
 from .errors import DetectorError
 from .garment_classifier import load_garment_classifier
-from .parallel import barrier
 
 ENV_DIR = 'SG3C_DETECTOR_DIR'
 

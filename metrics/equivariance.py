@@ -25,11 +25,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from torch_utils.distributed import sum_over_ranks
 from torch_utils.ops import upfirdn2d
 
 from .errors import MetricError
 from .options import MetricContext
-from .parallel import sum_over_ranks
 from .sampling import LatentSource, rounds, synthesis_kwargs
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from torch_utils.distributed import gather_rounds
+
 from .options import MetricContext
-from .parallel import gather_rounds
 from .sampling import LatentSource, rounds, synthesis_kwargs
 
 

@@ -16,8 +16,9 @@ from typing import Optional
 
 import torch
 
+from torch_utils.distributed import gather_rounds
+
 from .options import MetricContext
-from .parallel import gather_rounds
 from .sampling import rounds
 from .stats import dataset_features, generator_features
 

@@ -20,8 +20,9 @@ from typing import Any, Optional, Union
 import torch
 
 from networks.snapshot import SNAPSHOT_GLOB, load_generator, load_snapshot, snapshot_nimg
-from torch_utils import distributed, safe_json
+from torch_utils import distributed
 from torch_utils.download import is_url
+from torch_utils.jsonl import append_jsonl, read_jsonl
 from torch_utils.safe_pickle import one_line
 
 from .api import calc_metric, report_metric, resolve_data
@@ -68,19 +69,7 @@ def read_records(run_dir: Optional[str], metric: str) -> list[dict]:
     """The records of `metric-<metric>.jsonl` in a run dir (unreadable lines are skipped)."""
     if run_dir is None:
         return []
-    path = os.path.join(run_dir, f'metric-{metric}.jsonl')
-    if not os.path.isfile(path):
-        return []
-    out = []
-    with open(path) as f:
-        for line in f:
-            try:
-                record = safe_json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and isinstance(record.get('results'), dict):
-                out.append(record)
-    return out
+    return [r for r in read_jsonl(os.path.join(run_dir, f'metric-{metric}.jsonl')) if isinstance(r.get('results'), dict)]
 
 
 def snapshot_label(snapshot: str) -> str:
@@ -189,8 +178,7 @@ def worker(rank: int, job: EvalJob, init_file: str) -> None:
                                  device=device, progress=job.verbose, detector_dir=job.detector_dir, seed=job.seed)
             if rank == 0:
                 record = report_metric(result, run_dir=job.run_dir, snapshot_pkl=snapshot_label(snapshot))
-                with open(job.results_file, 'a') as f:
-                    f.write(json.dumps(record) + '\n')
+                append_jsonl(job.results_file, record, allow_nan=True)
                 if job.verbose:
                     values = ', '.join(f'{k} {v:.5g}' for k, v in result['results'].items())
                     print(f'{snapshot_label(snapshot)}  {values}  ({result["total_time_str"]})', flush=True)
@@ -213,8 +201,7 @@ def run(job: EvalJob) -> list[dict]:
                 lines = [line for line in str(e).strip().splitlines() if line.strip()]
                 last = lines[-1] if lines else 'a worker process failed'
                 raise MetricError(re.sub(r'^[\w.]+(Error|Exception): ', '', last)) from None
-        with open(job.results_file) as f:
-            return [json.loads(line) for line in f if line.strip()]
+        return list(read_jsonl(job.results_file))
 
 
 def collect(job: EvalJob, new_records: list[dict]) -> dict[str, dict[str, float]]:

@@ -18,11 +18,11 @@ import torch
 
 from torch_utils import safe_json
 from torch_utils.atomic import atomic_write
+from torch_utils.distributed import agree, gather_rounds
 from torch_utils.download import cache_root
 
 from .detectors import detector_fingerprint
 from .options import MetricContext
-from .parallel import agree, gather_rounds
 from .sampling import LatentSource, mapping_kwargs, rounds, synthesis_kwargs, to_rgb_uint8
 
 CACHE_VERSION = 1

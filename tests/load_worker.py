@@ -82,7 +82,7 @@ def main() -> None:
     from inversion.preprocess import TargetError, load_target, read_image
     from networks.snapshot import SnapshotError, load_snapshot
     import training.augment   # noqa: F401 - registers the AugmentPipe family, as the training code does
-    from training import training_loop
+    from training import resume
     from training.dataset import ImageFolderDataset
     from training.dataset_errors import DatasetError
     from training.dataset_sources import open_cifar10, open_source
@@ -104,7 +104,7 @@ def main() -> None:
 
     def check_resume(path):
         data = load_snapshot(path)
-        return training_loop.check_training_state(data.get('training_state'), path, data)
+        return resume.check_training_state(data.get('training_state'), path, data)
 
     readers = {
         'snapshot': lambda path: load_snapshot(path),
@@ -121,7 +121,7 @@ def main() -> None:
         'classifier': load_garment_classifier,
     }
     refusals = (SnapshotError, DatasetError, EditingError, StudioError, TargetError, MetricError,
-                training_loop.ResumeStateError, ClassifierFileError)
+                resume.ResumeStateError, ClassifierFileError)
 
     def read(mode, path):
         name, *args = mode.split()

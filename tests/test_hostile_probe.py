@@ -549,7 +549,7 @@ def test_9_resume_checks_optimizer_and_statistics_state_before_touching_the_run(
     }
     expected = {'shape': 'exp_avg of parameter 0 is', 'stride0': 'does not cover its storage', 'nan': 'NaN',
                 'stats': 'Loss/G/loss'}
-    from training.training_loop import ResumeStateError, check_training_state
+    from training.resume import ResumeStateError, check_training_state
     good_state = load_snapshot(snapshot)
     for kind, damage in damages.items():
         damaged = hp.read_tree(str(snapshot))

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from networks.snapshot import load_snapshot
-from training.loss import LossOptions, StyleGANLoss, gaussian_blur
+from training.loss import LossOptions, StyleGANLoss, WGANGPLoss, gaussian_blur
 
 
 @pytest.mark.parametrize('cfg', ['stylegan2', 'stylegan3-t', 'stylegan3-r'])
@@ -48,7 +48,7 @@ def test_wgan_gp_trains_d_towards_separating_reals_and_fakes():
     from test_snapshot import tiny_networks
     nets = tiny_networks('stylegan2')
     G, D = nets['G'], nets['D']
-    loss = StyleGANLoss(G, D, LossOptions(kind='wgan-gp'))
+    loss = WGANGPLoss(G, D, LossOptions())
     opt = torch.optim.Adam(D.parameters(), lr=1e-2)
     real = torch.ones(4, 3, 16, 16) * 0.8
     torch.manual_seed(0)
@@ -60,3 +60,27 @@ def test_wgan_gp_trains_d_towards_separating_reals_and_fakes():
     with torch.no_grad():
         gap = D(real, None).mean() - D(G(torch.randn(4, 8), None), None).mean()
     assert gap > 0.5
+
+
+def test_wgan_gp_has_no_lazy_regularisation_so_both_phases_equal_main():
+    # The gradient penalty belongs to D main: a Dboth phase (no lazy regularisation) computes it too,
+    # and path length and R1 are off whatever their weights.
+    from test_snapshot import tiny_networks
+    nets = tiny_networks('stylegan2')
+    G, D = nets['G'], nets['D']
+    loss = WGANGPLoss(G, D, LossOptions(r1_gamma=5, pl_weight=2))
+    real, z, c = torch.randn(4, 3, 16, 16), torch.randn(4, 8), torch.zeros(4, 0)
+    grads = {}
+    for phase, net in (('Dmain', D), ('Dboth', D), ('Dreg', D), ('Gmain', G), ('Gboth', G), ('Greg', G)):
+        net.requires_grad_(True)
+        for p in net.parameters():
+            p.grad = None
+        torch.manual_seed(0)
+        loss.accumulate_gradients(phase, real, c, z, c, gain=1, cur_nimg=0)
+        grads[phase] = [p.grad.clone() if p.grad is not None else None for p in net.parameters()]
+        net.requires_grad_(False)
+    for main, both, reg in (('Dmain', 'Dboth', 'Dreg'), ('Gmain', 'Gboth', 'Greg')):
+        assert any(g is not None for g in grads[main])
+        assert [g is None for g in grads[main]] == [g is None for g in grads[both]]
+        assert all(torch.equal(a, b) for a, b in zip(grads[main], grads[both]) if a is not None)
+        assert all(g is None for g in grads[reg])

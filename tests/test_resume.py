@@ -136,7 +136,7 @@ def test_many_random_kills_equal_uninterrupted_run(tmp_path, data32):
 
 
 def test_generator_state_from_another_kind_of_device_continues_reproducibly():
-    from training.training_loop import continue_generator
+    from training.resume import continue_generator
     same = torch.Generator().manual_seed(5)
     torch.rand(3, generator=same)
     here = torch.Generator()

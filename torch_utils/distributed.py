@@ -1,4 +1,5 @@
-"""Process groups for multi-GPU (NCCL) and multi-process CPU (gloo) training.
+"""Process groups for multi-GPU (NCCL) and multi-process CPU (gloo) training and metrics, and every
+collective operation they use; each collective is a no-op in a single process (every rank must call it).
 
 One process per device. `--gpus=N` on one machine spawns N processes that meet through a file in a
 temporary directory; under `torchrun` the environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR)
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 import torch.distributed as dist
@@ -59,29 +60,86 @@ def rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
+def _comm_device(reference: Optional[torch.Tensor] = None) -> torch.device:
+    """Where a collective's tensors must be: NCCL moves CUDA tensors only, gloo CPU ones."""
+    if dist.get_backend() != 'nccl':
+        return torch.device('cpu')
+    return reference.device if reference is not None else torch.device('cuda', torch.cuda.current_device())
+
+
 def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks in place (the tensor must already be on the backend's device)."""
     if world_size() > 1:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 
 
-def any_rank(flag: bool) -> bool:
-    """True on every rank when `flag` is true on any rank (every rank must call it)."""
+def sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks of a tensor on any device, as a new tensor on that device."""
     if world_size() <= 1:
-        return bool(flag)
-    device = torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' else 'cpu'
-    tensor = torch.tensor([float(flag)], device=device)   # NCCL reduces CUDA tensors only
-    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return bool(tensor.item() > 0)
+        return tensor
+    out = tensor.to(_comm_device(tensor)).clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out.to(tensor.device)
 
 
 def mean_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
     """Mean of a (detached) statistic over ranks, so running averages see the whole global batch."""
     if world_size() <= 1:
         return tensor
-    tensor = tensor.detach().clone()
+    return sum_over_ranks(tensor.detach()) / world_size()
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when `flag` is true on any rank."""
+    if world_size() <= 1:
+        return bool(flag)
+    tensor = torch.tensor([float(flag)], device=_comm_device())
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor / world_size()
+    return bool(tensor.item() > 0)
+
+
+def broadcast_float(value: float, reference: torch.device) -> float:
+    """Rank 0's value, on every rank (`reference`: the device of this rank's work)."""
+    if world_size() <= 1:
+        return value
+    t = torch.tensor([float(value)], dtype=torch.float64, device=reference)
+    t = t.to(_comm_device(t))
+    dist.broadcast(t, src=0)
+    return float(t.item())
+
+
+def agree(flag: bool, reference: torch.device) -> bool:
+    """Rank 0's boolean, on every rank (e.g. "the cache file exists")."""
+    return bool(broadcast_float(1.0 if flag else 0.0, reference))
+
+
+def all_gather_object(value: Any) -> list:
+    """`value` of every rank (picklable), as a list indexed by rank."""
+    if world_size() <= 1:
+        return [value]
+    out = [None] * world_size()
+    dist.all_gather_object(out, value)
+    return out
+
+
+def gather_rounds(rows: torch.Tensor, count: int, capacity: int) -> list[torch.Tensor]:
+    """All ranks' batches of one round, in rank order, each cut to its valid `count` rows.
+
+    `rows` holds at least `count` rows; it is padded to `capacity` so that every rank sends the same
+    shape (a requirement of all_gather)."""
+    rows = rows[:count]
+    if world_size() <= 1:
+        return [rows]
+    device = _comm_device(rows)
+    padded = torch.zeros([capacity, *rows.shape[1:]], dtype=rows.dtype, device=device)
+    padded[:count] = rows.to(device)
+    counts = torch.tensor([count], dtype=torch.int64, device=device)
+    all_rows = [torch.empty_like(padded) for _ in range(world_size())]
+    all_counts = [torch.empty_like(counts) for _ in range(world_size())]
+    dist.all_gather(all_rows, padded)
+    dist.all_gather(all_counts, counts)
+    return [r[:int(c.item())].to(rows.device) for r, c in zip(all_rows, all_counts)]
 
 
 def broadcast_module_(module: torch.nn.Module, src: int = 0) -> None:

@@ -1,14 +1,11 @@
-"""Training statistics: per-tick means of reported values, reduced over ranks, written as JSON lines.
+"""Training statistics: per-tick means of reported values, reduced over ranks.
 
-The record format is NVIDIA's `stats.jsonl`: `{"Loss/G/loss": {"num": n, "mean": m, "std": s}, ...,
-"timestamp": t}`, so their plotting scripts read our runs too.
+training.reporting writes them in NVIDIA's `stats.jsonl` format: `{"Loss/G/loss": {"num": n, "mean": m,
+"std": s}, ..., "timestamp": t}`, so their plotting scripts read our runs too.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
-import time
 from collections import defaultdict
 
 import torch
@@ -32,12 +29,8 @@ class StatsCollector:
     def collect(self) -> dict[str, dict[str, float]]:
         """Reduce over ranks, return {name: {num, mean, std}} and reset. Every rank must call it."""
         names = sorted(self._acc)
-        if distributed.world_size() > 1:
-            # Ranks may have reported different names; agree on the union first.
-            import torch.distributed as dist
-            gathered = [None] * distributed.world_size()
-            dist.all_gather_object(gathered, names)
-            names = sorted(set().union(*gathered))
+        if distributed.world_size() > 1:   # ranks may have reported different names: agree on the union first
+            names = sorted(set().union(*distributed.all_gather_object(names)))
         if not names:
             return {}
         stacked = torch.stack([self._acc[name] for name in names])
@@ -60,15 +53,3 @@ class StatsCollector:
         self._acc.clear()
         for name, values in state.items():
             self._acc[name] = torch.tensor(values, dtype=torch.float64, device=self.device)
-
-
-def append_jsonl(path: str, record: dict) -> None:
-    """Append one JSON line; flushed and fsynced so that a kill loses at most the line being written."""
-    with open(path, 'a') as f:
-        f.write(json.dumps(record) + '\n')
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def timestamped(stats: dict) -> dict:
-    return {**stats, 'timestamp': time.time()}
