@@ -45,13 +45,12 @@ import torch
 from metrics.api import TrainingMetrics
 from pretrained import shipped_models
 from torch_utils import distributed, safe_json
-from torch_utils.atomic import atomic_write_bytes
 from torch_utils.cli import EXPECTED, UserError, debug_enabled, describe, finite_float, run
 from training import training_loop as tl
 from training.dataset_convert import ensure_dataset
 from training.options import TrainingOptions, config_defaults
 from training.resume import check_training_state, saved_options
-from training.run_dir import OPTIONS_FILE, claim_run_dir, is_run_dir, latest_run_dir, list_snapshots
+from training.run_dir import OPTIONS_FILE, is_run_dir, open_run_dir, latest_run_dir, list_snapshots
 from training.stop import STOP_SIGNALS, StopFlag
 
 # Options that may change when a run continues exactly; any other option given with --resume must
@@ -214,9 +213,8 @@ def main(**kw):
                    ('' if kw['verbose'] else '; --verbose prints every option as JSON'))
         return
     stop = StopFlag()   # from here on Ctrl-C ends in a snapshot
-    if plan.new_run:
-        opts.run_dir = claim_run_dir(kw['outdir'], plan.desc)
-    atomic_write_bytes(os.path.join(opts.run_dir, OPTIONS_FILE), json.dumps(dataclasses.asdict(opts), indent=2).encode())
+    opts.run_dir = open_run_dir(kw['outdir'], plan.desc, None if plan.new_run else opts.run_dir,
+                                dataclasses.asdict(opts))
     click.echo(f'run directory: {opts.run_dir}')
     launch(opts, stop)
 

@@ -41,8 +41,8 @@ def stop_with_parent(parent_pid: int) -> None:
 
 
 def init(rank: int, world_size: int, init_file: Optional[str] = None) -> None:
-    """Join the process group (no-op for a single process)."""
-    if world_size <= 1:
+    """Join the process group (no-op for a single process, or once joined)."""
+    if world_size <= 1 or (dist.is_available() and dist.is_initialized()):
         return
     backend = 'nccl' if torch.cuda.is_available() else 'gloo'
     if launched_by_torchrun():

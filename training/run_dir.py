@@ -9,6 +9,7 @@ kimg; we keep the same count: a scheduled snapshot retires older ones of the sam
 from __future__ import annotations
 
 import glob
+import json
 import os
 import random
 import re
@@ -16,7 +17,7 @@ import time
 from typing import Optional
 
 from networks.snapshot import SNAPSHOT_GLOB, save_snapshot, snapshot_nimg
-from torch_utils import safe_json
+from torch_utils import distributed, safe_json
 from torch_utils.atomic import atomic_write_bytes
 from training.tensorboard import trim_events
 
@@ -48,6 +49,20 @@ def claim_run_dir(outdir: str, desc: str) -> str:
             return os.path.join(outdir, name)
         os.rmdir(os.path.join(outdir, name))
         time.sleep(random.uniform(0.01, 0.1))
+
+
+def open_run_dir(outdir: str, desc: str, run_dir: Optional[str], options: dict) -> str:
+    """The run directory every process trains into: a new one claimed under `outdir` (when `run_dir`
+    is None) or `run_dir`, with `options` written there as training_options.json.
+
+    torchrun runs the same command in every process of every node, so the group meets first and rank 0
+    alone claims and writes; the others take its answer (the nodes share a file system)."""
+    if distributed.launched_by_torchrun():
+        distributed.init(int(os.environ['RANK']), int(os.environ['WORLD_SIZE']))
+    if distributed.rank() == 0:
+        run_dir = run_dir or claim_run_dir(outdir, desc)
+        atomic_write_bytes(os.path.join(run_dir, OPTIONS_FILE), json.dumps(options, indent=2).encode())
+    return distributed.all_gather_object(run_dir)[0]
 
 
 def latest_run_dir(outdir: str) -> Optional[str]:
