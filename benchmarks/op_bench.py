@@ -26,7 +26,10 @@ import numpy as np
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:
+    # Only when imported from elsewhere, and then last: in front, benchmarks/inversion.py and metrics.py
+    # would shadow the packages of the same names for the importer.
+    sys.path.append(os.path.dirname(os.path.abspath(__file__)))
 from nvidia_env import nvidia_env   # noqa: E402
 
 WORKER_FLAG = '--nvidia-worker'

@@ -20,7 +20,7 @@ from torch_utils.ops.selftest import backend_ops
 from torch_utils.ops.upfirdn2d import setup_filter, upfirdn2d
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, 'benchmarks'))
+sys.path.append(os.path.join(REPO, 'benchmarks'))   # last: its inversion.py and metrics.py would shadow the packages
 import op_compare  # noqa: E402
 from test_cuda_ops import check_kernels_twice_differentiable  # noqa: E402
 

@@ -24,7 +24,7 @@ from torch_utils.ops.filtered_lrelu import _composed, filtered_lrelu
 from torch_utils.ops.upfirdn2d import setup_filter, upfirdn2d
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, 'benchmarks'))
+sys.path.append(os.path.join(REPO, 'benchmarks'))   # last: its inversion.py and metrics.py would shadow the packages
 import op_compare  # noqa: E402
 
 

@@ -25,3 +25,14 @@ def test_script_imports(path, monkeypatch):
     monkeypatch.setitem(sys.modules, spec.name, module)
     spec.loader.exec_module(module)
     assert hasattr(module, 'main') or path.name in TOP_LEVEL_MODULES
+
+
+def test_a_benchmark_imported_by_another_leaves_the_packages_first():
+    # app_latency.py imports generate.py, which once put benchmarks/ at the front of sys.path: the app's
+    # `import inversion` then ran benchmarks/inversion.py and the latency benchmark died at its first model.
+    import subprocess
+    code = 'import app_latency, inversion, metrics; print(inversion.__file__); print(metrics.__file__)'
+    result = subprocess.run([sys.executable, '-c', code], cwd=REPO / 'benchmarks', capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [pathlib.Path(line).relative_to(REPO).as_posix() for line in result.stdout.split()] == \
+        ['inversion/__init__.py', 'metrics/__init__.py']
