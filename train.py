@@ -101,6 +101,7 @@ def _process(rank: int, opts: TrainingOptions, world: int, init_file: str, exter
             torch.set_num_threads(max(cpu_cores() // world, 1))   # processes share the cores, not each all of them
         metrics = TrainingMetrics.for_run(opts, rank, device)
         tl.training_loop(opts, rank=rank, device=device, stop=stop, metrics=metrics)
+        distributed.shutdown(wait_for_all=True)
     except EXPECTED as e:
         if rank == 0:
             if debug_enabled():

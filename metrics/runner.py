@@ -182,6 +182,7 @@ def worker(rank: int, job: EvalJob, init_file: str) -> None:
                 if job.verbose:
                     values = ', '.join(f'{k} {v:.5g}' for k, v in result['results'].items())
                     print(f'{snapshot_label(snapshot)}  {values}  ({result["total_time_str"]})', flush=True)
+        distributed.shutdown(wait_for_all=True)
     finally:
         distributed.shutdown()
 
