@@ -35,15 +35,14 @@ def test_pngs_match_nvidia_reference_within_one_level(tmp_path, fixtures_dir, na
 
 
 def test_conditional_network_needs_class(tmp_path, fixtures_dir):
-    r = gen('--network', fixtures_dir / 'official_stylegan2_32_c3.pkl', '--seeds', '0', '--outdir', tmp_path)
-    assert r.returncode != 0
-    assert 'conditional (3 classes)' in r.stderr and r.stderr.strip().count('\n') == 0
-    r = gen('--network', fixtures_dir / 'official_stylegan2_32_c3.pkl', '--seeds', '0', '--class', 2,
-            '--trunc', 0.7, '--outdir', tmp_path)
-    assert r.returncode == 0, r.stderr
+    network = fixtures_dir / 'official_stylegan2_32_c3.pkl'
+    code, out, err = run_script(gen_images.main, '--network', network, '--seeds', '0', '--outdir', tmp_path)
+    assert code != 0
+    assert 'conditional (3 classes)' in err and err.strip().count('\n') == 0
+    code, out, err = run_script(gen_images.main, '--network', network, '--seeds', '2', '--class', 2, '--trunc', 0.7,
+                                '--outdir', tmp_path)
+    assert code == 0, err
     ref = np.load(fixtures_dir / 'official_stylegan2_32_c3_ref.npz')['img_seed2_psi0.7'][0]   # seed 2 -> class 2
-    r = gen('--network', fixtures_dir / 'official_stylegan2_32_c3.pkl', '--seeds', '2', '--class', 2,
-            '--trunc', 0.7, '--outdir', tmp_path)
     got = np.asarray(PIL.Image.open(tmp_path / 'seed0002.png')).astype(int)
     expected = np.clip(ref.transpose(1, 2, 0) * 127.5 + 128, 0, 255).astype(np.uint8).astype(int)
     assert np.abs(got - expected).max() <= 1
@@ -84,11 +83,13 @@ def test_random_noise_is_reproducible_per_seed(tmp_path):
 
 def test_translate_rotate_change_stylegan3_output_and_export_pt(tmp_path):
     save_snapshot(tmp_path / 'tiny.pkl', tiny_networks('stylegan3'))
-    assert gen('--network', tmp_path / 'tiny.pkl', '--export-pt', tmp_path / 'tiny.pt').returncode == 0
-    assert gen('--network', tmp_path / 'tiny.pt', '--seeds', '1', '--outdir', tmp_path / 'a').returncode == 0
-    assert gen('--network', tmp_path / 'tiny.pkl', '--seeds', '1', '--outdir', tmp_path / 'b').returncode == 0
-    assert gen('--network', tmp_path / 'tiny.pt', '--seeds', '1', '--rotate', 30, '--translate', '0.2,0',
-               '--outdir', tmp_path / 'c').returncode == 0
+    for args in (['--network', tmp_path / 'tiny.pkl', '--export-pt', tmp_path / 'tiny.pt'],
+                 ['--network', tmp_path / 'tiny.pt', '--seeds', '1', '--outdir', tmp_path / 'a'],
+                 ['--network', tmp_path / 'tiny.pkl', '--seeds', '1', '--outdir', tmp_path / 'b'],
+                 ['--network', tmp_path / 'tiny.pt', '--seeds', '1', '--rotate', 30, '--translate', '0.2,0',
+                  '--outdir', tmp_path / 'c']):
+        code, out, err = run_script(gen_images.main, *args)
+        assert code == 0, err
     a, b, c = (np.asarray(PIL.Image.open(tmp_path / d / 'seed0001.png')) for d in 'abc')
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
