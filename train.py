@@ -50,7 +50,7 @@ from training import training_loop as tl
 from training.dataset_convert import ensure_dataset
 from training.options import TrainingOptions, config_defaults
 from training.resume import check_training_state, saved_options
-from training.run_dir import OPTIONS_FILE, is_run_dir, open_run_dir, latest_run_dir, list_snapshots
+from training.run_dir import OPTIONS_FILE, is_run_dir, latest_run_dir, list_snapshots, open_run_dir
 from training.stop import STOP_SIGNALS, StopFlag
 
 # Options that may change when a run continues exactly; any other option given with --resume must
