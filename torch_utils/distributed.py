@@ -171,9 +171,9 @@ def barrier() -> None:
 
 def shutdown(wait_for_all: bool = False) -> None:
     """Leave the process group. `wait_for_all` (a clean finish): meet the other ranks first, so that none
-    tears down its connections while another still uses them (a gloo rank once aborted in its teardown,
-    once in four test-suite runs). Not after an error: a dead peer would keep the barrier waiting."""
+    tears down its connections while another still uses them (a gloo rank once aborted in its teardown).
+    Not after an error: a dead peer would keep the barrier waiting."""
     if dist.is_available() and dist.is_initialized():
         if wait_for_all:
-            dist.barrier()
+            barrier()
         dist.destroy_process_group()
