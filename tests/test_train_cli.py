@@ -161,11 +161,21 @@ def _claim(args):
 
 
 def test_run_dirs_are_claimed_atomically(tmp_path):
-    jobs = [(str(tmp_path), 'same' if i % 2 else f'other{i}') for i in range(12)]
-    with multiprocessing.get_context('fork').Pool(6) as pool:
-        dirs = pool.map(_claim, jobs)
-    numbers = [int(os.path.basename(d).split('-')[0]) for d in dirs]
-    assert len(set(dirs)) == 12 and sorted(numbers) == list(range(12))
+    """Runs started together, with the same and with different descriptions: one number each, no gaps.
+    (A race, so several rounds: without the lock about one round in four went wrong here.)"""
+    for round in range(4):
+        outdir = str(tmp_path / str(round))
+        jobs = [(outdir, 'same' if i % 2 else f'other{i}') for i in range(24)]
+        with multiprocessing.get_context('fork').Pool(8) as pool:
+            dirs = pool.map(_claim, jobs)
+        numbers = [int(os.path.basename(d).split('-')[0]) for d in dirs]
+        assert len(set(dirs)) == 24 and sorted(numbers) == list(range(24)), sorted(numbers)
+
+
+def test_a_file_named_like_the_next_run_dir_is_stepped_over(tmp_path):
+    os.mkdir(tmp_path / '00000-a')
+    (tmp_path / '00001-b').write_text('not a run')
+    assert os.path.basename(claim_run_dir(str(tmp_path), 'b')) == '00002-b'
 
 
 def test_snapshots_keep_nvidia_names_and_one_per_whole_kimg(tmp_path):

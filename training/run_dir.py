@@ -8,12 +8,11 @@ kimg; we keep the same count: a scheduled snapshot retires older ones of the sam
 """
 from __future__ import annotations
 
+import fcntl
 import glob
 import json
 import os
-import random
 import re
-import time
 from typing import Optional
 
 from networks.snapshot import SNAPSHOT_GLOB, save_snapshot, snapshot_nimg
@@ -24,6 +23,7 @@ from training.tensorboard import trim_events
 _RUN_ID = re.compile(r'^(\d+)-')
 _FAKES = re.compile(r'^fakes(\d+)(?:\.(\d+))?\.png$')
 OPTIONS_FILE = 'training_options.json'
+RUN_DIR_LOCK = '.run-dir.lock'
 
 
 def _runs(outdir: str) -> dict[str, int]:
@@ -34,21 +34,20 @@ def _runs(outdir: str) -> dict[str, int]:
 
 
 def claim_run_dir(outdir: str, desc: str) -> str:
-    """Create `outdir/NNNNN-desc` with the next free number. os.mkdir either creates or fails, so two
-    runs started together never share a directory; if both took one number under different
-    descriptions, both step back and try again a moment later."""
+    """Create `outdir/NNNNN-desc` with the next free number. Runs started together take turns through
+    an advisory lock on `outdir/.run-dir.lock` (released by the kernel even when a holder is killed), so
+    each sees the others' directories: no shared number and no gap."""
     os.makedirs(outdir, exist_ok=True)
-    while True:
+    with open(os.path.join(outdir, RUN_DIR_LOCK), 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         number = max(_runs(outdir).values(), default=-1) + 1
-        name = f'{number:05d}-{desc}'
-        try:
-            os.mkdir(os.path.join(outdir, name))
-        except FileExistsError:
-            continue
-        if not [other for other, n in _runs(outdir).items() if n == number and other != name]:
-            return os.path.join(outdir, name)
-        os.rmdir(os.path.join(outdir, name))
-        time.sleep(random.uniform(0.01, 0.1))
+        while True:
+            path = os.path.join(outdir, f'{number:05d}-{desc}')
+            try:
+                os.mkdir(path)
+                return path
+            except FileExistsError:   # a file of that name, or a directory made outside the lock
+                number += 1
 
 
 def open_run_dir(outdir: str, desc: str, run_dir: Optional[str], options: dict) -> str:
