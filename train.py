@@ -101,7 +101,10 @@ def _process(rank: int, opts: TrainingOptions, world: int, init_file: str, exter
             torch.set_num_threads(max(cpu_cores() // world, 1))   # processes share the cores, not each all of them
         metrics = TrainingMetrics.for_run(opts, rank, device)
         tl.training_loop(opts, rank=rank, device=device, stop=stop, metrics=metrics)
-        distributed.shutdown(wait_for_all=True)
+        if distributed.launched_by_torchrun():
+            distributed.barrier()   # then leave the group (finally) and end as a script ends
+        else:
+            distributed.end_spawned_rank()
     except EXPECTED as e:
         if rank == 0:
             if debug_enabled():

@@ -182,7 +182,8 @@ def worker(rank: int, job: EvalJob, init_file: str) -> None:
                 if job.verbose:
                     values = ', '.join(f'{k} {v:.5g}' for k, v in result['results'].items())
                     print(f'{snapshot_label(snapshot)}  {values}  ({result["total_time_str"]})', flush=True)
-        distributed.shutdown(wait_for_all=True)
+        if job.gpus > 1:
+            distributed.end_spawned_rank()
     finally:
         distributed.shutdown()
 

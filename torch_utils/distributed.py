@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 
 import torch
 import torch.distributed as dist
@@ -169,11 +169,21 @@ def barrier() -> None:
         dist.barrier()
 
 
-def shutdown(wait_for_all: bool = False) -> None:
-    """Leave the process group. `wait_for_all` (a clean finish): meet the other ranks first, so that none
-    tears down its connections while another still uses them (a gloo rank once aborted in its teardown).
-    Not after an error: a dead peer would keep the barrier waiting."""
+def shutdown() -> None:
+    """Leave the process group (after an error too: no collective, a dead peer could not answer)."""
     if dist.is_available() and dist.is_initialized():
-        if wait_for_all:
-            barrier()
         dist.destroy_process_group()
+
+
+def end_spawned_rank() -> NoReturn:
+    """End a process that `torch.multiprocessing` spawned as one rank, after its work finished cleanly.
+
+    The ranks meet first, so that none leaves while another still needs it; then the process ends at
+    once, exit status 0, leaving the process group, gloo's threads and the interpreter to the operating
+    system. Tearing those down ourselves aborted a gloo rank now and then ("terminate called without an
+    active exception", SIGABRT) after a run had finished and written everything, and the launcher then
+    reported the whole job as failed. Callers close their files before; standard output is flushed here."""
+    barrier()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
