@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Callable, Optional, Sequence
 
 import numpy as np
-import scipy.optimize
 import torch
 from tqdm import tqdm
 
@@ -190,6 +189,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, alpha: float = 1e-2) -> tuple[np.
         grad_b = xs.T @ (p - y) / len(y) + alpha * b
         return value, np.concatenate([grad_b, [np.mean(p - y)]])
 
+    import scipy.optimize   # here, not on top: scipy would slow every script's start
     res = scipy.optimize.minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method='L-BFGS-B',
                                   options=dict(maxiter=500))
     b = res.x[:-1] / unit

@@ -17,7 +17,6 @@ import os
 from typing import Optional, Sequence, Union
 
 import numpy as np
-import scipy.interpolate
 import torch
 from tqdm import tqdm
 
@@ -141,6 +140,7 @@ def interpolate(keys: torch.Tensor, frames_per_key: int, kind: str = 'cubic', lo
         values = np.concatenate([values, values[:1]])
     num_frames = k * frames_per_key if loop else (k - 1) * frames_per_key + 1
     t = np.arange(num_frames) / frames_per_key
+    import scipy.interpolate   # here, not on top: scipy would slow every script's start
     if kind == 'linear' or len(knots) < 3:
         frames = scipy.interpolate.interp1d(knots, values, axis=0, kind='linear')(t)
     else:

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: Optional[np.ndarray] = None) -> float:
@@ -22,6 +21,7 @@ def ssim(a: np.ndarray, b: np.ndarray, mask: Optional[np.ndarray] = None, sigma:
     x = a.astype(np.float64)
     y = b.astype(np.float64)
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    from scipy.ndimage import gaussian_filter   # here, not on top: scipy would slow every script's start
 
     def blur(v):
         # Window radius 3.5 sigma, as the common 11x11 window; 'reflect' keeps tiny images usable.

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-import scipy.signal
-import scipy.special
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,6 +23,7 @@ from torch_utils import distributed
 from torch_utils.ops.dispatch import fp16_enabled
 from torch_utils.ops.filtered_lrelu import filtered_lrelu
 
+from .filter_design import lowpass_taps, radial_lowpass_taps
 from .persistence import records_init_kwargs
 from .layers import FullyConnectedLayer, MappedGenerator, StyleLayer
 
@@ -63,16 +62,8 @@ def design_lowpass_filter(numtaps: int, cutoff: float, width: float, fs: float,
         # sampling rates must not be able to ask for a (numtaps x numtaps) array of any size.
         raise ValueError(f'a low-pass filter of {numtaps} taps was asked for (at most {MAX_FILTER_TAPS}): '
                          'the sampling rates or filter sizes are out of range')
-    if not radial:
-        return torch.as_tensor(scipy.signal.firwin(numtaps=numtaps, cutoff=cutoff, width=width, fs=fs),
-                               dtype=torch.float32)
-    t = (np.arange(numtaps) - (numtaps - 1) / 2) / fs
-    r = np.hypot(*np.meshgrid(t, t))
-    f = scipy.special.j1(2 * cutoff * (np.pi * r)) / (np.pi * r)   # jinc: the 2-D ideal disc low-pass
-    beta = scipy.signal.kaiser_beta(scipy.signal.kaiser_atten(numtaps, width / (fs / 2)))
-    window = np.kaiser(numtaps, beta)
-    f = f * np.outer(window, window)
-    return torch.as_tensor(f / np.sum(f), dtype=torch.float32)
+    design = radial_lowpass_taps if radial else lowpass_taps
+    return torch.as_tensor(design(numtaps, cutoff=cutoff, width=width, fs=fs), dtype=torch.float32)
 
 
 @dataclass(frozen=True)
