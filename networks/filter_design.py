@@ -33,30 +33,40 @@ def lowpass_taps(numtaps: int, cutoff: float, width: float, fs: float) -> np.nda
 _ASYMPTOTIC_FROM = 20.0   # |x| from which Hankel's expansion is as exact as float64 (10 terms each)
 
 
-def bessel_j1(x: np.ndarray) -> np.ndarray:
-    """J1(x) to float64 accuracy (about 1e-16 against scipy's): for |x| < 20, Bessel's integral
-    (1/pi) * integral over [0, pi] of cos(t - x sin t) dt, whose smooth periodic integrand the midpoint
-    rule integrates geometrically fast once it has more nodes than |x|; beyond, Hankel's asymptotic
-    expansion sqrt(2 / (pi x)) * (P cos(x - 3 pi / 4) - Q sin(x - 3 pi / 4))."""
-    x = np.asarray(x, dtype=np.float64)
-    ax = np.abs(x)
-    near = np.minimum(ax, _ASYMPTOTIC_FROM)
+def _j1_integral(x: np.ndarray) -> np.ndarray:
+    """Bessel's integral (1/pi) * integral over [0, pi] of cos(t - x sin t) dt, for |x| < 20: its smooth
+    periodic integrand the midpoint rule integrates geometrically fast once it has more nodes than |x|."""
     nodes = int(_ASYMPTOTIC_FROM) + 32
     total = np.zeros_like(x)
     for t in (np.arange(nodes) + 0.5) * (np.pi / nodes):
-        total += np.cos(t - near * np.sin(t))
-    far = np.maximum(ax, _ASYMPTOTIC_FROM)
+        total += np.cos(t - x * np.sin(t))
+    return total / nodes
+
+
+def _j1_hankel(x: np.ndarray) -> np.ndarray:
+    """Hankel's expansion sqrt(2 / (pi x)) * (P cos(x - 3 pi / 4) - Q sin(x - 3 pi / 4)), for x >= 20."""
     p, q, coef = np.zeros_like(x), np.zeros_like(x), 1.0
     for k in range(20):   # coef = a_k(1) = prod_{j<=k} (4 - (2j - 1)^2) / (k! 8^k)
-        term = (-1) ** (k // 2) * coef / far ** k
+        term = (-1) ** (k // 2) * coef / x ** k
         if k % 2:
             q += term
         else:
             p += term
         coef *= (4 - (2 * k + 1) ** 2) / (8 * (k + 1))
-    phase = far - 0.75 * np.pi
-    asymptotic = np.sqrt(2 / (np.pi * far)) * (p * np.cos(phase) - q * np.sin(phase))
-    return np.sign(x) * np.where(ax < _ASYMPTOTIC_FROM, total / nodes, asymptotic)
+    phase = x - 0.75 * np.pi
+    return np.sqrt(2 / (np.pi * x)) * (p * np.cos(phase) - q * np.sin(phase))
+
+
+def bessel_j1(x: np.ndarray) -> np.ndarray:
+    """J1(x) to float64 accuracy (about 1e-16 against scipy's): Bessel's integral below |x| = 20,
+    Hankel's asymptotic expansion from there; J1 is odd."""
+    x = np.asarray(x, dtype=np.float64)
+    ax = np.abs(x)
+    near = ax < _ASYMPTOTIC_FROM
+    out = np.empty_like(ax)
+    out[near] = _j1_integral(ax[near])
+    out[~near] = _j1_hankel(ax[~near])
+    return np.sign(x) * out
 
 
 def radial_lowpass_taps(numtaps: int, cutoff: float, width: float, fs: float) -> np.ndarray:
