@@ -421,9 +421,8 @@ def load_perceptual_for_app(kind: str, device) -> tuple[Any, str]:
 @click.option('--perceptual', default='auto', show_default=True, metavar='auto|vgg16|PATH|none',
               help="Inversion's perceptual loss; auto: NVIDIA's vgg16.pt if already downloaded, else pixel loss only")
 def main(network, directions, port, host, share, device, perceptual):
-    from networks.generate import default_device
-    import torch
-    device = default_device() if device == 'auto' else torch.device(device)
+    from networks.generate import device_from_option
+    device = device_from_option(device)
     source = resolve_network(network)
     loss_net, loss_name = load_perceptual_for_app(perceptual, device)
     studio = Studio.load(source.path, directions, device=device, perceptual=loss_net, perceptual_name=loss_name,

@@ -34,7 +34,7 @@ import os
 import click
 
 from metrics.runner import EvalJob, collect, format_table, prepare, run
-from networks.snapshot import resolve_source
+from networks.snapshot import Source, resolve_source
 from pretrained import shipped_models
 from torch_utils import cli
 from training.curves import plot_run
@@ -63,30 +63,41 @@ def main(network, metrics, data, mirror, gpus, detector_dir, force, seed, verbos
     names = parse_metrics(metrics)
     if not names and not plot:
         raise click.BadParameter('give at least one metric (or none with --plot)', param_hint='--metrics')
-    if not names:
-        click.echo(f'wrote {plot_run(run_directory(network), plot)}')
-        return
-    # a file, URL or run directory (every snapshot of it) as given; a shipped model's or RUN_DIR:best's file
+    # a file, URL, run directory (every snapshot of it) or folder of runs (its newest run) as given; a
+    # shipped model's or RUN_DIR:best's file
     source = resolve_source(network, shipped_models())
-    job = EvalJob(metrics=names, network=source.path, data=data, mirror=mirror, gpus=gpus, detector_dir=detector_dir,
-                  force=force, seed=seed, verbose=verbose)
-    prepare(job)   # every failure a user can cause is a UserError: one line, exit code 1 (torch_utils.cli.run)
-    skipped = len(job.snapshots) * len(names) - len(job.todo)
-    if skipped and verbose:
-        click.echo(f'{skipped} result(s) already in {job.run_dir}/metric-*.jsonl; --force recomputes them')
-    new = run(job)
-    click.echo(format_table(collect(job, new)))
+    plot_run_dir = None
+    if plot:   # before any metric is computed: where the curves come from and go
+        cli.check_output_path(plot, '--plot', folder=False)
+        plot_run_dir = run_directory(source)
+    if names:
+        job = EvalJob(metrics=names, network=source.path, data=data, mirror=mirror, gpus=gpus, detector_dir=detector_dir,
+                      force=force, seed=seed, verbose=verbose)
+        prepare(job)   # every failure a user can cause is a UserError: one line, exit code 1 (torch_utils.cli.run)
+        if job.run_dir and source.kind == 'run' and os.path.normpath(job.run_dir) != os.path.normpath(source.path):
+            click.echo(f'using {job.run_dir}, the newest run in {source.path}')
+        skipped = len(job.snapshots) * len(names) - len(job.todo)
+        if skipped and verbose:
+            click.echo(f'{skipped} result(s) already in {job.run_dir}/metric-*.jsonl; --force recomputes them')
+        new = run(job)
+        click.echo(format_table(collect(job, new)))
     if plot:
-        click.echo(f'wrote {plot_run(run_directory(network), plot)}')
+        click.echo(f'wrote {plot_run(plot_run_dir, plot)}')
 
 
-def run_directory(network: str) -> str:
-    """The run whose curves --plot draws: a run directory, or the newest run of an outdir."""
+def run_directory(source: Source) -> str:
+    """The run whose curves --plot draws: a run directory, the newest run of a folder of runs, the run of
+    RUN_DIR:best or of a snapshot inside a run."""
     from training.run_dir import is_run_dir, latest_run_dir
-    run_dir = network if os.path.isdir(network) and is_run_dir(network) else (
-        latest_run_dir(network) if os.path.isdir(network) else None)
+    if source.kind == 'run':
+        run_dir = source.path if is_run_dir(source.path) else latest_run_dir(source.path)
+    elif source.kind in ('best', 'file'):
+        run_dir = os.path.dirname(source.path) or '.'
+        run_dir = run_dir if is_run_dir(run_dir) else None
+    else:
+        run_dir = None
     if run_dir is None:
-        raise cli.UserError(f'--plot: {network} is not a run directory (nor an outdir holding runs)')
+        raise cli.UserError(f'--plot: {source.path} is not a run directory, a folder of runs or a snapshot in a run')
     return run_dir
 
 

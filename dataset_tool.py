@@ -11,7 +11,7 @@ from typing import Optional
 import click
 
 from torch_utils.atomic import atomic_write_bytes
-from torch_utils.cli import run
+from torch_utils.cli import check_output_path, run
 
 from training.dataset_convert import TRANSFORMS, convert, parse_colour
 
@@ -129,6 +129,7 @@ def main(source: str, dest: str, resolution: Optional[tuple[int, int]], transfor
       python dataset_tool.py --source=fashion-mnist/ --dest=fmnist-32.zip --resolution=32x32 --transform=pad
     """
     check_dest(dest)
+    check_output_path(dest, '--dest', folder=not dest.lower().endswith('.zip'))
     if transform in ('center-crop', 'center-crop-wide') and resolution is None:
         raise click.BadParameter(f'--transform={transform} needs --resolution=WxH', param_hint='--transform')
     check_output_size(resolution, transform)

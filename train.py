@@ -45,19 +45,20 @@ import torch
 from metrics.api import TrainingMetrics
 from pretrained import shipped_models
 from torch_utils import distributed, safe_json
-from torch_utils.cli import EXPECTED, UserError, debug_enabled, describe, finite_float, run
+from torch_utils.cli import EXPECTED, UserError, check_output_path, debug_enabled, describe, finite_float, run
 from training import training_loop as tl
 from training.dataset_convert import ensure_dataset
 from training.options import TrainingOptions, config_defaults
 from training.resume import check_training_state, saved_options
 from training.run_dir import OPTIONS_FILE, is_run_dir, latest_run_dir, list_snapshots, open_run_dir
-from training.stop import STOP_SIGNALS, StopFlag
+from training.stop import STOP_SIGNALS, StopFlag, abort
 
 # Options that may change when a run continues exactly; any other option given with --resume must
 # match the run's own value, since it would change what the run computes.
 SAFE_ON_RESUME = ('kimg', 'tick', 'snap', 'workers', 'metrics', 'detector_dir', 'nobench')
 NOT_OPTIONS = ('outdir', 'resume', 'transfer', 'dry_run', 'verbose')
 OPTIONS_LIMIT = 1 << 20   # training_options.json holds a few dozen options
+UNNUMBERED = 'NNNNN-'     # a new run's directory until open_run_dir claims its number
 
 
 def parse_comma_list(value):
@@ -84,8 +85,9 @@ def default_workers(gpus: int) -> int:
 # Processes.
 
 def _process(rank: int, opts: TrainingOptions, world: int, init_file: str, external_stop: Any = None,
-             parent_pid: int = 0) -> None:
-    """One training process spawned by `launch` (or started by torchrun); errors end it with one line."""
+             parent_pid: int = 0) -> int:
+    """One training process spawned by `launch` (or started by torchrun); errors end it with one line.
+    Returns the exit code of a stop request (StopFlag.exit_code), 0 when the run finished."""
     stop = StopFlag(external_stop)   # first: a Ctrl-C from now on finishes the step and saves
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)   # blocked by `launch` while starting
     if external_stop is not None:
@@ -105,6 +107,7 @@ def _process(rank: int, opts: TrainingOptions, world: int, init_file: str, exter
             distributed.barrier()   # then leave the group (finally) and end as a script ends
         else:
             distributed.end_spawned_rank()
+        return stop.exit_code
     except EXPECTED as e:
         if rank == 0:
             if debug_enabled():
@@ -112,21 +115,22 @@ def _process(rank: int, opts: TrainingOptions, world: int, init_file: str, exter
                 traceback.print_exc()
             print(f'error: {describe(e)}', file=sys.stderr, flush=True)
         sys.exit(1)
-    except KeyboardInterrupt:   # a second Ctrl-C
+    except KeyboardInterrupt:   # a Ctrl-C while the process starts, before its StopFlag hears it
         sys.exit(130)
     finally:
         distributed.shutdown()
 
 
-def launch(opts: TrainingOptions, stop: StopFlag) -> None:
+def launch(opts: TrainingOptions, stop: StopFlag) -> int:
+    """Train in this process, in `opts.gpus` spawned ones, or as a process of torchrun; returns the exit
+    code: 0 for a finished run, 128 + the signal for one stopped with a snapshot (130: Ctrl-C)."""
     if distributed.launched_by_torchrun():
         stop.restore()
-        _process(0, opts, int(os.environ['WORLD_SIZE']), '')
-        return
+        return _process(0, opts, int(os.environ['WORLD_SIZE']), '')
     if opts.gpus == 1:
         device = distributed.device_for(0)
         tl.training_loop(opts, device=device, stop=stop, metrics=TrainingMetrics.for_run(opts, 0, device))
-        return
+        return stop.exit_code
     context = torch.multiprocessing.get_context('spawn')
     external_stop = context.Event()
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,7 +139,11 @@ def launch(opts: TrainingOptions, stop: StopFlag) -> None:
         # process as one request to stop; none dies half-started. This process passes them on too (the
         # event): a terminal's Ctrl-C reaches the whole group, but `kill PID` (a scheduler, a cloud
         # preemption) only this one. A launcher killed outright takes the children with it (stop_with_parent).
-        forward = lambda signum, frame: external_stop.set()   # noqa: E731
+        def forward(signum, frame):
+            if stop.requested and signum == signal.SIGINT:   # a second Ctrl-C: every rank aborts too
+                abort()
+            stop.note(signum)
+            external_stop.set()
         previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
         if stop.requested:   # a signal came while this process was setting up
             external_stop.set()
@@ -150,13 +158,12 @@ def launch(opts: TrainingOptions, stop: StopFlag) -> None:
             while not processes.join():
                 pass
         except torch.multiprocessing.ProcessExitedException as e:
-            if e.exit_code == 130:
-                click.echo('Aborted!', err=True)
-            raise click.exceptions.Exit(1)   # the process said why (one line) before it ended
+            raise click.exceptions.Exit(130 if e.exit_code == 130 else 1)   # the process said why before it ended
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             stop.restore()
+    return stop.exit_code
 
 
 @click.command(help=__doc__)
@@ -209,25 +216,32 @@ def main(**kw):
         click.echo(f'{opts.run_dir}: the run is finished ({plan.cur_nimg / 1000:g} kimg of --kimg={opts.kimg:g}); '
                    f'nothing to do (a larger --kimg trains on)')
         return
-    click.echo(run_summary(plan))
-    if opts.gpus > 1 and not torch.cuda.is_available():
-        click.echo(cpu_processes_notice(opts.gpus, cpu_cores()))
     if kw['dry_run']:
+        click.echo(run_summary(plan, kw['outdir']))
+        if opts.gpus > 1 and not torch.cuda.is_available():
+            click.echo(cpu_processes_notice(opts.gpus, cpu_cores()))
         click.echo('dry run: everything checked, nothing created' +
                    ('' if kw['verbose'] else '; --verbose prints every option as JSON'))
         return
     stop = StopFlag()   # from here on Ctrl-C ends in a snapshot
     opts.run_dir = open_run_dir(kw['outdir'], plan.desc, None if plan.new_run else opts.run_dir,
                                 dataclasses.asdict(opts))
-    click.echo(f'run directory: {opts.run_dir}')
-    launch(opts, stop)
+    click.echo(run_summary(plan, kw['outdir']))   # the directory by its real name, once
+    if opts.gpus > 1 and not torch.cuda.is_available():
+        click.echo(cpu_processes_notice(opts.gpus, cpu_cores()))
+    code = launch(opts, stop)
+    if code:   # stopped by Ctrl-C or SIGTERM after saving: not a finished run, for `train.py ... && next`
+        sys.exit(code)
 
 
-def run_summary(plan: 'Plan') -> str:
-    """Two lines on what the run does; every option is in the run's training_options.json (--verbose prints it)."""
+def run_summary(plan: 'Plan', outdir: str) -> str:
+    """Two lines on what the run does; every option is in the run's training_options.json (--verbose prints it).
+    A new run's directory is numbered when it is claimed: before that (a dry run) only its name is known."""
     o = plan.opts
-    where = (f'new run in {o.run_dir}' if plan.new_run else
-             f'continuing {o.run_dir} at {plan.cur_nimg / 1000:g} kimg')
+    claimed = not o.run_dir.startswith(os.path.join(outdir, UNNUMBERED))
+    where = (f'continuing {o.run_dir} at {plan.cur_nimg / 1000:g} kimg' if not plan.new_run else
+             f'new run in {o.run_dir}' if claimed else
+             f'new run in {outdir} as NNNNN-{plan.desc} (the next free number, taken when it starts)')
     start = f', weights from {o.resume}' if o.transfer and o.resume else ''
     metrics = ','.join(o.metrics) or 'none'
     return (f'{where}{start}\n{o.cfg} on {o.data}: batch {o.batch} on {o.gpus} process(es), gamma {o.gamma:g}, '
@@ -253,6 +267,7 @@ class Plan:
 def plan_run(kw: dict, given: set) -> Plan:
     """Command-line options -> what to run, checked completely (dataset, options, resume source,
     metrics) without creating anything."""
+    check_output_path(kw['outdir'], '--outdir')
     plan = _plan(kw, given)
     opts = plan.opts
     dataset = tl.open_dataset(opts)
@@ -312,7 +327,7 @@ def _plan(kw: dict, given: set) -> Plan:
         return continue_run(os.path.dirname(os.path.abspath(resume)), resume, kw, given)
     plan = continue_run(None, resume, kw, given)
     plan.desc = run_desc(plan.opts.cfg, plan.opts.data, plan.opts.gpus, plan.opts.batch, plan.opts.gamma, kw['desc'])
-    plan.opts.run_dir = os.path.join(kw['outdir'], f'NNNNN-{plan.desc}')
+    plan.opts.run_dir = os.path.join(kw['outdir'], UNNUMBERED + plan.desc)
     return plan
 
 
@@ -342,7 +357,7 @@ def new_run(kw: dict, transfer_from: Optional[str], checked: bool = False) -> Pl
                    transfer=transfer_from is not None,
                    batch_gpu=kw['batch_gpu'] or batch // gpus,
                    workers=kw['workers'] if kw['workers'] is not None else default_workers(gpus),
-                   run_dir=os.path.join(kw['outdir'], f'NNNNN-{desc}'))
+                   run_dir=os.path.join(kw['outdir'], UNNUMBERED + desc))
     return Plan(opts=TrainingOptions(**options), new_run=True, desc=desc)
 
 

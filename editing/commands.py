@@ -17,19 +17,20 @@ import os
 import time
 from typing import Callable, Mapping, Optional, Sequence, Union
 
-import torch
-
-from networks.generate import default_device, set_input_transform
+from networks.generate import device_from_option, set_input_transform
 from networks.snapshot import (NO_MODELS, Source, export_pt, load_generator, load_snapshot, resolve_source,
                                snapshot_file)
+from torch_utils.cli import check_output_path
 from torch_utils.jsonl import append_jsonl
 
 from . import EditingError, discovery, render
+from .check import check_tables
 from .directions import Directions, load_directions, save_directions
 from .edits import Edit, apply_edits
 from .latents import Latents, Sources, apply_noise_maps, check_class, keyframes, resolve_sources
 
 Log = Callable[[str], None]
+VIDEO_SUFFIXES = ('.mp4',)   # what render_interpolation writes (imageio's ffmpeg, H.264)
 Models = Mapping[str, str]
 
 
@@ -99,7 +100,7 @@ class Session:
         self.opts = opts
         self.log = log
         source, self.network = open_network(opts.network, log, models)
-        self.device = default_device() if opts.device == 'auto' else torch.device(opts.device)
+        self.device = device_from_option(opts.device)
         self.G = load_generator(source, device=self.device)
         self.class_idx = check_class(self.G, opts.class_idx, self.network, needs_class, log)
         self.directions = self._directions() if opts.edit else None
@@ -124,14 +125,16 @@ class Session:
             d.index(e.name)
         return d
 
-    def finish(self, script: str, paths: Sequence[str], folder: Optional[str] = None, **fields) -> str:
-        """Append the run's record to <script>.jsonl in `folder` (default OUTDIR); returns the closing line."""
+    def finish(self, script: str, paths: Sequence[str], folder: Optional[str] = None, what: Optional[str] = None,
+               **fields) -> str:
+        """Append the run's record to <script>.jsonl in `folder` (default OUTDIR); returns the closing line
+        (`what` says what was written, default how many files where)."""
         seconds = round(time.time() - self.started, 3)
         outdir = folder or self.opts.outdir
         record = dict(network=self.network, device=str(self.device), truncation_psi=self.opts.truncation_psi,
                       noise_mode=self.opts.noise_mode, class_idx=self.class_idx, **fields, seconds=seconds)
         append_jsonl(os.path.join(outdir, f'{script}.jsonl'), record)
-        return f'wrote {plural(len(paths), "file")} to {outdir} in {seconds:.1f} s'
+        return f'wrote {what or plural(len(paths), "file") + " to " + outdir} in {seconds:.1f} s'
 
 
 def plural(n: int, noun: str) -> str:
@@ -156,9 +159,10 @@ def _edits(opts: RenderOptions) -> list:
 
 
 def _require_outdir(opts: RenderOptions) -> None:
-    """Checked before the snapshot is loaded: a missing option should not cost a load."""
+    """Checked before the snapshot is loaded: a missing or unusable option should not cost a load."""
     if not opts.outdir:
         raise EditingError('--outdir is required')
+    check_output_path(opts.outdir, '--outdir')
 
 
 def _outdir(opts: RenderOptions) -> str:
@@ -172,6 +176,7 @@ def _outdir(opts: RenderOptions) -> str:
 
 def export_snapshot(network: str, path: str, log: Log = print, models: Models = NO_MODELS) -> None:
     """gen_images.py --export-pt: the snapshot as a weights-only .pt file."""
+    check_output_path(path, '--export-pt', folder=False)
     export_pt(load_snapshot(open_network(network, log, models)[0]), path)
     log(f'wrote {path}')
 
@@ -220,12 +225,17 @@ def generate_video(opts: VideoOptions, log: Log = print, models: Models = NO_MOD
     if not opts.output:
         _require_outdir(opts)
     path = opts.output or os.path.join(opts.outdir, 'interpolation.mp4')   # the writer makes its folder
+    if os.path.splitext(path)[1].lower() not in VIDEO_SUFFIXES:
+        raise EditingError(f'--output={path}: videos are written as MP4 (H.264); give a file name ending in '
+                           f'{" or ".join(VIDEO_SUFFIXES)}')
+    check_output_path(path, '--output', folder=False)
     session = Session(opts, log, needs_class=any(isinstance(item, int) for item in items), models=models)
     lat = session.latents(items)
     frames = render.render_interpolation(session.G, lat.ws, path, frames_per_key=opts.w_frames, kind=opts.kind,
                                          loop=opts.loop, fps=opts.fps, noise_mode=opts.noise_mode,
                                          batch_size=opts.batch_size, grid=opts.grid)
-    log(session.finish('gen_video', [path], folder=os.path.dirname(path) or '.', frames=frames, kind=opts.kind,
+    log(session.finish('gen_video', [path], folder=os.path.dirname(path) or '.', what=f'{path} ({frames} frames)',
+                       frames=frames, kind=opts.kind,
                        loop=opts.loop, grid=list(opts.grid), keyframes=lat.labels, edits=_edits(opts)))
     return path
 
@@ -252,7 +262,7 @@ def discover_directions(opts: DiscoverOptions, log: Log = print, models: Models 
     d = discovery.discover(session.G, opts.method, opts.directions, samples=opts.samples, components=opts.components,
                       layers=opts.layers, labels_from=opts.labels_from, seed=opts.seed, class_idx=session.class_idx,
                       truncation_psi=opts.truncation_psi, include_torgb=opts.include_torgb, source=session.network)
-    log('\n'.join(d.describe()))
+    log('\n'.join(d.describe() + check_tables(d)))
     log(f'wrote {opts.directions}')
     return d
 

@@ -31,6 +31,7 @@ from . import EditingError, read_npz
 
 PathLike = Union[str, os.PathLike]
 NAME_PATTERN = re.compile(r'[^\s,:=@]+')   # the characters the --edit syntax reserves are not allowed in names
+CHECKS = 'checks'   # meta: {direction name: its held-out check's counts (check.CheckResult)}
 
 
 @dataclasses.dataclass
@@ -116,6 +117,28 @@ class Directions:
             lines.append(f'  {name:<20s} layers {self.layer_start[i]}-{self.layer_stop[i] - 1:<3d} '
                          f'std {self.scale[i]:.4g} {extra}'.rstrip())
         return lines
+
+
+def merge_directions(parts: Sequence[Directions], method: str = 'combined') -> Directions:
+    """One Directions set holding every direction of `parts` (names must be distinct); a stat that only some
+    parts have is NaN for the others' directions."""
+    k_total = sum(len(p) for p in parts)
+    found = {name: result for p in parts for name, result in p.meta.get(CHECKS, {}).items()}
+    checks = {CHECKS: found} if found else {}
+    stats: dict[str, np.ndarray] = {}
+    offset = 0
+    for p in parts:
+        for key, value in p.stats.items():
+            if value.ndim != 1:
+                continue
+            stats.setdefault(key, np.full([k_total], np.nan, dtype=np.float64))[offset:offset + len(p)] = value
+        offset += len(p)
+    return Directions(vectors=np.concatenate([p.vectors for p in parts]), names=[n for p in parts for n in p.names],
+                      layer_start=np.concatenate([p.layer_start for p in parts]),
+                      layer_stop=np.concatenate([p.layer_stop for p in parts]),
+                      scale=np.concatenate([p.scale for p in parts]), method=method, num_ws=parts[0].num_ws,
+                      meta=dict(parts=[dict(method=p.method, names=p.names, **{k: v for k, v in p.meta.items() if k != CHECKS})
+                                       for p in parts], **checks), stats=stats)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ linear algebra runs in float64, and eigen/singular vectors get a fixed sign (`or
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -15,8 +17,8 @@ from tqdm import tqdm
 
 from torch_utils.media import to_uint8
 
-from . import EditingError, labels as labelling
-from .directions import Directions, orthonormal_sign, save_directions
+from . import EditingError, check, labels as labelling
+from .directions import CHECKS, Directions, merge_directions, orthonormal_sign, save_directions
 from .edits import parse_layer_range
 from .latents import resolve_sources
 
@@ -49,6 +51,10 @@ def _supervised(G, labels_from, samples, seed, layer_range, class_idx, truncatio
         raise EditingError('--discover=supervised needs --labels-from (garments[:NAMES], module:function, FILE.json or classes)')
     if labels_from == 'classes':
         return class_directions(G, num_samples=samples, seed=seed, layers=layer_range, source=source)
+    names = labelling.garment_names(labels_from)
+    if names is not None:
+        return garment_directions(G, names, num_samples=samples, seed=seed, layers=layer_range, class_idx=class_idx,
+                                  truncation_psi=truncation_psi, source=source)
     if labelling.is_label_file(labels_from):
         seeds, labels = labelling.load_seed_labels(labels_from)
         ws = resolve_sources(G, seeds, truncation_psi, class_idx).ws
@@ -289,6 +295,115 @@ def directions_from_labels(G: torch.nn.Module, w: np.ndarray, labels: dict, seed
                       scale=np.maximum(std_along(w, vectors), 1e-12), method='supervised', num_ws=G.num_ws,
                       meta=_meta(G, **(meta or {}), models=kinds),
                       stats=dict(held_out_score=np.array(scores), alpha=np.array(alphas)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Named after a garment attribute: found by the attribute's gradient, checked on held-out seeds.
+
+PATH_STRENGTHS = (-3.0, -1.5, 1.5, 3.0)   # where along a first estimate the gradients are taken again
+
+
+@torch.no_grad()
+def _sample_ws(G: torch.nn.Module, num: int, seed: int, class_idx: Optional[int], truncation_psi: float,
+               batch_size: int = 256) -> torch.Tensor:
+    z, c = sample_latents(G, num, seed, class_idx)
+    device = next(G.parameters()).device
+    return torch.cat([G.mapping(torch.from_numpy(z[s:s + batch_size]).to(device), torch.from_numpy(c[s:s + batch_size]).to(device),
+                                truncation_psi=truncation_psi).float() for s in range(0, num, batch_size)])
+
+
+def attribute_gradients(G: torch.nn.Module, ws: torch.Tensor, rows: tuple[int, int],
+                        attribute: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 32,
+                        progress: Optional[str] = None) -> np.ndarray:
+    """[N, w_dim] unit gradients, one per latent of ws [N, num_ws, w_dim], of attribute(image) with respect to
+    one offset in W added to the ws rows [start, stop)."""
+    device = ws.device
+    rows_mask = torch.zeros(1, G.num_ws, 1, device=device)
+    rows_mask[:, rows[0]:rows[1]] = 1
+    out = []
+    for s in tqdm(range(0, len(ws), batch_size), desc=progress, unit='batch', disable=progress is None, leave=False):
+        offset = torch.zeros(len(ws[s:s + batch_size]), 1, G.w_dim, device=device, requires_grad=True)
+        with torch.enable_grad():
+            attribute(G.synthesis(ws[s:s + batch_size] + offset * rows_mask, noise_mode='const')).sum().backward()
+        g = offset.grad[:, 0].double().cpu().numpy()
+        out.append(g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-30))
+    return np.concatenate(out)
+
+
+def max_margin(gradients: np.ndarray, tau: float = 0.05, iterations: int = 300) -> np.ndarray:
+    """The unit vector u that makes the smallest g.u over the rows g of `gradients` large (a smooth max-margin:
+    L-BFGS on the mean softplus(-g.u / tau), from their mean): a direction along which the attribute grows
+    for every latent the gradients were taken at, not only on average."""
+    g = torch.from_numpy(np.asarray(gradients, dtype=np.float64))
+    v = torch.nn.Parameter(g.mean(0).clone())
+    opt = torch.optim.LBFGS([v], max_iter=iterations, line_search_fn='strong_wolfe')
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.softplus(-(g @ (v / v.norm())) / tau).mean()
+        loss.backward()
+        return loss
+    opt.step(closure)
+    u = (v / v.norm()).detach().numpy()
+    if not np.all(np.isfinite(u)):
+        raise EditingError('the attribute has no gradient in W (every image measures the same)')
+    return u
+
+
+def gradient_direction(G: torch.nn.Module, attribute: Callable[[torch.Tensor], torch.Tensor], rows: tuple[int, int],
+                       num_samples: int = 2000, seed: int = 0, class_idx: Optional[int] = None,
+                       truncation_psi: float = 1, path: Sequence[float] = PATH_STRENGTHS) -> tuple[np.ndarray, dict]:
+    """(unit direction, stats) along which `attribute` ([N, C, H, W] images in [-1, 1] -> [N], differentiable)
+    grows for (nearly) every one of `num_samples` latents: the max-margin vector of the attribute's gradients
+    in W on the ws rows `rows`, taken at the latents and again where a first estimate moves them (`path`, in
+    std of W along it), so that the direction also holds at the strengths edits use, where a linear fit of
+    the attribute on w (`supervised`) follows the average garment and turns some of them the other way.
+    stats: `grows_at`, the share of those gradients with a positive component along it; `scale`, the std
+    of W (without truncation) along it."""
+    ws = _sample_ws(G, num_samples, seed, class_idx, truncation_psi)
+    gradients = [attribute_gradients(G, ws, rows, attribute, progress='attribute gradients')]
+    v = max_margin(gradients[0])
+    scale = float(std_along(sample_w(G, num_samples, seed, class_idx), v[None])[0])
+    for s in path:
+        moved = ws.clone()
+        moved[:, rows[0]:rows[1]] += torch.from_numpy(s * scale * v).to(ws)
+        gradients.append(attribute_gradients(G, moved, rows, attribute, progress=f'gradients at strength {s:g}'))
+    gradients = np.concatenate(gradients)
+    v = max_margin(gradients)
+    scale = float(std_along(sample_w(G, num_samples, seed, class_idx), v[None])[0])
+    return v, dict(grows_at=float(((gradients @ v) > 0).mean()), scale=scale)
+
+
+def garment_directions(G: torch.nn.Module, names: Sequence[str], num_samples: int = 2000, seed: int = 0,
+                       layers: Optional[tuple[int, int]] = None, class_idx: Optional[int] = None,
+                       truncation_psi: float = 1, source: str = '',
+                       classifier: Optional[torch.nn.Module] = None) -> Directions:
+    """Directions named after measures of the synthetic garments (labels.garment_measures): by their gradient
+    (`gradient_direction`) where the measure has a differentiable form (check.SOFT_MEASURES, on each one's own
+    rows unless `layers`), by a linear fit on w (`supervised`) otherwise; then each is checked on held-out
+    seeds (check.check_direction): `stat/check_worst` is its worst share of passing seeds, `meta['checks']`
+    the counts (check.CheckResult)."""
+    classifier = classifier if classifier is not None else check.garment_classifier(next(G.parameters()).device)
+    parts = []
+    for name in [n for n in names if n in check.SOFT_MEASURES]:
+        rows = layers or parse_layer_range(G, check.ATTRIBUTE_LAYERS[name])
+        v, info = gradient_direction(G, functools.partial(check.SOFT_MEASURES[name], classifier=classifier), rows,
+                                     num_samples=num_samples, seed=seed, class_idx=class_idx, truncation_psi=truncation_psi)
+        parts.append(Directions(vectors=v[None], names=[name], layer_start=rows[0], layer_stop=rows[1],
+                                scale=max(info['scale'], 1e-12), method='gradient', num_ws=G.num_ws,
+                                meta=_meta(G, source=source, seed=seed, samples=num_samples, class_idx=class_idx,
+                                           truncation_psi=truncation_psi), stats=dict(grows_at=np.array([info['grows_at']]))))
+    linear = [n for n in names if n not in check.SOFT_MEASURES]
+    if linear:
+        parts.append(supervised(G, lambda images: labelling.garment_measures(images, linear), num_samples=num_samples,
+                                seed=seed, layers=layers, class_idx=class_idx, truncation_psi=truncation_psi,
+                                source=source, labeller_name='garments:' + ','.join(linear)))
+    d = merge_directions(parts, method='supervised')
+    results = {name: check.check_direction(G, d, name, classifier, only_class=class_idx)
+               for name in d.names if check.checkable(name)}
+    d.stats['check_worst'] = np.array([results[n].worst if n in results else np.nan for n in d.names])
+    d.meta[CHECKS] = {name: dataclasses.asdict(r) for name, r in results.items()}
+    return d
 
 
 def class_directions(G: torch.nn.Module, num_samples: int = 2000, seed: int = 0,

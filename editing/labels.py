@@ -95,11 +95,21 @@ def _as_label_dict(result, name: str) -> dict[str, np.ndarray]:
     return {name: np.asarray(result, dtype=np.float64)}
 
 
+def garment_names(spec: str) -> Optional[list[str]]:
+    """The measures a `garments[:NAMES]` spec names (all of them for plain `garments`), checked; None for
+    any other spec."""
+    if spec != 'garments' and not spec.startswith('garments:'):
+        return None
+    names = [n.strip() for n in spec[len('garments:'):].split(',') if n.strip()] if ':' in spec else []
+    names = names or list(GARMENT_MEASURES) + ['class']
+    garment_measures(np.full([1, 16, 16, 3], 255, np.uint8), names)   # fail now on a bad name, not after sampling
+    return names
+
+
 def resolve_labeller(spec: str) -> tuple[Callable[[np.ndarray], dict], str]:
     """(labeller, description) for a `garments[:...]` or `module:function` spec."""
-    if spec == 'garments' or spec.startswith('garments:'):
-        names = [n.strip() for n in spec[len('garments:'):].split(',') if n.strip()] if ':' in spec else None
-        garment_measures(np.full([1, 16, 16, 3], 255, np.uint8), names)   # fail now on a bad name, not after sampling
+    names = garment_names(spec)
+    if names is not None:
         return (lambda images: garment_measures(images, names)), spec
     module_name, sep, func_name = spec.partition(':')
     if not sep or not module_name or not func_name:

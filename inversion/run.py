@@ -12,11 +12,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from networks.generate import ClassLabelError, class_label, default_device
+from networks.generate import ClassLabelError, class_label, device_from_option
 from networks.snapshot import NO_MODELS, Source, load_generator, load_snapshot, recorded_class_names, resolve_source
-from torch_utils.cli import UserError
+from torch_utils.cli import UserError, check_output_path
 from torch_utils.jsonl import append_jsonl, read_jsonl
 from torch_utils.media import image_uint8, save_image, side_by_side, write_frames
+from training.member_limits import special_file_reason
 
 from . import outputs
 from .hyperstyle import Inverter, TrainOptions, invert_hyperstyle, load_inverter, train_inverter
@@ -199,6 +200,16 @@ def output_names(images: list[str], outdir: str) -> dict[str, str]:
             for path in images}
 
 
+def _inside_folders(image: str, target: str, mask: Optional[str], masks: Optional[str]) -> None:
+    """A photo (or mask) of a folder is read only when it is a regular file inside the folder, as dataset_tool.py
+    reads folders: a link out of it (to /etc/passwd, say) is skipped with the reason."""
+    for path, folder in ((image, target), (mask, masks)):
+        if path is not None and folder is not None and os.path.isdir(folder):
+            reason = special_file_reason(path, os.path.realpath(folder))
+            if reason:
+                raise TargetError(f'{path}: {reason}')
+
+
 def run_inversion(opts: InvertOptions, *, perceptual: Optional[Perceptual] = None,
                   device: Union[str, torch.device] = 'cpu', save_target: bool = True,
                   log: Callable[[str], None] = print, source: Optional[Source] = None) -> list[dict]:
@@ -226,9 +237,12 @@ def run_inversion(opts: InvertOptions, *, perceptual: Optional[Perceptual] = Non
     records = []
     for image_path, mask_path in tqdm(pairs, desc=f'invert ({method})', unit='img', disable=len(pairs) < 2):
         try:
+            _inside_folders(image_path, opts.target, mask_path, opts.mask)
             prepared = load_target(image_path, G.img_resolution, G.img_channels, mask_path=mask_path, fit=opts.fit,
                                    background=opts.background, name=names[image_path])
         except TargetError as e:
+            if len(pairs) == 1:   # one photo: its reason is the error, said once
+                raise
             log(f'skipped: {e}')
             records.append(dict(target=str(image_path), skipped=str(e)))
             continue
@@ -266,8 +280,9 @@ def run_job(opts: InvertOptions, log: Callable[[str], None] = print,
     if opts.method == 'hyperstyle' and not opts.train_encoder and not opts.encoder:
         raise UserError('--method=hyperstyle needs --encoder=PATH; train one with '
                              '--method=hyperstyle --train-encoder --network=... --outdir=...')
+    check_output_path(opts.outdir, '--outdir')
     source = resolve_source(opts.network, models)
-    device = default_device() if opts.device == 'auto' else torch.device(opts.device)
+    device = device_from_option(opts.device)
     torch.manual_seed(opts.seed)
     perceptual = load_perceptual(opts.perceptual, device)
     if perceptual is None and opts.pixel_weight <= 0:
@@ -283,8 +298,6 @@ def run_job(opts: InvertOptions, log: Callable[[str], None] = print,
             return []
     records = run_inversion(opts, perceptual=perceptual, device=device, log=log, source=source)
     done = [r for r in records if 'skipped' not in r]
-    if len(records) == 1 and not done:   # one photo: its own reason is the error
-        raise UserError(records[0]['skipped'])
     if not done:
         raise UserError(f'{opts.target}: no image could be inverted')
     log(f'inverted {len(done)} image(s) into {opts.outdir}' +

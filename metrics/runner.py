@@ -19,7 +19,7 @@ from typing import Any, Optional, Union
 
 import torch
 
-from networks.snapshot import SNAPSHOT_GLOB, load_generator, load_snapshot, snapshot_nimg
+from networks.snapshot import SNAPSHOT_GLOB, find_latest_snapshot, load_generator, load_snapshot, snapshot_nimg
 from torch_utils import distributed
 from torch_utils.download import is_url
 from torch_utils.jsonl import append_jsonl, read_jsonl
@@ -50,14 +50,20 @@ class EvalJob:
 
 
 def find_snapshots(network: str) -> tuple[Optional[str], list[str]]:
-    """(run dir or None, snapshots in training order) for a file, URL or run directory."""
+    """(run dir or None, snapshots in training order) for a file, URL, run directory, or a folder of runs
+    (its newest run with a snapshot, as gen_images.py --network=runs takes the newest snapshot there)."""
     if is_url(network):
         return None, [network]
     if os.path.isdir(network):
         network = os.path.normpath(network)
         found = sorted(glob.glob(os.path.join(network, SNAPSHOT_GLOB)), key=snapshot_nimg)
+        newest = None if found else find_latest_snapshot(network)
+        if newest is not None:
+            network = os.path.dirname(newest)
+            found = sorted(glob.glob(os.path.join(network, SNAPSHOT_GLOB)), key=snapshot_nimg)
         if not found:
-            raise MetricError(f'{network}: directory holds no {SNAPSHOT_GLOB} (pass a run directory or a snapshot)')
+            raise MetricError(f'{network}: directory holds no {SNAPSHOT_GLOB}, nor runs that do (pass a run '
+                              f'directory, a folder of runs or a snapshot)')
         return network, found
     if not os.path.isfile(network):
         raise MetricError(f'{network}: no such network file')
@@ -144,9 +150,14 @@ def snapshot_dataset(data: dict, origin: str) -> Optional[dict]:
 def _check_dataset(job: EvalJob, G: torch.nn.Module, origin: str) -> None:
     from training.dataset import ImageFolderDataset
     from training.dataset_errors import DatasetError
+    from training.dataset_convert import ensure_dataset, synthetic_spec_of
     spec = job.data['path'] if isinstance(job.data, dict) else str(job.data)
     if isinstance(job.data, dict) and not os.path.exists(spec):
-        raise MetricError(f'dataset {spec} (from {origin}) not found; pass --data')
+        synthetic = synthetic_spec_of(spec)   # the synthetic garments are drawn again, into the cache
+        if synthetic is None:
+            raise MetricError(f'dataset {spec} (from {origin}) not found; pass --data')
+        job.data = dict(job.data, path=ensure_dataset(synthetic))
+        spec = job.data['path']
     try:
         resolved = resolve_data(job.data, G.img_resolution)     # builds synthetic: specs once, here
         if isinstance(job.data, str):
@@ -160,8 +171,8 @@ def _check_dataset(job: EvalJob, G: torch.nn.Module, origin: str) -> None:
 
 
 def _examples() -> list[str]:
-    return ['fid50k_full', 'fid10k_full', 'kid50k_full', 'pr50k3_full', 'ppl2_wend', 'eqt50k_int', 'eqt50k_frac',
-            'eqr50k', 'fid50k', 'kid50k', 'pr50k3', 'is50k', 'ls (any count: fid2k_full, kid500_full, ...)']
+    return ['fid_garments10k_full (offline: its detector ships in pretrained/)', 'fid50k_full', 'fid10k_full',
+            'kid50k_full', 'pr50k3_full', 'ppl2_wend', 'eqt50k_int', 'eqt50k_frac', 'eqr50k', 'fid50k', 'kid50k', 'pr50k3', 'is50k', 'ls (any count: fid2k_full, kid500_full, ...)']
 
 
 def worker(rank: int, job: EvalJob, init_file: str) -> None:

@@ -448,10 +448,16 @@ def _siblings(path: str) -> list[str]:
 
 
 def best_snapshot(run_dir: PathLike) -> str:
-    """The snapshot that `RUN_DIR/best.json` names (written as metrics are computed: metrics.best)."""
+    """The snapshot that `RUN_DIR/best.json` names (written as metrics are computed: metrics.best); for a
+    folder of runs, its newest run's (the run that --network=FOLDER reads)."""
     path = os.path.join(str(run_dir), BEST_FILE)
     if not os.path.isdir(str(run_dir)):
         raise SnapshotError(f'{run_dir}{BEST_SUFFIX}: {run_dir} is not a run directory')
+    if not os.path.exists(path) and not glob.glob(os.path.join(str(run_dir), SNAPSHOT_GLOB)):
+        newest = find_latest_snapshot(run_dir)
+        if newest is not None:
+            run_dir = os.path.dirname(newest)
+            path = os.path.join(run_dir, BEST_FILE)
     try:
         with open(path) as f:
             best = json.load(f)

@@ -1,29 +1,33 @@
 """Turn a training snapshot into the files shipped in pretrained/: the generator, its directions, a grid.
 
 - the generator (G_ema only) as a weights-only `.pt` (a few MB at these widths: fp32 is kept);
-- one directions file holding the supervised `darkness` and `sleeve` directions (ridge regression in W on
-  attributes measured from generated images), one direction per class (`class_<garment>`, class mean minus
-  overall mean in W) and the top GANSpace components (`pc0`, ...); per-direction numbers of each part are
-  kept as `stat/<name>` (NaN for directions of the other parts);
+- one directions file holding the named directions that pass their held-out check (`darkness`:
+  found by the gradient of their garment measure, editing/discovery.garment_directions; checked on held-out
+  seeds of every class, editing/check.py) and the top GANSpace components (`pc0`, ...), which claim no
+  attribute; per-direction numbers of each part are kept as `stat/<name>` (NaN for the other part's);
 - a grid of samples, one row per class (cycling through the classes), at a given truncation.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from editing import discovery
-from editing.directions import Directions, save_directions
-from editing.labels import resolve_labeller
+from editing.check import PASS_FRACTION, check_tables
+from editing.directions import Directions, merge_directions, save_directions
 from networks.snapshot import export_pt, load_snapshot
 from torch_utils.media import image_grid, save_image
 from training.dataset import ImageFolderDataset
-from training.synthetic_garments import CLASSES
 
 from .quality import generate
+
+# The attributes the shipped directions are named after (each shipped only if it passes its check). Not
+# `sleeve` (fails: no direction in W lengthens sleeves without changing the class) nor `pattern` (its direction
+# passes by the sign of the texture measure but changes so little that nobody sees it): pretrained/NOTES.md.
+NAMED = ('darkness',)
 
 
 def export_generator(snapshot: str, path: str) -> dict:
@@ -40,32 +44,23 @@ def export_generator(snapshot: str, path: str) -> dict:
     return dict(path=path, megabytes=round(os.path.getsize(path) / 1e6, 2))
 
 
-def merge_directions(parts: Sequence[Directions]) -> Directions:
-    """One Directions set holding every direction of `parts` (names must be distinct)."""
-    k_total = sum(len(p) for p in parts)
-    stats: dict[str, np.ndarray] = {}
-    offset = 0
-    for p in parts:
-        for key, value in p.stats.items():
-            if value.ndim != 1:
-                continue
-            stats.setdefault(key, np.full([k_total], np.nan, dtype=np.float64))[offset:offset + len(p)] = value
-        offset += len(p)
-    return Directions(vectors=np.concatenate([p.vectors for p in parts]), names=[n for p in parts for n in p.names],
-                      layer_start=np.concatenate([p.layer_start for p in parts]),
-                      layer_stop=np.concatenate([p.layer_stop for p in parts]),
-                      scale=np.concatenate([p.scale for p in parts]), method='combined', num_ws=parts[0].num_ws,
-                      meta=dict(parts=[dict(method=p.method, names=p.names, **p.meta) for p in parts]), stats=stats)
-
-
 def discover_directions(G: torch.nn.Module, path: str, samples: int = 2000, components: int = 8, seed: int = 0,
-                        source: str = '') -> Directions:
-    labeller, name = resolve_labeller('garments:darkness,sleeve')
-    supervised = discovery.supervised(G, labeller, num_samples=samples, seed=seed, source=source, labeller_name=name)
-    classes = discovery.class_directions(G, num_samples=samples, seed=seed, source=source,
-                                         class_names=[f'class_{c}' for c in CLASSES[:G.c_dim]])
+                        source: str = '', log=print) -> Directions:
+    """The shipped directions: those of NAMED that pass their held-out check (editing/check.py; a failing one
+    is left out, with its figures printed), then the top GANSpace components, which claim no attribute."""
+    named = discovery.garment_directions(G, NAMED, num_samples=samples, seed=seed, source=source)
+    for line in check_tables(named):
+        log(line)
+    passed = [n for n, worst in zip(named.names, named.stats['check_worst']) if worst >= PASS_FRACTION]
+    for name in sorted(set(named.names) - set(passed)):
+        log(f'{name}: fails its held-out check; not shipped')
+    keep = [named.names.index(n) for n in passed]
+    named = dataclasses.replace(named, vectors=named.vectors[keep], names=passed, layer_start=named.layer_start[keep],
+                                layer_stop=named.layer_stop[keep], scale=named.scale[keep],
+                                stats={k: v[keep] for k, v in named.stats.items()},
+                                meta=dict(named.meta, checks={n: named.meta['checks'][n] for n in passed}))
     pca = discovery.ganspace(G, num_samples=5 * samples, num_components=components, seed=seed, source=source)
-    merged = merge_directions([supervised, classes, pca])
+    merged = merge_directions([named, pca])
     save_directions(path, merged)
     return merged
 

@@ -63,13 +63,48 @@ def tiny_data(rectangles):
     return rectangles(16, 16)
 
 
+TINY_RUN_OUTPUT = {}
+
+
 @pytest.fixture(scope='module')
 def tiny_run(tmp_path_factory, tiny_data):
     """A finished run (tick 0.004 kimg, one snapshot per tick; within one kimg only the newest is kept)."""
     outdir = tmp_path_factory.mktemp('runs')
     r = train('--outdir', outdir, '--data', tiny_data, *TINY, '--kimg=0.008', '--tick=0.004', '--snap=1')
     assert r.returncode == 0, r.stdout + r.stderr
+    TINY_RUN_OUTPUT['stdout'] = r.stdout
     return latest_run_dir(str(outdir))
+
+
+def test_the_run_directory_is_named_once_and_recorded_by_its_real_name(tiny_run):
+    # The console said "new run in runs/NNNNN-..." before the real name, and training_options.json kept NNNNN.
+    options = json.load(open(os.path.join(tiny_run, 'training_options.json')))
+    assert options['run_dir'] == tiny_run and 'NNNNN' not in json.dumps(options)
+    out = TINY_RUN_OUTPUT['stdout']
+    assert 'NNNNN' not in out and out.count(os.path.basename(tiny_run)) == 1, out
+
+
+def test_an_outdir_that_is_a_file_is_refused_by_the_dry_run_too(train_here, tmp_path, tiny_data):
+    (tmp_path / 'afile').write_text('')
+    for extra in (['--dry-run'], []):
+        r = train_here('--outdir', tmp_path / 'afile', '--data', tiny_data, *TINY, '--kimg=1', *extra)
+        assert one_line_error(r) == f'error: --outdir={tmp_path / "afile"} is a file, not a folder'
+    r = train_here('--outdir', tmp_path / 'afile' / 'runs', '--data', tiny_data, *TINY, '--kimg=1', '--dry-run')
+    assert one_line_error(r).endswith(f': {tmp_path / "afile"} is a file, not a folder')
+
+
+def test_a_second_ctrl_c_aborts_without_saving():
+    # The first asks for a snapshot and exit code 130; the second ended in "done." after saving anyway.
+    code = ('import os, signal, sys, time\n'
+            'from training.stop import StopFlag\n'
+            's = StopFlag(); s.step_from = 0\n'
+            'os.kill(os.getpid(), signal.SIGINT); time.sleep(0.2)\n'
+            'print("first", s.requested, s.exit_code, flush=True)\n'
+            'os.kill(os.getpid(), signal.SIGINT); time.sleep(2)\n'
+            'print("still running")\n')
+    r = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 130 and 'first True 130' in r.stdout and 'still running' not in r.stdout, r
+    assert 'aborted: no snapshot written' in r.stderr and 'Traceback' not in r.stderr
 
 
 def copy_run(run_dir, tmp_path):

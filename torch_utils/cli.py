@@ -94,6 +94,23 @@ def run(command: Callable[..., Any], expected: tuple[type[BaseException], ...] =
         sys.exit(1)
 
 
+def check_output_path(path: str, option: str, folder: bool = True) -> None:
+    """Before any work: that a script can write `path` given as `option` (a folder it writes into, made if
+    missing, or with `folder=False` a file): no part of it that exists is a file where a folder must be, and
+    a file is not an existing folder. Otherwise one line naming the option and the file in the way."""
+    path = os.fspath(path)
+    if not folder and os.path.isdir(path):
+        raise UserError(f'{option}={path} is a folder, not a file')
+    here = os.path.normpath(path) if folder else os.path.dirname(os.path.normpath(path))
+    while here and here != os.path.dirname(here):
+        if os.path.lexists(here):
+            if not os.path.isdir(here):
+                where = f'{option}={path}' + ('' if here == os.path.normpath(path) else f': {here}')
+                raise UserError(f'{where} is a file, not a folder')
+            return
+        here = os.path.dirname(here)
+
+
 class Parsed(click.ParamType):
     """A click type from a parsing function: its ValueError becomes a bad-parameter message naming the option."""
 

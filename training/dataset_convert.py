@@ -340,6 +340,21 @@ def _native_size(spec: str) -> int:
     raise DatasetError(f'{spec}: no readable images')
 
 
+SYNTHETIC_NAME = 'garments-v{version}-{resolution}px-n{n}-seed{seed}{classes}.zip'   # in the cache
+_SYNTHETIC_NAME = re.compile(r'garments-v(\d+)-(\d+)px-n(\d+)-seed(\d+)(?:-([\w+-]+))?\.zip')
+
+
+def synthetic_spec_of(path: str) -> Optional[str]:
+    """The `synthetic:garments?...` spec whose cached zip has this file name (a snapshot records its dataset
+    so, and the file may be gone or from another machine), or None where the name is no such zip of the
+    garments this version draws."""
+    m = _SYNTHETIC_NAME.fullmatch(os.path.basename(path))
+    if not m or int(m.group(1)) != synthetic_garments.VERSION:
+        return None
+    classes = f'&classes={m.group(5).replace("+", ",")}' if m.group(5) else ''
+    return f'synthetic:garments?n={m.group(3)}&resolution={m.group(2)}&seed={m.group(4)}{classes}'
+
+
 def ensure_dataset(spec: str, resolution: Optional[int] = None) -> str:
     """A zip or folder that ImageFolderDataset can read, for any dataset spec.
 
@@ -354,7 +369,7 @@ def ensure_dataset(spec: str, resolution: Optional[int] = None) -> str:
     if kind == 'synthetic':
         opts = parse_synthetic(spec, resolution)
         classes = '-' + '+'.join(opts['classes']) if opts['classes'] else ''
-        name = f'garments-v{synthetic_garments.VERSION}-{opts["resolution"]}px-n{opts["n"]}-seed{opts["seed"]}{classes}.zip'
+        name = SYNTHETIC_NAME.format(version=synthetic_garments.VERSION, classes=classes, **opts)
         size, transform = opts['resolution'], None
     else:
         stat = os.stat(spec)

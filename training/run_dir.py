@@ -60,6 +60,7 @@ def open_run_dir(outdir: str, desc: str, run_dir: Optional[str], options: dict) 
         distributed.init(int(os.environ['RANK']), int(os.environ['WORLD_SIZE']))
     if distributed.rank() == 0:
         run_dir = run_dir or claim_run_dir(outdir, desc)
+        options = dict(options, run_dir=run_dir)   # the directory's real name, not the plan's placeholder
         atomic_write_bytes(os.path.join(run_dir, OPTIONS_FILE), json.dumps(options, indent=2).encode())
     return distributed.all_gather_object(run_dir)[0]
 
