@@ -33,7 +33,9 @@ from torch_utils.cli import UserError, run
 from torch_utils.media import side_by_side
 
 MAX_SLIDERS = 16
-EXPECTED_ERRORS = (UserError, ValueError, KeyError)
+# What becomes a message on the page: failures the user caused, which the toolkit raises as UserError. Anything
+# else (a ValueError or KeyError included) is a bug: a short note on the page, the traceback in the log.
+EXPECTED_ERRORS = (UserError,)
 # System fonts only: the default theme's Google fonts would make every page load call out to the internet.
 THEME = gr.themes.Soft(font=['ui-sans-serif', 'system-ui', 'sans-serif'], font_mono=['ui-monospace', 'monospace'])
 # Small generators make small images: show them large, with visible pixels rather than a blur.
@@ -47,8 +49,7 @@ CSS = """
 
 
 def _message(error: BaseException) -> str:
-    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
-    return f'**{" ".join(text.split())}**'
+    return f'**{" ".join(str(error).split())}**'
 
 
 def guarded(status: gr.components.Component, fn: Callable[..., dict]) -> Callable[..., dict]:
@@ -183,7 +184,8 @@ def generate_tab(page: Page) -> None:
         with gr.Row():
             grid_n = gr.Slider(2, 32, value=8, step=1, label='Seeds in the grid (from the seed above)')
             grid_btn = gr.Button('Show a grid of seeds', elem_id='grid-btn')
-        gallery = gr.Gallery(label='Click a garment to make it current', columns=4, format='png',
+        # Whole garments (contain, not cover) and no caption over their hems: the label names the seeds.
+        gallery = gr.Gallery(label='Click a garment to make it current', columns=4, format='png', object_fit='contain',
                              allow_preview=False, elem_id='gallery')
         status = gr.Markdown(elem_id='generate-status')
 
@@ -196,7 +198,10 @@ def generate_tab(page: Page) -> None:
         return {seed: value, **generate(s, value, trunc_value, cls_value)}
 
     def grid(s, first, n, trunc_value, cls_value):
-        return {gallery: [(img, caption) for img, caption in studio.seed_grid(s, first, n, trunc_value, cls_value)]}
+        cells = studio.seed_grid(s, first, n, trunc_value, cls_value)
+        seeds = f'{cells[0][1]} to {cells[-1][1].split()[-1]}' if len(cells) > 1 else cells[0][1]
+        return {gallery: gr.Gallery(value=[img for img, _ in cells],
+                                    label=f'{seeds}, row by row: click a garment to make it current')}
 
     def pick(s, evt: gr.SelectData):
         studio.set_garment(s, studio.pick_from_grid(s, evt.index))
@@ -229,9 +234,11 @@ def mix_tab(page: Page) -> None:
                         elem_id='mix-cut', label='Custom: structure from A ends at ws row (B gives this row and later)')
         mix_btn = gr.Button('Mix', variant='primary', elem_id='mix-btn')
         with gr.Row():
-            img_a = gr.Image(label='A', format='png', interactive=False, elem_id='mix-a-image')
-            img_b = gr.Image(label='B', format='png', interactive=False, elem_id='mix-b-image')
-            img_mix = gr.Image(label='A with the style of B', format='png', interactive=False, elem_id='mix-result')
+            # Only the fullscreen button: the download and share buttons covered the result's label.
+            img_a = gr.Image(label='A', format='png', interactive=False, elem_id='mix-a-image', buttons=['fullscreen'])
+            img_b = gr.Image(label='B', format='png', interactive=False, elem_id='mix-b-image', buttons=['fullscreen'])
+            img_mix = gr.Image(label="A in B's style", format='png', interactive=False, elem_id='mix-result',
+                               buttons=['fullscreen'])
         status = gr.Markdown(elem_id='mix-status')
 
     def mix(s, a, b, preset_value, cut_value, trunc_value, cls_value):
@@ -250,7 +257,8 @@ def mix_tab(page: Page) -> None:
     outputs = page.slider_outputs + [img_a, img_b, img_mix, status]
     mix_btn.click(guarded(status, mix), inputs, outputs)
     preset.input(preset_moved, [preset], [cut]).then(guarded(status, mix), inputs, outputs)
-    cut.release(lambda: 'custom', None, [preset]).then(guarded(status, mix), inputs, outputs)
+    # input, not release: the arrow keys move the slider too (and a drag remixes where it stops)
+    cut.input(lambda: 'custom', None, [preset], trigger_mode='always_last').then(guarded(status, mix), inputs, outputs)
 
 
 def edit_tab(page: Page) -> None:
@@ -273,18 +281,26 @@ def edit_tab(page: Page) -> None:
         page.edit_status.render()
 
     def slider_moved(i):
-        def moved(s, value):
+        def moved(s, value):   # the box's number as typed (preprocess=False): clamped here, and the box told
+            value = float(value) if isinstance(value, (int, float)) else 0.0
             d = studio.directions_of(s)
             if d is None or i >= len(d):
                 raise StudioError('no direction behind this slider')
-            studio.set_strength(s, d.names[i], value)
-            return page.shown(s) if s.garment is not None else {}
+            used = float(np.clip(value, -STRENGTH_LIMIT, STRENGTH_LIMIT)) if np.isfinite(value) else 0.0
+            if value == used == s.strengths.get(d.names[i], 0):   # the box echoing a value set here: no news
+                return {status: gr.skip()}
+            studio.set_strength(s, d.names[i], used)
+            note = {} if used == value else {status: f'**strengths lie in +-{STRENGTH_LIMIT:g}: {value:g} is {used:g}**',
+                                             page.sliders[i]: gr.Slider(value=used)}
+            return {**(page.shown(s) if s.garment is not None else {}), **note}
         return moved
 
     status = page.edit_status
     for i, slider in enumerate(page.sliders):
-        slider.input(guarded(status, slider_moved(i)), [state, slider], page.garment_outputs + [status],
-                     trigger_mode='always_last', show_progress='hidden')
+        # preprocess=False: gradio's bounds check would fail in the server (a traceback in its log) and leave 99
+        # in the box while the image used 3; the handler clamps the typed number and shows the one it used
+        slider.input(guarded(status, slider_moved(i)), [state, slider], page.garment_outputs + [status, slider],
+                     trigger_mode='always_last', show_progress='hidden', preprocess=False)
 
     def set_layers(s, spec):
         studio.set_edit_layers(s, spec)
@@ -422,6 +438,7 @@ def load_perceptual_for_app(kind: str, device) -> tuple[Any, str]:
               help="Inversion's perceptual loss; auto: NVIDIA's vgg16.pt if already downloaded, else pixel loss only")
 def main(network, directions, port, host, share, device, perceptual):
     from networks.generate import device_from_option
+    check_listen(host, port)   # before the model loads; gradio would blame its own launch() arguments
     device = device_from_option(device)
     source = resolve_network(network)
     loss_net, loss_name = load_perceptual_for_app(perceptual, device)
@@ -430,11 +447,32 @@ def main(network, directions, port, host, share, device, perceptual):
     demo = build_ui(studio)
     demo.queue(default_concurrency_limit=4)
     # quiet: gradio's own lines would tell the user to edit launch() for a public link (--share does it)
-    _, local_url, share_url = demo.launch(
-        server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD_BYTES, theme=THEME, css=CSS,
-        ssr_mode=False, footer_links=['settings'], show_error=False, quiet=True, prevent_thread_lock=True)
+    try:
+        _, local_url, share_url = demo.launch(
+            server_name=host, server_port=port, share=share, max_file_size=MAX_UPLOAD_BYTES, theme=THEME, css=CSS,
+            ssr_mode=False, footer_links=['settings'], show_error=False, quiet=True, prevent_thread_lock=True)
+    except OSError:   # taken since check_listen looked
+        raise UserError(f'--host={host} --port={port}: cannot listen there (in use?); pass another --port') from None
     print(startup_text(studio, network, local_url, share_url), flush=True)
     demo.block_thread()
+
+
+def check_listen(host: str, port: int) -> None:
+    """That the server can listen on host:port, or one line naming --host or --port and why."""
+    import errno
+    import socket
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as e:
+        raise UserError(f'--host={host}: not an address to listen on ({getattr(e, "strerror", None) or e})') from None
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as the server will
+        try:
+            s.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise UserError(f'--port={port}: already in use on {host}; pass another --port') from None
+            raise UserError(f'--host={host}: cannot listen there ({e.strerror or e})') from None
 
 
 def startup_text(studio: Studio, given: str, local_url: str, share_url: Optional[str]) -> str:

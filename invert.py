@@ -48,7 +48,7 @@ def _colour(ctx, param, value):
               help='Snapshot: .pkl (ours or NVIDIA), .pt export, run dir, or URL')
 @click.option('--target', '--input_image', '--input-image', 'target', metavar='IMAGE|FOLDER',
               help='Photo or folder of photos to invert')
-@click.option('--outdir', '--output_path', '--output-path', 'outdir', required=True, type=click.Path(file_okay=False),
+@click.option('--outdir', '--output_path', '--output-path', 'outdir', required=True, metavar='DIR',
               help='Where to write the results')
 @click.option('--mask', metavar='IMAGE|FOLDER', help='Garment mask (white = garment); losses only look inside it')
 @click.option('--fit', type=click.Choice(['auto', 'pad', 'crop', 'mask']), default='auto', show_default=True,

@@ -218,7 +218,7 @@ class InversionJob:
                                   tuned=out.tuned, mask=self.mask)
         except Cancelled:
             self.error = 'cancelled'
-        except (UserError, ValueError) as e:
+        except UserError as e:
             self.error = str(e)
         except Exception as e:   # a bug or out of memory: the page says so, the server log has the traceback
             traceback.print_exc()
@@ -243,8 +243,12 @@ class InversionJob:
         if self.done:
             return 1.0, (f'stopped: {self.error}' if self.error else
                          f'done in {self.finished - self.started:.1f} s')
-        what = {'project': 'projecting into W', 'pti': 'tuning the generator (PTI)'}.get(self.stage, self.stage)
-        return self.step / max(self.total, 1), f'{what}: step {self.step} of {self.total}'
+        fraction = self.step / max(self.total, 1)
+        tuning = self.total - self._project_steps
+        if self.stage == 'pti':   # each stage counts its own steps; the bar counts both
+            return fraction, f'tuning the generator (PTI): step {self.step - self._project_steps} of {tuning}'
+        then = f', then {tuning} PTI tuning steps' if tuning else ''
+        return fraction, f'projecting into W: step {self.step} of {self._project_steps}{then}'
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,9 +311,13 @@ class Studio:
     def _class(self, class_idx: Optional[int]) -> Optional[int]:
         if not self.num_classes:
             return None
-        if class_idx is None or not 0 <= int(class_idx) < self.num_classes:
+        try:
+            k = int(class_idx)
+        except (TypeError, ValueError):
+            k = -1
+        if not 0 <= k < self.num_classes:
             raise StudioError(f'choose a garment class 0-{self.num_classes - 1}')
-        return int(class_idx)
+        return k
 
     # --- Generate ----------------------------------------------------------------------------
     def seed_garment(self, seed: int, truncation: float = 1.0, class_idx: Optional[int] = None) -> Garment:
@@ -448,8 +456,11 @@ class Studio:
         if session.job is not None and not session.job.done:
             session.job.cancel()
         class_idx = self._class(class_idx)
-        steps = int(steps if steps is not None else PROJECT_STEPS[method if method in PROJECT_STEPS else 'pti'])
-        pti_steps = int(pti_steps)
+        try:
+            steps = int(steps if steps is not None else PROJECT_STEPS[method if method in PROJECT_STEPS else 'pti'])
+            pti_steps = int(pti_steps)
+        except (TypeError, ValueError):
+            steps = pti_steps = -1
         if not 1 <= steps <= MAX_STEPS or not 0 <= pti_steps <= MAX_PTI_STEPS:
             raise StudioError(f'projection steps lie in 1-{MAX_STEPS}, PTI steps in 0-{MAX_PTI_STEPS}')
         recipe = dict(kind='inversion', method=method, photo=os.path.basename(photo_file), steps=steps,
@@ -563,6 +574,8 @@ def _class_opt(cls: Optional[int], class_names: Optional[Sequence[str]]) -> str:
 
 
 def _seed(value) -> int:
+    if value is None or (isinstance(value, str) and not value.strip()):   # an emptied number box
+        raise StudioError(f'enter a seed: a whole number from 0 to {MAX_SEED}')
     try:
         seed = int(value)
     except (TypeError, ValueError):

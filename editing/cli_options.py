@@ -109,7 +109,7 @@ def render_options(batch_in_help: bool = True) -> Callable[[Callable], Callable]
                      help='Truncation psi'),
         click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const',
                      show_default=True),
-        click.option('--outdir', type=click.Path(file_okay=False), help='Where to save the output'),
+        click.option('--outdir', metavar='DIR', help='Where to save the output'),   # checked by the job (check_output_path)
         click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=8, show_default=True,
                      hidden=not batch_in_help, help='Images per forward pass'),
     ])

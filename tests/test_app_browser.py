@@ -121,6 +121,39 @@ def test_move_a_slider_and_see_the_image_change(page, studio):
     assert np.array_equal(w, studio.current_ws(s).numpy())
 
 
+def test_the_grid_shows_whole_garments_with_no_caption_over_them(page, studio):
+    # Each garment was zoomed and cropped (object-fit: cover) and its "seed N" caption covered the hem.
+    browser.open_tab(page, 'Generate')
+    browser.set_number(page, 'seed', 5)
+    browser.by_id(page, 'grid-btn').click()
+    browser.wait_for(lambda: len(page.find_elements('css selector', '#gallery img')) == 8, 30, 'the grid')
+    fits = {page.execute_script('return getComputedStyle(arguments[0]).objectFit', img)
+            for img in page.find_elements('css selector', '#gallery img')}
+    assert fits == {'contain'}, fits
+    assert not page.find_elements('css selector', '#gallery .caption-label')
+    assert 'seed 5 to 12' in browser.text_of(page, 'gallery')
+
+
+def test_a_typed_strength_past_the_range_shows_the_one_used(page, studio):
+    # Typing 99 left 99 in the box while the image used 3, with a traceback in the server's log (the
+    # fixture checks the log at the end).
+    from selenium.webdriver.common.keys import Keys
+    browser.open_tab(page, 'Generate')
+    old = browser.image_src(page, 'current-image')
+    browser.set_number(page, 'seed', 5)
+    browser.by_id(page, 'generate-btn').click()
+    browser.new_image(page, 'current-image', old)
+    browser.open_tab(page, 'Edit')
+    old = browser.image_src(page, 'current-image')
+    box = browser.by_id(page, 'slider-0', 'input[type=number]')
+    box.send_keys(Keys.CONTROL, 'a')
+    box.send_keys('99', Keys.ENTER)
+    got = browser.new_image(page, 'current-image', old)
+    browser.wait_for(lambda: box.get_attribute('value') == '3', 30, 'the box to show 3')
+    assert np.array_equal(got, expected(studio, seed(studio, 5), **{studio.directions.names[0]: 3}))
+    browser.wait_for(lambda: 'strengths lie in +-3: 99 is 3' in browser.text_of(page, 'edit-status'), 10, 'the note')
+
+
 def test_mix_two_seeds(page, studio):
     browser.open_tab(page, 'Mix')
     browser.set_number(page, 'mix-a', 3)
@@ -132,6 +165,24 @@ def test_mix_two_seeds(page, studio):
     commands = browser.text_of(page, 'commands')
     assert 'style_mixing.py' in commands and '--rows=3 --cols=8' in commands
     shot(page, 'mix')
+
+    # The result's label is not covered by buttons (it was cut off by download and share).
+    label = page.find_element('css selector', '#mix-result [data-testid="block-label"]')
+    buttons = [b for b in page.find_elements('css selector', '#mix-result button') if b.is_displayed() and b.rect['width'] < 60]
+    right = label.rect['x'] + label.rect['width']
+    assert label.text == "A in B's style" and all(b.rect['x'] >= right for b in buttons), (label.rect, [b.rect for b in buttons])
+
+    # The custom cut moves with the keyboard too (it remixed on mouse release only).
+    from selenium.webdriver.common.keys import Keys
+    old = browser.image_src(page, 'mix-result')
+    knob = browser.by_id(page, 'mix-cut', 'input[type=range]')
+    cut = int(float(knob.get_attribute('value')))
+    knob.send_keys(Keys.ARROW_LEFT)
+    got = browser.new_image(page, 'mix-result', old)
+    time.sleep(1.0)
+    got = browser.fetch_image(browser.image_src(page, 'mix-result'))
+    assert np.array_equal(got, expected(studio, studio.mix(a, b, studio.mix_rows(cut=cut - 1))))
+    assert page.find_element('css selector', '#mix-preset input[value="custom"]').is_selected()
 
     # Every preset mixes, 'coarse' too: its rows start at 0, below the custom cut slider's minimum of 1.
     for preset in ('coarse', 'middle'):

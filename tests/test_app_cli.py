@@ -51,3 +51,37 @@ def test_a_run_directory_is_named_by_its_snapshot_and_startup_says_what_is_serve
     invert = next(d for d in config['dependencies'] if any(t[0] == by_elem['invert-btn'] for t in d['targets']))
     assert by_elem['invert-class'] in invert['inputs'] and by_elem['class'] not in invert['inputs']
     assert [name for name, _ in components[by_elem['invert-class']]['props']['choices']] == ['shirt', 'dress']
+
+
+def test_a_host_or_port_it_cannot_listen_on_is_named_in_one_line():
+    # Both ended in gradio's "Cannot find empty port ... server_port parameter to launch()".
+    pytest.importorskip('gradio')
+    import socket
+    with socket.socket() as busy:
+        busy.bind(('127.0.0.1', 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        for args, message in [([f'--port={port}'], f'error: --port={port}: already in use on 127.0.0.1; pass another --port'),
+                              (['--host=999.1.1.1'], 'error: --host=999.1.1.1: not an address to listen on')]:
+            r = subprocess.run([sys.executable, os.path.join(REPO, 'app.py'), *args], capture_output=True, text=True,
+                               timeout=120)
+            assert r.returncode == 1 and r.stderr.startswith(message), r.stderr
+            assert len(r.stderr.strip().splitlines()) == 1 and 'launch()' not in r.stderr, r.stderr
+
+
+def test_only_a_user_error_becomes_a_message_on_the_page(capsys):
+    # ValueError and KeyError raised anywhere were shown as user messages, without a traceback in the log.
+    pytest.importorskip('gradio')
+    import app
+    from torch_utils.cli import UserError
+    status = object()
+
+    def failing(error):
+        def handler():
+            raise error
+        return app.guarded(status, handler)
+    assert failing(UserError('photo.png: not an image'))() == {status: '**photo.png: not an image**'}
+    for bug in (ValueError('x must be positive'), KeyError('cls')):
+        out = failing(bug)()
+        assert out == {status: f'**internal error ({type(bug).__name__}); the server log has the details**'}
+        assert 'Traceback' in capsys.readouterr().err

@@ -436,3 +436,12 @@ def test_outputs_get_the_usual_modes(messy_folder, tmp_path):
     assert (tmp_path / 'folder' / '00000').stat().st_mode & 0o777 == 0o755
     assert (tmp_path / 'folder' / 'dataset.json').stat().st_mode & 0o777 == 0o644
     assert (tmp_path / 'set.zip').stat().st_mode & 0o777 == 0o644
+
+
+def test_a_dest_below_a_file_is_refused_before_reading(messy_folder, tmp_path):
+    # It said "File exists" (the misleading text of makedirs) after reading the source.
+    root, _ = messy_folder
+    (tmp_path / 'afile').write_text('')
+    for dest in (tmp_path / 'afile' / 'x.zip', tmp_path / 'afile' / 'folder'):
+        r = run_tool('--source', root, '--dest', dest, '--resolution=8x8', '--quiet')
+        assert r.returncode == 1 and r.stderr.strip() == f'error: --dest={dest}: {tmp_path / "afile"} is a file, not a folder', r.stderr

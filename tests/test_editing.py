@@ -373,6 +373,7 @@ def test_video_grid_tiles_one_interpolation_per_cell(tmp_path, g2):
     code, out, err = run_script(gen_video.main, '--network', net, '--seeds', '0-3', '--grid', '2x1', '--w-frames', 2,
                                 '--output', tmp_path / 'v.mp4')
     assert code == 0, err
+    assert f'wrote {tmp_path / "v.mp4"} (4 frames)' in out   # the file by name, not "1 file to DIR"
     record = json.loads((tmp_path / 'gen_video.jsonl').read_text())
     assert record['frames'] == 4 and record['keyframes'] == ['seed0000', 'seed0001', 'seed0002', 'seed0003']
     frame = imageio.get_reader(tmp_path / 'v.mp4').get_data(0)
@@ -411,8 +412,17 @@ def test_cli_errors_are_one_line(tmp_path):
     cases += [
         (gen_images, ['--network', net, '--ws', tmp_path / 'text.npz', '--outdir', tmp_path], 'text.npz: not a latents .npz'),
         (directions, ['--directions', tmp_path / 'text.npz', '--list'], 'text.npz: not a directions .npz'),
-        (gen_images, ['--network', net, '--export-pt', tmp_path / 'afile' / 'x.pt'], f'{tmp_path / "afile"}: File exists'),
+        (gen_images, ['--network', net, '--export-pt', tmp_path / 'afile' / 'x.pt'], f'{tmp_path / "afile"} is a file, not a folder'),
+        (gen_images, ['--network', net, '--seeds', '0', '--outdir', tmp_path / 'afile'], 'afile is a file, not a folder'),
+        (gen_video, ['--network', net, '--seeds', '0-1', '--output', tmp_path / 'afile' / 'v.mp4'],
+         f'--output={tmp_path / "afile" / "v.mp4"}: {tmp_path / "afile"} is a file, not a folder'),
+        (gen_video, ['--network', net, '--seeds', '0-1', '--output', tmp_path / 'v.gif'], 'videos are written as MP4'),
+        (style_mixing, ['--network', net, '--rows', '0', '--cols', '1', '--outdir', tmp_path / 'afile' / 'm'],
+         'afile is a file, not a folder'),
     ]
+    if not torch.cuda.is_available():   # a CPU build of torch ended in "AssertionError: Torch not compiled with CUDA"
+        cases.append((gen_images, ['--network', net, '--seeds', '0', '--device', 'cuda', '--outdir', tmp_path / 'c'],
+                      '--device=cuda: this torch is built without CUDA'))
     for script, args, message in cases:
         code, out, err = run_script(script.main, *args)
         assert code != 0 and message in err, (args, err)

@@ -526,3 +526,23 @@ def test_the_worked_example_of_the_docs_inverts_with_the_shipped_model(tmp_path)
     record = json.loads((tmp_path / 'invert.jsonl').read_text().splitlines()[-1])
     assert record['psnr'] > 22, record
     assert re.search(r'\| `pti` \| [\d.]+ dB', text)
+
+
+def test_a_folder_skips_links_out_of_it_and_one_bad_photo_is_reported_once(tmp_path):
+    # invert.py read a link out of the folder (to /etc/passwd) where dataset_tool.py skips it, and printed the
+    # reason of a single bad photo twice.
+    _snapshot_files(tmp_path)
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    os.replace(tmp_path / 'photo.png', photos / 'shirt.png')
+    (tmp_path / 'secret.png').write_bytes((photos / 'shirt.png').read_bytes())
+    os.symlink(tmp_path / 'secret.png', photos / 'outside.png')
+    common = [f'--network={tmp_path / "snap.pkl"}', '--method=project', '--steps=2', '--w-avg-samples=50',
+              '--perceptual=none', '--device=cpu']
+    code, out, err = run_script(invert_cli.main, *common, f'--target={photos}', f'--outdir={tmp_path / "out"}')
+    assert code == 0, err
+    assert f'skipped: {photos / "outside.png"}: a link to a file outside the folder' in out
+    assert not any(n.startswith('outside') for n in os.listdir(tmp_path / 'out'))
+    (tmp_path / 'broken.png').write_bytes(b'\x89PNG broken')
+    code, out, err = run_script(invert_cli.main, *common, f'--target={tmp_path / "broken.png"}', f'--outdir={tmp_path / "o2"}')
+    assert code == 1 and (out + err).count('broken.png') == 1, out + err

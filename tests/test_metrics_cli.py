@@ -178,3 +178,45 @@ def test_two_processes_give_the_same_fid_as_one(run_dir):
 def test_two_processes_give_the_same_precision_recall_and_kid_as_one(run_dir):
     run, det, _ = run_dir
     two_process_check(run, det, ['pr1k3', 'kid100_full'])
+
+
+def test_a_folder_of_runs_and_its_best_take_the_forms_gen_images_takes(run_dir, tmp_path):
+    # calc_metrics.py --network=runs was refused ("holds no network-snapshot-*.pkl") though gen_images.py takes
+    # it and runs:best told the user to run exactly that; RUN:best --plot was refused.
+    run, det, _ = run_dir
+    runs = tmp_path / 'runs'
+    runs.mkdir()
+    os.replace(run, runs / '00003-tiny')
+    run = runs / '00003-tiny'
+    (run / 'stats.jsonl').write_text(json.dumps({'Progress/kimg': dict(num=1, mean=4.0),
+                                                 'Loss/G/loss': dict(num=1, mean=1.0)}) + '\n')
+    code, out = cli('--network', runs, '--metrics', 'kid64_full', '--detector-dir', det, '--quiet')
+    assert code == 0 and f'using {run}, the newest run in {runs}' in out, out
+    assert [r['snapshot_pkl'] for r in records(run, 'kid64_full')] == ['network-snapshot-000000.pkl',
+                                                                        'network-snapshot-000004.pkl']
+    for network in (f'{runs}:best', f'{run}:best'):
+        code, out = cli('--network', network, '--metrics', 'none', '--plot', tmp_path / 'best.png')
+        assert code == 0 and 'best.png' in out, out
+
+
+def test_an_unwritable_plot_is_refused_before_any_metric_is_computed(run_dir, tmp_path):
+    run, det, _ = run_dir
+    (tmp_path / 'afile').write_text('')
+    code, out = cli('--network', run, '--metrics', 'kid64_full', '--detector-dir', det, '--quiet',
+                    '--plot', tmp_path / 'afile' / 'curves.png')
+    assert code == 1 and f'{tmp_path / "afile"} is a file, not a folder' in out, out
+    assert not records(run, 'kid64_full')
+
+
+def test_unknown_metrics_name_the_offline_one_and_a_recorded_synthetic_set_is_drawn_again(run_dir, tmp_path):
+    run, det, _ = run_dir
+    code, out = cli('--network', run, '--metrics', 'fid', '--quiet')
+    assert code == 1 and 'fid_garments10k_full' in out, out
+    # The shipped model records its synthetic training set by the cache's file name, which a new machine lacks.
+    G = stylegan2.Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3,
+                            mapping_kwargs=dict(num_layers=1), channel_base=64, channel_max=16)
+    save_snapshot(tmp_path / 'synthetic.pkl', dict(G_ema=G, training_set_kwargs=dict(
+        path='garments-v1-16px-n12-seed3.zip', resolution=16, use_labels=False, xflip=False)))
+    code, out = cli('--network', tmp_path / 'synthetic.pkl', '--metrics', 'kid8_full', '--detector-dir', det, '--quiet')
+    assert code == 0, out
+    assert os.path.isfile(tmp_path / 'cache' / 'datasets' / 'garments-v1-16px-n12-seed3.zip')

@@ -57,7 +57,7 @@ def test_generate_is_deterministic_and_conditional():
 
 def test_merged_directions_keep_every_part(tmp_path):
     from editing.directions import Directions, load_directions, save_directions
-    from pretrained.release import merge_directions
+    from editing.directions import merge_directions
     rng = np.random.RandomState(0)
     a = Directions(vectors=rng.randn(2, 8), names=['darkness', 'sleeve'], layer_start=0, layer_stop=4, scale=[1, 2],
                    method='supervised', num_ws=4, stats=dict(held_out_score=np.array([0.9, 0.8])))

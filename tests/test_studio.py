@@ -267,3 +267,28 @@ def test_commands_name_the_class_as_the_snapshot_does(tmp_path, monkeypatch):
     assert line.endswith('--seeds=3 --trunc=0.7 --class=dress'), line
     run_commands(recipe_lines(studio.commands(s)), tmp_path, monkeypatch)
     assert np.array_equal(png(tmp_path / 'out' / 'seed0003.png'), studio.render(s))
+
+
+def test_inversion_progress_counts_each_stage_on_its_own(studio, monkeypatch):
+    # The page said "step 42 of 200" where 200 was projection plus PTI.
+    texts = []
+    step = S.InversionJob._on_step
+
+    def spy(self, stage, i, losses):
+        step(self, stage, i, losses)
+        texts.append(self.progress())
+    monkeypatch.setattr(S.InversionJob, '_on_step', spy)
+    photo = np.full([24, 20, 3], 200, np.uint8)
+    photo[6:18, 5:15] = (30, 60, 150)
+    job = studio.start_inversion(S.Session(), studio.prepare_photo(photo, name='blue'), 'pti', steps=3, pti_steps=2)
+    assert job.wait(60) and job.error is None
+    assert texts[0][1] == 'projecting into W: step 1 of 3, then 2 PTI tuning steps'
+    assert texts[-1] == (1.0, 'tuning the generator (PTI): step 2 of 2')
+    assert all(' of 5' not in text for _, text in texts)
+
+
+def test_an_empty_seed_box_asks_for_a_seed(studio):
+    # It said "None is not a seed".
+    for empty in (None, '', ' '):
+        with pytest.raises(S.StudioError, match='enter a seed: a whole number from 0 to'):
+            studio.seed_garment(empty, 0.7, 0)

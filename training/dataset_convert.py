@@ -369,7 +369,8 @@ def ensure_dataset(spec: str, resolution: Optional[int] = None) -> str:
     if kind == 'synthetic':
         opts = parse_synthetic(spec, resolution)
         classes = '-' + '+'.join(opts['classes']) if opts['classes'] else ''
-        name = SYNTHETIC_NAME.format(version=synthetic_garments.VERSION, classes=classes, **opts)
+        name = SYNTHETIC_NAME.format(version=synthetic_garments.VERSION, resolution=opts['resolution'], n=opts['n'],
+                                     seed=opts['seed'], classes=classes)
         size, transform = opts['resolution'], None
     else:
         stat = os.stat(spec)
