@@ -19,6 +19,7 @@ from typing import Optional
 
 import click
 
+from editing.check import check_tables
 from editing.cli_options import network_options
 from editing.commands import DiscoverOptions, discover_directions, edit_directions_file
 from editing.discovery import METHODS
@@ -55,7 +56,8 @@ def main(directions: str, method: Optional[str], list_only: bool, rename: Option
         discover_directions(DiscoverOptions(method=method, directions=directions, **opts), log=say,
                             models=shipped_models())
     elif list_only or rename:
-        say('\n'.join(edit_directions_file(directions, rename).describe()))
+        d = edit_directions_file(directions, rename)
+        say('\n'.join(d.describe() + check_tables(d)))   # with the held-out checks the file records
     else:
         raise click.UsageError('say what to do: --discover=METHOD, --list or --rename=OLD=NEW')
 

@@ -484,3 +484,42 @@ def test_supervised_darkness_direction_on_the_garment_model(tmp_path):
     for method in ('ganspace', 'sefa'):
         assert row['unsupervised'][method]['identical_rerun']
         assert row['unsupervised'][method]['max_abs_gram_minus_identity'] < 1e-5
+
+
+# ---------------------------------------------------------------------------------------------
+# Named directions: found by an attribute's gradient, checked on held-out seeds (editing/check.py).
+
+def test_max_margin_turns_every_gradient_the_right_way_where_the_mean_does_not():
+    rng = np.random.RandomState(0)
+    g = np.concatenate([np.tile([1.0, 0.0], (8, 1)), np.tile([-0.6, 0.8], (4, 1))]) + 0.01 * rng.randn(12, 2)
+    mean = g.mean(0)
+    assert ((g @ mean) > 0).mean() < 1          # the average direction lowers the attribute for some latents
+    u = discovery.max_margin(g)
+    assert np.isclose(np.linalg.norm(u), 1) and ((g @ u) > 0).all()
+
+
+def test_a_gradient_direction_moves_its_measure_and_the_check_counts_it(g2c):
+    from editing import check
+    d = discovery.garment_directions(g2c, ['darkness'], num_samples=48, seed=1, classifier=check.garment_classifier())
+    assert d.names == ['darkness'] and d.layer_start[0] == L.preset_range(g2c, 'fine')[0]
+    result = check.CheckResult(**d.meta['checks']['darkness'])
+    assert result.classes == ['class 0', 'class 1', 'class 2'] and result.seeds == check.CHECK_SEEDS
+    assert min(min(row) for row in result.moved) >= 17, result.table()
+    assert d.stats['check_worst'][0] == result.worst
+    flipped = Directions(vectors=-d.vectors, names=['darkness'], layer_start=d.layer_start, layer_stop=d.layer_stop,
+                         scale=d.scale, method='test', num_ws=d.num_ws)
+    wrong = check.check_direction(g2c, flipped, 'darkness', check.garment_classifier(), seeds=6, strengths=(2,))
+    assert max(row[0] for row in wrong.moved) <= 1 and not wrong.ok
+
+
+def test_cli_supervised_garment_directions_print_their_check(tmp_path):
+    net = tmp_path / 'g.pkl'
+    save_snapshot(net, tiny_networks('stylegan2'))
+    code, out, err = run_script(directions.main, '--network', net, '--discover', 'supervised', '--samples', 32,
+                                '--labels-from', 'garments:darkness,coverage', '--directions', tmp_path / 'sup.npz')
+    assert code == 0, err
+    assert "held-out check of 'darkness'" in out and "held-out check of 'coverage'" in out
+    assert out.count('needed in every class at every strength') == 2
+    d = load_directions(tmp_path / 'sup.npz')
+    assert d.names == ['darkness', 'coverage'] and set(d.meta['checks']) == {'darkness', 'coverage'}
+    assert run_script(directions.main, '--directions', tmp_path / 'sup.npz', '--list')[0] == 0

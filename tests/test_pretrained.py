@@ -110,17 +110,31 @@ def test_the_shipped_model_knows_its_class_names():
     assert load_generator(resolve_source('garments', pretrained.shipped_models())).class_names == list(CLASSES)
 
 
-def test_the_darkness_direction_has_its_documented_sign_in_every_class():
-    # pretrained/README.md: one direction for all classes; on average +3 darkens and -3 lightens each class.
+def _shipped_directions():
     from editing.directions import load_directions
-    from editing.edits import Edit, apply_edits
-    from networks.generate import seeds_to_ws, synthesize
-    from training.synthetic_garments import measure_darkness
     G = load_generator(resolve_source('garments', pretrained.shipped_models()))
-    d = load_directions(os.path.join(pretrained.FOLDER, 'stylegan2-garments-64x64-directions.npz'))
-    for k, name in enumerate(G.class_names):
-        ws = seeds_to_ws(G, list(range(100, 108)), 0.7, k).float()
-        base = measure_darkness(synthesize(G, ws))
-        darker = measure_darkness(synthesize(G, apply_edits(ws, d, [Edit('darkness', 3)], G))) - base
-        lighter = measure_darkness(synthesize(G, apply_edits(ws, d, [Edit('darkness', -3)], G))) - base
-        assert darker.mean() > 0.05 and lighter.mean() < -0.05, (name, darker.mean(), lighter.mean())
+    return G, load_directions(os.path.join(pretrained.FOLDER, 'stylegan2-garments-64x64-directions.npz'))
+
+
+def test_darkness_2_darkens_18_of_20_held_out_seeds_in_every_class():
+    # The ridge-fitted darkness darkened only 15-17 of 20 held-out seeds at +2 in five classes, sleeve changed
+    # colour, and class_* did not keep the class: a named direction ships only if it does what its name says.
+    from editing import check
+    G, d = _shipped_directions()
+    named = [n for n in d.names if not n.startswith('pc')]
+    assert named == ['darkness'] and all(d.meta['checks'][n]['passed'] and check.checkable(n) for n in named)
+    recorded = check.CheckResult(**d.meta['checks']['darkness'])
+    assert recorded.ok and recorded.strengths == list(check.CHECK_STRENGTHS)
+    result = check.check_direction(G, d, 'darkness', check.garment_classifier(), strengths=(2,))
+    assert result.classes == G.class_names and min(min(row) for row in result.moved) >= 18, result.table()
+    assert [row[0] for row in result.passed] == [row[recorded.strengths.index(2)] for row in recorded.passed]
+
+
+@pytest.mark.slow
+def test_every_shipped_named_direction_passes_its_held_out_check():
+    from editing import check
+    G, d = _shipped_directions()
+    classifier = check.garment_classifier()
+    for name in [n for n in d.names if not n.startswith('pc')]:
+        result = check.check_direction(G, d, name, classifier)
+        assert result.ok and d.meta['checks'][name]['passed'] == result.passed, '\n'.join(result.table())
