@@ -5,12 +5,13 @@
 Examples:
   python directions.py --network=snap.pkl --discover=ganspace --directions=pca.npz --components=16
   python directions.py --network=snap.pkl --discover=sefa --layers=coarse --directions=sefa.npz
-  python directions.py --network=snap.pkl --discover=supervised --labels-from=garments:darkness,sleeve --directions=sup.npz
-  python directions.py --directions=pca.npz --rename=pc0=darker,pc3=longer_sleeves
+  python directions.py --network=snap.pkl --discover=supervised --labels-from=garments:darkness --directions=sup.npz
+  python directions.py --directions=pca.npz --rename=pc0=silhouette_a,pc3=silhouette_b
   python directions.py --directions=pca.npz --list
 
---labels-from for supervised directions: garments[:NAMES] (measured on the generated images), module:function,
-a FILE.json of {"label": {"seed": value}}, or classes (class means of a conditional network).
+--labels-from for supervised directions: garments[:NAMES] (measured on the generated images; each direction is
+then checked on held-out seeds of every class, and the table printed), module:function, a FILE.json of
+{"label": {"seed": value}}, or classes (class means of a conditional network).
 See docs/editing.md.
 """
 from __future__ import annotations

@@ -5,15 +5,16 @@ moved along latent directions.
 Examples:
 
 \b
+  python gen_images.py --network=garments --class=all --seeds=0-7 --grid --outdir=out   # the shipped model, every class
   python gen_images.py --network=network-snapshot-000432.pkl --seeds=0-7 --outdir=out
   python gen_images.py --network=runs --seeds=0-15 --trunc=0.7 --grid --outdir=out   # newest snapshot of runs/
   python gen_images.py --network=stylegan3-r.pkl --seeds=3 --translate=0.2,0 --rotate=10 --outdir=out
   python gen_images.py --network=snapshot.pkl --export-pt=snapshot.pt
 \b
   # edits (directions from directions.py; STRENGTH is in std of W along the direction)
-  python gen_images.py --network=snap.pkl --directions=pca.npz --seeds=0-3 --edit=darker:2,longer_sleeves:-1@middle --outdir=out
+  python gen_images.py --network=snap.pkl --directions=pca.npz --seeds=0-3 --edit=pc0:2,pc3:-1@middle --outdir=out
   python gen_images.py --network=snap.pkl --directions=sup.npz --seeds=0-3 --edit=darkness --edit-strip=-3,-1.5,0,1.5,3 --outdir=out
-  python gen_images.py --network=pti.pkl --directions=sup.npz --ws=inverted/shirt.npz --edit=sleeve:2 --outdir=out
+  python gen_images.py --network=pti.pkl --directions=sup.npz --ws=inverted/shirt.npz --edit=darkness:2 --outdir=out
 \b
   --batch=N sets the images per forward pass (default 8; only speed and memory depend on it).
   Videos: gen_video.py; style mixing: style_mixing.py; finding, listing, renaming directions: directions.py.

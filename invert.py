@@ -26,7 +26,8 @@ import click
 
 from inversion.run import InvertOptions, run_job
 from pretrained import shipped_models
-from torch_utils.cli import finite_float, run, say
+from editing.cli_options import NETWORK_HELP
+from torch_utils.cli import Spellings, finite_float, run, say
 
 
 def _colour(ctx, param, value):
@@ -44,11 +45,11 @@ def _colour(ctx, param, value):
 @click.command(help=__doc__)
 @click.option('--method', type=click.Choice(['project', 'pti', 'hyperstyle']), default='pti', show_default=True,
               help='project: latent optimisation; pti: W pivot + generator tuning; hyperstyle: encoder + hypernetwork')
-@click.option('--network', '--checkpoint_path', '--checkpoint-path', 'network', required=True, metavar='PATH|URL',
-              help='Snapshot: .pkl (ours or NVIDIA), .pt export, run dir, or URL')
-@click.option('--target', '--input_image', '--input-image', 'target', metavar='IMAGE|FOLDER',
+@click.option('--network', '--checkpoint_path', '--checkpoint-path', 'network', required=True, metavar='PATH|URL|NAME',
+              cls=Spellings, help=NETWORK_HELP)
+@click.option('--target', '--input_image', '--input-image', 'target', metavar='IMAGE|FOLDER', cls=Spellings,
               help='Photo or folder of photos to invert')
-@click.option('--outdir', '--output_path', '--output-path', 'outdir', required=True, metavar='DIR',
+@click.option('--outdir', '--output_path', '--output-path', 'outdir', required=True, metavar='DIR', cls=Spellings,
               help='Where to write the results')
 @click.option('--mask', metavar='IMAGE|FOLDER', help='Garment mask (white = garment); losses only look inside it')
 @click.option('--fit', type=click.Choice(['auto', 'pad', 'crop', 'mask']), default='auto', show_default=True,
@@ -57,7 +58,7 @@ def _colour(ctx, param, value):
 @click.option('--background', callback=_colour, default='auto', show_default=True, metavar='auto|R,G,B',
               help='Padding colour; auto = median colour of the photo border')
 @click.option('--space', type=click.Choice(['w', 'w+']), default='w', show_default=True, help='Latent space of --method=project')
-@click.option('--steps', '--num-steps', 'steps', type=click.IntRange(min=1), help='Projection steps  [default: 1000 project, 450 PTI pivot]')
+@click.option('--steps', '--num-steps', 'steps', type=click.IntRange(min=1), cls=Spellings, help='Projection steps  [default: 1000 project, 450 PTI pivot]')
 @click.option('--lr', type=finite_float(min=0, min_open=True), help='Projection learning rate  [default: 0.1]')
 @click.option('--pti-steps', type=click.IntRange(min=0), default=350, show_default=True, help='PTI generator-tuning steps')
 @click.option('--pti-lr', type=finite_float(min=0, min_open=True), default=3e-4, show_default=True, help='PTI tuning learning rate')

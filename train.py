@@ -4,9 +4,8 @@
 Examples:
 
 \b
-  # minutes on a laptop CPU, on the built-in synthetic garments:
-  python train.py --outdir=runs --cfg=stylegan2 --data=synthetic:garments --gpus=1 --batch=8 --gamma=1 \\
-      --cbase=2048 --cmax=64 --kimg=1 --tick=0.5 --snap=1 --metrics=none --workers=1
+  # a minute on a laptop CPU, on the built-in synthetic garments (the README's quick start):
+  python train.py --outdir=runs --cfg=stylegan2 --data=synthetic:garments --batch=8 --gamma=1 --cbase=2048 --cmax=64 --kimg=1 --metrics=none
 \b
   # a day on 8 GPUs:
   python train.py --outdir=runs --cfg=stylegan3-t --data=garments-1024x1024.zip --gpus=8 --batch=32 --gamma=32 --mirror=1

@@ -81,6 +81,10 @@ SOURCES = Parsed(parse_sources, 'SEEDS|FILE.npz')
 VEC2 = Parsed(parse_vec2, 'X,Y')
 
 
+NETWORK_HELP = ('Snapshot: .pkl (ours or NVIDIA), .pt, run directory or folder of runs (newest snapshot), RUN_DIR:best, '
+                'URL, or the short name of a model in pretrained/ (garments)')
+
+
 def _apply(options: list[Callable]) -> Callable:
     def decorate(f: Callable) -> Callable:
         for option in reversed(options):
@@ -92,10 +96,11 @@ def _apply(options: list[Callable]) -> Callable:
 def network_options(required: bool = True) -> Callable[[Callable], Callable]:
     """--network, --class, --device."""
     return _apply([
-        click.option('--network', 'network', required=required, metavar='PATH|URL',
-                     help='Snapshot: .pkl (ours or NVIDIA), .pt, run directory (newest snapshot), or URL'),
+        click.option('--network', 'network', required=required, metavar='PATH|URL|NAME',
+                     help=NETWORK_HELP),
         click.option('--class', 'class_idx', metavar='INDEX|NAME',
-                     help='Class label (conditional networks): its index, or its name where the snapshot records names'),
+                     help='Class label (conditional networks): its index, or its name where the snapshot records names'
+                          ' (gen_images.py: also all, one row per class)'),
         click.option('--device', default='auto', show_default=True,
                      help='auto (CUDA when available), cpu, cuda, cuda:1, ...'),
     ])

@@ -30,7 +30,8 @@ from .edits import Edit, apply_edits
 from .latents import Latents, Sources, apply_noise_maps, check_class, keyframes, resolve_sources
 
 Log = Callable[[str], None]
-VIDEO_SUFFIXES = ('.mp4',)   # what render_interpolation writes (imageio's ffmpeg, H.264)
+VIDEO_SUFFIXES = ('.mp4',)
+ALL_CLASSES = 'all'           # gen_images.py --class=all: one row per class   # what render_interpolation writes (imageio's ffmpeg, H.264)
 Models = Mapping[str, str]
 
 
@@ -191,6 +192,8 @@ def generate_images(opts: ImageOptions, log: Log = print, models: Models = NO_MO
     if opts.edit_strip and not opts.edit:
         raise EditingError('--edit-strip needs --edit=NAMES (the directions to sweep)')
     _require_outdir(opts)
+    if opts.class_idx == ALL_CLASSES:
+        return _every_class(opts, log, models)
     session = Session(opts, log, needs_class=any(isinstance(item, int) for item in opts.seeds), models=models)
     outdir = _outdir(opts)
     G = session.G
@@ -216,6 +219,20 @@ def generate_images(opts: ImageOptions, log: Log = print, models: Models = NO_MO
                                          batch_size=opts.batch_size, device=session.device, grid=opts.grid)
         fields.update(mode='seeds', seeds=len(opts.seeds))
     log(session.finish('gen_images', paths, **fields))
+    return paths
+
+
+def _every_class(opts: ImageOptions, log: Log, models: Models) -> list[str]:
+    """gen_images.py --class=all: every seed in every class of a conditional network, one row per class."""
+    if not all(isinstance(item, int) for item in opts.seeds) or opts.edit or opts.edit_strip:
+        raise EditingError('--class=all takes seeds only (no --ws, --edit or --edit-strip)')
+    session = Session(dataclasses.replace(opts, class_idx=None), log, needs_class=False, models=models)
+    if not session.G.c_dim:
+        raise EditingError(f'{session.network}: --class=all needs a conditional network; this one has no classes')
+    paths = render.write_class_rows(session.G, list(opts.seeds), _outdir(opts), truncation_psi=opts.truncation_psi,
+                                    noise_mode=opts.noise_mode, batch_size=opts.batch_size, device=session.device,
+                                    grid=opts.grid)
+    log(session.finish('gen_images', paths, mode='class-rows', seeds=len(opts.seeds), classes=int(session.G.c_dim)))
     return paths
 
 

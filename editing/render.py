@@ -59,6 +59,26 @@ def write_seed_images(G: torch.nn.Module, seeds: Sequence[int], outdir: str, tru
     return _with_grid(images, paths, outdir) if grid else paths
 
 
+def write_class_rows(G: torch.nn.Module, seeds: Sequence[int], outdir: str, truncation_psi: float = 1,
+                     noise_mode: str = 'const', batch_size: int = 8, device: Optional[torch.device] = None,
+                     grid: bool = False) -> list[str]:
+    """seedNNNN-<class>.png for every seed in every class of a conditional G (rendered as write_seed_images
+    renders one class), and optionally grid.png: one row per class, one column per seed."""
+    names = getattr(G, 'class_names', None) or [str(k) for k in range(G.c_dim)]
+    images, paths = [], []
+    for k, name in enumerate(names):
+        stream = generate_from_seeds(G, seeds, truncation_psi=truncation_psi, class_idx=k, noise_mode=noise_mode,
+                                     batch_size=batch_size, device=device)
+        for seed, image in tqdm(stream, total=len(seeds), desc=f'generating {name}', unit='img'):
+            paths.append(os.path.join(outdir, f'seed{seed:04d}-{name}.png'))
+            save_image(image, paths[-1])
+            images.append(image)
+    if grid:
+        paths.append(os.path.join(outdir, 'grid.png'))
+        save_image(image_grid(images, cols=len(seeds)), paths[-1])
+    return paths
+
+
 def write_images(G: torch.nn.Module, latents: Latents, outdir: str, suffix: str = '', noise_mode: str = 'const',
                  batch_size: int = 8, grid: bool = False) -> list[str]:
     """One PNG per latent, `<label><suffix>.png`, and optionally grid<suffix>.png."""

@@ -18,20 +18,24 @@ from tqdm import tqdm
 
 from metrics.frechet import frechet_distance
 from metrics.garment_classifier import GarmentClassifier
+from torch_utils.atomic import atomic_write
 from training.dataset import ImageFolderDataset
+from training.synthetic_garments import COLOUR_NAMES, COLOURS
 
 PASS_FRACTION = 0.25
 MIN_ACCURACY = 0.8
 
 
 @torch.no_grad()
-def classify(classifier: GarmentClassifier, images: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted class [N], features [N, F]) of uint8 images [N, H, W, C]."""
+def classify(classifier: GarmentClassifier, images: np.ndarray, batch: int = 256,
+             head: str = 'class_logits') -> tuple[np.ndarray, np.ndarray]:
+    """(predicted class [N], features [N, F]) of uint8 images [N, H, W, C]; with `head='colour_logits'` the
+    predicted colour (an index into synthetic_garments.COLOUR_NAMES) instead of the class."""
     device = next(classifier.parameters()).device
     classes, features = [], []
     for i in range(0, len(images), batch):
         out = classifier.predict(torch.from_numpy(np.ascontiguousarray(images[i:i + batch])).to(device).permute(0, 3, 1, 2))
-        classes.append(out['class_logits'].argmax(1).cpu().numpy())
+        classes.append(out[head].argmax(1).cpu().numpy())
         features.append(out['features'].double().cpu().numpy())
     return np.concatenate(classes), np.concatenate(features)
 
@@ -97,6 +101,53 @@ def evaluate(G: torch.nn.Module, baseline: Optional[torch.nn.Module], classifier
         result['pass_fid'] = bool(result['fid_model'] <= result['fid_threshold'])
     result['pass_accuracy'] = bool(min(v['samples'] for v in result['classes'].values()) >= MIN_ACCURACY)
     return result
+
+
+def truncation_sweep(G: torch.nn.Module, classifier: GarmentClassifier, class_names: list[str],
+                     truncations: list[float], num_per_class: int = 200, seed: int = 0, log=print) -> list[dict]:
+    """Per truncation: the class accuracy of `num_per_class` samples of each class (z seeds as `evaluate`'s)
+    and the share of all samples the classifier reads as each of the training set's 12 colours, which the
+    training set draws equally often. `covered` counts the colours with at least a quarter of that share."""
+    rows = []
+    for psi in truncations:
+        accuracy, colours = {}, []
+        for k, name in enumerate(class_names):
+            fake = generate(G, np.full(num_per_class, k), seed=seed + 1000 * (k + 1), truncation_psi=psi,
+                            desc=f'{name} at {psi:g}')
+            accuracy[name] = float((classify(classifier, fake)[0] == k).mean())
+            colours.append(classify(classifier, fake, head='colour_logits')[0])
+        share = np.bincount(np.concatenate(colours), minlength=len(COLOUR_NAMES)) / (num_per_class * len(class_names))
+        rows.append(dict(truncation=psi, accuracy=accuracy, min_accuracy=min(accuracy.values()),
+                         colour_share=dict(zip(COLOUR_NAMES, share.round(4).tolist())),
+                         covered=int((share >= 0.25 / len(COLOUR_NAMES)).sum())))
+        log(f'truncation {psi:g}: worst class {min(accuracy, key=accuracy.get)} {rows[-1]["min_accuracy"]:.3f}, '
+            f'{rows[-1]["covered"]} of {len(COLOUR_NAMES)} colours')
+    return rows
+
+
+def colour_coverage_figure(rows: list[dict], path: str, bar: int = 18, height: int = 90) -> None:
+    """A PNG: per truncation, one bar per training colour (drawn in that colour) as high as its share of the
+    samples, the training set's share (1/12) as a grey line, and the worst class accuracy."""
+    import PIL.Image
+    import PIL.ImageDraw
+    left, gap, top = 80, 4, 6
+    scale = height / 0.3                      # a 30% share fills the panel
+    width = left + len(COLOUR_NAMES) * (bar + gap) + 190
+    image = PIL.Image.new('RGB', (width, top + len(rows) * (height + 26)), 'white')
+    draw = PIL.ImageDraw.Draw(image)
+    for r, row in enumerate(rows):
+        base = top + r * (height + 26) + height
+        draw.text((6, base - height // 2 - 6), f'psi {row["truncation"]:g}', fill='black')
+        for i, name in enumerate(COLOUR_NAMES):
+            x = left + i * (bar + gap)
+            h = min(height, round(row['colour_share'][name] * scale))
+            draw.rectangle([x, base - h, x + bar - 1, base], fill=COLOURS[name], outline=(90, 90, 90))
+        even = base - round(scale / len(COLOUR_NAMES))
+        draw.line([left - 2, even, left + len(COLOUR_NAMES) * (bar + gap), even], fill=(150, 150, 150))
+        draw.text((left + len(COLOUR_NAMES) * (bar + gap) + 8, base - height // 2 - 12),
+                  f'{row["covered"]} of {len(COLOUR_NAMES)} colours\nworst class {row["min_accuracy"]:.2f}', fill='black')
+        draw.line([0, base + 13, width, base + 13], fill=(225, 225, 225))
+    atomic_write(path, lambda f: image.save(f, format='PNG'))
 
 
 def format_table(r: dict) -> str:

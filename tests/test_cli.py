@@ -70,3 +70,28 @@ def test_run_keeps_tracebacks_for_bugs_and_with_debug(tmp_path):
     assert bug.returncode == 1 and 'ZeroDivisionError' in bug.stderr and 'Traceback' in bug.stderr
     dbg = subprocess.run([sys.executable, str(script), '--debug', '--fail=user'], capture_output=True, text=True, env=env)
     assert dbg.returncode == 1 and 'Traceback' in dbg.stderr and dbg.stderr.rstrip().endswith('error: in.pkl: not a snapshot')
+
+
+def test_help_names_the_short_model_names_and_not_the_alias_spellings():
+    # gen_images.py and invert.py --help did not mention short names; invert.py --help listed --checkpoint_path,
+    # --input_image, ... beside the options they spell.
+    from click.testing import CliRunner
+    import gen_images
+    import invert
+    for script in (gen_images, invert):
+        text = ' '.join(CliRunner().invoke(script.main, ['--help']).output.split())
+        assert 'short name of a model in pretrained/ (garments)' in text and 'RUN_DIR:best' in text, text
+    options = CliRunner().invoke(invert.main, ['--help']).output.split('Options:')[1]
+    for alias in ('--checkpoint_path', '--checkpoint-path', '--input_image', '--input-image', '--output_path',
+                  '--output-path', '--num-steps'):
+        assert alias not in options, alias
+
+
+def test_the_readme_and_train_help_show_the_same_cpu_command():
+    import os
+    import re
+    from click.testing import CliRunner
+    import train
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'README.md')).read()
+    command = re.search(r'python train\.py --outdir=runs --cfg=stylegan2 --data=synthetic:garments[^\n`]*', readme).group(0)
+    assert command.rstrip() in CliRunner().invoke(train.main, ['--help']).output

@@ -23,7 +23,7 @@ def test_missing_fixtures_skip_reason_has_no_absolute_path(tmp_path):
 
 
 def test_nvidia_reference_skip_names_the_variable_to_set_not_a_path():
-    # It said "not found at /work/ref/sg3", a folder on one developer's machine.
+    # It named the folder where one developer's machine keeps NVIDIA's code, instead of the variable to set.
     env = {k: v for k, v in os.environ.items() if k not in ('SG3C_NVIDIA_REPO', 'SG3C_CUDA_PYTHON')}
     r = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-rs', '-p', 'no:cacheprovider', 'tests/test_augment.py',
                         '-k', 'nvidia'], cwd=os.path.dirname(HERE), env=env, capture_output=True, text=True, timeout=600)

@@ -150,3 +150,26 @@ def test_scripts_only_parse_and_stop_with_one_line(script):
     # the entry point is torch_utils.cli.run, which turns UserError/OSError into one line and exit code 1
     main_guard = [n for n in tree.body if isinstance(n, ast.If) and 'main' in ast.unparse(n.test)]
     assert main_guard and 'run(main)' in ast.unparse(main_guard[0]).replace('cli.run', 'run')
+
+
+def test_class_all_draws_one_row_per_class(tmp_path):
+    # The quick start showed one class (16 dresses, the model's weakest); --class=all shows every class.
+    data = tiny_networks('stylegan2', c_dim=3)
+    data['training_set_kwargs'] = dict(path='x.zip', use_labels=True, class_names=['shirt', 'dress', 'skirt'])
+    save_snapshot(tmp_path / 'c.pkl', data)
+    code, out, err = run_script(gen_images.main, '--network', tmp_path / 'c.pkl', '--class', 'all', '--seeds', '4-5',
+                                '--trunc', '0.7', '--grid', '--outdir', tmp_path / 'all')
+    assert code == 0, err
+    grid = np.asarray(PIL.Image.open(tmp_path / 'all' / 'grid.png'))
+    h = data['G_ema'].img_resolution
+    assert grid.shape[:2] == (3 * h, 2 * h)
+    for row, name in enumerate(['shirt', 'dress', 'skirt']):
+        code, out, err = run_script(gen_images.main, '--network', tmp_path / 'c.pkl', '--class', name, '--seeds', '5',
+                                    '--trunc', '0.7', '--outdir', tmp_path / name)
+        one = np.asarray(PIL.Image.open(tmp_path / name / 'seed0005.png'))
+        assert np.array_equal(grid[row * h:(row + 1) * h, h:], one), name
+        assert np.array_equal(np.asarray(PIL.Image.open(tmp_path / 'all' / f'seed0005-{name}.png')), one)
+    save_snapshot(tmp_path / 'u.pkl', tiny_networks('stylegan2'))
+    code, out, err = run_script(gen_images.main, '--network', tmp_path / 'u.pkl', '--class', 'all', '--seeds', '0',
+                                '--outdir', tmp_path / 'u')
+    assert code == 1 and 'needs a conditional network' in err

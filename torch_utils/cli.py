@@ -111,6 +111,18 @@ def check_output_path(path: str, option: str, folder: bool = True) -> None:
         here = os.path.dirname(here)
 
 
+class Spellings(click.Option):
+    """An option that also answers to other spellings (NVIDIA's, a seed project's) that --help does not list:
+    the help shows its first name only."""
+
+    def get_help_record(self, ctx: click.Context) -> Optional[tuple[str, str]]:
+        names, self.opts = self.opts, self.opts[:1]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = names
+
+
 class Parsed(click.ParamType):
     """A click type from a parsing function: its ValueError becomes a bad-parameter message naming the option."""
 
