@@ -176,7 +176,7 @@ def test_supervised_direction_moves_its_label(g2):
 
 def test_class_directions_move_one_class_mean_onto_another(g2c):
     d = discovery.class_directions(g2c, num_samples=400, seed=2)
-    assert d.names == ['class_0', 'class_1', 'class_2']   # as the shipped file's class_t-shirt, ...
+    assert d.names == ['class_0', 'class_1', 'class_2']   # class_<name> where the snapshot records names
     mean = [discovery.map_latents(g2c, *discovery.sample_latents(g2c, 400, 2, class_idx=k)).mean(0) for k in range(3)]
     shift = d.stats['class_shift']
     ws = torch.from_numpy(mean[0])[None, None].repeat(1, g2c.num_ws, 1)
@@ -185,7 +185,7 @@ def test_class_directions_move_one_class_mean_onto_another(g2c):
 
 
 def test_class_directions_take_the_names_the_snapshot_records(g2c):
-    # directions.py --labels-from=classes on the shipped model gives the names of its own directions file.
+    # directions.py --labels-from=classes on the shipped model names them class_t-shirt ... class_jacket.
     import copy
     G = copy.deepcopy(g2c)
     G.class_names = ['t-shirt', 'dress', 'jacket']
