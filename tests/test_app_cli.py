@@ -37,6 +37,8 @@ def test_a_run_directory_is_named_by_its_snapshot_and_startup_says_what_is_serve
     try:
         with urllib.request.urlopen(app.url + 'config', timeout=30) as r:
             config = json.loads(r.read())
+        # the server answers before launch() returns and the app prints what it serves
+        browser.wait_for(lambda: 'open http' in app.output(), 60, 'the startup lines')
     finally:
         out = app.stop()
     snapshot = str(run / 'network-snapshot-000004.pkl')
