@@ -472,6 +472,8 @@ def check_listen(host: str, port: int) -> None:
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
                 raise UserError(f'--port={port}: already in use on {host}; pass another --port') from None
+            if e.errno == errno.EACCES:
+                raise UserError(f'--port={port}: not allowed for this user ({e.strerror}); pass one above 1023') from None
             raise UserError(f'--host={host}: cannot listen there ({e.strerror or e})') from None
 
 

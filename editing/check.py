@@ -21,6 +21,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from networks.generate import seeds_to_ws, synthesize
 
@@ -136,9 +137,8 @@ def check_direction(G: torch.nn.Module, d: Directions, name: str, classifier: to
     measure = measure or (lambda images: garment_measures(images, [name])[name])
     exists = ATTRIBUTE_CLASSES.get(name)
     result = CheckResult(name, [], [float(s) for s in strengths], seeds, first_seed, float(truncation_psi), [], [], [])
-    for class_idx, label in _class_labels(G):
-        if only_class is not None and class_idx != only_class:
-            continue
+    labels = [(k, label) for k, label in _class_labels(G) if only_class is None or k == only_class]
+    for class_idx, label in tqdm(labels, desc=f'held-out check of {name}', unit='class', leave=False):
         ws = seeds_to_ws(G, list(range(first_seed, first_seed + seeds)), truncation_psi, class_idx).float()
         before = synthesize(G, ws)
         value0, class0 = measure(before), _classes_of(classifier, before)

@@ -363,15 +363,15 @@ def gradient_direction(G: torch.nn.Module, attribute: Callable[[torch.Tensor], t
     ws = _sample_ws(G, num_samples, seed, class_idx, truncation_psi)
     gradients = [attribute_gradients(G, ws, rows, attribute, progress='attribute gradients')]
     v = max_margin(gradients[0])
-    scale = float(std_along(sample_w(G, num_samples, seed, class_idx), v[None])[0])
+    w = sample_w(G, num_samples, seed, class_idx)   # untruncated: the unit of strength, as for every direction
+    scale = float(std_along(w, v[None])[0])
     for s in path:
         moved = ws.clone()
         moved[:, rows[0]:rows[1]] += torch.from_numpy(s * scale * v).to(ws)
         gradients.append(attribute_gradients(G, moved, rows, attribute, progress=f'gradients at strength {s:g}'))
     gradients = np.concatenate(gradients)
     v = max_margin(gradients)
-    scale = float(std_along(sample_w(G, num_samples, seed, class_idx), v[None])[0])
-    return v, dict(grows_at=float(((gradients @ v) > 0).mean()), scale=scale)
+    return v, dict(grows_at=float(((gradients @ v) > 0).mean()), scale=float(std_along(w, v[None])[0]))
 
 
 def garment_directions(G: torch.nn.Module, names: Sequence[str], num_samples: int = 2000, seed: int = 0,
