@@ -25,7 +25,7 @@ import sys
 
 def _abort(signum, frame):   # Ctrl-C before training starts: no traceback from the middle of an import
     print('Aborted!', file=sys.stderr)
-    sys.exit(1)
+    sys.exit(130)
 
 
 if __name__ == '__main__':   # not in spawned training processes, which start deaf to Ctrl-C

@@ -30,8 +30,8 @@ from .edits import Edit, apply_edits
 from .latents import Latents, Sources, apply_noise_maps, check_class, keyframes, resolve_sources
 
 Log = Callable[[str], None]
-VIDEO_SUFFIXES = ('.mp4',)
-ALL_CLASSES = 'all'           # gen_images.py --class=all: one row per class   # what render_interpolation writes (imageio's ffmpeg, H.264)
+VIDEO_SUFFIXES = ('.mp4',)    # what render_interpolation writes (imageio's ffmpeg, H.264)
+ALL_CLASSES = 'all'           # gen_images.py --class=all: one row per class
 Models = Mapping[str, str]
 
 
