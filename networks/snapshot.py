@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import glob
-import json
 import math
 import os
 import pickle
@@ -34,9 +33,9 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from torch_utils import safe_pickle
+from torch_utils import safe_json, safe_pickle
 from torch_utils.atomic import atomic_write
-from torch_utils.cli import UserError, did_you_mean
+from torch_utils.cli import UserError, describe, did_you_mean
 from torch_utils.download import download_cached, is_url
 from torch_utils.safe_pickle import one_line
 
@@ -47,6 +46,7 @@ PathLike = Union[str, os.PathLike]
 PT_FORMAT = 'stylegan3-clothing/snapshot'
 SNAPSHOT_GLOB = 'network-snapshot-*.pkl'
 BEST_FILE = 'best.json'      # in a run directory: the best snapshot by its first metric (metrics.best)
+BEST_LIMIT = 16 << 20        # bytes of best.json read
 BEST_SUFFIX = ':best'
 LATEST = 'latest'            # train.py --resume=latest: the newest run of --outdir
 NO_MODELS: Mapping[str, str] = MappingProxyType({})   # no table of shipped models (see resolve_source)
@@ -447,20 +447,24 @@ def _siblings(path: str) -> list[str]:
         return []
 
 
+def read_best(run_dir: str) -> Any:
+    """RUN_DIR/best.json as JSON, through the depth- and size-limited reader (OSError, ValueError)."""
+    return safe_json.load_file(os.path.join(run_dir, BEST_FILE), BEST_LIMIT)
+
+
 def best_snapshot(run_dir: PathLike) -> str:
     """The snapshot that `RUN_DIR/best.json` names (written as metrics are computed: metrics.best)."""
     path = os.path.join(str(run_dir), BEST_FILE)
     if not os.path.isdir(str(run_dir)):
         raise SnapshotError(f'{run_dir}{BEST_SUFFIX}: {run_dir} is not a run directory')
     try:
-        with open(path) as f:
-            best = json.load(f)
+        best = read_best(str(run_dir))
         name = best['snapshot']
     except FileNotFoundError:
         raise SnapshotError(f'{path}: no such file; a run has a best snapshot once a metric was computed '
                             f'(train.py --metrics, or calc_metrics.py --network={run_dir})') from None
     except (OSError, ValueError, TypeError, KeyError) as e:
-        raise SnapshotError(f'{path}: not a best.json of this toolkit ({type(e).__name__})') from None
+        raise SnapshotError(one_line(f'{path}: not a best.json of this toolkit ({describe(e)})')) from None
     if not isinstance(name, str) or os.path.basename(name) != name or not name.endswith('.pkl'):
         raise SnapshotError(f'{path}: names no snapshot file of the run')
     snapshot = os.path.join(str(run_dir), name)
@@ -551,10 +555,16 @@ def find_latest_snapshot(path: PathLike) -> Optional[str]:
         return path
     if not os.path.isdir(path):
         raise SnapshotError(f'{path}: no such file or directory')
-    candidates = glob.glob(os.path.join(path, SNAPSHOT_GLOB)) or glob.glob(os.path.join(path, '*', SNAPSHOT_GLOB))
+    candidates = _regular(glob.glob(os.path.join(glob.escape(path), SNAPSHOT_GLOB))) or \
+        _regular(glob.glob(os.path.join(glob.escape(path), '*', SNAPSHOT_GLOB)))
     if not candidates:
         return None
     return max(candidates, key=lambda p: (os.path.basename(os.path.dirname(p)), snapshot_nimg(p)))
+
+
+def _regular(paths: list[str]) -> list[str]:
+    """The regular files among `paths` (a FIFO named like a snapshot would make open() wait forever)."""
+    return [p for p in paths if os.path.isfile(p)]
 
 
 def snapshot_name(nimg: int) -> str:
