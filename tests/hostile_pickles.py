@@ -97,10 +97,11 @@ def float_(x: float) -> bytes:
 
 # Issue 32: allow-listed callables that copy their arguments, each called `calls` times on one memoized value of
 # about `size` bytes or items (about 10 bytes of file per call). Each returns the opcodes of a list of the results.
-def _repeat(func: bytes, value: bytes, call_args: bytes, calls: int, extra: bytes = b'') -> bytes:
-    """func -> memo 0, value -> memo 1, extra -> memo 2; then `calls` times func(*call_args) into a list."""
-    one = get(0) + b'(' + call_args + b't' + b'R'
-    return func + put(0) + b'0' + value + put(1) + b'0' + extra + (put(2) + b'0' if extra else b'') + \
+def _repeat(func: bytes, value: bytes, call_args: bytes, calls: int, extra: bytes = b'', base: int = 0) -> bytes:
+    """func -> memo base, value -> memo base + 1, extra -> memo base + 2; then `calls` times func(*call_args) into
+    a list (`call_args` use get(base + 1) and so on)."""
+    one = get(base) + b'(' + call_args + b't' + b'R'
+    return func + put(base) + b'0' + value + put(base + 1) + b'0' + extra + (put(base + 2) + b'0' if extra else b'') + \
         b']' + b'(' + one * calls + b'e'
 
 
@@ -114,39 +115,42 @@ def _nested_storage(nbytes: int) -> bytes:
     return b''.join(meta) + pid + pk.dumps(['k'], protocol=2) + struct.pack('<q', nbytes) + bytes(nbytes)
 
 
-def copy_bomb(kind: str, size: int, calls: int) -> bytes:
-    """The opcodes of a list of `calls` results of one copying call on a memoized value of about `size`."""
+def copy_bomb(kind: str, size: int, calls: int, base: int = 0) -> bytes:
+    """The opcodes of a list of `calls` results of one copying call on a memoized value of about `size` (memo
+    entries from `base` on)."""
     if kind == 'encode':
-        return _repeat(glob('_codecs', 'encode'), text('a' * size), get(1) + get(2), calls, text('latin1'))
+        return _repeat(glob('_codecs', 'encode'), text('a' * size), get(base + 1) + get(base + 2), calls,
+                       text('latin1'), base)
     if kind == 'frombuffer':
         dtype = np_dtype('u1', tup(integer(3), text('|'), NONE, NONE, NONE, integer(-1), integer(-1), integer(0)))
         return _repeat(glob('numpy.core.numeric', '_frombuffer'), raw(bytes(size)),
-                       get(1) + get(2) + tup(integer(size)) + text('C'), calls, dtype)
+                       get(base + 1) + get(base + 2) + tup(integer(size)) + text('C'), calls, dtype, base)
     if kind == 'load_from_bytes':
-        return _repeat(glob('torch.storage', '_load_from_bytes'), raw(_nested_storage(size)), get(1), calls)
+        return _repeat(glob('torch.storage', '_load_from_bytes'), raw(_nested_storage(size)), get(base + 1), calls,
+                       base=base)
     items = b'(' + b''.join(integer(i) for i in range(size)) + b'l'
     func = {'easydict': glob('dnnlib.util', 'EasyDict'), 'size': glob('torch', 'Size'), 'set': glob('builtins', 'set'),
             'frozenset': glob('builtins', 'frozenset')}[kind]
     if kind == 'easydict':
         items = b'}(' + b''.join(integer(i) + NONE for i in range(size)) + b'u'
-    return _repeat(func, items, get(1), calls)
+    return _repeat(func, items, get(base + 1), calls, base=base)
 
 
-def shape_bomb(digits_bytes: int, dims: int) -> bytes:
+def shape_bomb(digits_bytes: int, dims: int, base: int = 0) -> bytes:
     """_frombuffer with a shape of `dims` copies of one memoized integer of `digits_bytes` bytes (math.prod of
     them runs for hours)."""
     dtype = np_dtype('u1', tup(integer(3), text('|'), NONE, NONE, NONE, integer(-1), integer(-1), integer(0)))
     big = long_int(1 << (8 * digits_bytes - 2))
-    return big + put(0) + b'0' + call(glob('numpy.core.numeric', '_frombuffer'), raw(b'x'), dtype,
-                                        b'(' + get(0) * dims + b't', text('C'))
+    return big + put(base) + b'0' + call(glob('numpy.core.numeric', '_frombuffer'), raw(b'x'), dtype,
+                                           b'(' + get(base) * dims + b't', text('C'))
 
 
-def unfolding_bomb(levels: int, width: int) -> bytes:
+def unfolding_bomb(levels: int, width: int, base: int = 0) -> bytes:
     """Lists of `width` references to the list below, `levels` deep: tiny, but width**levels items as a tree."""
-    out = NONE + put(0) + b'0'
-    for level in range(levels):
+    out = NONE + put(base) + b'0'
+    for level in range(base, base + levels):
         out += b'(' + get(level) * width + b'l' + put(level + 1) + b'0'
-    return out + get(levels)
+    return out + get(base + levels)
 
 
 def colliding_keys(count: int) -> bytes:
@@ -156,10 +160,10 @@ def colliding_keys(count: int) -> bytes:
     return b'}(' + b''.join(b'(' + b''.join(float_(x) for x in key) + b't' + NONE for key in keys) + b'u'
 
 
-def late_fill(width: int) -> bytes:
+def late_fill(width: int, base: int = 0) -> bytes:
     """A list used `width` times by another before it is filled with `width` items (sizes must be exact)."""
-    return b']' + put(0) + b'0' + b'(' + get(0) * width + b'l' + b'0' + get(0) + b'(' + integer(7) * width + b'e' + b'0' + \
-        b'(' + get(0) * width + b'l'
+    return b']' + put(base) + b'0' + b'(' + get(base) * width + b'l' + b'0' + get(base) + b'(' + integer(7) * width + \
+        b'e' + b'0' + b'(' + get(base) * width + b'l'
 
 
 # ---------------------------------------------------------------------------------------------
