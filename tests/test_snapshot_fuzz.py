@@ -275,7 +275,7 @@ def budget(rng: random.Random, tree) -> tuple[bytes, str]:
                                                                                      'load_from_bytes') else 4)
         calls = rng.randint(300, 600) if over else rng.randint(1, 3)   # over: some 5 times the budget
         make = lambda base: hp.copy_bomb(kind, size, calls, base)   # noqa: E731
-    return _splice(rng, tree, make), f'{kind}-{"over" if over else "under"}'
+    return _splice(rng, tree, make), kind if kind in ('shape', 'late') else f'{kind}-{"over" if over else "under"}'
 
 
 _DESCRS = ("'<f4'", "'>f4'", "'<f8'", "'<f2'", "'<i4'", "'|u1'", "'|b1'", "'<c8'", "'<M8[s]'", "'<m8[s]'", "'|O'",

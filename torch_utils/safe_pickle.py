@@ -14,13 +14,17 @@ So no object can be built from raw pointers and no allocation is larger than the
 present in the file. Before the unpickler runs, a pre-scan runs the opcodes on shadows of the values (see
 _Scanner): it refuses nesting deeper than MAX_DEPTH (CPython hashes nested tuples by recursing in C) and any
 state set on, or item put into, an object the file did not make (an allow-listed global would otherwise be
-changed for every later load in the process). Every tensor owns its storage exactly: no stride-0, overlapping
+changed for every later load in the process), and it charges every call that copies (`_codecs.encode`, `dict`,
+`set`, `torch.Size`, the array and storage rebuilders) to a budget of a few times the file's own size, before
+anything is called: a file cannot make the loader copy, hash or unfold much more than it holds. A `.pt` archive's
+members may add up to no more than the archive (zip members can overlap). Every tensor owns its storage exactly: no stride-0, overlapping
 or shared views. Every failure, whatever its cause, is an `UnsafePickleError` with a one-line
 message. torch is imported only when tensors are asked for, so dataset tools stay light.
 """
 from __future__ import annotations
 
 import _compat_pickle
+import gc
 import io
 import math
 import os
@@ -28,7 +32,6 @@ import pickle
 import pickletools
 import re
 import struct
-import sys
 import zipfile
 from collections import OrderedDict
 from typing import Any, Callable, Mapping, Optional
@@ -251,6 +254,7 @@ KEY_BITS = 64          # only cost time, and only integers of 64 bits may be dic
 # little for tiny files). A real file copies each of its byte strings once or twice and holds about one node per
 # opcode; a file that calls a copying function a thousand times on one memoized value does not.
 NODES_PER_BYTE, BYTES_PER_BYTE = 2, 4
+MAX_CALL_ARGS = 8      # a tuple this long or shorter keeps its items' shadows: what a call's arguments are
 NODE_SLACK, BYTE_SLACK = 1 << 16, 1 << 20
 
 
@@ -279,15 +283,15 @@ _MEMO_PUTS = ('PUT', 'BINPUT', 'LONG_BINPUT')
 _MEMO_GETS = ('GET', 'BINGET', 'LONG_BINGET')
 _FILLS = {'APPEND': 'list', 'APPENDS': 'list', 'SETITEM': 'dict', 'SETITEMS': 'dict', 'ADDITEMS': 'set'}
 _CALLS = ('REDUCE', 'NEWOBJ', 'NEWOBJ_EX', 'OBJ', 'INST')
-# Allow-listed callables whose results a pickle may fill, and those whose results take a BUILD (their
-# __setstate__ is ours and checks the state).
-_CONTAINER_CLASSES = {'list': (), 'dict': (dict, OrderedDict), 'set': (set,)}
-_TAKE_STATE = (_DType, _reconstruct)
-# Allow-listed callables that copy (or iterate) their arguments: each call is charged to the budget. Every other
-# allow-listed callable must only keep its arguments (as our own rebuild functions do).
-_COPY_BYTES = (_encode, _bytes, _frombuffer, _scalar)
-_COPY_ITEMS = (dict, OrderedDict, set, frozenset)
-_MAKE_KEYS = (_encode, _bytes)   # their results are bytes, which may be dict keys (protocol-2 pickles of bytes)
+# What the pre-scan needs to know of an allow-listed callable, by the object itself: 'dict' and 'set' make
+# containers a pickle may fill (and copy their argument), 'items' copies the items of its argument, 'bytes' copies
+# the bytes of its arguments, 'key' does too and makes bytes, which may be dict keys (protocol-2 pickles of
+# bytes). Every other allow-listed callable must only keep its arguments (as our own rebuild functions do), and
+# only the pending arrays and dtypes (_TAKE_STATE) take a BUILD, whose __setstate__ is ours and checks the state.
+_ROLES: dict = {dict: 'dict', OrderedDict: 'dict', set: 'set', frozenset: 'items', _encode: 'key', _bytes: 'key',
+                _frombuffer: 'bytes', _scalar: 'bytes'}   # + _storage_from_bytes and torch.Size, once defined
+_COPY_ITEMS = ('dict', 'set', 'items')
+_TAKE_STATE = {_DType, _reconstruct}
 
 
 def _allowed_global(allowed: Globals, key: tuple, where: str) -> Any:
@@ -308,12 +312,21 @@ def _global_key(module: str, name: str) -> tuple:
     return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
-def _copies(func: Any) -> tuple[bool, bool]:
-    """(copies bytes, copies items) for an allow-listed callable (None: a call of something else, which fails)."""
-    torch = sys.modules.get('torch')
-    items = func is None or any(func is f for f in _COPY_ITEMS) or (torch is not None and func is torch.Size)
-    data = func is None or any(func is f for f in _COPY_BYTES) or func is _storage_from_bytes
-    return data, items
+def _takes_state(func: Any) -> bool:
+    try:
+        return func in _TAKE_STATE
+    except TypeError:   # unhashable: not one of ours
+        return False
+
+
+def _role(func: Any) -> str:
+    """The role of an allow-listed callable (see _ROLES); 'call' for anything else (whose call fails when run)."""
+    if func is None:
+        return 'call'
+    try:
+        return _ROLES.get(func, '')
+    except TypeError:   # unhashable: not one of ours
+        return 'call'
 
 
 class _Scanner:
@@ -331,9 +344,13 @@ class _Scanner:
     * more work than the file's size allows (the budget): the calls of copying functions (`_codecs.encode`,
       `dict`, `set`, `torch.Size`, the array and storage rebuilders) are charged the size of their arguments
       before anything runs, in nodes and in bytes, and no value may be larger, unfolded as a tree, than the
-      budget (code that walks a loaded value, or prints it, visits it as a tree); integers beyond 64 bits and
-      dict keys or set members other than strings, bytes and integers are refused (long integers make hashing
-      and products slow, and tuples of floats can be made to share one hash, which makes a dict quadratic)."""
+      budget (code that walks a loaded value, or prints it, visits it as a tree); integers beyond INT_BITS, and
+      dict keys or set members other than strings, bytes and integers of at most KEY_BITS, are refused (long
+      integers make hashing and products slow, and tuples of floats can be made to share one hash, which makes
+      a dict quadratic).
+
+    The scan keeps the cyclic garbage collector off (shadows hold no cycles) and dispatches on a table, so that it
+    costs no more than the unpickling it guards."""
 
     def __init__(self, allowed: Globals, where: str, size: int):
         self.allowed, self.where = allowed, where
@@ -380,17 +397,18 @@ class _Scanner:
                               f'{self.max_bytes} bytes; a shared part counts each time it is used)')
         return shadow
 
-    def nested(self, items: list) -> int:
-        depth = 1 + max((item.depth for item in items), default=0)
-        if depth > MAX_DEPTH:
-            raise self.refuse(f'data nested more than {MAX_DEPTH} levels deep')
-        return depth
-
-    def use(self, items: list) -> tuple[int, int]:
-        """Mark `items` as held by another value; (nodes, bytes) of them unfolded."""
+    def use(self, items: list) -> tuple[int, int, int]:
+        """Mark `items` as held by another value: (depth of a value holding them, their nodes, their bytes)."""
+        depth = nodes = nbytes = 0
         for item in items:
             item.used = True
-        return sum(item.nodes for item in items), sum(item.nbytes for item in items)
+            if item.depth > depth:
+                depth = item.depth
+            nodes += item.nodes
+            nbytes += item.nbytes
+        if depth >= MAX_DEPTH:
+            raise self.refuse(f'data nested more than {MAX_DEPTH} levels deep')
+        return depth + 1, nodes, nbytes
 
     def keys(self, keys: list, what: str) -> None:
         """Values about to be hashed as dict keys or set members."""
@@ -400,8 +418,7 @@ class _Scanner:
         self.charge(len(keys), 0, what)
 
     def made(self, items: list, origin: str, key: Any = None, extra: int = 0, hashable: bool = False) -> _Shadow:
-        depth = self.nested(items)
-        nodes, nbytes = self.use(items)
+        depth, nodes, nbytes = self.use(items)
         shadow = self.check_size(_Shadow(depth, origin, key, nodes=1 + nodes + extra, nbytes=nbytes, hashable=hashable))
         self.stack.append(shadow)
         return shadow
@@ -410,8 +427,8 @@ class _Scanner:
         if target.used:
             raise self.refuse(f'refusing {what} on a value already held by another (a pickle finishes a container '
                               f'before it uses it; cycles are not read)')
-        target.depth = max(target.depth, self.nested(items))
-        nodes, nbytes = self.use(items)
+        depth, nodes, nbytes = self.use(items)
+        target.depth = max(target.depth, depth)
         target.nodes += nodes
         target.nbytes += nbytes
         target.keyed = target.keyed and (target.origin != 'list' or all(item.hashable for item in items))
@@ -419,7 +436,7 @@ class _Scanner:
 
     def fill(self, target: _Shadow, items: list, kind: str, op: str) -> None:
         made_by = self.allowed.get(target.key) if target.origin == 'call' else None
-        own = target.origin == kind or any(made_by is cls for cls in _CONTAINER_CLASSES[kind])
+        own = target.origin == kind or (kind != 'list' and _role(made_by) == kind)
         if not own:
             raise self.refuse(f'refusing {op} on {self.describe(target)} (a pickle may only fill a {kind} it made)')
         if kind != 'list':
@@ -430,60 +447,49 @@ class _Scanner:
         """A call of `func` (a global, else it fails when run) with `args` (REDUCE's and NEWOBJ's tuple, NEWOBJ_EX's
         tuple and dict, OBJ's and INST's items), charged to the budget if it copies them."""
         key = func.key if func.origin == 'global' else None
-        target = self.allowed.get(key) if key is not None else None
+        role = _role(self.allowed.get(key) if key is not None else None)
         parts = args[0].items if op in ('REDUCE', 'NEWOBJ') and args[0].items is not None else args
-        nodes, nbytes = sum(a.nodes for a in parts), sum(a.nbytes for a in parts)
-        data, items = _copies(target)
-        what = f'a call of {".".join(key) if key else "a value"}'
-        if data or items:   # bytes are copied once per call; items once each, and a string into characters
-            self.charge(nodes + (nbytes if items else 0), nbytes, what)
-        if any(target is f for f in (set, frozenset)) and not all(a.keyed for a in parts):
-            raise self.refuse(f'refusing {what} on anything but a list of strings, bytes or integers')
-        if any(target is f for f in (dict, OrderedDict)) and not all(a.origin == 'dict' or a.keyed for a in parts):
-            raise self.refuse(f'refusing {what} on anything but a dict')
-        result = self.made([func] + args, 'call', key, extra=nbytes if items else 0,
-                           hashable=any(target is f for f in _MAKE_KEYS))
-        result.keyed = any(target is f for f in _COPY_ITEMS)
+        nodes = nbytes = 0
+        for part in parts:
+            nodes += part.nodes
+            nbytes += part.nbytes
+        items = role in _COPY_ITEMS or role == 'call'
+        if role:   # bytes are copied once per call; items once each, and a string into characters
+            self.charge(nodes + (nbytes if items else 0), nbytes, f'a call of {".".join(key) if key else "a value"}')
+        if role in ('set', 'items') and not all(part.keyed for part in parts):
+            raise self.refuse(f'refusing a call of {".".join(key)} on anything but a list of strings, bytes or '
+                              f'integers')
+        if role == 'dict' and not all(part.origin == 'dict' or part.keyed for part in parts):
+            raise self.refuse(f'refusing a call of {".".join(key)} on anything but a dict')
+        result = self.made([func] + args, 'call', key, extra=nbytes if items else 0, hashable=role == 'key')
+        result.keyed = role in _COPY_ITEMS
 
     def step(self, name: str, arg: Any, count: int) -> None:
-        if name in _ATOMS:
-            self.atom(name, arg)
-        elif name in ('EMPTY_LIST', 'EMPTY_DICT', 'EMPTY_SET'):
-            self.stack.append(_Shadow(1, name[6:].lower()))
-            self.stack[-1].keyed = True   # until something unhashable is appended
-        elif name == 'MARK':
-            self.stack.append(_MARK)
-        elif name in ('LIST', 'TUPLE', 'DICT', 'FROZENSET', 'TUPLE1', 'TUPLE2', 'TUPLE3'):
-            self.collection(name)
-        elif name in _FILLS:
-            items = self.pop_mark() if name.endswith('S') else \
-                [self.pop() for _ in range(2 if name == 'SETITEM' else 1)][::-1]
-            self.fill(self.top(), items, _FILLS[name], name)
-        elif name == 'BUILD':
-            state, target = self.pop(), self.top()
-            made_by = self.allowed.get(target.key) if target.origin == 'call' else None
-            if not any(made_by is func for func in _TAKE_STATE):
-                raise self.refuse(f'refusing to set the state of {self.describe(target)} (only arrays and dtypes '
-                                  f'made by this file take state)')
-            self.charge(state.nodes, state.nbytes, f'the state of {self.describe(target)}')   # arrays copy it
-            self.grow(target, [state], 'BUILD')
-        elif name in _CALLS:
-            self.step_call(name, arg)
-        else:
-            self.step_other(name, arg, count)
+        handler = _HANDLERS.get(name)
+        if handler is None:
+            raise self.refuse(f'malformed pickle (unknown opcode {name})')
+        handler(self, name, arg, count)
 
-    def atom(self, name: str, arg: Any) -> None:
-        if isinstance(arg, int) and arg.bit_length() > INT_BITS:
-            raise self.refuse(f'refusing an integer of {arg.bit_length()} bits (at most {INT_BITS})')
-        text = arg if isinstance(arg, str) else None
-        nbytes = len(arg) if isinstance(arg, (str, bytes, bytearray)) else 0
-        hashable = name in _KEY_ATOMS and not (isinstance(arg, int) and arg.bit_length() > KEY_BITS)
-        shadow = _Shadow(1 if name == 'EMPTY_TUPLE' else 0, 'atom', text=text, nbytes=nbytes, hashable=hashable)
-        shadow.items = [] if name == 'EMPTY_TUPLE' else None
-        shadow.keyed = name == 'EMPTY_TUPLE'
+    def atom(self, name: str, arg: Any, count: int) -> None:
+        nbytes, hashable = 0, name in _KEY_ATOMS
+        if isinstance(arg, (str, bytes, bytearray)):
+            nbytes = len(arg)
+        elif isinstance(arg, int):
+            bits = arg.bit_length()
+            if bits > INT_BITS:
+                raise self.refuse(f'refusing an integer of {bits} bits (at most {INT_BITS})')
+            hashable = hashable and bits <= KEY_BITS
+        shadow = _Shadow(0, 'atom', text=arg if isinstance(arg, str) else None, nbytes=nbytes, hashable=hashable)
+        if name == 'EMPTY_TUPLE':
+            shadow.depth, shadow.items, shadow.keyed = 1, [], True
         self.stack.append(shadow)
 
-    def collection(self, name: str) -> None:
+    def empty(self, name: str, arg: Any, count: int) -> None:
+        shadow = _Shadow(1, name[6:].lower())
+        shadow.keyed = True   # until something unhashable is appended
+        self.stack.append(shadow)
+
+    def collection(self, name: str, arg: Any, count: int) -> None:
         items = [self.pop() for _ in range(int(name[-1]))][::-1] if name[-1].isdigit() else self.pop_mark()
         origin = 'tuple' if name.startswith('TUPLE') else name.lower()
         if origin == 'dict':
@@ -492,10 +498,24 @@ class _Scanner:
             self.keys(items, 'set member')
         shadow = self.made(items, origin)
         shadow.keyed = origin == 'dict' or all(item.hashable for item in items)
-        if origin == 'tuple':
+        if origin == 'tuple' and len(items) <= MAX_CALL_ARGS:   # the arguments of a call (REDUCE)
             shadow.items = items
 
-    def step_call(self, name: str, arg: Any) -> None:
+    def filling(self, name: str, arg: Any, count: int) -> None:
+        items = self.pop_mark() if name.endswith('S') else \
+            [self.pop() for _ in range(2 if name == 'SETITEM' else 1)][::-1]
+        self.fill(self.top(), items, _FILLS[name], name)
+
+    def build(self, name: str, arg: Any, count: int) -> None:
+        state, target = self.pop(), self.top()
+        made_by = self.allowed.get(target.key) if target.origin == 'call' else None
+        if not _takes_state(made_by):
+            raise self.refuse(f'refusing to set the state of {self.describe(target)} (only arrays and dtypes '
+                              f'made by this file take state)')
+        self.charge(state.nodes, state.nbytes, f'the state of {self.describe(target)}')   # arrays copy it
+        self.grow(target, [state], 'BUILD')
+
+    def calling(self, name: str, arg: Any, count: int) -> None:
         if name == 'INST':   # the class is named in the opcode, its arguments follow the mark
             key = _global_key(*str(arg).partition(' ')[::2])
             _allowed_global(self.allowed, key, self.where)
@@ -510,8 +530,22 @@ class _Scanner:
             func = self.pop()
         self.call(func, args, name)
 
-    def step_other(self, name: str, arg: Any, count: int) -> None:
-        if name == 'DUP':
+    def memo_get(self, name: str, arg: Any, count: int) -> None:
+        shadow = self.memo.get(arg)
+        if shadow is None:
+            raise self.refuse(f'memo index {arg} read before it was written')
+        self.stack.append(shadow)
+
+    def memo_put(self, name: str, arg: Any, count: int) -> None:
+        index = len(self.memo) if name == 'MEMOIZE' else arg
+        if not isinstance(index, int) or not 0 <= index <= count:
+            raise self.refuse(f'memo index {index} out of range')
+        self.memo[index] = self.top()
+
+    def stack_op(self, name: str, arg: Any, count: int) -> None:
+        if name == 'MARK':
+            self.stack.append(_MARK)
+        elif name == 'DUP':
             self.stack.append(self.top())
         elif name == 'POP':
             if not self.stack:
@@ -519,46 +553,56 @@ class _Scanner:
             self.stack.pop()
         elif name == 'POP_MARK':
             self.pop_mark()
-        elif name in _MEMO_PUTS or name == 'MEMOIZE':
-            index = len(self.memo) if name == 'MEMOIZE' else arg
-            if not isinstance(index, int) or not 0 <= index <= count:
-                raise self.refuse(f'memo index {index} out of range')
-            self.memo[index] = self.top()
-        elif name in _MEMO_GETS:
-            if arg not in self.memo:
-                raise self.refuse(f'memo index {arg} read before it was written')
-            self.stack.append(self.memo[arg])
-        elif name == 'GLOBAL':
-            module, _, attr = str(arg).partition(' ')
-            key = _global_key(module, attr)
-            _allowed_global(self.allowed, key, self.where)
-            self.stack.append(_Shadow(0, 'global', key))
-        elif name == 'STACK_GLOBAL':
-            attr, module = self.pop(), self.pop()
-            if not isinstance(module.text, str) or not isinstance(attr.text, str):
-                raise self.refuse('malformed pickle (STACK_GLOBAL without names)')
-            key = _global_key(module.text, attr.text)
-            _allowed_global(self.allowed, key, self.where)
-            self.stack.append(_Shadow(0, 'global', key))
-        elif name in ('EXT1', 'EXT2', 'EXT4'):
-            raise self.refuse('refusing a global from the copyreg extension registry')
-        elif name in ('PERSID', 'BINPERSID'):
-            self.made([self.pop()] if name == 'BINPERSID' else [], 'call', 'persistent')
         elif name == 'READONLY_BUFFER':
             self.top()
-        elif name not in ('PROTO', 'FRAME', 'STOP'):
-            raise self.refuse(f'malformed pickle (unknown opcode {name})')
+
+    def global_(self, name: str, arg: Any, count: int) -> None:
+        if name == 'GLOBAL':
+            module, _, attr = str(arg).partition(' ')
+        else:   # STACK_GLOBAL
+            attr_shadow, module_shadow = self.pop(), self.pop()
+            module, attr = module_shadow.text, attr_shadow.text
+            if not isinstance(module, str) or not isinstance(attr, str):
+                raise self.refuse('malformed pickle (STACK_GLOBAL without names)')
+        key = _global_key(module, attr)
+        _allowed_global(self.allowed, key, self.where)
+        self.stack.append(_Shadow(0, 'global', key))
+
+    def other(self, name: str, arg: Any, count: int) -> None:
+        if name in ('EXT1', 'EXT2', 'EXT4'):
+            raise self.refuse('refusing a global from the copyreg extension registry')
+        if name in ('PERSID', 'BINPERSID'):
+            self.made([self.pop()] if name == 'BINPERSID' else [], 'call', 'persistent')
 
     def describe(self, shadow: _Shadow) -> str:
         if shadow.origin in ('global', 'call') and isinstance(shadow.key, tuple):
             name = '.'.join(shadow.key)
             return name if shadow.origin == 'global' else f'the result of {name}'
         return f'a {shadow.origin}'
+
+
+_HANDLERS = {
+    **{name: _Scanner.atom for name in _ATOMS},
+    **{name: _Scanner.empty for name in ('EMPTY_LIST', 'EMPTY_DICT', 'EMPTY_SET')},
+    **{name: _Scanner.collection for name in ('LIST', 'TUPLE', 'DICT', 'FROZENSET', 'TUPLE1', 'TUPLE2', 'TUPLE3')},
+    **{name: _Scanner.filling for name in _FILLS},
+    **{name: _Scanner.calling for name in _CALLS},
+    **{name: _Scanner.memo_get for name in _MEMO_GETS},
+    **{name: _Scanner.memo_put for name in _MEMO_PUTS + ('MEMOIZE',)},
+    **{name: _Scanner.stack_op for name in ('MARK', 'DUP', 'POP', 'POP_MARK', 'READONLY_BUFFER')},
+    **{name: _Scanner.global_ for name in ('GLOBAL', 'STACK_GLOBAL')},
+    **{name: _Scanner.other for name in ('EXT1', 'EXT2', 'EXT4', 'PERSID', 'BINPERSID', 'PROTO', 'FRAME', 'STOP')},
+    'BUILD': _Scanner.build,
+}
+
+
 def _prescan(f: io.BytesIO, allowed: Globals, where: str = '') -> None:
     """Walk the opcodes once before unpickling (see _Scanner); leaves `f` where it was. The budget is set by the
     bytes from `f`'s position to its end."""
     start = f.tell()
     scanner = _Scanner(allowed, where, len(f.getbuffer()) - start)
+    collecting = gc.isenabled()
+    gc.disable()   # shadows hold no cycles, and the cyclic collector walking them all would double the scan's time
     try:
         for count, (op, arg, _) in enumerate(pickletools.genops(f), 1):
             scanner.step(op.name, arg, count)
@@ -566,6 +610,9 @@ def _prescan(f: io.BytesIO, allowed: Globals, where: str = '') -> None:
         raise
     except Exception as e:   # noqa: BLE001 - genops reports truncation and unknown opcodes as ValueError
         raise UnsafePickleError(one_line(f'malformed pickle{where} ({e})')) from None
+    finally:
+        if collecting:
+            gc.enable()
     f.seek(start)
 
 
@@ -648,6 +695,9 @@ def _storage_from_bytes(payload: Any):
     return _Storage(kind, payload[f.tell():])
 
 
+_ROLES[_storage_from_bytes] = 'bytes'
+
+
 def _next_pickle(f: io.BytesIO, where: str, persistent: Optional[Callable] = None) -> Any:
     """One pickle from a stream of several (protocol 2, plain data and storage types only)."""
     start = f.tell()
@@ -726,6 +776,7 @@ def _torch_globals() -> dict:
             **storage_types,
         }
         _TORCH_GLOBALS = dict(storage_types=storage_types, tensors=tensors)
+        _ROLES[torch.Size] = 'items'
     return _TORCH_GLOBALS
 
 
