@@ -216,6 +216,15 @@ def test_closing_the_page_stops_its_inversion_within_seconds(page, studio, tmp_p
                                           if x.startswith('inversion of gone ')), None), 15, 'the job to end')
     assert 'stopped: cancelled at step' in line, line
     print(f'\n{line} ({time.time() - closed:.1f} s after the page closed)')
+    busy = server_cpu_seconds(page.sg3c_app.proc.pid)   # and the server is idle again: no thread works on
+    time.sleep(2)
+    assert server_cpu_seconds(page.sg3c_app.proc.pid) - busy < 0.3
+
+
+def server_cpu_seconds(pid: int) -> float:
+    with open(f'/proc/{pid}/stat') as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')   # utime + stime
 
 
 def test_the_page_only_talks_to_localhost(page):

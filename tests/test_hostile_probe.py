@@ -840,8 +840,9 @@ def test_32_6_numpy_warnings_never_precede_the_error_line(tmp_path):
     for name, change in (('cutoff', dict(first_cutoff=-1)), ('zero-w', dict(w_dim=0))):
         record = network_record(data['G'])
         record['init_kwargs'].update(change)
-        (tmp_path / f'{name}.pkl').write_bytes(pickle.dumps(dict(G=_NetworkRecord(record), D=None, G_ema=None)))
+        (tmp_path / f'{name}.pkl').write_bytes(pickle.dumps(dict(G=None, D=None, G_ema=_NetworkRecord(record))))
         result = run_cli('gen_images.py', '--network', tmp_path / f'{name}.pkl', '--seeds=0', '--outdir',
                          tmp_path / 'out', tmp_path=tmp_path, timeout=60)
         assert result['rc'] == 1 and 'Warning' not in result['stderr'], result['stderr'][-2000:]
         assert result['stderr'].startswith('error: ') and len(result['errors']) == 1, result['stderr'][-2000:]
+        assert 'constructor arguments not understood' in result['stderr'] or 'has shape' in result['stderr']
