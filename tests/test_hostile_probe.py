@@ -756,8 +756,9 @@ def test_32_2_long_integers_and_huge_shape_entries_are_refused_before_any_produc
 
 def test_32_3_torchscript_runs_only_when_known_or_named(tmp_path, monkeypatch):
     """A scripted 'vgg16.pt' whose forward writes a file: refused by invert.py (and by the detector loader of
-    calc_metrics) with one line saying it is code and how to accept it; the canary is never written. Named in
-    $SG3C_TRUST_TORCHSCRIPT it runs, and the canary shows that the test would see it."""
+    calc_metrics and train.py, and the app's perceptual option) with one line saying it is code and how to accept
+    it; the canary is never written. Named in $SG3C_TRUST_TORCHSCRIPT it runs, and the canary shows that the test
+    would see it."""
     monkeypatch.delenv('SG3C_TRUST_TORCHSCRIPT', raising=False)
     canary = tmp_path / 'canary'
     torch.jit.script(CanaryVGG(str(canary))).save(str(tmp_path / 'vgg16.pt'))
@@ -770,13 +771,12 @@ def test_32_3_torchscript_runs_only_when_known_or_named(tmp_path, monkeypatch):
               tmp_path / 'out', '--method=project', '--steps=1', '--w-avg-samples=10']
     result = run_cli(*invert, f'--perceptual={tmp_path / "vgg16.pt"}', tmp_path=tmp_path, timeout=60)
     assert_one_error_line(result, 'vgg16.pt', 'a TorchScript file is executable code', 'SG3C_TRUST_TORCHSCRIPT=')
-    result = run_cli('calc_metrics.py', '--network', tmp_path / 'tiny.pkl', '--metrics=fid16_full',
-                     '--data=synthetic:garments?n=16&resolution=16', '--detector-dir', det, tmp_path=tmp_path,
-                     timeout=60)
-    assert_one_error_line(result, 'inception-2015-12-05.pt', 'executable code')
     import app
     from inversion.perceptual import PerceptualUnavailable, load_perceptual
+    from metrics.detectors import DetectorError, load_detector
     from studio import StudioError
+    with pytest.raises(DetectorError, match='inception-2015-12-05.pt: a TorchScript file is executable code'):
+        load_detector('inception', torch.device('cpu'), detector_dir=str(det))   # calc_metrics --detector-dir
     monkeypatch.setenv('SG3C_DETECTOR_DIR', str(tmp_path))   # the cached vgg16.pt that --perceptual=vgg16 takes
     with pytest.raises(PerceptualUnavailable, match='executable code'):
         load_perceptual('vgg16')
