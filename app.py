@@ -26,9 +26,9 @@ import click
 import gradio as gr
 import numpy as np
 
-from studio import (DEFAULT_NETWORK, INVERT_METHODS, MAX_DISCOVERY_SAMPLES, MAX_PTI_STEPS, MAX_SEED, MAX_STEPS,
-                    MAX_TRUNCATION, MAX_UPLOAD_BYTES, MIX_PRESETS, STRENGTH_LIMIT, Session, Studio, StudioError,
-                    mask_from_strokes, network_argument, read_upload, resolve_network)
+from studio import (DEFAULT_NETWORK, INVERT_METHODS, MAX_DISCOVERY_SAMPLES, MAX_PTI_STEPS, MAX_RUNNING_INVERSIONS,
+                    MAX_SEED, MAX_STEPS, MAX_TRUNCATION, MAX_UPLOAD_BYTES, MIX_PRESETS, STRENGTH_LIMIT, Session, Studio,
+                    StudioError, mask_from_strokes, network_argument, read_upload, resolve_network)
 from torch_utils.cli import UserError, run
 from torch_utils.media import side_by_side
 
@@ -84,6 +84,9 @@ class Page:
     edit_status: gr.Markdown
     trunc: Optional[gr.Slider] = None      # the Generate tab's truncation and class, which the Mix tab uses too
     cls: Optional[gr.Dropdown] = None
+    # The sessions of open pages that started an inversion, by gradio's session hash: when a page goes away
+    # (unload), its session is closed at once, which cancels its job, rather than when gradio drops the state.
+    inverting: dict = dataclasses.field(default_factory=dict)
 
     @property
     def garment_outputs(self) -> list:
@@ -129,7 +132,18 @@ def build_ui(studio: Studio, export_root: Optional[str] = None) -> gr.Blocks:
                     mix_tab(page)
                     edit_tab(page)
                     invert_tab(page)
+
+        def page_closed(request: gr.Request):
+            close_session(page, request)
+        demo.unload(page_closed)
     return demo
+
+
+def close_session(page: Page, request: Optional[gr.Request]) -> None:
+    """A page went away (gradio's unload): its inversion stops now."""
+    session = page.inverting.pop(getattr(request, 'session_hash', None), None)
+    if session is not None:
+        session.close()
 
 
 def header(studio: Studio) -> str:
@@ -357,17 +371,22 @@ def invert_tab(page: Page) -> None:
                 status: f'{os.path.basename(path)}: {image.shape[1]}x{image.shape[0]}'}
 
     def invert(s, photo_path, mask_path, painted, method_value, steps_value, pti_value, cls_value,
-               progress=gr.Progress()):
+               request: gr.Request, progress=gr.Progress()):
         try:
             job, target = start_inversion(studio, s, photo_path, mask_path, painted, method_value, steps_value,
                                           pti_value, cls_value)
         except EXPECTED_ERRORS as e:
             yield {status: _message(e)}
             return
-        while not job.wait(0.4):
-            fraction, text = job.progress()
-            progress(fraction, desc=text)
-            yield {status: text}
+        page.inverting[getattr(request, 'session_hash', None)] = s
+        try:
+            while not job.wait(0.4):
+                fraction, text = job.progress()
+                progress(fraction, desc=text)
+                yield {status: text}
+        finally:   # gradio closes this generator when the page goes away: the job goes with it
+            if not job.done:
+                job.cancel()
         try:
             studio.finish_inversion(s)
         except EXPECTED_ERRORS as e:
@@ -384,7 +403,7 @@ def invert_tab(page: Page) -> None:
 
     photo.upload(guarded(status, photo_uploaded), [photo], [painter, status])
     invert_btn.click(invert, [state, photo, mask_file, painter, method, steps, pti_steps, invert_cls],
-                     page.slider_outputs + [status, compare], concurrency_limit=2)
+                     page.slider_outputs + [status, compare], concurrency_limit=MAX_RUNNING_INVERSIONS)
     cancel_btn.click(guarded(status, cancel), [state], [status], queue=False)
 
 
@@ -443,7 +462,7 @@ def main(network, directions, port, host, share, device, perceptual):
     source = resolve_network(network)
     loss_net, loss_name = load_perceptual_for_app(perceptual, device)
     studio = Studio.load(source.path, directions, device=device, perceptual=loss_net, perceptual_name=loss_name,
-                         network_arg=network_argument(network, source))
+                         network_arg=network_argument(network, source), log=lambda line: print(line, flush=True))
     demo = build_ui(studio)
     demo.queue(default_concurrency_limit=4)
     # quiet: gradio's own lines would tell the user to edit launch() for a public link (--share does it)

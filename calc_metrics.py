@@ -34,6 +34,7 @@ import os
 import click
 
 from metrics.runner import EvalJob, collect, format_table, prepare, run
+from networks.generate import MAX_SEED
 from networks.snapshot import Source, resolve_source
 from pretrained import shipped_models
 from torch_utils import cli
@@ -55,7 +56,8 @@ def parse_metrics(value: str) -> list[str]:
 @click.option('--gpus', type=click.IntRange(min=1), default=1, show_default=True, help='Processes (GPUs; CPU processes without CUDA)')
 @click.option('--detector-dir', metavar='DIR', help='Folder holding inception-2015-12-05.pt and vgg16.pt  [default: download]')
 @click.option('--force', is_flag=True, help='Recompute results already in the run\'s metric-*.jsonl')
-@click.option('--seed', type=click.IntRange(min=0), default=0, show_default=True, help='Seed of the generated samples')
+@click.option('--seed', type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help='Seed of the generated samples')
 @click.option('--verbose/--quiet', default=True, show_default=True, help='Progress bars and per-result lines')
 @click.option('--plot', type=click.Path(dir_okay=False), metavar='PNG',
               help="Also draw the run's curves (losses, augment p, metrics over kimg) into this PNG; --metrics=none: only that")

@@ -70,6 +70,7 @@ def _write_json(path: str, data: dict) -> None:
 @click.option('--source', required=True, metavar='PATH|SPEC', help='Input: folder, zip, idx file, CIFAR tarball, '
               'TFRecord folder/file, or synthetic:garments[?n=..&resolution=..&seed=..&classes=..]')
 @click.option('--dest', required=True, metavar='PATH', help='Output .zip (recommended) or folder of PNGs')
+@click.option('--overwrite', is_flag=True, help='Replace an existing --dest file (once the new set is complete)')
 @click.option('--resolution', callback=_resolution, metavar='WxH', help='Output size, e.g. 256x256')
 @click.option('--transform', type=click.Choice(TRANSFORMS), help='How to reach the output aspect ratio '
               '(default: plain resize)')
@@ -120,7 +121,8 @@ def main(source: str, dest: str, resolution: Optional[tuple[int, int]], transfor
 
     Greyscale sources stay greyscale; a mix of greyscale and colour becomes colour; transparency is composited
     on white. Unreadable, truncated, too-small and non-image files are reported and skipped, exact duplicates
-    are reported, and a summary closes the run. The output appears only when complete.
+    are reported, and a summary closes the run. The output appears only when complete; an existing --dest file
+    is replaced only with --overwrite, and temporary files a killed run left beside --dest are removed.
 
     \b
     Examples:

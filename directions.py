@@ -24,6 +24,7 @@ from editing.check import check_tables
 from editing.cli_options import network_options
 from editing.commands import DiscoverOptions, discover_directions, edit_directions_file
 from editing.discovery import METHODS
+from networks.generate import MAX_SEED
 from pretrained import shipped_models
 from torch_utils.cli import Parsed, finite_float, run, say
 
@@ -47,7 +48,8 @@ def parse_renames(text: str) -> dict:
 @click.option('--layers', metavar='coarse|middle|fine|A-B',
               help='ws rows the directions act on (sefa: also the layers it factorises)  [default: all]')
 @click.option('--labels-from', metavar='SPEC', help='supervised: garments[:NAMES] | module:function | FILE.json | classes')
-@click.option('--seed', type=int, default=0, show_default=True, help='Seed of the sampled latents')
+@click.option('--seed', type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help='Seed of the sampled latents')
 @click.option('--include-torgb', is_flag=True, help='SeFa: also factorise the ToRGB affines')
 @click.option('--trunc', 'truncation_psi', type=finite_float(), default=1, show_default=True,
               help='Truncation of the latents that supervised labels are measured on')

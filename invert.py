@@ -25,6 +25,7 @@ from __future__ import annotations
 import click
 
 from inversion.run import InvertOptions, run_job
+from networks.generate import MAX_SEED
 from pretrained import shipped_models
 from editing.cli_options import NETWORK_HELP
 from torch_utils.cli import Spellings, finite_float, run, say
@@ -67,7 +68,8 @@ def _colour(ctx, param, value):
               help="Perceptual loss: NVIDIA's VGG16 LPIPS (downloaded once, or a local vgg16.pt), the lpips package, or none")
 @click.option('--perceptual-weight', type=finite_float(min=0), default=1.0, show_default=True)
 @click.option('--pixel-weight', type=finite_float(min=0), default=1.0, show_default=True, help='Weight of the pixel MSE')
-@click.option('--seed', type=int, default=0, show_default=True, help='Random seed (noise maps, latent jitter)')
+@click.option('--seed', type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help='Random seed (noise maps, latent jitter)')
 @click.option('--class', 'class_idx', metavar='INDEX|NAME', help='Class label (conditional networks): index, or name where the snapshot records names')
 @click.option('--video', is_flag=True, help='Also write an MP4 of the optimisation (target | reconstruction)')
 @click.option('--save-video', type=bool, metavar='BOOL', help="The same as NVIDIA's projector spells it: --save-video=true")

@@ -27,7 +27,7 @@ import shlex
 import threading
 import time
 import traceback
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import PIL.Image
@@ -42,7 +42,7 @@ from inversion.perceptual import Perceptual
 from inversion.preprocess import Target, prepare_target
 from inversion.projector import LatentStats, latent_stats
 from inversion.run import PROJECT_STEPS, InvertOptions, invert
-from networks.generate import seeds_to_ws, synthesize
+from networks.generate import MAX_SEED, seeds_to_ws, synthesize
 from networks.snapshot import Source, SnapshotError, export_pt, load_generator, resolve_source, snapshot_file
 from pretrained import shipped_models
 from torch_utils.cli import UserError
@@ -58,11 +58,12 @@ INVERT_METHODS = ('project', 'pti')
 STRENGTH_LIMIT = 3.0                     # sliders span +-3 std of W along each direction
 # Every number a page sends is bounded here (a client need not use the page's widgets): these bound how long
 # one request may keep the server busy.
-MAX_SEED = 2 ** 32 - 1
 MAX_TRUNCATION = 1.5
 MAX_DISCOVERY_SAMPLES = 50_000           # GANSpace; 5,000 takes a few seconds on a CPU
 MAX_STEPS = 1000                         # projection steps (NVIDIA's projector uses 1000)
 MAX_PTI_STEPS = 350                      # PTI's own default
+MAX_RUNNING_INVERSIONS = 2               # on the whole server, whatever the sessions: each holds a core for minutes
+CANCEL_WAIT = 5.0                        # seconds a cancelled job is given to stop (it stops at its next step)
 MIX_PRESETS = ('coarse', 'middle', 'fine')
 DEFAULT_NETWORK = 'garments'
 W_AVG_SAMPLES = 10000                    # invert.py's default --w-avg-samples
@@ -185,7 +186,8 @@ class InversionJob:
 
     def __init__(self, G: nn.Module, target: Target, method: str, *, steps: int, pti_steps: int,
                  perceptual: Optional[Perceptual], stats: LatentStats, class_idx: Optional[int],
-                 recipe: dict, mask: Optional[np.ndarray] = None, seed: int = 0):
+                 recipe: dict, mask: Optional[np.ndarray] = None, seed: int = 0,
+                 on_end: Callable[['InversionJob'], None] = lambda job: None):
         if method not in INVERT_METHODS:
             raise StudioError(f'unknown inversion method {method!r} (choose {" or ".join(INVERT_METHODS)})')
         self.method, self.target, self.recipe, self.mask = method, target, recipe, mask
@@ -198,6 +200,7 @@ class InversionJob:
         self.started = self.finished = time.time()
         self._cancel = threading.Event()
         self._done = threading.Event()
+        self._on_end = on_end
         opts = InvertOptions(method=method, steps=steps, pti_steps=pti_steps, class_idx=class_idx, seed=seed)
         kwargs = dict(perceptual=perceptual, stats=stats, progress=False, callback=self._on_step)
         self._thread = threading.Thread(target=self._run, args=(G, opts, kwargs), daemon=True, name='inversion')
@@ -226,6 +229,7 @@ class InversionJob:
         finally:
             self.finished = time.time()
             self._done.set()
+            self._on_end(self)
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -259,8 +263,10 @@ class Studio:
 
     def __init__(self, G: nn.Module, network: str, directions: Optional[Directions] = None,
                  directions_path: Optional[str] = None, perceptual: Optional[Perceptual] = None,
-                 perceptual_name: str = 'none', w_avg_samples: int = W_AVG_SAMPLES, network_arg: Optional[str] = None):
+                 perceptual_name: str = 'none', w_avg_samples: int = W_AVG_SAMPLES, network_arg: Optional[str] = None,
+                 log: Callable[[str], None] = lambda line: None):
         self.G = G.eval().requires_grad_(False)
+        self.log = log   # the server's log: one line per inversion that ends
         self.network = network
         self.network_arg = network_arg or network   # what the page and its commands call it (network_argument)
         self.device = next(G.parameters()).device
@@ -271,6 +277,8 @@ class Studio:
         self.w_avg_samples = w_avg_samples
         self._stats = ComputeOnce()      # class index -> LatentStats
         self._ganspace = ComputeOnce()   # (components, samples) -> Directions
+        self._jobs: list[InversionJob] = []   # every session's, for the server-wide cap
+        self._jobs_lock = threading.Lock()
 
     @classmethod
     def load(cls, network: str, directions: Optional[str] = None, device: Union[str, torch.device] = 'cpu',
@@ -452,9 +460,12 @@ class Studio:
                         pti_steps: int = 100, class_idx: Optional[int] = None, photo_file: str = 'photo.png',
                         mask: Optional[np.ndarray] = None) -> InversionJob:
         """Start inverting `target` (from `photo_file`, with the photo-sized `mask` it was prepared with) in the
-        background; a job already running for the session is cancelled."""
+        background; a job already running for the session is cancelled (and given a moment to stop). At most
+        MAX_RUNNING_INVERSIONS run on the server at once, whichever sessions started them: a client that starts
+        jobs and goes away cannot pile up threads (its jobs end when it goes: app.py cancels them)."""
         if session.job is not None and not session.job.done:
             session.job.cancel()
+            session.job.wait(CANCEL_WAIT)
         class_idx = self._class(class_idx)
         try:
             steps = int(steps if steps is not None else PROJECT_STEPS[method if method in PROJECT_STEPS else 'pti'])
@@ -467,10 +478,24 @@ class Studio:
                       pti_steps=pti_steps, cls=class_idx, perceptual=self.perceptual_name,
                       w_avg_samples=self.w_avg_samples,
                       mask=f'{target.name}_mask.png' if mask is not None else None)
-        session.job = InversionJob(self.G, target, method, steps=steps, pti_steps=pti_steps,
-                                   perceptual=self.perceptual, stats=self.latent_stats(class_idx),
-                                   class_idx=class_idx, recipe=recipe, mask=mask)
+        stats = self.latent_stats(class_idx)
+        with self._jobs_lock:
+            self._jobs = [job for job in self._jobs if not job.done]
+            if len(self._jobs) >= MAX_RUNNING_INVERSIONS:
+                raise StudioError(f'the server is running {len(self._jobs)} inversions, as many as it runs at once; '
+                                  f'try again when one has finished')
+            session.job = InversionJob(self.G, target, method, steps=steps, pti_steps=pti_steps,
+                                       perceptual=self.perceptual, stats=stats, class_idx=class_idx, recipe=recipe,
+                                       mask=mask, on_end=self._ended)
+            self._jobs.append(session.job)
         return session.job
+
+    def _ended(self, job: InversionJob) -> None:
+        self.log(f'inversion of {job.target.name} ({job.method}) {job.progress()[1]} at step {job.step} of {job.total}')
+
+    def running_inversions(self) -> int:
+        with self._jobs_lock:
+            return sum(not job.done for job in self._jobs)
 
     def finish_inversion(self, session: Session) -> Optional[Garment]:
         """The finished job's garment, made current; None while it runs; StudioError if it failed."""

@@ -42,6 +42,7 @@ from click.core import ParameterSource
 import torch
 
 from metrics.api import TrainingMetrics
+from networks.generate import MAX_SEED
 from pretrained import shipped_models
 from torch_utils import distributed, safe_json
 from torch_utils.cli import EXPECTED, UserError, check_output_path, debug_enabled, describe, finite_float, run
@@ -198,7 +199,7 @@ def launch(opts: TrainingOptions, stop: StopFlag) -> int:
 @click.option('--kimg', type=finite_float(min=0, min_open=True), default=25000, show_default=True, help='Total training duration (kimg)')
 @click.option('--tick', type=finite_float(min=0, min_open=True), default=4, show_default=True, help='How often to print progress (kimg)')
 @click.option('--snap', type=click.IntRange(min=1), default=50, show_default=True, help='How often to save snapshots (ticks)')
-@click.option('--seed', type=click.IntRange(min=0), default=0, show_default=True, help='Random seed')
+@click.option('--seed', type=click.IntRange(0, MAX_SEED), default=0, show_default=True, help='Random seed')
 @click.option('--fp32', type=bool, default=False, show_default=True, help='Disable mixed-precision')
 @click.option('--nobench', type=bool, default=False, show_default=True, help='Disable cuDNN benchmarking')
 @click.option('--workers', type=click.IntRange(min=0), help='DataLoader worker processes  [default: 3, at most the CPU cores per process]')

@@ -34,6 +34,7 @@ from metrics.standin import save_standin_detectors                     # noqa: E
 from networks import stylegan2, stylegan3                              # noqa: E402
 from networks.snapshot import load_generator, resolve_source           # noqa: E402
 from pretrained import shipped_models                                  # noqa: E402
+from torch_utils.torchscript import TRUST_ENV                          # noqa: E402
 
 
 def fresh_generator(cfg: str, res: int, cbase: int, cmax: int) -> torch.nn.Module:
@@ -66,7 +67,8 @@ def main(metric, network, cfg, res, cbase, cmax, data, detector_dir, download):
         print(f'NOTE: the real Inception detector is not available ({e}).')
         print('NOTE: timing with a STAND-IN detector instead: the numbers below exclude the cost of Inception.')
         detector_dir = tempfile.mkdtemp(prefix='standin-detectors-')
-        save_standin_detectors(detector_dir, feature_dim=2048, resize=299)
+        written = save_standin_detectors(detector_dir, feature_dim=2048, resize=299)
+        os.environ[TRUST_ENV] = os.pathsep.join(written.values())   # TorchScript this script wrote itself
         detector = 'stand-in (resize 299, 2048 features)'
 
     device_name = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'CPU ({torch.get_num_threads()} threads)'

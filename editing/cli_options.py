@@ -8,17 +8,22 @@ from typing import Callable, Sequence, Union
 
 import click
 
+from networks.generate import check_seed_range
 from torch_utils.cli import Parsed, finite_float, parse_finite
 
 from . import EditingError
 from .edits import parse_edits
 
 
-def parse_range(text: Union[str, Sequence[int]]) -> list[int]:
-    """'0,1,4-6' -> [0, 1, 4, 5, 6]."""
+def parse_range(text: Union[str, Sequence[int]], count: int = 0) -> list[int]:
+    """'0,1,4-6' -> [0, 1, 4, 5, 6]: seeds, each in 0..MAX_SEED, at most MAX_SEEDS of them with the `count` named
+    before (networks.generate.RangeError, checked before a range is expanded)."""
     if not isinstance(text, str):
-        return [int(v) for v in text]
-    values = []
+        values = [int(v) for v in text]
+        for v in values:
+            check_seed_range(v, v, count)
+        return values
+    values: list[int] = []
     for part in text.split(','):
         part = part.strip()
         m = re.fullmatch(r'(\d+)-(\d+)', part)
@@ -26,8 +31,10 @@ def parse_range(text: Union[str, Sequence[int]]) -> list[int]:
             first, last = int(m.group(1)), int(m.group(2))
             if first > last:
                 raise ValueError(f'{part!r}: the range is reversed (write {last}-{first})')
+            check_seed_range(first, last, count + len(values))
             values.extend(range(first, last + 1))
         elif re.fullmatch(r'\d+', part):
+            check_seed_range(int(part), int(part), count + len(values))
             values.append(int(part))
         else:
             raise ValueError(f'{part!r} is not a number or a range like 4-6')
@@ -56,7 +63,7 @@ def parse_sources(text: Union[str, Sequence]) -> list[Union[int, str]]:
             items.append(part)
         elif part:
             try:
-                items.extend(parse_range(part))
+                items.extend(parse_range(part, count=len(items)))
             except ValueError as e:
                 if 'reversed' in str(e):
                     raise EditingError(str(e)) from None

@@ -17,11 +17,12 @@ import os
 import time
 from typing import Callable, Mapping, Optional, Sequence, Union
 
-from networks.generate import device_from_option, set_input_transform
+from networks.generate import check_render_numbers, check_seed_range, device_from_option, set_input_transform
 from networks.snapshot import (NO_MODELS, Source, export_pt, load_generator, load_snapshot, resolve_source,
                                snapshot_file)
 from torch_utils.cli import check_output_path
 from torch_utils.jsonl import append_jsonl
+from torch_utils.media import MAX_FPS
 
 from . import EditingError, discovery, render
 from .check import check_tables
@@ -159,6 +160,18 @@ def _edits(opts: RenderOptions) -> list:
     return [[e.name, e.strength, e.layers] for e in opts.edit or []]
 
 
+def _check_numbers(opts: RenderOptions, *sources: Sources) -> None:
+    """Seeds, truncation and (gen_images) translation and rotation within what the network computes, before the
+    snapshot is loaded (the scripts check seeds as they parse them; this is for callers from Python)."""
+    count = 0
+    for items in sources:
+        for item in items:
+            if isinstance(item, int):
+                check_seed_range(item, item, count)
+                count += 1
+    check_render_numbers(opts.truncation_psi, getattr(opts, 'translate', (0, 0)), getattr(opts, 'rotate', 0))
+
+
 def _require_outdir(opts: RenderOptions) -> None:
     """Checked before the snapshot is loaded: a missing or unusable option should not cost a load."""
     if not opts.outdir:
@@ -191,6 +204,7 @@ def generate_images(opts: ImageOptions, log: Log = print, models: Models = NO_MO
         raise EditingError('--seeds is required (e.g. --seeds=0-7), or --ws=FILE.npz')
     if opts.edit_strip and not opts.edit:
         raise EditingError('--edit-strip needs --edit=NAMES (the directions to sweep)')
+    _check_numbers(opts, opts.seeds)
     _require_outdir(opts)
     if opts.class_idx == ALL_CLASSES:
         return _every_class(opts, log, models)
@@ -239,6 +253,9 @@ def _every_class(opts: ImageOptions, log: Log, models: Models) -> list[str]:
 def generate_video(opts: VideoOptions, log: Log = print, models: Models = NO_MODELS) -> str:
     """gen_video.py: the interpolation video; returns its path."""
     items = keyframes(opts.seeds, opts.grid, opts.num_keyframes)
+    _check_numbers(opts, opts.seeds)
+    if not 1 <= opts.fps <= MAX_FPS:
+        raise EditingError(f'--fps={opts.fps:g} is outside 1..{MAX_FPS} frames per second')
     if not opts.output:
         _require_outdir(opts)
     path = opts.output or os.path.join(opts.outdir, 'interpolation.mp4')   # the writer makes its folder
@@ -261,6 +278,7 @@ def style_mix(opts: MixingOptions, log: Log = print, models: Models = NO_MODELS)
     """style_mixing.py: mix-grid.png and mix-grid.json."""
     if not opts.rows or not opts.cols:
         raise EditingError('style mixing needs both --rows and --cols')
+    _check_numbers(opts, opts.rows, opts.cols)
     _require_outdir(opts)
     session = Session(opts, log, models=models)
     outdir = _outdir(opts)
@@ -275,6 +293,7 @@ def discover_directions(opts: DiscoverOptions, log: Log = print, models: Models 
     """directions.py --discover: find directions and write them to opts.directions."""
     if not opts.directions:
         raise EditingError('--discover needs --directions=OUT.npz')
+    _check_numbers(opts)
     session = Session(opts, log, needs_class=False, models=models)
     d = discovery.discover(session.G, opts.method, opts.directions, samples=opts.samples, components=opts.components,
                       layers=opts.layers, labels_from=opts.labels_from, seed=opts.seed, class_idx=session.class_idx,

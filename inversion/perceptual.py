@@ -9,7 +9,8 @@ constant fill), so the distance is blind to whatever the photo shows outside the
 
 Nothing heavy is imported until a kind is asked for: the `lpips` package pulls in torchvision, which does
 not import next to every torch build, and NVIDIA's VGG16 is a download. Missing weights are an error that
-says what to provide. The tests, which can download neither, use an untrained backbone instead:
+says what to provide. A VGG16 TorchScript file is code: it runs only when it is a known file or named in
+$SG3C_TRUST_TORCHSCRIPT (torch_utils.torchscript). The tests, which can download neither, use an untrained backbone instead:
 `--perceptual=random`, accepted only where $SG3C_TEST_PERCEPTUAL is 1, so that no user gets a meaningless loss.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torch_utils import torchscript
 from torch_utils.cli import UserError
 
 VGG16_URL = 'https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/vgg16.pt'
@@ -157,7 +159,9 @@ def load_vgg16(source: str, device: Union[str, torch.device] = 'cpu') -> Percept
         raise PerceptualUnavailable(f'{path}: no such file; download NVIDIA\'s VGG16 ({VGG16_URL}) and pass its path, '
                                     f'or use --perceptual=none (pixel loss only)')
     try:
-        net = torch.jit.load(path, map_location=device).eval()
+        net = torchscript.load(path, device).eval()
+    except torchscript.UntrustedCode as e:
+        raise PerceptualUnavailable(str(e)) from None
     except Exception as e:   # torch.jit reports bad archives with RuntimeError or ValueError depending on version
         raise PerceptualUnavailable(f'{path}: not a TorchScript archive ({type(e).__name__}: {str(e).splitlines()[0]})') from None
     for param in net.parameters():   # our own instance: gradients flow through it to the image, never into it

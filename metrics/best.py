@@ -12,7 +12,7 @@ import json
 import os
 from typing import Optional
 
-from networks.snapshot import BEST_FILE, snapshot_nimg
+from networks.snapshot import BEST_FILE, read_best, snapshot_nimg
 from torch_utils.atomic import atomic_write_bytes
 from torch_utils.jsonl import read_jsonl
 
@@ -57,8 +57,7 @@ def update_best(run_dir: str) -> Optional[dict]:
 def best_line(run_dir: str) -> Optional[str]:
     """One log line on the run's best snapshot and how to load it; None before anything was ranked."""
     try:
-        with open(os.path.join(run_dir, BEST_FILE)) as f:
-            best = json.load(f)
+        best = read_best(run_dir)
         return (f'best so far by {best["metric"]}: {best["snapshot"]} ({best["value"]:.5g}); '
                 f'--network={run_dir}:best loads it')
     except (OSError, ValueError, KeyError, TypeError):

@@ -16,18 +16,19 @@ there, we say so rather than silently using another copy.
 
 Only the TorchScript `.pt` files are loaded. NVIDIA's newer `.pkl` copies of the same networks are Python
 pickles, and unpickling them would run code stored in the file; we refuse them and name the `.pt` to use.
-TorchScript runs in torch's own interpreter and cannot call arbitrary Python.
+TorchScript is code too (it can read and write files through torch's own operators), so a detector file runs
+only when it is one of NVIDIA's published files, by SHA-256, or named in $SG3C_TRUST_TORCHSCRIPT (see
+torch_utils.torchscript).
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
 
+from torch_utils import torchscript
 from torch_utils.distributed import barrier
 from torch_utils.download import DownloadError, cache_root, download_cached
 
@@ -114,7 +115,6 @@ def locate_detector(name: str, detector_dir: Optional[str] = None, download: boo
 
 
 _loaded: dict[tuple[str, str], torch.nn.Module] = {}
-_fingerprints: dict[tuple[str, int, int], str] = {}
 
 
 def load_detector_file(path: str, device: torch.device,
@@ -131,9 +131,9 @@ def load_detector_file(path: str, device: torch.device,
             raise DetectorError(f'{path}: NVIDIA\'s .pkl detectors are pickles that run code when loaded; use the '
                                 f'TorchScript .pt file instead')
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore', DeprecationWarning)   # TorchScript is deprecated, the files are not
-                module = torch.jit.load(path, map_location=device)
+            module = torchscript.load(path, device)
+        except torchscript.UntrustedCode as e:
+            raise DetectorError(str(e)) from None
         except (RuntimeError, ValueError, OSError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise DetectorError(f'{path}: not a readable TorchScript detector ({first})') from None
@@ -155,12 +155,4 @@ def load_detector(name: str, device: torch.device, detector_dir: Optional[str] =
 
 def detector_fingerprint(path: str) -> str:
     """Content hash of a detector file (part of the feature-cache key), memoised by size and mtime."""
-    st = os.stat(path)
-    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
-    if key not in _fingerprints:
-        digest = hashlib.sha256()
-        with open(path, 'rb') as f:
-            for chunk in iter(lambda: f.read(1 << 22), b''):
-                digest.update(chunk)
-        _fingerprints[key] = digest.hexdigest()
-    return _fingerprints[key]
+    return torchscript.file_sha256(path)

@@ -16,8 +16,42 @@ from torch_utils.cuda_graph import GraphedFunction
 from torch_utils.media import to_uint8
 
 
+MAX_SEED = 2 ** 32 - 1   # numpy's seed range: seeds map to latents through np.random.RandomState, as NVIDIA's do
+MAX_SEEDS = 100_000      # seeds one option may name; a range is measured before it is expanded
+# What the networks compute: past these, images are saturated noise, and near float32's 3.4e38 they are NaN, which
+# is written as an all-black image. Rotation is exact for any angle; ten turns either way is plenty.
+MAX_PSI = 100.0          # |truncation psi|
+MAX_TRANSLATE = 1000.0   # |StyleGAN3 input translation| (float32 loses the phases of the Fourier features past ~1e6)
+MAX_ROTATE = 3600.0      # |rotation| in degrees
+
+
 class ClassLabelError(UserError, ValueError):
     """A class index missing for a conditional network, or out of its range."""
+
+
+class RangeError(UserError):
+    """A seed, seed range, truncation, translation or rotation outside what the tools compute. A UserError (the
+    scripts print one `error:` line and exit 1) and deliberately not a ValueError, which click would turn into a
+    usage message when raised while an option is parsed."""
+
+
+def check_seed_range(first: int, last: int, count: int = 0) -> None:
+    """Seeds first..last, after `count` already named, before any list of them is built."""
+    if not 0 <= first <= MAX_SEED or not 0 <= last <= MAX_SEED:
+        bad = first if not 0 <= first <= MAX_SEED else last
+        raise RangeError(f'seed {bad} is outside 0..{MAX_SEED} (the seeds numpy takes)')
+    if count + last - first + 1 > MAX_SEEDS:
+        raise RangeError(f'{count + last - first + 1} seeds are more than the {MAX_SEEDS} one option may name '
+                         f'(render them in several runs)')
+
+
+def check_render_numbers(truncation_psi: float = 1, translate: Sequence[float] = (0, 0), rotate: float = 0) -> None:
+    """Truncation, translation and rotation within what the network computes (see MAX_PSI)."""
+    for name, value, limit in (('--trunc', truncation_psi, MAX_PSI), ('--translate', translate[0], MAX_TRANSLATE),
+                               ('--translate', translate[1], MAX_TRANSLATE), ('--rotate', rotate, MAX_ROTATE)):
+        if not -limit <= value <= limit:   # NaN fails this too
+            raise RangeError(f'{name}={value:g} is outside -{limit:g}..{limit:g}, the range the network computes '
+                             f'images in')
 
 
 def default_device() -> torch.device:

@@ -21,22 +21,23 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import glob
-import json
 import math
 import os
 import pickle
 import re
 import threading
+import warnings
 from collections import OrderedDict
 from types import MappingProxyType
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
+import numpy as np
 import torch
 from torch import nn
 
-from torch_utils import safe_pickle
+from torch_utils import safe_json, safe_pickle
 from torch_utils.atomic import atomic_write
-from torch_utils.cli import UserError, did_you_mean
+from torch_utils.cli import UserError, describe, did_you_mean
 from torch_utils.download import download_cached, is_url
 from torch_utils.safe_pickle import one_line
 
@@ -47,6 +48,7 @@ PathLike = Union[str, os.PathLike]
 PT_FORMAT = 'stylegan3-clothing/snapshot'
 SNAPSHOT_GLOB = 'network-snapshot-*.pkl'
 BEST_FILE = 'best.json'      # in a run directory: the best snapshot by its first metric (metrics.best)
+BEST_LIMIT = 16 << 20        # bytes of best.json read
 BEST_SUFFIX = ':best'
 LATEST = 'latest'            # train.py --resume=latest: the newest run of --outdir
 NO_MODELS: Mapping[str, str] = MappingProxyType({})   # no table of shipped models (see resolve_source)
@@ -235,11 +237,16 @@ def _address_space_budget(nbytes: int) -> Iterator[None]:
 
 
 def _construct(cls: type, kwargs: dict, family: str, meta: bool) -> nn.Module:
+    """cls(**kwargs) from a file's kwargs. NumPy's overflow and division warnings of the filter design are
+    silenced: for a file's absurd numbers they would be printed before the one line that refuses the file, and
+    a file that loads takes its filters from its own tensors."""
     try:
-        if not meta:
-            return cls(**kwargs)
-        with _address_space_budget(_CONSTRUCTION_BUDGET), torch.device('meta'):
-            return cls(**kwargs)
+        with warnings.catch_warnings(), np.errstate(all='ignore'):
+            warnings.simplefilter('ignore', RuntimeWarning)
+            if not meta:
+                return cls(**kwargs)
+            with _address_space_budget(_CONSTRUCTION_BUDGET), torch.device('meta'):
+                return cls(**kwargs)
     except Exception as e:   # noqa: BLE001 - the kwargs come from the file: any failure is the file's
         raise SnapshotError(one_line(f'{family}: constructor arguments not understood ({type(e).__name__}: {e})')) \
             from None
@@ -447,6 +454,11 @@ def _siblings(path: str) -> list[str]:
         return []
 
 
+def read_best(run_dir: str) -> Any:
+    """RUN_DIR/best.json as JSON, through the depth- and size-limited reader (OSError, ValueError)."""
+    return safe_json.load_file(os.path.join(run_dir, BEST_FILE), BEST_LIMIT)
+
+
 def best_snapshot(run_dir: PathLike) -> str:
     """The snapshot that `RUN_DIR/best.json` names (written as metrics are computed: metrics.best); for a
     folder of runs, its newest run's (the run that --network=FOLDER reads)."""
@@ -459,14 +471,13 @@ def best_snapshot(run_dir: PathLike) -> str:
             run_dir = os.path.dirname(newest)
             path = os.path.join(run_dir, BEST_FILE)
     try:
-        with open(path) as f:
-            best = json.load(f)
+        best = read_best(str(run_dir))
         name = best['snapshot']
     except FileNotFoundError:
         raise SnapshotError(f'{path}: no such file; a run has a best snapshot once a metric was computed '
                             f'(train.py --metrics, or calc_metrics.py --network={run_dir})') from None
     except (OSError, ValueError, TypeError, KeyError) as e:
-        raise SnapshotError(f'{path}: not a best.json of this toolkit ({type(e).__name__})') from None
+        raise SnapshotError(one_line(f'{path}: not a best.json of this toolkit ({describe(e)})')) from None
     if not isinstance(name, str) or os.path.basename(name) != name or not name.endswith('.pkl'):
         raise SnapshotError(f'{path}: names no snapshot file of the run')
     snapshot = os.path.join(str(run_dir), name)
@@ -557,10 +568,16 @@ def find_latest_snapshot(path: PathLike) -> Optional[str]:
         return path
     if not os.path.isdir(path):
         raise SnapshotError(f'{path}: no such file or directory')
-    candidates = glob.glob(os.path.join(path, SNAPSHOT_GLOB)) or glob.glob(os.path.join(path, '*', SNAPSHOT_GLOB))
+    candidates = _regular(glob.glob(os.path.join(glob.escape(path), SNAPSHOT_GLOB))) or \
+        _regular(glob.glob(os.path.join(glob.escape(path), '*', SNAPSHOT_GLOB)))
     if not candidates:
         return None
     return max(candidates, key=lambda p: (os.path.basename(os.path.dirname(p)), snapshot_nimg(p)))
+
+
+def _regular(paths: list[str]) -> list[str]:
+    """The regular files among `paths` (a FIFO named like a snapshot would make open() wait forever)."""
+    return [p for p in paths if os.path.isfile(p)]
 
 
 def snapshot_name(nimg: int) -> str:

@@ -77,3 +77,38 @@ def png(width: int, height: int, bit_depth: int = 8, colour_type: int = 0, rows:
         rows = Deflated(b'', bytes(1 + width * channels * bit_depth // 8), height)
     ihdr = struct.pack('>IIBBBBB', width, height, bit_depth, colour_type, 0, 0, 0)
     return b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) + chunk(b'IDAT', rows.zlib_stream()) + chunk(b'IEND', b'')
+
+
+def _local_header(name: bytes, data: bytes) -> bytes:
+    fields = struct.pack('<HHHHHIII', 20, 0, 0, 0, 0x21, zlib.crc32(data), len(data), len(data))
+    return b'PK\x03\x04' + fields + struct.pack('<HH', len(name), 0) + name
+
+
+def overlapping_zip(path, first: list, chained: list, block: bytes) -> None:
+    """A stored zip archive whose `chained` members overlap: each one's data is the local headers and data of the
+    ones after it, the last one's data is `block`; sizes and CRCs are all valid. `first`: ordinary (name, data)
+    members before them."""
+    data = block
+    chain = []   # (name, data) from the last member to the first
+    for name in reversed(chained):
+        chain.append((name, data))
+        data = _local_header(name.encode(), data) + data
+    chain.reverse()
+    local, central, offset = b'', [], 0
+    for name, payload in first:
+        header = _local_header(name.encode(), payload)
+        central.append((name.encode(), payload, offset))
+        local += header + payload
+        offset += len(header) + len(payload)
+    for name, payload in chain:
+        central.append((name.encode(), payload, offset))
+        offset += len(_local_header(name.encode(), payload))   # the next member's header starts inside this data
+    local += data
+    directory = b''
+    for name, payload, at in central:
+        fields = struct.pack('<HHHHHIII', 20, 0, 0, 0, 0x21, zlib.crc32(payload), len(payload), len(payload))
+        directory += (b'PK\x01\x02' + struct.pack('<H', 20) + fields
+                      + struct.pack('<HHHHHII', len(name), 0, 0, 0, 0, 0, at) + name)
+    end = b'PK\x05\x06' + struct.pack('<HHHHIIH', 0, 0, len(central), len(central), len(directory), len(local), 0)
+    with open(path, 'wb') as f:
+        f.write(local + directory + end)

@@ -88,6 +88,7 @@ def main() -> None:
     from training.dataset_sources import open_cifar10, open_source
     from metrics.errors import MetricError
     from metrics.garment_classifier import ClassifierFileError, load_garment_classifier
+    from inversion.hyperstyle import InverterError, load_inverter
     from metrics.runner import snapshot_dataset
 
     def read_dataset(path):
@@ -119,9 +120,10 @@ def main() -> None:
         'resume': check_resume,
         'metrics_data': lambda path: snapshot_dataset(load_snapshot(path), path),
         'classifier': load_garment_classifier,
+        'hyperstyle': load_inverter,
     }
     refusals = (SnapshotError, DatasetError, EditingError, StudioError, TargetError, MetricError,
-                resume.ResumeStateError, ClassifierFileError)
+                resume.ResumeStateError, ClassifierFileError, InverterError)
 
     def read(mode, path):
         name, *args = mode.split()

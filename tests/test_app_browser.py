@@ -51,6 +51,7 @@ def page(network):
     try:
         driver.get(app.url)
         browser.wait_for(lambda: browser.image_src(driver, 'current-image'), 60, 'the first garment')
+        driver.sg3c_app = app   # for the tests that read the server's log
         yield driver
     finally:
         driver.quit()
@@ -241,6 +242,40 @@ def test_a_second_tab_has_its_own_state(page, studio):
         page.close()
         page.switch_to.window(first)
     assert 'photo shirt' in browser.text_of(page, 'current-label')                  # the first tab kept its garment
+
+
+def test_closing_the_page_stops_its_inversion_within_seconds(page, studio, tmp_path):
+    """Issue 32 (and docs/app.md): a page that starts an inversion and goes away takes its job with it."""
+    first, url = page.current_window_handle, page.current_url
+    r = studio.resolution
+    PIL.Image.fromarray(np.full([r, r, 3], 120, np.uint8)).save(tmp_path / 'gone.png')
+    page.switch_to.new_window('tab')
+    try:
+        page.get(url)
+        browser.wait_for(lambda: browser.image_src(page, 'current-image'), 60, 'the first garment')
+        browser.open_tab(page, 'Invert')
+        browser.by_id(page, 'photo', 'input[type=file]').send_keys(str(tmp_path / 'gone.png'))
+        browser.wait_for(lambda: 'gone.png' in browser.text_of(page, 'invert-status'), 30, 'the upload')
+        browser.set_number(page, 'steps', S.MAX_STEPS)
+        browser.by_id(page, 'invert-btn').click()
+        browser.wait_for(lambda: 'step' in browser.text_of(page, 'invert-status'), 60, 'the inversion to start')
+    finally:
+        page.close()
+        page.switch_to.window(first)
+    closed = time.time()
+    line = browser.wait_for(lambda: next((x for x in page.sg3c_app.output().splitlines()
+                                          if x.startswith('inversion of gone ')), None), 15, 'the job to end')
+    assert 'stopped: cancelled at step' in line, line
+    print(f'\n{line} ({time.time() - closed:.1f} s after the page closed)')
+    busy = server_cpu_seconds(page.sg3c_app.proc.pid)   # and the server is idle again: no thread works on
+    time.sleep(2)
+    assert server_cpu_seconds(page.sg3c_app.proc.pid) - busy < 0.3
+
+
+def server_cpu_seconds(pid: int) -> float:
+    with open(f'/proc/{pid}/stat') as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')   # utime + stime
 
 
 def test_the_page_only_talks_to_localhost(page):

@@ -213,7 +213,7 @@ def test_interrupted_conversion_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(dataset_convert, 'encode_png', flaky)
     (tmp_path / 'old.zip').write_bytes(b'previous dataset')
     with pytest.raises(KeyboardInterrupt):
-        convert('synthetic:garments?n=5&resolution=16', str(tmp_path / 'old.zip'), progress=False)
+        convert('synthetic:garments?n=5&resolution=16', str(tmp_path / 'old.zip'), progress=False, overwrite=True)
     assert (tmp_path / 'old.zip').read_bytes() == b'previous dataset'
     assert leftovers(tmp_path) == []
 
@@ -445,3 +445,42 @@ def test_a_dest_below_a_file_is_refused_before_reading(messy_folder, tmp_path):
     for dest in (tmp_path / 'afile' / 'x.zip', tmp_path / 'afile' / 'folder'):
         r = run_tool('--source', root, '--dest', dest, '--resolution=8x8', '--quiet')
         assert r.returncode == 1 and r.stderr.strip() == f'error: --dest={dest}: {tmp_path / "afile"} is a file, not a folder', r.stderr
+
+
+def test_an_existing_dest_file_is_replaced_only_with_overwrite(tmp_path):
+    """Issue 32: a rerun with another source silently turned a 3000-image zip into a 10-image one."""
+    dest = tmp_path / 'set.zip'
+    r = run_tool('--source', 'synthetic:garments?n=6&resolution=16', '--dest', dest, '--quiet')
+    assert r.returncode == 0, r.stderr
+    before = dest.read_bytes()
+    r = run_tool('--source', 'synthetic:garments?n=2&resolution=16', '--dest', dest, '--quiet')
+    errors = [line for line in r.stderr.splitlines() if line.startswith('error:')]
+    assert r.returncode == 1 and len(errors) == 1 and 'exists; pass --overwrite' in errors[0], r.stderr
+    assert 'Traceback' not in r.stderr and dest.read_bytes() == before and leftovers(tmp_path) == []
+    r = run_tool('--source', 'synthetic:garments?n=2&resolution=16', '--dest', dest, '--quiet', '--overwrite')
+    assert r.returncode == 0, r.stderr
+    assert len(read_set(dest)[0]) == 2
+
+
+def test_a_killed_conversion_leaves_a_temporary_that_the_next_run_removes(tmp_path):
+    """Issue 32: kill -9 while writing left .set.zip.*.tmp that no rerun removed."""
+    import signal
+    import time
+    dest = tmp_path / 'set.zip'
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, 'dataset_tool.py'), '--source',
+                             'synthetic:garments?n=5000&resolution=32', '--dest', str(dest), '--quiet'], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not any(p.stat().st_size > 50_000 for p in tmp_path.glob('.set.zip.*.tmp')):
+            time.sleep(0.05)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    stale = leftovers(tmp_path)
+    assert len(stale) == 1 and stale[0].startswith(f'.set.zip.{proc.pid}.') and not dest.exists(), stale
+    (tmp_path / '.set.zip.12.x.tmp.keep').write_bytes(b'not ours')   # other names are left alone
+    r = run_tool('--source', 'synthetic:garments?n=2&resolution=16', '--dest', dest)
+    assert r.returncode == 0, r.stderr
+    assert f'removed {tmp_path / stale[0]}, left behind by an interrupted run' in r.stdout + r.stderr
+    assert leftovers(tmp_path) == ['.set.zip.12.x.tmp.keep'] and len(read_set(dest)[0]) == 2

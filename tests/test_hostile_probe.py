@@ -27,7 +27,7 @@ import bombs
 import hostile_pickles as hp
 from cli_peak import assert_one_error_line, run_cli
 from networks import stylegan2
-from networks.snapshot import (PT_FORMAT, SnapshotError, _NetworkRecord, load_snapshot, network_record,
+from networks.snapshot import (PT_FORMAT, SnapshotError, _NetworkRecord, export_pt, load_snapshot, network_record,
                                resolve_source, save_snapshot)
 from pretrained import shipped_models
 from test_snapshot import tiny_networks
@@ -107,6 +107,18 @@ def latents_npz(path, **arrays) -> None:
 def tfrecord_with_length(length: int) -> bytes:
     head = struct.pack('<Q', length)
     return head + struct.pack('<I', masked_crc32c(head)) + b'tiny'
+
+
+def claim_size(blob: bytes, name: str, size: int) -> bytes:
+    """A zip archive whose central directory says the member ending in `name` holds `size` bytes."""
+    blob, pos = bytearray(blob), 0
+    while True:
+        pos = blob.index(b'PK\x01\x02', pos)
+        length = struct.unpack_from('<H', blob, pos + 28)[0]
+        if bytes(blob[pos + 46:pos + 46 + length]).endswith(name.encode()):
+            struct.pack_into('<II', blob, pos + 20, size, size)
+            return bytes(blob)
+        pos += 4
 
 
 def poison(target: bytes, state: bytes) -> bytes:
@@ -311,6 +323,43 @@ def probe(tmp_path_factory, fixtures_dir, rectangles):
     add('nan-folder', 'source')
     latents_npz(root / 'nan-noise.npz', w=np.zeros((1, W_DIM), np.float32), **{'noise/x': np.full(4, np.nan, 'f4')})
     add('nan-noise.npz', WS_MODE)
+
+    # Issue 32 (the third probe). 32.1: allow-listed callables that copy, called many times on one memoized value;
+    # small here, but each would copy about 500 times the file's size: the budget is what stops them.
+    for kind in ('encode', 'frombuffer', 'load_from_bytes', 'easydict', 'size', 'set', 'frozenset'):
+        scale = 50_000 if kind in ('encode', 'frombuffer', 'load_from_bytes') else 5_000
+        add(f'copy-{kind}.pkl', 'snapshot', snapshot_program(training_set_kwargs=hp.copy_bomb(kind, scale, 500)))
+    add('copy-resume.pkl', 'resume', snapshot_program(training_state=hp.copy_bomb('set', 5_000, 500)))
+    torch_zip(root / 'copy.pt', hp.program(hp.copy_bomb('encode', 50_000, 500)))
+    add('copy.pt', 'snapshot')
+    files['copy-classifier'] = ('classifier', str(root / 'copy.pt'))
+    cifar_tar(root / 'copy-cifar.tar.gz', {'data_batch_1': hp.program(hp.dictionary(
+        data=hp.copy_bomb('encode', 50_000, 500), labels=hp.NONE))})
+    add('copy-cifar.tar.gz', 'cifar')
+    rows = [0] * 30                        # shared lists, 30**6 items unfolded, pickled by Python in a few KB
+    for _ in range(5):
+        rows = [rows] * 30
+    save_snapshot(root / 'unfold.pkl', dict(data, training_set_kwargs={'path': rows}))   # repr'd by calc_metrics
+    add('unfold.pkl', 'metrics_data')
+    tree = hp.read_tree(fixtures_dir / 'official_stylegan2_64.pkl')   # plain() walked NVIDIA's kwargs as a tree
+    tree['G_ema'].args[0]['state']['_init_kwargs']['mapping_kwargs']['shared'] = rows
+    (root / 'unfold-kwargs.pkl').write_bytes(hp.write_tree(tree))
+    add('unfold-kwargs.pkl', 'snapshot')
+    add('late-fill.pkl', 'snapshot', snapshot_program(training_set_kwargs=hp.late_fill(3000)))
+    add('colliding-keys.pkl', 'snapshot', snapshot_program(training_set_kwargs=hp.colliding_keys(2000)))
+    hp.overlapping_pt(root / 'overlap-members.pt', 200_000, 20)   # 20 storages on one 200 KB block
+    add('overlap-members.pt', 'snapshot')
+    files['overlap-members-classifier'] = ('classifier', str(root / 'overlap-members.pt'))
+    files['overlap-members-hyperstyle'] = ('hyperstyle', str(root / 'overlap-members.pt'))
+    good_pt = root / 'good.pt'
+    export_pt(data, good_pt)
+    (root / 'claims-4gib.pt').write_bytes(claim_size(good_pt.read_bytes(), 'data.pkl', 0xFFFF0000))
+    add('claims-4gib.pt', 'snapshot')
+    # 32.2: CPU: an integer of 300 KB as 31 shape entries (math.prod ran for hours); one within 80 bits but past
+    # 2**40; frozenset of a large list again and again.
+    add('shape-long-int.pkl', 'snapshot', snapshot_program(training_set_kwargs=hp.shape_bomb(300_000, 31)))
+    add('shape-huge-dim.pkl', 'snapshot', snapshot_program(training_set_kwargs=hp.shape_bomb(9, 31)))
+    add('frozenset-again.pkl', 'snapshot', snapshot_program(training_set_kwargs=hp.copy_bomb('frozenset', 50_000, 200)))
 
     # The worker, with a Ghostscript that records being started.
     bin_dir = root / 'bin'
@@ -638,3 +687,166 @@ def test_12_non_finite_weights_labels_and_images_are_refused(probe, tmp_path):
     result = run_cli('gen_images.py', '--network', probe['root'] / 'nan.pkl', '--seeds=0', '--outdir', tmp_path,
                      tmp_path=tmp_path)
     assert_one_error_line(result, 'nan.pkl', 'NaN')
+
+
+# ---------------------------------------------------------------------------------------------
+# The third probe (issue 32).
+
+class CanaryVGG(torch.nn.Module):
+    """Scripted as a stand-in for a perceptual or metric network: forward writes CANARY through a shared mapping."""
+
+    def __init__(self, canary: str):
+        super().__init__()
+        self.canary = canary
+
+    def forward(self, img: torch.Tensor, resize_images: bool = False, return_lpips: bool = False) -> torch.Tensor:
+        written = torch.from_file(self.canary, shared=True, size=6, dtype=torch.uint8)
+        written.fill_(65)
+        return img.flatten(1) / 255 + written.sum() * 0
+
+
+class CanaryInception(torch.nn.Module):
+    def __init__(self, canary: str):
+        super().__init__()
+        self.canary = canary
+
+    def forward(self, img: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        written = torch.from_file(self.canary, shared=True, size=6, dtype=torch.uint8)
+        written.fill_(65)
+        return img.float().mean(dim=[2, 3]) + written.sum() * 0
+
+
+def test_32_1_copying_calls_are_charged_to_a_budget_of_the_file_size(probe, tmp_path):
+    for name in ('copy-encode.pkl', 'copy-frombuffer.pkl', 'copy-load_from_bytes.pkl', 'copy-easydict.pkl',
+                 'copy-size.pkl', 'copy-set.pkl', 'copy-frozenset.pkl', 'copy-resume.pkl', 'copy.pt',
+                 'copy-classifier', 'copy-cifar.tar.gz', 'frozenset-again.pkl'):
+        refused(probe, name, 'would copy more than its size allows')
+    assert (probe['root'] / 'copy-encode.pkl').stat().st_size < 60_000   # 25 MB of copies before the fix
+    for name in ('unfold.pkl', 'unfold-kwargs.pkl'):   # walked as trees (repr, plain): 729 million items
+        refused(probe, name, 'unfolds to more than its size allows')
+    refused(probe, 'late-fill.pkl', 'already held by another')
+    refused(probe, 'colliding-keys.pkl', 'dict key that is not a string, bytes or an integer')
+    # dataset_tool.py on a CIFAR archive of a few KB whose batch copies a 200 KB string 4000 times
+    batch = hp.program(hp.dictionary(data=hp.copy_bomb('encode', 200_000, 4000), labels=hp.NONE))
+    cifar_tar(tmp_path / 'cifar-10-python.tar.gz', {'data_batch_1': batch})
+    assert (tmp_path / 'cifar-10-python.tar.gz').stat().st_size < 10_000
+    result = run_cli('dataset_tool.py', '--source', tmp_path / 'cifar-10-python.tar.gz', '--dest', tmp_path / 'set.zip',
+                     '--quiet', tmp_path=tmp_path, timeout=30)
+    assert_one_error_line(result, 'data_batch_1', 'would copy more than its size allows')
+    assert not (tmp_path / 'set.zip').exists() and not list(tmp_path.glob('.set.zip*'))
+
+
+def test_32_1_overlapping_archive_members_cannot_add_up_to_more_than_the_archive(probe, tmp_path):
+    for name in ('overlap-members.pt', 'overlap-members-classifier', 'overlap-members-hyperstyle'):
+        refused(probe, name, 'more than the archive holds besides the members read before it')
+    refused(probe, 'claims-4gib.pt', 'data.pkl declares 4294901760 bytes')
+    result = run_cli('gen_images.py', '--network', probe['root'] / 'overlap-members.pt', '--seeds=0', '--outdir',
+                     tmp_path / 'out', tmp_path=tmp_path, timeout=30)
+    assert_one_error_line(result, 'overlap-members.pt', 'overlapping or forged members')
+    assert not (tmp_path / 'out').exists()
+
+
+def test_32_2_long_integers_and_huge_shape_entries_are_refused_before_any_product(probe, tmp_path):
+    refused(probe, 'shape-long-int.pkl', 'refusing an integer of 2399999 bits (at most 80)')
+    refused(probe, 'shape-huge-dim.pkl', 'malformed array shape', 'at most 1099511627776 each')
+    result = run_cli('gen_images.py', '--network', probe['root'] / 'shape-long-int.pkl', '--seeds=0', '--outdir',
+                     tmp_path / 'out', tmp_path=tmp_path, timeout=30)
+    assert_one_error_line(result, 'shape-long-int.pkl', 'integer of 2399999 bits')
+
+
+def test_32_3_torchscript_runs_only_when_known_or_named(tmp_path, monkeypatch):
+    """A scripted 'vgg16.pt' whose forward writes a file: refused by invert.py (and by the detector loader of
+    calc_metrics and train.py, and the app's perceptual option) with one line saying it is code and how to accept
+    it; the canary is never written. Named in $SG3C_TRUST_TORCHSCRIPT it runs, and the canary shows that the test
+    would see it."""
+    monkeypatch.delenv('SG3C_TRUST_TORCHSCRIPT', raising=False)
+    canary = tmp_path / 'canary'
+    torch.jit.script(CanaryVGG(str(canary))).save(str(tmp_path / 'vgg16.pt'))
+    det = tmp_path / 'det'
+    det.mkdir()
+    torch.jit.script(CanaryInception(str(canary))).save(str(det / 'inception-2015-12-05.pt'))
+    save_snapshot(tmp_path / 'tiny.pkl', tiny_networks())
+    PIL.Image.fromarray(np.full([16, 16, 3], 90, np.uint8)).save(tmp_path / 'photo.png')
+    invert = ['invert.py', '--network', tmp_path / 'tiny.pkl', '--target', tmp_path / 'photo.png', '--outdir',
+              tmp_path / 'out', '--method=project', '--steps=1', '--w-avg-samples=10']
+    result = run_cli(*invert, f'--perceptual={tmp_path / "vgg16.pt"}', tmp_path=tmp_path, timeout=60)
+    assert_one_error_line(result, 'vgg16.pt', 'a TorchScript file is executable code', 'SG3C_TRUST_TORCHSCRIPT=')
+    import app
+    from inversion.perceptual import PerceptualUnavailable, load_perceptual
+    from metrics.detectors import DetectorError, load_detector
+    from studio import StudioError
+    with pytest.raises(DetectorError, match='inception-2015-12-05.pt: a TorchScript file is executable code'):
+        load_detector('inception', torch.device('cpu'), detector_dir=str(det))   # calc_metrics --detector-dir
+    monkeypatch.setenv('SG3C_DETECTOR_DIR', str(tmp_path))   # the cached vgg16.pt that --perceptual=vgg16 takes
+    with pytest.raises(PerceptualUnavailable, match='executable code'):
+        load_perceptual('vgg16')
+    with pytest.raises(StudioError, match='executable code'):
+        app.load_perceptual_for_app(str(tmp_path / 'vgg16.pt'), 'cpu')
+    assert not canary.exists() and not (tmp_path / 'out').exists()
+    monkeypatch.setenv('SG3C_TRUST_TORCHSCRIPT', str(tmp_path / 'vgg16.pt'))
+    loss = load_perceptual(str(tmp_path / 'vgg16.pt'))
+    loss(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8))
+    assert canary.read_bytes() == b'AAAAAA'   # named, it ran: the checks above would have seen the write
+
+
+def test_32_4_snapshot_discovery_takes_regular_files_and_json_is_depth_limited(tmp_path):
+    run = tmp_path / 'runs' / '00000-x'
+    run.mkdir(parents=True)
+    os.mkfifo(run / 'network-snapshot-000004.pkl')   # open() on it waited forever
+    result = run_cli('gen_images.py', '--network', run, '--seeds=0', '--outdir', tmp_path / 'out', tmp_path=tmp_path,
+                     timeout=30)
+    assert_one_error_line(result, str(run), 'holds no network-snapshot-*.pkl')
+    save_snapshot(run / 'network-snapshot-000008.pkl', tiny_networks())
+    (run / 'best.json').write_text('{"snapshot": ' + '[' * 100_000 + ']' * 100_000 + '}')
+    result = run_cli('gen_images.py', '--network', f'{run}:best', '--seeds=0', '--outdir', tmp_path / 'out',
+                     tmp_path=tmp_path, timeout=30)
+    assert_one_error_line(result, 'best.json', 'nested 100001 levels deep')
+    (run / 'best.json').unlink()
+    os.mkfifo(run / 'best.json')
+    with pytest.raises(SnapshotError, match='best.json: not a best.json of this toolkit .not a regular file'):
+        resolve_source(f'{run}:best')
+    assert not (tmp_path / 'out').exists()
+
+
+def test_32_5_seeds_and_rendering_numbers_are_bounded_in_one_line(tmp_path):
+    import gen_images
+    import gen_video
+    import style_mixing
+    from script_runner import run_script
+    save_snapshot(tmp_path / 'tiny.pkl', tiny_networks())
+    net = ['--network', tmp_path / 'tiny.pkl', '--outdir', tmp_path / 'out']
+    cases = [(gen_images, ['--seeds=4294967296'], 'seed 4294967296 is outside 0..4294967295'),
+             (gen_images, ['--seeds=0-99999999999999999999999'], 'is outside 0..4294967295'),
+             (gen_images, ['--seeds=0', '--trunc=1e308'], '--trunc=1e+308 is outside -100..100'),
+             (gen_images, ['--seeds=0', '--trunc=1e38'], '--trunc=1e+38 is outside'),
+             (gen_images, ['--seeds=0', '--trunc=-1e38'], '--trunc=-1e+38 is outside'),
+             (gen_images, ['--seeds=0', '--translate=1e308,0'], '--translate=1e+308 is outside -1000..1000'),
+             (gen_images, ['--seeds=0', '--rotate=1e308'], '--rotate=1e+308 is outside'),
+             (style_mixing, ['--rows=4294967296', '--cols=1'], 'seed 4294967296 is outside'),
+             (gen_video, ['--seeds=0,4294967296'], 'seed 4294967296 is outside'),
+             (gen_video, ['--seeds=0-1', '--fps=1e308'], '--fps=1e+308 is outside 1..1000')]
+    for script, args, message in cases:
+        code, out, err = run_script(script.main, *net, *args)
+        lines = err.strip().splitlines()
+        assert code == 1 and len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], (args, err)
+    # the whole list was built first: MemoryError after minutes
+    result = run_cli('gen_images.py', *net, '--seeds=0-999999999', tmp_path=tmp_path, timeout=30)
+    assert_one_error_line(result, '1000000000 seeds are more than the 100000')
+    assert not (tmp_path / 'out').exists()
+
+
+def test_32_6_numpy_warnings_never_precede_the_error_line(tmp_path):
+    import warnings
+    data = tiny_networks('stylegan3')
+    for name, change in (('cutoff', dict(first_cutoff=-1)), ('zero-w', dict(w_dim=0))):
+        record = network_record(data['G'])
+        record['init_kwargs'].update(change)
+        (tmp_path / f'{name}.pkl').write_bytes(pickle.dumps(dict(G=None, D=None, G_ema=_NetworkRecord(record))))
+        with warnings.catch_warnings(record=True) as seen, pytest.raises(SnapshotError):
+            warnings.simplefilter('always')
+            load_snapshot(tmp_path / f'{name}.pkl')
+        assert not [w for w in seen if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in seen]
+    result = run_cli('gen_images.py', '--network', tmp_path / 'cutoff.pkl', '--seeds=0', '--outdir', tmp_path / 'out',
+                     tmp_path=tmp_path, timeout=60)
+    assert result['stderr'].startswith('error: ') and 'Warning' not in result['stderr'], result['stderr'][-2000:]
+    assert_one_error_line(result, 'cutoff.pkl', 'constructor arguments not understood')

@@ -130,6 +130,9 @@ def test_vgg16_torchscript_loads_from_a_path_and_the_detector_folder(tmp_path, m
     scripted.save(str(tmp_path / 'vgg16.pt'))
     ref = Perceptual(RandomBackbone(seed=3), 'ref')
     x, y = torch.rand(1, 3, 16, 16) * 2 - 1, torch.rand(1, 3, 16, 16) * 2 - 1
+    with pytest.raises(PerceptualUnavailable, match='executable code.*SG3C_TRUST_TORCHSCRIPT'):
+        load_perceptual(str(tmp_path / 'vgg16.pt'))   # not NVIDIA's file: code that runs only when named
+    monkeypatch.setenv('SG3C_TRUST_TORCHSCRIPT', str(tmp_path / 'vgg16.pt'))
     monkeypatch.setenv('SG3C_DETECTOR_DIR', str(tmp_path))      # where the metrics keep their vgg16.pt
     for kind in (str(tmp_path / 'vgg16.pt'), 'vgg16'):
         p = load_perceptual(kind)
@@ -140,6 +143,7 @@ def test_vgg16_torchscript_loads_from_a_path_and_the_detector_folder(tmp_path, m
     with pytest.raises(PerceptualUnavailable, match=r'missing\.pt: no such file.*vgg16\.pt'):
         load_perceptual(str(tmp_path / 'missing.pt'))
     (tmp_path / 'junk.pt').write_bytes(b'junk')
+    monkeypatch.setenv('SG3C_TRUST_TORCHSCRIPT', str(tmp_path / 'junk.pt'))
     with pytest.raises(PerceptualUnavailable, match='not a TorchScript archive'):
         load_perceptual(str(tmp_path / 'junk.pt'))
 

@@ -106,9 +106,12 @@ def test_nvidia_pickles_are_refused_with_the_file_to_use_instead(tmp_path):
         load_detector_file(str(d / 'vgg16.pkl'), torch.device('cpu'))
 
 
-def test_corrupt_detector_file_is_reported(tmp_path):
+def test_corrupt_detector_file_is_reported(tmp_path, monkeypatch):
     bad = tmp_path / 'inception-2015-12-05.pt'
     bad.write_bytes(b'this is not a zip archive')
+    with pytest.raises(DetectorError, match='executable code, and this one is not a known file'):
+        load_detector_file(str(bad), torch.device('cpu'))   # not NVIDIA's file: refused before torch reads it
+    monkeypatch.setenv('SG3C_TRUST_TORCHSCRIPT', str(bad))
     with pytest.raises(DetectorError, match='not a readable TorchScript'):
         load_detector_file(str(bad), torch.device('cpu'))
 

@@ -1,7 +1,8 @@
 """Fuzzing the loaders: seeded mutations of NVIDIA-format fixtures and of our own snapshots and .pt exports
 (byte flips, truncations, swapped opcodes, and structural mutations of the unpickled tree: kwargs, dtypes,
 shapes, types), and mechanism by mechanism (issue 25): nesting depth, stride-0, overlapping and shared
-storages, state set on allow-listed globals, .npy headers in latents and directions files, image headers.
+storages, state set on allow-listed globals, .npy headers in latents and directions files, image headers;
+(issue 32) copying calls against the loading budget.
 All are loaded in one worker process under a memory cap with an audit-hook canary, and after each case a good
 file of the same kind is read again and must read as before.
 
@@ -186,12 +187,17 @@ NUM_WS, W_DIM = 6, 8   # of tiny_networks()
 WS_MODE = f'ws {NUM_WS} {W_DIM}'
 
 
-def _splice(rng: random.Random, tree, opcodes: bytes) -> bytes:
+def _splice(rng: random.Random, tree, opcodes) -> bytes:
+    """`tree` pickled with the opcodes in place of one of its slots; `opcodes` may be a function of the memo index
+    from which the spliced opcodes may use the memo (past every index used before them)."""
     tree = copy.deepcopy(tree)
     container, key, _ = rng.choice(_slots(tree))
     container[key] = PLACE
     blob = hp.write_tree(tree, protocol=3)
     assert blob.count(hp.text(PLACE)) == 1
+    if callable(opcodes):
+        at = blob.index(hp.text(PLACE))
+        opcodes = opcodes(sum(1 for _, _, pos in pickletools.genops(blob) if pos < at))
     return blob.replace(hp.text(PLACE), opcodes)
 
 
@@ -250,6 +256,26 @@ def set_state(rng: random.Random, tree) -> tuple[bytes, str]:
     opcodes = {'build': target + rng.choice(states) + b'b', 'setitems': target + b'(' + hp.NONE + hp.NONE + b'u',
                'append': target + hp.NONE + b'a', 'additems': target + b'(' + hp.NONE + b'\x90'}[kind]
     return _splice(rng, tree, opcodes), f'{kind}-{module}.{name}'
+
+
+def budget(rng: random.Random, tree) -> tuple[bytes, str]:
+    """Issue 32: calls of copying functions on one memoized value, far over the budget or well under it, and the
+    other shapes of work the pre-scan bounds (unfolded size, long integers, late fills)."""
+    kind = rng.choice(('encode', 'frombuffer', 'load_from_bytes', 'easydict', 'size', 'set', 'frozenset', 'unfold',
+                       'shape', 'late'))
+    over = rng.random() < 0.6
+    if kind == 'unfold':
+        make = lambda base: hp.unfolding_bomb(5 if over else 2, 40 if over else 3, base)   # noqa: E731
+    elif kind == 'shape':
+        make = lambda base: hp.shape_bomb(rng.choice((9, 11, 40_000)), rng.randint(1, 31), base)   # noqa: E731
+    elif kind == 'late':
+        make = lambda base: hp.late_fill(rng.randint(1, 50), base)   # noqa: E731
+    else:
+        size = (20_000 if over else rng.choice((2_000, 20_000))) // (1 if kind in ('encode', 'frombuffer',
+                                                                                     'load_from_bytes') else 4)
+        calls = rng.randint(300, 600) if over else rng.randint(1, 3)   # over: some 5 times the budget
+        make = lambda base: hp.copy_bomb(kind, size, calls, base)   # noqa: E731
+    return _splice(rng, tree, make), kind if kind in ('shape', 'late') else f'{kind}-{"over" if over else "under"}'
 
 
 _DESCRS = ("'<f4'", "'>f4'", "'<f8'", "'<f2'", "'<i4'", "'|u1'", "'|b1'", "'<c8'", "'<M8[s]'", "'<m8[s]'", "'|O'",
@@ -343,7 +369,8 @@ def image_header(rng: random.Random, images: dict) -> tuple[bytes, str]:
 
 
 def mechanism_cases(folder, sources: dict, seed: int, per_mechanism: int) -> tuple[list, dict]:
-    """([(mode, path, mechanism, detail)], good files by mode) for the five mechanisms of issue 25."""
+    """([(mode, path, mechanism, detail)], good files by mode) for the five mechanisms of issue 25 and the
+    budget of issue 32."""
     from editing.directions import Directions, save_directions
     rng = random.Random(seed + 25)
     trees = {name: hp.read_tree(str(path)) for name, path in sources.items() if name.endswith('.pkl')}
@@ -366,7 +393,7 @@ def mechanism_cases(folder, sources: dict, seed: int, per_mechanism: int) -> tup
     for i in range(per_mechanism):
         tree = trees[rng.choice(sorted(trees))]
         made = [('snapshot', 'nesting', *nesting(rng, tree)), ('snapshot', 'storages', *storages(rng, tree)),
-                ('snapshot', 'set_state', *set_state(rng, tree))]
+                ('snapshot', 'set_state', *set_state(rng, tree)), ('snapshot', 'budget', *budget(rng, tree))]
         if rng.random() < 0.5:
             made.append((WS_MODE, 'npz_header', *npz_header(rng, {'w': ws}, 'w')))
         else:
@@ -407,6 +434,10 @@ def run_fuzz(tmp_path, fixtures_dir, seed: int, own_cases: int, fixture_cases: i
             assert case['outcome'] == 'refused' and 'nested' in case['message'], (detail, case['message'])
         if mechanism == 'storages' and detail in ('expand', 'overlap', 'offset', 'larger'):
             assert case['outcome'] == 'refused' and 'storage' in case['message'], (detail, case['message'])
+        if mechanism == 'budget' and detail.endswith('-over'):
+            assert case['outcome'] == 'refused' and 'size allows' in case['message'], (detail, case['message'])
+        if mechanism == 'budget' and detail.startswith(('shape', 'late')):
+            assert case['outcome'] == 'refused', (detail, case['message'])
     counts = {o: sum(c['outcome'] == o for c in report['cases']) for o in ('loaded', 'refused')}
     figures = dict(cases=len(report['cases']), seconds=round(seconds, 1), max_rss_mb=report['max_rss_mb'], **counts,
                    **{m: f'{sum(c["outcome"] == "loaded" for _, c in v)} loaded of {len(v)}'

@@ -292,3 +292,26 @@ def test_an_empty_seed_box_asks_for_a_seed(studio):
     for empty in (None, '', ' '):
         with pytest.raises(S.StudioError, match='enter a seed: a whole number from 0 to'):
             studio.seed_garment(empty, 0.7, 0)
+
+
+def test_running_inversions_are_capped_across_sessions_and_logged_when_they_end(studio):
+    """Issue 32: clients that start a job and vanish piled up threads; at most MAX_RUNNING_INVERSIONS run on the
+    server, whichever sessions started them, and each one's end is one line in the server's log."""
+    lines = []
+    studio.log = lines.append
+    photo = np.full([24, 20, 3], 200, np.uint8)
+    target = studio.prepare_photo(photo, name='blue')
+    sessions = [S.Session() for _ in range(S.MAX_RUNNING_INVERSIONS + 1)]
+    jobs = [studio.start_inversion(s, target, 'project', steps=S.MAX_STEPS) for s in sessions[:-1]]
+    assert studio.running_inversions() == S.MAX_RUNNING_INVERSIONS
+    with pytest.raises(S.StudioError, match='try again when one has finished'):
+        studio.start_inversion(sessions[-1], target, 'project', steps=S.MAX_STEPS)
+    assert sessions[-1].job is None
+    sessions[0].close()                       # its page went away: the job stops at its next step
+    assert jobs[0].wait(30) and jobs[0].error == 'cancelled'
+    last = studio.start_inversion(sessions[-1], target, 'project', steps=2)
+    assert last.wait(60) and last.error is None
+    jobs[1].cancel()
+    assert jobs[1].wait(30) and studio.running_inversions() == 0
+    assert len(lines) == 3 and all(line.startswith('inversion of blue (project) ') for line in lines), lines
+    assert sum('stopped: cancelled at step' in line for line in lines) == 2 and any('done in' in line for line in lines)

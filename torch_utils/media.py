@@ -73,6 +73,9 @@ def video_frame(frame: np.ndarray, min_size: int) -> np.ndarray:
     return canvas
 
 
+MAX_FPS = 1000   # frames per second a video may ask for (ffmpeg dumps its own command line for 1e308)
+
+
 def write_frames(path: PathLike, frames: Iterable[np.ndarray], fps: float = 30, min_size: int = 256,
                  bitrate: str = '8M') -> int:
     """Write [H, W, C] uint8 frames to an MP4 atomically; returns how many were written."""

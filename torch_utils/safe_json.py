@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from typing import Any, Union
 
 import numpy as np
@@ -41,7 +42,10 @@ def loads(data: Union[bytes, str], max_depth: int = MAX_DEPTH) -> Any:
 
 
 def load_file(path: Union[str, os.PathLike], limit: int, max_depth: int = MAX_DEPTH) -> Any:
-    """A JSON file of at most `limit` bytes (checked before reading and while reading), as `loads`."""
+    """A JSON file of at most `limit` bytes (checked before reading and while reading), as `loads`. Only a regular
+    file is opened (a FIFO would make open() wait forever); a missing one raises FileNotFoundError."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise ValueError('not a regular file')
     with open(path, 'rb') as f:
         data = f.read(limit + 1)
     if len(data) > limit:

@@ -126,9 +126,12 @@ def fit_image(image: np.ndarray, size: Optional[tuple[int, int]], transform: Opt
 # Writing atomically.
 
 class AtomicDest:
-    """NVIDIA's layout into a .zip or a folder, built under a hidden temporary name and renamed at the end."""
+    """NVIDIA's layout into a .zip or a folder, built under a hidden temporary name and renamed at the end. An
+    existing file at `dest` is replaced only with `overwrite` (a zip of thousands of images must not become one of
+    ten because the command was run again); a folder only when it is empty. The temporary names carry the
+    writing process's id, so that one a killed run left behind is recognised and removed by the next run."""
 
-    def __init__(self, dest: str):
+    def __init__(self, dest: str, overwrite: bool = False, log: Callable[[str], None] = lambda line: None):
         self.dest = os.path.normpath(dest)
         self.is_zip = self.dest.lower().endswith('.zip')
         parent = os.path.dirname(os.path.abspath(self.dest))
@@ -136,14 +139,19 @@ class AtomicDest:
             raise DatasetError(f'{dest}: destination folder exists and is not empty')
         if os.path.isdir(self.dest) and self.is_zip:
             raise DatasetError(f'{dest}: is a folder, cannot write a zip there')
+        if os.path.lexists(self.dest) and not os.path.isdir(self.dest) and not overwrite:
+            raise DatasetError(f'{dest}: exists; pass --overwrite to replace it (it is replaced only once the new '
+                               f'set is complete)')
         os.makedirs(parent, exist_ok=True)
-        prefix = '.' + os.path.basename(self.dest) + '.'
+        prefix = f'.{os.path.basename(self.dest)}.{os.getpid()}.'
+        for stale in _stale_temporaries(parent, os.path.basename(self.dest)):
+            log(f'removed {stale}, left behind by an interrupted run')
         if self.is_zip:
             fd, self.tmp = tempfile.mkstemp(dir=parent, prefix=prefix, suffix='.tmp')
             os.close(fd)
             self._zip = zipfile.ZipFile(self.tmp, 'w', compression=zipfile.ZIP_STORED)
         else:
-            self.tmp = tempfile.mkdtemp(dir=parent, prefix=prefix)
+            self.tmp = tempfile.mkdtemp(dir=parent, prefix=prefix, suffix='.tmp')
 
     def write(self, name: str, data: bytes) -> None:
         if self.is_zip:
@@ -175,6 +183,35 @@ class AtomicDest:
                 os.unlink(self.tmp)
         else:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _stale_temporaries(parent: str, base: str) -> list[str]:
+    """Remove the temporary outputs for `base` in `parent` whose writing process is gone; returns their paths."""
+    removed = []
+    pattern = re.compile(re.escape(f'.{base}.') + r'(\d+)\.\w+\.tmp')
+    for name in os.listdir(parent):
+        m = pattern.fullmatch(name)
+        if m is None or _alive(int(m.group(1))):
+            continue
+        path = os.path.join(parent, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True   # someone else's process, or a number that cannot be asked about: leave its files alone
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,7 +258,7 @@ def _is_pow2(n: int) -> bool:
 def convert(source: str, dest: str, *, resolution: Optional[tuple[int, int]] = None, transform: Optional[str] = None,
             max_images: Optional[int] = None, background: Optional[tuple[int, int, int]] = None,
             min_size: Optional[int] = None, folder_labels: bool = False, labels_path: Optional[str] = None,
-            drop_duplicates: bool = False, compress_level: int = 1, progress: bool = True,
+            drop_duplicates: bool = False, compress_level: int = 1, progress: bool = True, overwrite: bool = False,
             log: Optional[Callable[[str], None]] = None) -> ConversionReport:
     """Convert `source` (see dataset_sources) into a training set at `dest` (.zip, or a folder).
 
@@ -244,7 +281,7 @@ def convert(source: str, dest: str, *, resolution: Optional[tuple[int, int]] = N
     labels, attributes, seen = [], [], {}
     channels = src.channels
     out_shape = None
-    writer = AtomicDest(dest)
+    writer = AtomicDest(dest, overwrite=overwrite, log=log)
     try:
         total = src.count if max_images is None else min(src.count, max_images)
         bar = tqdm(src.items, total=total, desc='converting', unit='img', disable=not progress, dynamic_ncols=True)

@@ -165,8 +165,12 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
             raise ValueError('varint too long')
 
 
-def _fields(buf: bytes) -> Iterator[tuple[int, int, object]]:
-    """(field number, wire type, value) of one message; value is an int or a bytes slice."""
+MAX_VALUES = 64   # numbers in one feature of a record (a StyleGAN2 record's `shape` has 3)
+MAX_FEATURES = 64  # features in one record (StyleGAN2 writes two)
+
+
+def _fields(buf: memoryview) -> Iterator[tuple[int, int, object]]:
+    """(field number, wire type, value) of one message; value is an int or a memoryview into `buf` (no copy)."""
     pos = 0
     while pos < len(buf):
         key, pos = _varint(buf, pos)
@@ -187,49 +191,56 @@ def _fields(buf: bytes) -> Iterator[tuple[int, int, object]]:
         yield number, wire, value
 
 
-def _feature(buf: bytes):
-    """A Feature: list of bytes (field 1), floats (2) or int64s (3)."""
+def _numbers(values: Iterator, what: str) -> list:
+    out = []
+    for value in values:
+        out.append(value)
+        if len(out) > MAX_VALUES:
+            raise ValueError(f'a {what} feature holds more than {MAX_VALUES} values')
+    return out
+
+
+def _packed(v: memoryview) -> Iterator[int]:
+    pos = 0
+    while pos < len(v):
+        x, pos = _varint(v, pos)
+        yield x
+
+
+def _feature(buf: memoryview):
+    """A Feature: list of bytes (field 1), floats (2) or int64s (3), each at most MAX_VALUES long (a record of a
+    few megabytes of packed numbers would otherwise become a list of a hundred megabytes)."""
     for number, _, value in _fields(buf):
         if number == 1:
-            return [v for n, _, v in _fields(value) if n == 1]
+            return _numbers((bytes(v) for n, _, v in _fields(value) if n == 1), 'bytes')
         if number == 2:
-            floats = []
-            for n, wire, v in _fields(value):
-                if n == 1:
-                    floats.extend(struct.unpack(f'<{len(v) // 4}f', v) if wire == 2 else struct.unpack('<f', v))
-            return floats
+            floats = (x for n, wire, v in _fields(value) if n == 1
+                      for x in (struct.iter_unpack('<f', v[:len(v) // 4 * 4]) if wire == 2 else [struct.unpack('<f', v)]))
+            return [x for (x,) in _numbers(floats, 'float')]
         if number == 3:
-            ints = []
-            for n, wire, v in _fields(value):
-                if n != 1:
-                    continue
-                if wire == 0:
-                    ints.append(v)
-                else:   # packed
-                    pos = 0
-                    while pos < len(v):
-                        x, pos = _varint(v, pos)
-                        ints.append(x)
-            return [x - (1 << 64) if x >= 1 << 63 else x for x in ints]
+            ints = (x for n, wire, v in _fields(value) if n == 1 for x in ((v,) if wire == 0 else _packed(v)))
+            return [x - (1 << 64) if x >= 1 << 63 else x for x in _numbers(ints, 'int64')]
     return []
 
 
 def parse_example(buf: bytes) -> dict[str, list]:
     """Feature name -> list of values of one serialized tf.train.Example."""
     features = {}
-    for number, _, value in _fields(buf):
+    for number, _, value in _fields(memoryview(buf)):
         if number != 1:
             continue
         for n, _, entry in _fields(value):
             if n != 1:
                 continue
-            key, feature = None, b''
+            key, feature = None, memoryview(b'')
             for en, _, ev in _fields(entry):
                 if en == 1:
                     key = bytes(ev).decode('utf-8')
                 elif en == 2:
                     feature = ev
             if key is not None:
+                if len(features) >= MAX_FEATURES and key not in features:
+                    raise ValueError(f'a record with more than {MAX_FEATURES} features')
                 features[key] = _feature(feature)
     return features
 

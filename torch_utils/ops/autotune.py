@@ -20,10 +20,12 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from torch_utils import safe_json
 from torch_utils.atomic import atomic_output
 
 KERNEL, REFERENCE = 'kernel', 'ref'
 REPEATS = 3   # timed runs per candidate after one warm-up; the fastest counts
+TABLE_LIMIT = 16 << 20   # bytes of the choices file read
 
 
 def _describe(value: Any) -> str:
@@ -87,8 +89,7 @@ class Chooser:
         if self.path is None or not os.path.isfile(self.path):
             return {}
         try:
-            with open(self.path) as f:
-                table = json.load(f)
+            table = safe_json.load_file(self.path, TABLE_LIMIT)
             return table if isinstance(table, dict) else {}
         except (OSError, ValueError):   # unreadable or half-written by an old version: time again
             return {}
