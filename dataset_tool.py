@@ -13,7 +13,7 @@ import click
 from torch_utils.atomic import atomic_write_bytes
 from torch_utils.cli import check_output_path, run
 
-from training.dataset_convert import TRANSFORMS, convert, parse_colour
+from data.convert import TRANSFORMS, convert, parse_colour
 
 # Archive suffixes people reach for; only .zip is written, anything else would silently become a folder.
 NOT_WRITTEN = ('.tar', '.tar.gz', '.tgz', '.tar.bz2', '.tbz2', '.tar.xz', '.txz', '.gz', '.bz2', '.xz', '.7z', '.rar',

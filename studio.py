@@ -34,6 +34,7 @@ import PIL.Image
 import torch
 from torch import nn
 
+from data.image_io import FORMATS as IMAGE_FORMATS, ImageDecodeError, decode_image
 from editing.directions import Directions, load_directions
 from editing.discovery import ganspace
 from editing.edits import Edit, apply_edits, mix_ws, parse_layer_range, preset_range
@@ -48,7 +49,6 @@ from pretrained import shipped_models
 from torch_utils.cli import UserError
 from torch_utils.compute_once import ComputeOnce
 from torch_utils.media import save_image
-from training.image_io import FORMATS as IMAGE_FORMATS, ImageDecodeError, decode_image
 
 PathLike = Union[str, os.PathLike]
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -122,7 +122,7 @@ def directions_beside(network: str, G: nn.Module) -> Optional[str]:
 
 def read_upload(path: PathLike, what: str = 'photo', max_bytes: int = MAX_UPLOAD_BYTES) -> np.ndarray:
     """An uploaded file as HWC uint8 (1 or 3 channels), decoded as one of UPLOAD_FORMATS only and within the
-    header limits of training.image_io (pixels, aspect ratio, decoder memory); anything else, too big, or
+    header limits of data.image_io (pixels, aspect ratio, decoder memory); anything else, too big, or
     broken raises StudioError naming `what`."""
     name = os.path.basename(os.fspath(path))
     size = os.path.getsize(path)

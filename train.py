@@ -41,13 +41,13 @@ import click
 from click.core import ParameterSource
 import torch
 
+from data.convert import ensure_dataset
 from metrics.api import TrainingMetrics
 from networks.generate import MAX_SEED
 from pretrained import shipped_models
 from torch_utils import distributed, safe_json
 from torch_utils.cli import EXPECTED, UserError, check_output_path, debug_enabled, describe, finite_float, run
 from training import training_loop as tl
-from training.dataset_convert import ensure_dataset
 from training.options import TrainingOptions, config_defaults
 from training.resume import check_training_state, saved_options
 from training.run_dir import OPTIONS_FILE, is_run_dir, latest_run_dir, list_snapshots, open_run_dir

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from training.dataset import ImageFolderDataset  # noqa: E402
-from training.dataset_convert import convert  # noqa: E402
+from data.convert import convert  # noqa: E402
+from data.dataset import ImageFolderDataset  # noqa: E402
 
 
 def time_indexing(ds, count: int, seed: int) -> float:

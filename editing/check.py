@@ -1,7 +1,7 @@
 """Named directions are measured before they are named: the held-out check of a direction named after an
 attribute of the synthetic garments, and the attribute measures it uses.
 
-The synthetic garments (training/synthetic_garments.py) are drawn from known parameters, so their
+The synthetic garments (data/synthetic_garments.py) are drawn from known parameters, so their
 attributes have measures that do not depend on any direction: `darkness` is 1 - luma of the garment colour,
 `pattern` the texture energy inside the garment, `sleeve` the sideways extent of the sleeves, `coverage` the
 garment's share of the image (labels.garment_measures, read from pixels). The check edits held-out seeds

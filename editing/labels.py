@@ -29,7 +29,7 @@ CENTROID_GRID = 16
 
 def _silhouettes(images: np.ndarray, grid: int = CENTROID_GRID) -> np.ndarray:
     """[N, grid*grid] garment-mask fractions on a coarse grid (the class is in the outline)."""
-    from training.synthetic_garments import garment_mask
+    from data.synthetic_garments import garment_mask
     import PIL.Image
     masks = garment_mask(images).astype(np.float32)
     n, h, w = masks.shape
@@ -42,7 +42,7 @@ def _silhouettes(images: np.ndarray, grid: int = CENTROID_GRID) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def _class_centroids(resolution: int, num: int = 600, seed: int = 12345) -> np.ndarray:
-    from training.synthetic_garments import CLASSES, attribute_table, render_garments
+    from data.synthetic_garments import CLASSES, attribute_table, render_garments
     images, attrs = render_garments(num, resolution=resolution, seed=seed)
     features = _silhouettes(images)
     labels = attribute_table(attrs, 'class_idx')
@@ -60,7 +60,7 @@ def classify_garments(images: np.ndarray) -> np.ndarray:
 def garment_measures(images: np.ndarray, names: Optional[list[str]] = None) -> dict[str, np.ndarray]:
     """Attribute measurements of garment images; `names` picks some of darkness, sleeve, coverage, pattern,
     class, class:<garment>."""
-    from training import synthetic_garments as sg
+    from data import synthetic_garments as sg
     images = np.asarray(images)
     if images.shape[-1] == 1:
         images = np.repeat(images, 3, axis=-1)

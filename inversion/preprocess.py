@@ -22,8 +22,8 @@ import numpy as np
 import PIL.Image
 import torch
 
+from data.image_io import ImageDecodeError, decode_image, is_image_name, match_channels, place_resized
 from torch_utils.cli import UserError
-from training.image_io import ImageDecodeError, decode_image, is_image_name, match_channels, place_resized
 
 FIT_MODES = ('auto', 'pad', 'crop', 'mask')
 

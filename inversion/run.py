@@ -12,12 +12,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from data.member_limits import special_file_reason
 from networks.generate import ClassLabelError, class_label, device_from_option
 from networks.snapshot import NO_MODELS, Source, load_generator, load_snapshot, recorded_class_names, resolve_source
 from torch_utils.cli import UserError, check_output_path
 from torch_utils.jsonl import append_jsonl, read_jsonl
 from torch_utils.media import image_uint8, save_image, side_by_side, write_frames
-from training.member_limits import special_file_reason
 
 from . import outputs
 from .hyperstyle import Inverter, TrainOptions, invert_hyperstyle, load_inverter, train_inverter

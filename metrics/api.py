@@ -41,7 +41,7 @@ def resolve_data(data: Union[str, dict, None], resolution: Optional[int] = None)
         return None
     if isinstance(data, dict):
         return dict(data)
-    from training.dataset_convert import ensure_dataset   # builds synthetic:/idx/CIFAR specs once; folders as is
+    from data.convert import ensure_dataset   # builds synthetic:/idx/CIFAR specs once; folders as is
     return dict(path=ensure_dataset(str(data), resolution))
 
 

@@ -2,7 +2,7 @@
 
 NVIDIA's Inception network was trained on photographs of 1,000 ImageNet categories; at 64x64 on flat-lay
 garments its features mostly see "white background with a blob". This network is trained on the
-procedural garment set (`training/synthetic_garments.py`) to tell the six classes apart and to read the
+procedural garment set (`data/synthetic_garments.py`) to tell the six classes apart and to read the
 colour, the pattern, the darkness (1 - luma of the garment colour) and the sleeve length, so that its
 penultimate features describe what matters in these images. It gives:
 
@@ -26,9 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from data import synthetic_garments as sg
 from torch_utils import safe_pickle
 from torch_utils.cli import UserError, describe
-from training import synthetic_garments as sg
 
 RESOLUTION = 64
 FILE_FORMAT = 'garment-classifier-v1'

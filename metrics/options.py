@@ -9,7 +9,7 @@ from typing import Any, Optional
 import torch
 from tqdm import tqdm
 
-from training.dataset import ImageFolderDataset
+from data.dataset import ImageFolderDataset
 
 from .detectors import load_detector
 

@@ -148,9 +148,9 @@ def snapshot_dataset(data: dict, origin: str) -> Optional[dict]:
 
 
 def _check_dataset(job: EvalJob, G: torch.nn.Module, origin: str) -> None:
-    from training.dataset import ImageFolderDataset
-    from training.dataset_errors import DatasetError
-    from training.dataset_convert import ensure_dataset, synthetic_spec_of
+    from data import DatasetError
+    from data.convert import ensure_dataset, synthetic_spec_of
+    from data.dataset import ImageFolderDataset
     spec = job.data['path'] if isinstance(job.data, dict) else str(job.data)
     if isinstance(job.data, dict) and not os.path.exists(spec):
         synthetic = synthetic_spec_of(spec)   # the synthetic garments are drawn again, into the cache

@@ -22,6 +22,8 @@ import click
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from data.convert import ensure_dataset                                # noqa: E402
+from data.synthetic_garments import CLASSES                            # noqa: E402
 from torch_utils.cli import run                             # noqa: E402
 from metrics.detectors import locate_detector                          # noqa: E402
 from metrics.garment_classifier import load_garment_classifier         # noqa: E402
@@ -30,8 +32,6 @@ from pretrained import quality, shipped_models                         # noqa: E
 from networks.generate import device_from_option                      # noqa: E402
 from torch_utils import safe_json                                      # noqa: E402
 from torch_utils.atomic import atomic_write_bytes                      # noqa: E402
-from training.dataset_convert import ensure_dataset                     # noqa: E402
-from training.synthetic_garments import CLASSES                        # noqa: E402
 
 
 @click.command(help=__doc__)

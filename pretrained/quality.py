@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from data.dataset import ImageFolderDataset
+from data.synthetic_garments import COLOUR_NAMES, COLOURS
 from metrics.frechet import frechet_distance
 from metrics.garment_classifier import GarmentClassifier
 from torch_utils.atomic import atomic_write
-from training.dataset import ImageFolderDataset
-from training.synthetic_garments import COLOUR_NAMES, COLOURS
 
 PASS_FRACTION = 0.25
 MIN_ACCURACY = 0.8

@@ -15,12 +15,12 @@ import os
 import numpy as np
 import torch
 
+from data.dataset import ImageFolderDataset
 from editing import discovery
 from editing.check import PASS_FRACTION, check_tables
 from editing.directions import Directions, merge_directions, save_directions
 from networks.snapshot import export_pt, load_snapshot
 from torch_utils.media import image_grid, save_image
-from training.dataset import ImageFolderDataset
 
 from .quality import generate
 

@@ -75,6 +75,9 @@ def main() -> None:
     cases, good = (request, {}) if isinstance(request, list) else (request['cases'], request.get('good', {}))
     # everything the loaders need is imported before the canary is armed, codecs that old pickle opcodes use too
     import encodings.ascii, encodings.latin_1, encodings.raw_unicode_escape, encodings.unicode_escape  # noqa: F401,E401
+    from data import DatasetError
+    from data.dataset import ImageFolderDataset
+    from data.sources import open_cifar10, open_source
     from editing import EditingError
     from editing.directions import load_directions
     from editing.latents import load_ws_file
@@ -83,9 +86,6 @@ def main() -> None:
     from networks.snapshot import SnapshotError, load_snapshot
     import training.augment   # noqa: F401 - registers the AugmentPipe family, as the training code does
     from training import resume
-    from training.dataset import ImageFolderDataset
-    from training.dataset_errors import DatasetError
-    from training.dataset_sources import open_cifar10, open_source
     from metrics.errors import MetricError
     from metrics.garment_classifier import ClassifierFileError, load_garment_classifier
     from inversion.hyperstyle import InverterError, load_inverter

@@ -1,4 +1,4 @@
-"""training/dataset.py: ImageFolderDataset reads NVIDIA-made zips, our zips and plain folders lazily and exactly,
+"""data/dataset.py: ImageFolderDataset reads NVIDIA-made zips, our zips and plain folders lazily and exactly,
 mirrors and subsets like NVIDIA's, fails clearly on unusable sets, and works under multi-worker DataLoaders."""
 import io
 import json
@@ -10,8 +10,9 @@ import PIL.Image
 import pytest
 import torch
 
-from training.dataset import DatasetError, ImageFolderDataset
-from training.dataset_convert import convert
+from data import DatasetError
+from data.convert import convert
+from data.dataset import ImageFolderDataset
 
 
 def nvidia_zip(path, images, labels=None, meta=None):

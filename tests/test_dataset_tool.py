@@ -1,4 +1,4 @@
-"""dataset_tool.py and training/dataset_convert.py: every source kind, built here from scratch, converts to the
+"""dataset_tool.py and data/convert.py: every source kind, built here from scratch, converts to the
 exact pixels and labels; bad files are reported and skipped; nothing half-written is ever left behind."""
 import gzip
 import io
@@ -15,9 +15,8 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from training import dataset_convert, tfrecord
-from training.dataset import DatasetError
-from training.dataset_convert import convert, ensure_dataset, fit_image
+from data import DatasetError, tfrecord
+from data.convert import convert, ensure_dataset, fit_image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -210,7 +209,7 @@ def test_interrupted_conversion_leaves_nothing(tmp_path, monkeypatch):
         if len(calls) == 3:
             raise KeyboardInterrupt
         return b'png'
-    monkeypatch.setattr(dataset_convert, 'encode_png', flaky)
+    monkeypatch.setattr('data.convert.encode_png', flaky)
     (tmp_path / 'old.zip').write_bytes(b'previous dataset')
     with pytest.raises(KeyboardInterrupt):
         convert('synthetic:garments?n=5&resolution=16', str(tmp_path / 'old.zip'), progress=False, overwrite=True)
@@ -364,7 +363,7 @@ def test_truncated_tfrecord_reports_the_rest(tmp_path):
 # Synthetic source, ensure_dataset, and the command line.
 
 def test_synthetic_source_and_ensure_dataset(tmp_path, monkeypatch):
-    from training.synthetic_garments import render_garments
+    from data.synthetic_garments import render_garments
     monkeypatch.setenv('SG3C_CACHE', str(tmp_path / 'cache'))
     path = ensure_dataset('synthetic:garments?n=12&seed=3', resolution=16)
     assert path.startswith(str(tmp_path / 'cache' / 'datasets')) and path.endswith('.zip')

@@ -9,11 +9,11 @@ from metrics.detectors import DETECTORS, DetectorError, load_detector_file, loca
 from metrics.frechet import run_fid
 from metrics.garment_classifier import (ClassifierFileError, GarmentClassifier, load_garment_classifier,
                                         save_garment_classifier, train_garment_classifier)
+from data import synthetic_garments as sg
 from metrics.options import MetricContext
 from metrics.registry import get_metric
 from tests.metrics_toys import ReplayGenerator, write_image_folder
 from tests.test_snapshot import Evil
-from training import synthetic_garments as sg
 
 SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), DETECTORS['garments'].bundled)
 

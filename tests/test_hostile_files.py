@@ -238,7 +238,7 @@ def test_nvidia_augment_pipe_loads_through_the_registry(tmp_path, fixtures_dir):
 
 def test_zip_member_bombs_are_skipped_with_a_reason(tmp_path):
     """Issue 12.7: a valid PNG followed by 1 GiB of zeros (1 MB deflated) made the readers take 2+ GB."""
-    from training.image_io import encode_png
+    from data.image_io import encode_png
     png = encode_png(np.full((32, 32, 3), 128, np.uint8))
     path = tmp_path / 'bomb.zip'
     with zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as z:

@@ -26,12 +26,12 @@ import torch
 import bombs
 import hostile_pickles as hp
 from cli_peak import assert_one_error_line, run_cli
+from data.tfrecord import masked_crc32c
 from networks import stylegan2
 from networks.snapshot import (PT_FORMAT, SnapshotError, _NetworkRecord, export_pt, load_snapshot, network_record,
                                resolve_source, save_snapshot)
 from pretrained import shipped_models
 from test_snapshot import tiny_networks
-from training.tfrecord import masked_crc32c
 
 NUM_WS, W_DIM = 6, 8     # of tiny_networks()
 DEEP = 300_000           # levels: CPython crashed hashing a tuple nested this deeply
@@ -502,7 +502,7 @@ def test_5_image_sizes_are_limited_from_the_header_and_resized_before_padding(pr
     refused(probe, 'huge16.png', '13000x13000 pixels is more than the 40 megapixels')
     refused(probe, 'huge16-upload', '13000x13000')
     assert probe['cases']['wide.png']['outcome'] == 'loaded'   # padded after resizing: a few MB, not 768
-    from training.dataset_convert import fit_image
+    from data.convert import fit_image
     strip = np.zeros([1000, 16000, 3], np.uint8)
     assert fit_image(strip, (64, 64), 'pad', background=(255, 255, 255)).shape == (64, 64, 3)
     save_snapshot(tmp_path / 'tiny.pkl', probe['data'])

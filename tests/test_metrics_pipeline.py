@@ -191,6 +191,6 @@ def test_unknown_metric_and_missing_dataset_are_one_line_errors(tmp_path, detect
         run('fid', LinearGenerator(), None, detector_dir)
     with pytest.raises(MetricError, match='needs a dataset'):
         run('fid10_full', LinearGenerator(), None, detector_dir)
-    from training.dataset_errors import DatasetError
+    from data import DatasetError
     with pytest.raises(DatasetError, match='no such'):
         run('fid10_full', LinearGenerator(), str(tmp_path / 'missing'), detector_dir)

@@ -106,7 +106,7 @@ def test_class_names_travel_from_snapshot_to_scripts(tmp_path):
 
 
 def test_the_shipped_model_knows_its_class_names():
-    from training.synthetic_garments import CLASSES
+    from data.synthetic_garments import CLASSES
     assert load_generator(resolve_source('garments', pretrained.shipped_models())).class_names == list(CLASSES)
 
 

@@ -174,7 +174,7 @@ def test_uploads_are_read_as_images_with_limits(tmp_path, monkeypatch):
     (tmp_path / 'cut.png').write_bytes((tmp_path / 'ok.png').read_bytes()[:200])
     with pytest.raises(S.StudioError, match='cut.png: .*truncated'):
         S.read_upload(tmp_path / 'cut.png')
-    monkeypatch.setattr('training.image_io.MAX_PIXELS', 500)   # the limits every image reader shares
+    monkeypatch.setattr('data.image_io.MAX_PIXELS', 500)   # the limits every image reader shares
     with pytest.raises(S.StudioError, match='30x20 pixels is more than'):
         S.read_upload(tmp_path / 'ok.png')
 

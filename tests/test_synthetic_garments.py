@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from training import synthetic_garments as sg
+from data import synthetic_garments as sg
 
 
 @pytest.fixture(scope='module')

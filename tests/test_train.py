@@ -127,7 +127,7 @@ def test_tensorboard_reads_the_events_file(tmp_path):
 
 def test_conditional_run_records_class_names(tmp_path, monkeypatch):
     # The snapshot remembers the dataset's class names, so a user can ask for a jacket by name.
-    from training.synthetic_garments import CLASSES
+    from data.synthetic_garments import CLASSES
     monkeypatch.setenv('SG3C_CACHE', str(tmp_path / 'cache'))
     r = train('--outdir', tmp_path / 'runs', '--cfg=stylegan2', '--data=synthetic:garments?n=24&resolution=16',
               '--cond=1', *TINY, '--kimg=0.008', '--tick=0.004')

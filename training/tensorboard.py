@@ -19,8 +19,8 @@ import struct
 import time
 from typing import Iterator, Optional
 
+from data.tfrecord import _fields, masked_crc32c, read_records
 from torch_utils.atomic import atomic_write_bytes
-from training.tfrecord import _fields, masked_crc32c, read_records
 
 FILE_VERSION = b'brain.Event:2'
 

@@ -22,12 +22,13 @@ from typing import Optional, Protocol
 import numpy as np
 import torch
 
+from data import DatasetError
+from data.dataset import ImageFolderDataset
 from networks import discriminator, stylegan2, stylegan3
 from networks.snapshot import snapshot_name
 from torch_utils import distributed
 from torch_utils.cli import UserError
 from training.augment import AdaptiveP, AugmentPipe, augment_kwargs_for
-from training.dataset import DatasetError, ImageFolderDataset
 from training.loss import LOSSES, LossOptions, StyleGANLoss
 from training.options import TrainingOptions
 from training.reporting import Reporter, SnapshotGrid

@@ -17,7 +17,7 @@ import numpy as np
 
 from torch_utils import safe_json
 
-from .dataset_errors import DatasetError
+from . import DatasetError
 
 MAX_LABEL_DIM = 10_000   # classes, or numbers in a label vector (ImageNet has 1,000 classes)
 

@@ -25,9 +25,8 @@ import numpy as np
 import PIL.Image
 from tqdm import tqdm
 
-from . import synthetic_garments
-from .dataset_errors import DatasetError
-from .dataset_sources import load_labels_file, open_source, parse_synthetic, source_kind
+from . import DatasetError, synthetic_garments
+from .sources import load_labels_file, open_source, parse_synthetic, source_kind
 from .image_io import MAX_PIXELS, encode_png, match_channels, place_resized, to_array
 
 TRANSFORMS = ('center-crop', 'center-crop-wide', 'pad')
@@ -260,7 +259,7 @@ def convert(source: str, dest: str, *, resolution: Optional[tuple[int, int]] = N
             min_size: Optional[int] = None, folder_labels: bool = False, labels_path: Optional[str] = None,
             drop_duplicates: bool = False, compress_level: int = 1, progress: bool = True, overwrite: bool = False,
             log: Optional[Callable[[str], None]] = None) -> ConversionReport:
-    """Convert `source` (see dataset_sources) into a training set at `dest` (.zip, or a folder).
+    """Convert `source` (see sources.py) into a training set at `dest` (.zip, or a folder).
 
     Unreadable, truncated, non-image and too-small inputs (shorter side < `min_size`, by default a quarter of
     the output size) are skipped and reported through `log` as they happen; exact pixel duplicates are

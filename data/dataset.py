@@ -23,11 +23,10 @@ from typing import Optional
 import numpy as np
 import torch
 
-from . import dataset_meta, member_limits
-from .dataset_errors import DatasetError
+from . import DatasetError, dataset_json, member_limits
 from .image_io import ImageDecodeError, decode_image, is_image_name, match_channels, mode_channels, open_image
 
-__all__ = ['DatasetError', 'ImageFolderDataset']
+__all__ = ['ImageFolderDataset']
 
 
 class ImageFolderDataset(torch.utils.data.Dataset):
@@ -140,10 +139,10 @@ class ImageFolderDataset(torch.utils.data.Dataset):
                 raw = member_limits.read_limited(f, member_limits.JSON_LIMIT, 'dataset.json')
         except (OSError, zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError) as e:
             raise DatasetError(f'{origin}: cannot read ({e})') from None
-        return dataset_meta.parse_dataset_json(raw, origin)
+        return dataset_json.parse_dataset_json(raw, origin)
 
     def _by_name(self, key: str) -> Optional[list]:
-        table = dataset_meta.entries_by_name(self._meta, key, f'{self.path}/dataset.json')
+        table = dataset_json.entries_by_name(self._meta, key, f'{self.path}/dataset.json')
         if table is None:
             return None
         missing = [n for n in self._names if n not in table]
@@ -153,7 +152,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
     def _parse_labels(self) -> Optional[np.ndarray]:
         values = self._by_name('labels')
-        return None if values is None else dataset_meta.label_array(values, f'{self.path}/dataset.json')
+        return None if values is None else dataset_json.label_array(values, f'{self.path}/dataset.json')
 
     def _load_raw_image(self, raw_idx: int) -> np.ndarray:
         name = self._names[raw_idx]
@@ -203,7 +202,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
     @property
     def class_names(self) -> Optional[list]:
-        return dataset_meta.class_names(self._meta)
+        return dataset_json.class_names(self._meta)
 
     @property
     def image_shape(self) -> list[int]:

@@ -31,8 +31,7 @@ import numpy as np
 
 from torch_utils import safe_npz, safe_pickle
 
-from . import dataset_meta, member_limits, synthetic_garments
-from .dataset_errors import DatasetError
+from . import DatasetError, dataset_json, member_limits, synthetic_garments
 from .image_io import ImageDecodeError, check_size, decode_image, is_image_name, mode_channels, open_image
 from .tfrecord import TFRecordError, example_to_image, read_records
 
@@ -63,9 +62,9 @@ def _labels_from_json(raw: Optional[bytes], origin: str) -> tuple[Optional[dict]
     """(labels by name, attributes by name, class names) from a dataset.json, any of them None."""
     if raw is None:
         return None, None, None
-    meta = dataset_meta.parse_dataset_json(raw, origin)
-    return (dataset_meta.entries_by_name(meta, 'labels', origin), dataset_meta.entries_by_name(meta, 'attributes', origin),
-            dataset_meta.class_names(meta))
+    meta = dataset_json.parse_dataset_json(raw, origin)
+    return (dataset_json.entries_by_name(meta, 'labels', origin), dataset_json.entries_by_name(meta, 'attributes', origin),
+            dataset_json.class_names(meta))
 
 
 def load_labels_file(path: str) -> tuple[Optional[dict], Optional[dict], Optional[list]]:
@@ -436,7 +435,7 @@ def open_tfrecords(path: str) -> Source:
                         image = example_to_image(payload)
                         check_size(image.shape[1], image.shape[0])
                         if label is not None:
-                            dataset_meta.check_label(label, 'its label')
+                            dataset_json.check_label(label, 'its label')
                     except (ValueError, ImageDecodeError, DatasetError) as e:
                         yield Item(item_name, error=f'bad record ({e})')
                         continue
