@@ -10,10 +10,10 @@ from typing import Optional
 
 import click
 
+from data.colour import COLOUR, COLOUR_HELP
+from data.convert import TRANSFORMS, convert
 from torch_utils.atomic import atomic_write_bytes
 from torch_utils.cli import check_output_path, run
-
-from data.convert import TRANSFORMS, convert, parse_colour
 
 # Archive suffixes people reach for; only .zip is written, anything else would silently become a folder.
 NOT_WRITTEN = ('.tar', '.tar.gz', '.tgz', '.tar.bz2', '.tbz2', '.tar.xz', '.txz', '.gz', '.bz2', '.xz', '.7z', '.rar',
@@ -31,13 +31,6 @@ def _resolution(ctx, param, value: Optional[str]):
     if width < 1 or height < 1:
         raise click.BadParameter(f'{value!r}: width and height must be positive')
     return width, height
-
-
-def _colour(ctx, param, value: str):
-    try:
-        return parse_colour(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e))
 
 
 def check_dest(dest: str) -> None:
@@ -74,8 +67,8 @@ def _write_json(path: str, data: dict) -> None:
 @click.option('--resolution', callback=_resolution, metavar='WxH', help='Output size, e.g. 256x256')
 @click.option('--transform', type=click.Choice(TRANSFORMS), help='How to reach the output aspect ratio '
               '(default: plain resize)')
-@click.option('--background', callback=_colour, default='auto', show_default=True, metavar='COLOUR',
-              help='Padding colour for --transform=pad: auto (median of the image border), white, #rrggbb or r,g,b')
+@click.option('--background', type=COLOUR, default='auto', show_default=True,
+              help=f'Padding colour for --transform=pad: {COLOUR_HELP}')
 @click.option('--max-images', type=click.IntRange(min=1), help='Write at most this many images')
 @click.option('--min-size', type=click.IntRange(min=1), help='Skip images whose shorter side is below this '
               '[default: a quarter of the output size]')

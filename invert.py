@@ -24,23 +24,12 @@ from __future__ import annotations
 
 import click
 
+from data.colour import COLOUR, COLOUR_HELP
 from inversion.run import InvertOptions, run_job
 from networks.generate import MAX_SEED
 from pretrained import shipped_models
 from editing.cli_options import NETWORK_HELP
 from torch_utils.cli import Spellings, finite_float, run, say
-
-
-def _colour(ctx, param, value):
-    if value in (None, 'auto'):
-        return None
-    try:
-        values = tuple(int(v) for v in value.split(','))
-    except ValueError:
-        raise click.BadParameter(f'{value!r} is not "auto" or R,G,B (0-255)')
-    if len(values) not in (1, 3) or not all(0 <= v <= 255 for v in values):
-        raise click.BadParameter(f'{value!r} is not "auto" or R,G,B (0-255)')
-    return values
 
 
 @click.command(help=__doc__)
@@ -56,8 +45,8 @@ def _colour(ctx, param, value):
 @click.option('--fit', type=click.Choice(['auto', 'pad', 'crop', 'mask']), default='auto', show_default=True,
               help='Make the photo square: pad on its background colour, centre-crop, or a square around the mask '
                    '(auto: mask if given, else pad)')
-@click.option('--background', callback=_colour, default='auto', show_default=True, metavar='auto|R,G,B',
-              help='Padding colour; auto = median colour of the photo border')
+@click.option('--background', type=COLOUR, default='auto', show_default=True,
+              help=f'Padding colour: {COLOUR_HELP}')
 @click.option('--space', type=click.Choice(['w', 'w+']), default='w', show_default=True, help='Latent space of --method=project')
 @click.option('--steps', '--num-steps', 'steps', type=click.IntRange(min=1), cls=Spellings, help='Projection steps  [default: 1000 project, 450 PTI pivot]')
 @click.option('--lr', type=finite_float(min=0, min_open=True), help='Projection learning rate  [default: 0.1]')

@@ -5,6 +5,7 @@
   convert.py            any source into NVIDIA's zip/folder layout (dataset_tool.py), and ensure_dataset
   dataset.py            ImageFolderDataset: the training set, read lazily (the one module here that needs torch)
   image_io.py           decoding, fitting and encoding one image, within header limits
+  colour.py             colours as the options spell them (--background), fitted to an image's channels
   dataset_json.py       dataset.json, parsed within limits
   member_limits.py      how many bytes one file of a dataset may hold
 

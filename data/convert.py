@@ -26,31 +26,15 @@ import PIL.Image
 from tqdm import tqdm
 
 from . import DatasetError, synthetic_garments
+from .colour import fill_for
 from .sources import load_labels_file, open_source, parse_synthetic, source_kind
 from .image_io import MAX_PIXELS, encode_png, match_channels, place_resized, to_array
 
 TRANSFORMS = ('center-crop', 'center-crop-wide', 'pad')
-_NAMED_COLOURS = {'white': (255, 255, 255), 'black': (0, 0, 0), 'grey': (128, 128, 128), 'gray': (128, 128, 128)}
 
 
 # ---------------------------------------------------------------------------------------------
 # Fitting one image to the output size.
-
-def parse_colour(text: str) -> Optional[tuple[int, int, int]]:
-    """'auto' -> None (estimate per image); 'white', '#f0f0f0', '240,240,240' -> an RGB triple."""
-    text = text.strip().lower()
-    if text == 'auto':
-        return None
-    if text in _NAMED_COLOURS:
-        return _NAMED_COLOURS[text]
-    m = re.fullmatch(r'#?([0-9a-f]{6})', text)
-    if m:
-        return tuple(int(m.group(1)[i:i + 2], 16) for i in (0, 2, 4))
-    parts = text.split(',')
-    if len(parts) == 3 and all(p.strip().isdigit() and int(p) <= 255 for p in parts):
-        return tuple(int(p) for p in parts)
-    raise ValueError(f'cannot read colour {text!r} (use auto, white, #rrggbb or r,g,b)')
-
 
 def border_colour(image: np.ndarray) -> np.ndarray:
     """Background estimate: per-channel median of a thin frame around the image (product photos are shot on a
@@ -76,11 +60,6 @@ def _pad_box(h: int, w: int, aspect: float) -> tuple[int, int, int, int]:
     """(left, top, width, height) of the smallest centred canvas with width/height == aspect that holds the image."""
     th, tw = (h, int(np.ceil(h * aspect))) if w / h < aspect else (int(np.ceil(w / aspect)), w)
     return -((tw - w) // 2), -((th - h) // 2), tw, th
-
-
-def _fill(image: np.ndarray, colour: np.ndarray) -> np.ndarray:
-    c = image.shape[2]
-    return colour[:c] if c == len(colour) else np.full(c, colour.mean().round(), np.uint8)
 
 
 def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -111,13 +90,13 @@ def fit_image(image: np.ndarray, size: Optional[tuple[int, int]], transform: Opt
         image = _resize(_crop_to_aspect(image, aspect), width, height)
         if transform == 'center-crop-wide' and width != height:
             side = max(width, height)
-            fill = np.zeros(image.shape[2], np.uint8) if background is None else np.asarray(background, np.uint8)
+            fill = fill_for((0,) if background is None else background, image.shape[2])
             if image.shape[:2] != (side, side):
-                image = place_resized(image, _pad_box(*image.shape[:2], 1.0), (side, side), _fill(image, fill), _resize)
+                image = place_resized(image, _pad_box(*image.shape[:2], 1.0), (side, side), fill, _resize)
         return image
     if transform == 'pad':
-        colour = border_colour(image) if background is None else np.asarray(background, dtype=np.uint8)
-        return place_resized(image, _pad_box(h, w, aspect), (width, height), _fill(image, colour), _resize)
+        fill = border_colour(image) if background is None else fill_for(background, image.shape[2])
+        return place_resized(image, _pad_box(h, w, aspect), (width, height), fill, _resize)
     raise ValueError(f'unknown transform {transform!r} (choose from {", ".join(TRANSFORMS)})')
 
 

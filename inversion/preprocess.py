@@ -22,6 +22,7 @@ import numpy as np
 import PIL.Image
 import torch
 
+from data.colour import fill_for
 from data.image_io import ImageDecodeError, decode_image, is_image_name, match_channels, place_resized
 from torch_utils.cli import UserError
 
@@ -116,18 +117,6 @@ def fit_square(image: np.ndarray, box: tuple[int, int, int], fill: Sequence[floa
     return place_resized(image, (left, top, side, side), (resolution, resolution), fill, resize)
 
 
-def parse_colour(text: str, channels: int) -> Optional[tuple[int, ...]]:
-    """'auto' -> None; '255,255,255' or '255' -> a tuple with one value per channel."""
-    if text in (None, '', 'auto'):
-        return None
-    values = [int(v) for v in str(text).split(',')]
-    if len(values) == 1:
-        values = values * channels
-    if len(values) != channels or not all(0 <= v <= 255 for v in values):
-        raise ValueError(f'{text!r} is not {channels} values in 0..255 separated by commas')
-    return tuple(values)
-
-
 def prepare_target(image: np.ndarray, resolution: int, channels: int, *, mask: Optional[np.ndarray] = None,
                    fit: str = 'auto', background: Optional[Sequence[int]] = None, mask_margin: float = 0.08,
                    name: str = 'target') -> Target:
@@ -142,7 +131,7 @@ def prepare_target(image: np.ndarray, resolution: int, channels: int, *, mask: O
         if mask.shape != (h, w):
             raise ValueError(f'the mask is {mask.shape[1]}x{mask.shape[0]} but the image is {w}x{h}')
         binary = mask >= 128 if mask.dtype == np.uint8 else mask >= 0.5
-    bg = np.asarray(background, dtype=np.float64) if background is not None else estimate_background(image)
+    bg = estimate_background(image) if background is None else fill_for(background, channels).astype(np.float64)
     box = square_box(h, w, fit, binary, mask_margin)
     target = fit_square(image, box, bg, resolution, PIL.Image.LANCZOS)
     tensor = torch.from_numpy(target.astype(np.float32)).permute(2, 0, 1)[None] / 127.5 - 1

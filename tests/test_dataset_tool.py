@@ -16,6 +16,7 @@ import PIL.Image
 import pytest
 
 from data import DatasetError, tfrecord
+from data.colour import parse_colour
 from data.convert import convert, ensure_dataset, fit_image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -175,6 +176,19 @@ def test_pad_keeps_everything_on_the_background(tmp_path):
     tall = np.zeros([8, 3, 3], np.uint8)
     out = fit_image(tall, None, 'pad', background=(255, 255, 255))   # no size: pad to a square
     assert out.shape == (8, 8, 3) and (out[:, 2:5] == 0).all() and (out[:, :2] == 255).all() and (out[:, 5:] == 255).all()
+    grey = fit_image(tall[:, :, :1], None, 'pad', background=(200, 100, 0))   # an RGB colour on greyscale: its mean
+    assert grey.shape == (8, 8, 1) and (grey[:, :2] == 100).all() and (grey[:, 2:5] == 0).all()
+
+
+def test_one_colour_parser_reads_every_spelling():
+    assert parse_colour('auto') is None and parse_colour(' AUTO ') is None
+    assert parse_colour('white') == (255, 255, 255) and parse_colour('Grey') == (128, 128, 128)
+    assert parse_colour('#F0e1d2') == parse_colour('f0e1d2') == (240, 225, 210)
+    assert parse_colour('240,225,210') == parse_colour('240, 225, 210') == (240, 225, 210)
+    assert parse_colour('17') == (17, 17, 17)                               # one grey level, as invert.py took
+    for bad in ('', 'mauve', '256', '1,2', '1,2,3,4', '1,2,300', '#12345', '-1', '1.5', '\u0661'):
+        with pytest.raises(ValueError, match='cannot read colour'):
+            parse_colour(bad)
 
 
 def test_center_crops():
@@ -408,6 +422,8 @@ def test_cli(messy_folder, tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
     r = run_tool('--source', root, '--dest', tmp_path / 'x.zip', '--transform=center-crop')
     assert r.returncode != 0 and 'needs --resolution' in r.stderr
+    r = run_tool('--source', root, '--dest', tmp_path / 'x.zip', '--background=mauve')
+    assert r.returncode == 2 and "--background" in r.stderr and "cannot read colour 'mauve'" in r.stderr
 
 
 def test_cli_refuses_what_it_cannot_write_before_reading(messy_folder, tmp_path):

@@ -397,6 +397,23 @@ def test_cli_errors_are_one_line(tmp_path, monkeypatch):
     assert code == 0, err
 
 
+def test_background_takes_the_colours_dataset_tool_takes(tmp_path):
+    _snapshot_files(tmp_path)
+    photo = np.array(PIL.Image.open(tmp_path / 'photo.png'))
+    photo[:4], photo[20:] = 90, 90                   # a grey backdrop: auto would pad with grey
+    PIL.Image.fromarray(photo).save(tmp_path / 'grey.png')
+    common = ['--method=project', f'--network={tmp_path / "snap.pkl"}', f'--target={tmp_path / "grey.png"}',
+              '--perceptual=none', '--steps=1', '--w-avg-samples=20', '--device=cpu']
+    for spelling, colour in (('white', 255), ('#202020', 32), ('auto', 90)):
+        out = tmp_path / spelling.strip('#')
+        code, _, err = run_script(invert_cli.main, *common, f'--outdir={out}', f'--background={spelling}')
+        assert code == 0, err
+        target = np.asarray(PIL.Image.open(out / 'grey_target.png'))
+        assert (target[:, :2] == colour).all() and (target[:, -2:] == colour).all(), spelling   # padded columns
+    code, _, err = run_script(invert_cli.main, *common, f'--outdir={tmp_path / "bad"}', '--background=mauve')
+    assert code == 2 and "--background" in err and "cannot read colour 'mauve'" in err
+
+
 def test_photos_with_the_same_stem_keep_their_own_outputs(tmp_path):
     _snapshot_files(tmp_path)
     photos = tmp_path / 'photos'
