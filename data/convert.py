@@ -25,6 +25,8 @@ import numpy as np
 import PIL.Image
 from tqdm import tqdm
 
+from torch_utils.download import cache_root
+
 from . import DatasetError, synthetic_garments
 from .colour import fill_for
 from .sources import load_labels_file, open_source, parse_synthetic, source_kind
@@ -340,8 +342,7 @@ def convert(source: str, dest: str, *, resolution: Optional[tuple[int, int]] = N
 
 def cache_dir() -> str:
     """Where built datasets are kept: $SG3C_CACHE/datasets, by default ~/.cache/stylegan3-clothing/datasets."""
-    root = os.environ.get('SG3C_CACHE') or os.path.join(os.path.expanduser('~'), '.cache', 'stylegan3-clothing')
-    return os.path.join(root, 'datasets')
+    return os.path.join(cache_root(), 'datasets')
 
 
 def _native_size(spec: str) -> int:

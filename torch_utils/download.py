@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import tempfile
 import urllib.error
 import urllib.parse
@@ -107,19 +106,3 @@ def open_url(url_or_path: PathLike, mode: str = 'rb', cache_dir: Optional[PathLi
     if is_url(source):
         source = download_cached(source, cache_dir=cache_dir, progress=progress)
     return open(source, mode)
-
-
-def copy_into_cache(path: PathLike, url: str, cache_dir: Optional[PathLike] = None,
-                    filename: Optional[str] = None) -> str:
-    """Seed the cache with a file obtained some other way, so that `download_cached(url)` finds it."""
-    dest = cached_path(url, cache_dir, filename)
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix='.' + os.path.basename(dest) + '.', suffix='.part')
-    os.close(fd)
-    try:
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return dest
