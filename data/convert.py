@@ -29,7 +29,7 @@ from torch_utils.download import cache_root
 
 from . import DatasetError, synthetic_garments
 from .colour import fill_for
-from .sources import load_labels_file, open_source, parse_synthetic, source_kind
+from .sources import Labels, load_labels_file, open_source, parse_synthetic, source_kind
 from .image_io import MAX_PIXELS, encode_png, match_channels, place_resized, to_array
 
 TRANSFORMS = ('center-crop', 'center-crop-wide', 'pad')
@@ -235,6 +235,20 @@ def _is_pow2(n: int) -> bool:
     return n >= 1 and n & (n - 1) == 0
 
 
+def _dataset_json(labels: list, attributes: list, class_names: Optional[list], report: ConversionReport) -> bytes:
+    """dataset.json of the images written: their labels only if every one has a label (report.labels says of
+    which kind), attributes likewise, class names only with labels."""
+    have_labels = all(label is not None for _, label in labels)
+    meta = {'labels': labels if have_labels else None}
+    if have_labels:
+        report.labels = 'class' if all(isinstance(v, (int, np.integer)) for _, v in labels) else 'vector'
+    if all(a is not None for _, a in attributes):
+        meta['attributes'] = attributes
+    if class_names and have_labels:
+        meta['class_names'] = class_names
+    return json.dumps(meta).encode('utf-8')
+
+
 def convert(source: str, dest: str, *, resolution: Optional[tuple[int, int]] = None, transform: Optional[str] = None,
             max_images: Optional[int] = None, background: Optional[tuple[int, int, int]] = None,
             min_size: Optional[int] = None, folder_labels: bool = False, labels_path: Optional[str] = None,
@@ -254,7 +268,7 @@ def convert(source: str, dest: str, *, resolution: Optional[tuple[int, int]] = N
     start = time.time()
     square_res = resolution[0] if resolution is not None and resolution[0] == resolution[1] else None
     src = open_source(source, folder_labels=folder_labels, resolution=square_res)
-    override = load_labels_file(labels_path) if labels_path else (None, None, None)
+    override = load_labels_file(labels_path) if labels_path else Labels()
     if min_size is None:
         min_size = max(resolution) // 4 if resolution else 1
     report = ConversionReport(source=source, dest=dest)
@@ -306,26 +320,14 @@ def convert(source: str, dest: str, *, resolution: Optional[tuple[int, int]] = N
             idx = report.written
             name = f'{idx // 1000:05d}/img{idx:08d}.png'
             writer.write(name, encode_png(image, compress_level))
-            label = item.label
-            if override[0] is not None:
-                label = override[0].get(item.name)
-            attrs = override[1].get(item.name) if override[1] is not None else item.attributes
-            labels.append([name, label])
-            attributes.append([name, attrs])
+            labels.append([name, item.label if override.by_name is None else override.by_name.get(item.name)])
+            attributes.append([name, item.attributes if override.attributes is None
+                               else override.attributes.get(item.name)])
             report.written += 1
         bar.close()
         if report.written == 0:
             raise DatasetError(f'{source}: no usable images ({len(report.skipped)} skipped)')
-        have_labels = all(label is not None for _, label in labels)
-        meta = {'labels': labels if have_labels else None}
-        if have_labels:
-            report.labels = 'class' if all(isinstance(v, (int, np.integer)) for _, v in labels) else 'vector'
-        if all(a is not None for _, a in attributes):
-            meta['attributes'] = attributes
-        class_names = override[2] or src.class_names
-        if class_names and have_labels:
-            meta['class_names'] = class_names
-        writer.write('dataset.json', json.dumps(meta).encode('utf-8'))
+        writer.write('dataset.json', _dataset_json(labels, attributes, override.class_names or src.class_names, report))
         writer.commit()
     except BaseException:
         writer.abort()

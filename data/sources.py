@@ -55,19 +55,26 @@ class Source:
     close: Callable[[], None] = field(default=lambda: None)
 
 
+@dataclass
+class Labels:
+    """What a dataset.json says about the images it names; None where it says nothing."""
+    by_name: Optional[dict] = None         # file name -> class index or label vector
+    attributes: Optional[dict] = None      # file name -> attribute dict
+    class_names: Optional[list] = None
+
+
 # ---------------------------------------------------------------------------------------------
 # Folders and zips of image files.
 
-def _labels_from_json(raw: Optional[bytes], origin: str) -> tuple[Optional[dict], Optional[dict], Optional[list]]:
-    """(labels by name, attributes by name, class names) from a dataset.json, any of them None."""
+def _labels_from_json(raw: Optional[bytes], origin: str) -> Labels:
     if raw is None:
-        return None, None, None
+        return Labels()
     meta = dataset_json.parse_dataset_json(raw, origin)
-    return (dataset_json.entries_by_name(meta, 'labels', origin), dataset_json.entries_by_name(meta, 'attributes', origin),
-            dataset_json.class_names(meta))
+    return Labels(dataset_json.entries_by_name(meta, 'labels', origin),
+                  dataset_json.entries_by_name(meta, 'attributes', origin), dataset_json.class_names(meta))
 
 
-def load_labels_file(path: str) -> tuple[Optional[dict], Optional[dict], Optional[list]]:
+def load_labels_file(path: str) -> Labels:
     """Labels (and attributes, class names) from a dataset.json given on its own (dataset_tool --labels)."""
     try:
         with open(path, 'rb') as f:
@@ -108,7 +115,8 @@ def _image_collection(kind: str, origin: str, names: list[str], read: Callable[[
     visible = [n for n in names if not any(part.startswith('.') for part in n.split('/')) and n != 'dataset.json']
     images = [n for n in visible if is_image_name(n)]
     others = [n for n in visible if not is_image_name(n)]
-    labels, attributes, class_names = _labels_from_json(json_bytes, f'{origin}/dataset.json')
+    known = _labels_from_json(json_bytes, f'{origin}/dataset.json')
+    labels, attributes, class_names = known.by_name, known.attributes, known.class_names
     if folder_labels:
         class_names = sorted({n.split('/')[0] for n in images if '/' in n})
         if not class_names:
