@@ -27,7 +27,6 @@ import click
 
 from editing.cli_options import SOURCES, VEC2, edit_options, network_options, parse_strengths, render_options
 from editing.commands import ImageOptions, generate_images
-from pretrained import shipped_models
 from torch_utils.cli import Parsed, finite_float, run, say
 
 
@@ -46,8 +45,7 @@ from torch_utils.cli import Parsed, finite_float, run, say
               help="With --edit: edit-strip.png, a row per latent and direction across these strengths, e.g. '-3,0,3'")
 def main(seeds: tuple, **opts) -> Optional[list[str]]:
     """Generate images using a pretrained network snapshot."""
-    return generate_images(ImageOptions(seeds=[s for group in seeds for s in group], **opts), log=say,
-                           models=shipped_models())
+    return generate_images(ImageOptions(seeds=[s for group in seeds for s in group], **opts), log=say)
 
 
 if __name__ == '__main__':

@@ -26,7 +26,6 @@ import click
 
 from inversion.run import InvertOptions, run_job
 from networks.generate import MAX_SEED
-from pretrained import shipped_models
 from editing.cli_options import NETWORK_HELP
 from torch_utils.cli import Spellings, finite_float, run, say
 
@@ -85,7 +84,7 @@ def _colour(ctx, param, value):
 @click.option('--w-avg-samples', type=click.IntRange(min=1), default=10000, show_default=True, help='Samples for the mean latent')
 def main(video: bool, save_video: bool, **opts) -> list[dict]:
     """Invert photos into a generator."""
-    return run_job(InvertOptions(video=video or bool(save_video), **opts), log=say, models=shipped_models())
+    return run_job(InvertOptions(video=video or bool(save_video), **opts), log=say)
 
 
 if __name__ == '__main__':

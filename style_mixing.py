@@ -17,7 +17,6 @@ import click
 
 from editing.cli_options import SOURCES, edit_options, network_options, render_options
 from editing.commands import MixingOptions, style_mix
-from pretrained import shipped_models
 from torch_utils.cli import run, say
 
 
@@ -31,7 +30,7 @@ from torch_utils.cli import run, say
 @edit_options
 def main(**opts) -> list[str]:
     """Generate a style mixing figure."""
-    return style_mix(MixingOptions(**opts), log=say, models=shipped_models())
+    return style_mix(MixingOptions(**opts), log=say)
 
 
 if __name__ == '__main__':

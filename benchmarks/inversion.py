@@ -34,8 +34,7 @@ from inversion.projector import latent_stats  # noqa: E402
 from inversion.quality import psnr, ssim  # noqa: E402
 from inversion.run import InvertOptions, invert  # noqa: E402
 from networks import generate  # noqa: E402
-from networks.snapshot import SnapshotError, load_generator, resolve_source  # noqa: E402
-from pretrained import shipped_models  # noqa: E402
+from networks.snapshot import SnapshotError, load_generator  # noqa: E402
 from torch_utils.jsonl import append_jsonl  # noqa: E402
 from torch_utils.media import image_uint8  # noqa: E402
 
@@ -80,7 +79,7 @@ def main(network, num_images, targets, methods, steps, pti_steps, perceptual, en
         raise click.BadParameter(f'unknown methods {unknown}; choose from {", ".join(METHODS)}', param_hint='--methods')
     device = generate.default_device() if device == 'auto' else torch.device(device)
     try:
-        G = load_generator(resolve_source(network, shipped_models()), device=device)
+        G = load_generator(network, device=device)
         loss_net = load_perceptual(perceptual, device)
     except (SnapshotError, PerceptualUnavailable) as e:
         raise click.ClickException(str(e))

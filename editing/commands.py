@@ -6,20 +6,16 @@ top to bottom: what to render (latents.py), how to change it (edits.py), how to 
 What every rendering job shares lives in `Session`: the snapshot actually read (a run directory resolves
 to its newest snapshot, which is reported and recorded), the class check, latents with their edits, and
 the JSON-lines record each run appends to its output folder.
-
-`models`, the table of shipped models that --network may name, comes from the script
-(pretrained.shipped_models(); see networks.snapshot.resolve_source).
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 import time
-from typing import Callable, Mapping, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 from networks.generate import check_render_numbers, check_seed_range, device_from_option, set_input_transform
-from networks.snapshot import (NO_MODELS, Source, export_pt, load_generator, load_snapshot, resolve_source,
-                               snapshot_file)
+from networks.snapshot import export_pt, open_network
 from torch_utils.cli import check_output_path
 from torch_utils.jsonl import append_jsonl
 from torch_utils.media import MAX_FPS
@@ -33,7 +29,6 @@ from .latents import Latents, Sources, apply_noise_maps, check_class, keyframes,
 Log = Callable[[str], None]
 VIDEO_SUFFIXES = ('.mp4',)    # what render_interpolation writes (imageio's ffmpeg, H.264)
 ALL_CLASSES = 'all'           # gen_images.py --class=all: one row per class
-Models = Mapping[str, str]
 
 
 @dataclasses.dataclass
@@ -97,13 +92,14 @@ class DiscoverOptions(RenderOptions):
 class Session:
     """A generator opened for one run of a script, with the settings its latents are made with."""
 
-    def __init__(self, opts: RenderOptions, log: Log = print, needs_class: bool = True, models: Models = NO_MODELS):
+    def __init__(self, opts: RenderOptions, log: Log = print, needs_class: bool = True):
         self.started = time.time()
         self.opts = opts
         self.log = log
-        source, self.network = open_network(opts.network, log, models)
+        _require_network(opts)
         self.device = device_from_option(opts.device)
-        self.G = load_generator(source, device=self.device)
+        opened = open_network(opts.network, self.device, log=log)
+        self.G, self.network = opened.G, opened.name
         self.class_idx = check_class(self.G, opts.class_idx, self.network, needs_class, log)
         self.directions = self._directions() if opts.edit else None
 
@@ -143,17 +139,9 @@ def plural(n: int, noun: str) -> str:
     return f'{n} {noun}' + ('' if n == 1 else 's')
 
 
-def open_network(network: str, log: Log, models: Models = NO_MODELS) -> tuple[Source, str]:
-    """(what to load, what to call it in messages and records) for a --network (networks.snapshot.resolve_source).
-    A run directory or RUN_DIR:best is called by the snapshot file it picked, which is reported."""
-    if not network:
+def _require_network(opts: RenderOptions) -> None:
+    if not opts.network:
         raise EditingError('--network is required')
-    source = resolve_source(network, models)
-    if source.kind not in ('run', 'best'):
-        return source, network
-    path = snapshot_file(source)
-    log(f'using {path}')
-    return Source(path, 'file'), path
 
 
 def _edits(opts: RenderOptions) -> list:
@@ -188,17 +176,18 @@ def _outdir(opts: RenderOptions) -> str:
 # ---------------------------------------------------------------------------------------------
 # The jobs.
 
-def export_snapshot(network: str, path: str, log: Log = print, models: Models = NO_MODELS) -> None:
+def export_snapshot(opts: RenderOptions, path: str, log: Log = print) -> None:
     """gen_images.py --export-pt: the snapshot as a weights-only .pt file."""
     check_output_path(path, '--export-pt', folder=False)
-    export_pt(load_snapshot(open_network(network, log, models)[0]), path)
+    _require_network(opts)
+    export_pt(open_network(opts.network, keys=None, log=log).data, path)
     log(f'wrote {path}')
 
 
-def generate_images(opts: ImageOptions, log: Log = print, models: Models = NO_MODELS) -> list[str]:
+def generate_images(opts: ImageOptions, log: Log = print) -> list[str]:
     """gen_images.py: PNGs of seeds and latents files, edited with --edit, or edit strips."""
     if opts.export_pt:
-        export_snapshot(opts.network, opts.export_pt, log, models)
+        export_snapshot(opts, opts.export_pt, log)
         return [opts.export_pt]
     if not opts.seeds:
         raise EditingError('--seeds is required (e.g. --seeds=0-7), or --ws=FILE.npz')
@@ -207,8 +196,8 @@ def generate_images(opts: ImageOptions, log: Log = print, models: Models = NO_MO
     _check_numbers(opts, opts.seeds)
     _require_outdir(opts)
     if opts.class_idx == ALL_CLASSES:
-        return _every_class(opts, log, models)
-    session = Session(opts, log, needs_class=any(isinstance(item, int) for item in opts.seeds), models=models)
+        return _every_class(opts, log)
+    session = Session(opts, log, needs_class=any(isinstance(item, int) for item in opts.seeds))
     outdir = _outdir(opts)
     G = session.G
     moved = tuple(opts.translate) != (0, 0) or opts.rotate != 0
@@ -236,11 +225,11 @@ def generate_images(opts: ImageOptions, log: Log = print, models: Models = NO_MO
     return paths
 
 
-def _every_class(opts: ImageOptions, log: Log, models: Models) -> list[str]:
+def _every_class(opts: ImageOptions, log: Log) -> list[str]:
     """gen_images.py --class=all: every seed in every class of a conditional network, one row per class."""
     if not all(isinstance(item, int) for item in opts.seeds) or opts.edit or opts.edit_strip:
         raise EditingError('--class=all takes seeds only (no --ws, --edit or --edit-strip)')
-    session = Session(dataclasses.replace(opts, class_idx=None), log, needs_class=False, models=models)
+    session = Session(dataclasses.replace(opts, class_idx=None), log, needs_class=False)
     if not session.G.c_dim:
         raise EditingError(f'{session.network}: --class=all needs a conditional network; this one has no classes')
     paths = render.write_class_rows(session.G, list(opts.seeds), _outdir(opts), truncation_psi=opts.truncation_psi,
@@ -250,7 +239,7 @@ def _every_class(opts: ImageOptions, log: Log, models: Models) -> list[str]:
     return paths
 
 
-def generate_video(opts: VideoOptions, log: Log = print, models: Models = NO_MODELS) -> str:
+def generate_video(opts: VideoOptions, log: Log = print) -> str:
     """gen_video.py: the interpolation video; returns its path."""
     items = keyframes(opts.seeds, opts.grid, opts.num_keyframes)
     _check_numbers(opts, opts.seeds)
@@ -263,7 +252,7 @@ def generate_video(opts: VideoOptions, log: Log = print, models: Models = NO_MOD
         raise EditingError(f'--output={path}: videos are written as MP4 (H.264); give a file name ending in '
                            f'{" or ".join(VIDEO_SUFFIXES)}')
     check_output_path(path, '--output', folder=False)
-    session = Session(opts, log, needs_class=any(isinstance(item, int) for item in items), models=models)
+    session = Session(opts, log, needs_class=any(isinstance(item, int) for item in items))
     lat = session.latents(items)
     frames = render.render_interpolation(session.G, lat.ws, path, frames_per_key=opts.w_frames, kind=opts.kind,
                                          loop=opts.loop, fps=opts.fps, noise_mode=opts.noise_mode,
@@ -274,13 +263,13 @@ def generate_video(opts: VideoOptions, log: Log = print, models: Models = NO_MOD
     return path
 
 
-def style_mix(opts: MixingOptions, log: Log = print, models: Models = NO_MODELS) -> list[str]:
+def style_mix(opts: MixingOptions, log: Log = print) -> list[str]:
     """style_mixing.py: mix-grid.png and mix-grid.json."""
     if not opts.rows or not opts.cols:
         raise EditingError('style mixing needs both --rows and --cols')
     _check_numbers(opts, opts.rows, opts.cols)
     _require_outdir(opts)
-    session = Session(opts, log, models=models)
+    session = Session(opts, log)
     outdir = _outdir(opts)
     paths = render.write_mixing(session.G, session.latents(opts.rows), session.latents(opts.cols), opts.styles, outdir,
                               noise_mode=opts.noise_mode, batch_size=opts.batch_size)
@@ -289,12 +278,12 @@ def style_mix(opts: MixingOptions, log: Log = print, models: Models = NO_MODELS)
     return paths
 
 
-def discover_directions(opts: DiscoverOptions, log: Log = print, models: Models = NO_MODELS) -> Directions:
+def discover_directions(opts: DiscoverOptions, log: Log = print) -> Directions:
     """directions.py --discover: find directions and write them to opts.directions."""
     if not opts.directions:
         raise EditingError('--discover needs --directions=OUT.npz')
     _check_numbers(opts)
-    session = Session(opts, log, needs_class=False, models=models)
+    session = Session(opts, log, needs_class=False)
     d = discovery.discover(session.G, opts.method, opts.directions, samples=opts.samples, components=opts.components,
                       layers=opts.layers, labels_from=opts.labels_from, seed=opts.seed, class_idx=session.class_idx,
                       truncation_psi=opts.truncation_psi, include_torgb=opts.include_torgb, source=session.network)

@@ -227,7 +227,7 @@ def test_pti_result_exports_its_generator_and_cancel_stops_a_job(studio, tmp_pat
 
 
 def test_network_names_resolve_to_files_or_the_pretrained_folder_only(tmp_path):
-    from pretrained import FOLDER, MODELS
+    from networks.shipped import FOLDER, MODELS
     assert S.resolve_network('garments').path == os.path.join(FOLDER, MODELS['garments'])
     with pytest.raises(S.StudioError, match='holds no network-snapshot'):
         S.resolve_network(str(tmp_path))
