@@ -42,7 +42,6 @@ from torch_utils.safe_pickle import one_line
 
 from . import discriminator, stylegan2, stylegan3
 from .persistence import plain
-from .shipped import shipped_models
 
 PathLike = Union[str, os.PathLike]
 PT_FORMAT = 'stylegan3-clothing/snapshot'
@@ -53,6 +52,13 @@ BEST_SUFFIX = ':best'
 LATEST = 'latest'            # train.py --resume=latest: the newest run of --outdir
 PT_VERSION = 1
 NETWORK_KEYS = ('G', 'D', 'G_ema', 'augment_pipe')
+# The models trained here and shipped in pretrained/, by short name (--network=garments): the table sits beside the
+# loader, below every package that reads a snapshot; the files and the tooling that makes and measures them stay
+# in pretrained/ (its README says how each was trained), found from this checkout's layout, not imported.
+PRETRAINED_FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'pretrained')
+SHIPPED_MODELS = {   # short name -> file in PRETRAINED_FOLDER
+    'garments': 'stylegan2-garments-64x64.pt',
+}
 NOT_A_SNAPSHOT = ('not a network snapshot (expected a .pkl from train.py or NVIDIA, a .pt export, '
                   'a run directory or a URL)')
 
@@ -400,9 +406,14 @@ class Source:
     kind: str
 
 
+def shipped_models() -> dict[str, str]:
+    """Short name -> path of each model shipped in pretrained/."""
+    return {name: os.path.join(PRETRAINED_FOLDER, filename) for name, filename in SHIPPED_MODELS.items()}
+
+
 def resolve_source(text: Union[PathLike, Source], outdir: Optional[PathLike] = None) -> Source:
     """What `--network` (every script, the app) or `--resume` (train.py) names: a URL, RUN_DIR:best, a
-    directory, a file, or the short name of a model shipped in pretrained/ (networks/shipped.py), each also
+    directory, a file, or the short name of a model shipped in pretrained/ (SHIPPED_MODELS), each also
     found by its file name with or without the suffix; an existing path wins over a name. With `outdir`,
     'latest' names the newest run there (train.py --resume=latest)."""
     if isinstance(text, Source):

@@ -20,8 +20,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from torch_utils.cli import run                             # noqa: E402
-from networks.shipped import shipped_models                 # noqa: E402
-from networks.snapshot import load_generator               # noqa: E402
+from networks.snapshot import load_generator, shipped_models  # noqa: E402
 from pretrained import release                             # noqa: E402
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from networks import shipped
+import networks.snapshot
 from networks.snapshot import SnapshotError, export_pt, load_generator, open_network, resolve_source
 from pretrained import quality
 from tests.test_snapshot import outputs, tiny_networks
@@ -15,7 +15,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_names_resolve_to_files_in_the_folder():
     source = resolve_source('garments')
-    filename = shipped.MODELS['garments']
+    filename = networks.snapshot.SHIPPED_MODELS['garments']
     assert source.path == os.path.join(REPO, 'pretrained', filename) and source.kind == 'pretrained'
     assert os.path.isfile(source.path)
     assert resolve_source(filename) == source
@@ -27,8 +27,8 @@ def test_names_resolve_to_files_in_the_folder():
 def test_load_generator_accepts_a_short_name(tmp_path, monkeypatch):
     data = tiny_networks('stylegan2', c_dim=2)
     export_pt(data, tmp_path / 'tiny-model.pt')
-    monkeypatch.setattr(shipped, 'FOLDER', str(tmp_path))
-    monkeypatch.setitem(shipped.MODELS, 'tiny', 'tiny-model.pt')
+    monkeypatch.setattr(networks.snapshot, 'PRETRAINED_FOLDER', str(tmp_path))
+    monkeypatch.setitem(networks.snapshot.SHIPPED_MODELS, 'tiny', 'tiny-model.pt')
     monkeypatch.chdir(tmp_path / '..')
     G = load_generator('tiny')
     assert torch.equal(outputs(dict(data, G_ema=G))[0], outputs(data)[0])
@@ -116,7 +116,7 @@ def test_the_shipped_model_knows_its_class_names():
 def _shipped_directions():
     from editing.directions import load_directions
     G = load_generator('garments')
-    return G, load_directions(os.path.join(shipped.FOLDER, 'stylegan2-garments-64x64-directions.npz'))
+    return G, load_directions(os.path.join(networks.snapshot.PRETRAINED_FOLDER, 'stylegan2-garments-64x64-directions.npz'))
 
 
 def test_darkness_2_darkens_18_of_20_held_out_seeds_in_every_class():
