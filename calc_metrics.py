@@ -34,7 +34,7 @@ import os
 import click
 
 from metrics.runner import EvalJob, collect, format_table, prepare, run
-from networks.generate import MAX_SEED
+from generation.seeds import MAX_SEED
 from networks.snapshot import Source, resolve_source
 from torch_utils import cli
 from training.curves import plot_run

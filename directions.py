@@ -21,10 +21,10 @@ from typing import Optional
 import click
 
 from editing.check import check_tables
-from editing.cli_options import network_options
 from editing.commands import DiscoverOptions, discover_directions, edit_directions_file
 from editing.discovery import METHODS
-from networks.generate import MAX_SEED
+from generation.options import network_options
+from generation.seeds import MAX_SEED
 from torch_utils.cli import Parsed, finite_float, run, say
 
 

@@ -18,9 +18,10 @@ import re
 
 import click
 
-from editing.cli_options import SOURCES, edit_options, network_options, render_options
+from editing.cli_options import edit_options
 from editing.commands import VideoOptions, generate_video
 from editing.render import KINDS
+from generation.options import SOURCES, network_options, render_options
 from torch_utils.cli import Parsed, finite_float, run, say
 
 

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import click
 
+from generation.options import NETWORK_HELP
+from generation.seeds import MAX_SEED
 from inversion.run import InvertOptions, run_job
-from networks.generate import MAX_SEED
-from editing.cli_options import NETWORK_HELP
 from torch_utils.cli import Spellings, finite_float, run, say
 
 

@@ -42,7 +42,7 @@ from inversion.perceptual import Perceptual
 from inversion.preprocess import Target, prepare_target
 from inversion.projector import LatentStats, latent_stats
 from inversion.run import PROJECT_STEPS, InvertOptions, invert
-from networks.generate import MAX_SEED, seeds_to_ws, synthesize
+from generation.seeds import MAX_SEED, seeds_to_ws, synthesize
 from networks.snapshot import Source, SnapshotError, export_pt, open_network, pin_source, resolve_source
 from torch_utils.cli import UserError
 from torch_utils.compute_once import ComputeOnce

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import click
 
-from editing.cli_options import SOURCES, edit_options, network_options, render_options
+from editing.cli_options import edit_options
 from editing.commands import MixingOptions, style_mix
+from generation.options import SOURCES, network_options, render_options
 from torch_utils.cli import run, say
 
 

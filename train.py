@@ -42,7 +42,7 @@ from click.core import ParameterSource
 import torch
 
 from metrics.api import TrainingMetrics
-from networks.generate import MAX_SEED
+from generation.seeds import MAX_SEED
 from torch_utils import distributed, safe_json
 from torch_utils.cli import EXPECTED, UserError, check_output_path, debug_enabled, describe, finite_float, run
 from training import training_loop as tl

@@ -38,7 +38,7 @@ from editing import discovery                                  # noqa: E402
 from editing.directions import Directions                      # noqa: E402
 from editing.edits import Edit, apply_edits                     # noqa: E402
 from editing.labels import classify_garments, garment_measures  # noqa: E402
-from networks.generate import seeds_to_ws, synthesize          # noqa: E402
+from generation.seeds import seeds_to_ws, synthesize          # noqa: E402
 from networks.snapshot import find_latest_snapshot, load_generator  # noqa: E402
 from torch_utils.media import image_grid, save_image           # noqa: E402
 from torch_utils.jsonl import append_jsonl                      # noqa: E402

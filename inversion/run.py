@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from networks.generate import ClassLabelError, class_label, device_from_option
+from generation.seeds import ClassLabelError, class_label, device_from_option
 from networks.snapshot import Source, load_generator, open_network, resolve_source
 from torch_utils.cli import UserError, check_output_path
 from torch_utils.jsonl import append_jsonl, read_jsonl

@@ -17,7 +17,7 @@ import style_mixing
 import studio as S
 from editing.directions import save_directions
 from editing.discovery import ganspace
-from networks.generate import generate_from_seeds
+from generation.seeds import generate_from_seeds
 from networks.snapshot import save_snapshot
 from test_snapshot import tiny_networks
 
