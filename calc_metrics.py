@@ -33,8 +33,8 @@ import os
 
 import click
 
-from metrics.runner import EvalJob, collect, format_table, prepare, run
 from generation.seeds import MAX_SEED
+from metrics.runner import EvalJob, collect, format_table, prepare, run
 from networks.snapshot import Source, resolve_source
 from torch_utils import cli
 from training.curves import plot_run

@@ -41,8 +41,8 @@ import click
 from click.core import ParameterSource
 import torch
 
-from metrics.api import TrainingMetrics
 from generation.seeds import MAX_SEED
+from metrics.api import TrainingMetrics
 from torch_utils import distributed, safe_json
 from torch_utils.cli import EXPECTED, UserError, check_output_path, debug_enabled, describe, finite_float, run
 from training import training_loop as tl
