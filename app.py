@@ -456,7 +456,7 @@ def load_perceptual_for_app(kind: str, device) -> tuple[Any, str]:
 @click.option('--perceptual', default='auto', show_default=True, metavar='auto|vgg16|PATH|none',
               help="Inversion's perceptual loss; auto: NVIDIA's vgg16.pt if already downloaded, else pixel loss only")
 def main(network, directions, port, host, share, device, perceptual):
-    from networks.generate import device_from_option
+    from generation.seeds import device_from_option
     check_listen(host, port)   # before the model loads; gradio would blame its own launch() arguments
     device = device_from_option(device)
     source = resolve_network(network)

@@ -33,10 +33,9 @@ import os
 
 import click
 
+from generation.seeds import MAX_SEED
 from metrics.runner import EvalJob, collect, format_table, prepare, run
-from networks.generate import MAX_SEED
 from networks.snapshot import Source, resolve_source
-from pretrained import shipped_models
 from torch_utils import cli
 from training.curves import plot_run
 
@@ -67,7 +66,7 @@ def main(network, metrics, data, mirror, gpus, detector_dir, force, seed, verbos
         raise click.BadParameter('give at least one metric (or none with --plot)', param_hint='--metrics')
     # a file, URL, run directory (every snapshot of it) or folder of runs (its newest run) as given; a
     # shipped model's or RUN_DIR:best's file
-    source = resolve_source(network, shipped_models())
+    source = resolve_source(network)
     plot_run_dir = None
     if plot:   # before any metric is computed: where the curves come from and go
         cli.check_output_path(plot, '--plot', folder=False)

@@ -21,11 +21,10 @@ from typing import Optional
 import click
 
 from editing.check import check_tables
-from editing.cli_options import network_options
 from editing.commands import DiscoverOptions, discover_directions, edit_directions_file
 from editing.discovery import METHODS
-from networks.generate import MAX_SEED
-from pretrained import shipped_models
+from generation.options import network_options
+from generation.seeds import MAX_SEED
 from torch_utils.cli import Parsed, finite_float, run, say
 
 
@@ -56,8 +55,7 @@ def parse_renames(text: str) -> dict:
 def main(directions: str, method: Optional[str], list_only: bool, rename: Optional[dict], **opts) -> None:
     """Find, list and rename latent directions."""
     if method:
-        discover_directions(DiscoverOptions(method=method, directions=directions, **opts), log=say,
-                            models=shipped_models())
+        discover_directions(DiscoverOptions(method=method, directions=directions, **opts), log=say)
     elif list_only or rename:
         d = edit_directions_file(directions, rename)
         say('\n'.join(d.describe() + check_tables(d)))   # with the held-out checks the file records

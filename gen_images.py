@@ -25,9 +25,10 @@ from typing import Optional
 
 import click
 
-from editing.cli_options import SOURCES, VEC2, edit_options, network_options, parse_strengths, render_options
-from editing.commands import ImageOptions, generate_images
-from pretrained import shipped_models
+from editing.cli_options import edit_options, parse_strengths
+from editing.commands import edit_images
+from generation.images import ImageOptions, generate_images, needs_editing
+from generation.options import SOURCES, VEC2, network_options, render_options
 from torch_utils.cli import Parsed, finite_float, run, say
 
 
@@ -46,8 +47,8 @@ from torch_utils.cli import Parsed, finite_float, run, say
               help="With --edit: edit-strip.png, a row per latent and direction across these strengths, e.g. '-3,0,3'")
 def main(seeds: tuple, **opts) -> Optional[list[str]]:
     """Generate images using a pretrained network snapshot."""
-    return generate_images(ImageOptions(seeds=[s for group in seeds for s in group], **opts), log=say,
-                           models=shipped_models())
+    options = ImageOptions(seeds=[s for group in seeds for s in group], **opts)
+    return (edit_images if needs_editing(options) else generate_images)(options, log=say)
 
 
 if __name__ == '__main__':

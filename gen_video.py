@@ -18,10 +18,10 @@ import re
 
 import click
 
-from editing.cli_options import SOURCES, edit_options, network_options, render_options
+from editing.cli_options import edit_options
 from editing.commands import VideoOptions, generate_video
 from editing.render import KINDS
-from pretrained import shipped_models
+from generation.options import SOURCES, network_options, render_options
 from torch_utils.cli import Parsed, finite_float, run, say
 
 
@@ -50,8 +50,7 @@ def parse_grid(text: str) -> tuple[int, int]:
 @click.option('--fps', type=finite_float(min=1), default=30, show_default=True, help='Frame rate')
 def main(seeds: tuple, **opts) -> str:
     """Render an interpolation video."""
-    return generate_video(VideoOptions(seeds=[s for group in seeds for s in group], **opts), log=say,
-                          models=shipped_models())
+    return generate_video(VideoOptions(seeds=[s for group in seeds for s in group], **opts), log=say)
 
 
 if __name__ == '__main__':

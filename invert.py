@@ -25,10 +25,9 @@ from __future__ import annotations
 import click
 
 from data.colour import COLOUR, COLOUR_HELP
+from generation.options import NETWORK_HELP
+from generation.seeds import MAX_SEED
 from inversion.run import InvertOptions, run_job
-from networks.generate import MAX_SEED
-from pretrained import shipped_models
-from editing.cli_options import NETWORK_HELP
 from torch_utils.cli import Spellings, finite_float, run, say
 
 
@@ -74,7 +73,7 @@ from torch_utils.cli import Spellings, finite_float, run, say
 @click.option('--w-avg-samples', type=click.IntRange(min=1), default=10000, show_default=True, help='Samples for the mean latent')
 def main(video: bool, save_video: bool, **opts) -> list[dict]:
     """Invert photos into a generator."""
-    return run_job(InvertOptions(video=video or bool(save_video), **opts), log=say, models=shipped_models())
+    return run_job(InvertOptions(video=video or bool(save_video), **opts), log=say)
 
 
 if __name__ == '__main__':

@@ -43,9 +43,8 @@ from inversion.perceptual import Perceptual
 from inversion.preprocess import Target, prepare_target
 from inversion.projector import LatentStats, latent_stats
 from inversion.run import PROJECT_STEPS, InvertOptions, invert
-from networks.generate import MAX_SEED, seeds_to_ws, synthesize
-from networks.snapshot import Source, SnapshotError, export_pt, load_generator, resolve_source, snapshot_file
-from pretrained import shipped_models
+from generation.seeds import MAX_SEED, seeds_to_ws, synthesize
+from networks.snapshot import Source, SnapshotError, export_pt, open_network, pin_source, resolve_source
 from torch_utils.cli import UserError
 from torch_utils.compute_once import ComputeOnce
 from torch_utils.media import save_image
@@ -81,13 +80,11 @@ class Cancelled(Exception):
 # Which network: the command line's, or a model placed in the app's folder.
 
 def resolve_network(name: str) -> Source:
-    """The snapshot behind --network (networks.snapshot.resolve_source with the models shipped in pretrained/):
-    a URL as given (downloaded when loaded), a run directory pinned to its newest snapshot now (the page and
-    its commands name that file). Only those places are looked at, so the app never loads a network nobody
-    chose."""
+    """The snapshot behind --network (networks.snapshot.resolve_source): a URL as given (downloaded when
+    loaded), a run directory pinned to its newest snapshot now (pin_source: the page and its commands name
+    that file). Only those places are looked at, so the app never loads a network nobody chose."""
     try:
-        source = resolve_source(name, shipped_models())
-        return Source(snapshot_file(source), 'file') if source.kind == 'run' else source
+        return pin_source(resolve_source(name))
     except SnapshotError as e:
         raise StudioError(f'{e}; pass --network=PATH to a snapshot (.pkl, .pt or run directory)') from None
 
@@ -283,7 +280,7 @@ class Studio:
     @classmethod
     def load(cls, network: str, directions: Optional[str] = None, device: Union[str, torch.device] = 'cpu',
              perceptual: Optional[Perceptual] = None, perceptual_name: str = 'none', **kwargs) -> 'Studio':
-        G = load_generator(network, device=device)
+        G = open_network(network, device=device).G
         path = directions or directions_beside(network, G)
         try:
             return cls(G, network, load_directions(path) if path else None, path, perceptual, perceptual_name, **kwargs)

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import click
 
-from editing.cli_options import SOURCES, edit_options, network_options, render_options
+from editing.cli_options import edit_options
 from editing.commands import MixingOptions, style_mix
-from pretrained import shipped_models
+from generation.options import SOURCES, network_options, render_options
 from torch_utils.cli import run, say
 
 
@@ -31,7 +31,7 @@ from torch_utils.cli import run, say
 @edit_options
 def main(**opts) -> list[str]:
     """Generate a style mixing figure."""
-    return style_mix(MixingOptions(**opts), log=say, models=shipped_models())
+    return style_mix(MixingOptions(**opts), log=say)
 
 
 if __name__ == '__main__':

@@ -42,9 +42,8 @@ from click.core import ParameterSource
 import torch
 
 from data.convert import ensure_dataset
+from generation.seeds import MAX_SEED
 from metrics.api import TrainingMetrics
-from networks.generate import MAX_SEED
-from pretrained import shipped_models
 from torch_utils import distributed, safe_json
 from torch_utils.cli import EXPECTED, UserError, check_output_path, debug_enabled, describe, finite_float, run
 from training import training_loop as tl
@@ -305,7 +304,7 @@ def _plan(kw: dict, given: set) -> Plan:
     if not resume:
         return new_run(kw, transfer_from=None)
     from networks.snapshot import load_snapshot, resolve_source, snapshot_file
-    source = resolve_source(resume, shipped_models(), outdir=kw['outdir'])
+    source = resolve_source(resume, outdir=kw['outdir'])
     if source.kind in ('latest', 'run'):
         run_dir = source.path if source.kind == 'run' and is_run_dir(source.path) else latest_run_dir(source.path)
         if run_dir is None and source.kind == 'latest':

@@ -38,9 +38,8 @@ from editing import discovery                                  # noqa: E402
 from editing.directions import Directions                      # noqa: E402
 from editing.edits import Edit, apply_edits                     # noqa: E402
 from editing.labels import classify_garments, garment_measures  # noqa: E402
-from networks.generate import seeds_to_ws, synthesize          # noqa: E402
-from networks.snapshot import find_latest_snapshot, load_generator, resolve_source  # noqa: E402
-from pretrained import shipped_models                          # noqa: E402
+from generation.seeds import seeds_to_ws, synthesize          # noqa: E402
+from networks.snapshot import find_latest_snapshot, load_generator  # noqa: E402
 from torch_utils.media import image_grid, save_image           # noqa: E402
 from torch_utils.jsonl import append_jsonl                      # noqa: E402
 
@@ -172,7 +171,7 @@ def main(network, train_kimg, res, batch, workdir, attributes, samples, eval_see
         network = train_network(workdir, res, train_kimg, batch)
     network = network or 'garments'
     torch.manual_seed(0)
-    G = load_generator(resolve_source(network, shipped_models()), device=device)
+    G = load_generator(network, device=device)
     attrs = [a.strip() for a in attributes.split(',') if a.strip()]
     strengths = [float(s) for s in strengths.split(',')]
     if 0.0 not in strengths:

@@ -33,9 +33,8 @@ from inversion.preprocess import Target, TargetError, list_targets, load_target 
 from inversion.projector import latent_stats  # noqa: E402
 from inversion.quality import psnr, ssim  # noqa: E402
 from inversion.run import InvertOptions, invert  # noqa: E402
-from networks import generate  # noqa: E402
-from networks.snapshot import SnapshotError, load_generator, resolve_source  # noqa: E402
-from pretrained import shipped_models  # noqa: E402
+from generation import seeds  # noqa: E402
+from networks.snapshot import SnapshotError, load_generator  # noqa: E402
 from torch_utils.jsonl import append_jsonl  # noqa: E402
 from torch_utils.media import image_uint8  # noqa: E402
 
@@ -45,8 +44,8 @@ METHODS = ('w_avg', 'project-w', 'project-wp', 'pti', 'hyperstyle')
 def generated_targets(G: torch.nn.Module, n: int, class_idx) -> list[Target]:
     targets = []
     for seed in range(n):
-        z = generate.seed_to_z(seed, G.z_dim).to(torch.float32).to(G.mapping.w_avg.device)
-        c = generate.class_label(G, class_idx).to(z.device)
+        z = seeds.seed_to_z(seed, G.z_dim).to(torch.float32).to(G.mapping.w_avg.device)
+        c = seeds.class_label(G, class_idx).to(z.device)
         with torch.no_grad():
             torch.manual_seed(seed)
             image = G(z, c, noise_mode='random').clamp(-1, 1).cpu()
@@ -78,9 +77,9 @@ def main(network, num_images, targets, methods, steps, pti_steps, perceptual, en
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise click.BadParameter(f'unknown methods {unknown}; choose from {", ".join(METHODS)}', param_hint='--methods')
-    device = generate.default_device() if device == 'auto' else torch.device(device)
+    device = seeds.default_device() if device == 'auto' else torch.device(device)
     try:
-        G = load_generator(resolve_source(network, shipped_models()), device=device)
+        G = load_generator(network, device=device)
         loss_net = load_perceptual(perceptual, device)
     except (SnapshotError, PerceptualUnavailable) as e:
         raise click.ClickException(str(e))
@@ -96,7 +95,7 @@ def main(network, num_images, targets, methods, steps, pti_steps, perceptual, en
                 items.append(load_target(path, G.img_resolution, G.img_channels))
             except TargetError as e:
                 click.echo(f'skipped: {e}', err=True)
-    c = generate.class_label(G, class_idx).to(device) if G.c_dim else None
+    c = seeds.class_label(G, class_idx).to(device) if G.c_dim else None
     stats = latent_stats(G, c=c)
     base = dict(network=str(network), images=len(items), resolution=G.img_resolution, device=str(device),
                 perceptual=perceptual, torch=torch.__version__, host=platform.node())

@@ -32,8 +32,7 @@ from metrics.detectors import locate_detector                          # noqa: E
 from metrics.errors import DetectorError                               # noqa: E402
 from metrics.standin import save_standin_detectors                     # noqa: E402
 from networks import stylegan2, stylegan3                              # noqa: E402
-from networks.snapshot import load_generator, resolve_source           # noqa: E402
-from pretrained import shipped_models                                  # noqa: E402
+from networks.snapshot import load_generator                           # noqa: E402
 from torch_utils.torchscript import TRUST_ENV                          # noqa: E402
 
 
@@ -59,7 +58,7 @@ def fresh_generator(cfg: str, res: int, cbase: int, cmax: int) -> torch.nn.Modul
 @click.option('--download', is_flag=True, help='Download NVIDIA\'s Inception if it is not available locally')
 def main(metric, network, cfg, res, cbase, cmax, data, detector_dir, download):
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    G = load_generator(resolve_source(network, shipped_models()), device) if network else fresh_generator(cfg, res, cbase, cmax).to(device).eval()
+    G = load_generator(network, device) if network else fresh_generator(cfg, res, cbase, cmax).to(device).eval()
     try:
         path = locate_detector('inception', detector_dir, download=download)
         detector_dir, detector = os.path.dirname(path), 'nvidia-inception'

@@ -1,10 +1,11 @@
-"""Latent editing for gen_images.py, gen_video.py, style_mixing.py and directions.py, one stage per module:
+"""Latent editing for gen_video.py, style_mixing.py, directions.py and gen_images.py's edits, one stage per
+module, on top of generation/ (seeds to images, the options every rendering script shares, the run's session):
 
   latents.py      what to render: seeds (mapped as NVIDIA's tools do), latents files from invert.py, classes
   edits.py        how to change it: edits along named directions, layer ranges and presets, style mixing
   directions.py   the directions file, which discovery.py (with the labellers of labels.py) fills
   render.py       how to write it: images, edit strips, style-mixing grids, interpolation videos
-  commands.py     the jobs that run those stages in order, one per script (cli_options.py: their options)
+  commands.py     the jobs that run those stages in order, one per script (cli_options.py: --edit and friends)
 
 What every stage shares lives here: the package's error type and its reader of .npz files.
 """
@@ -13,15 +14,15 @@ from __future__ import annotations
 import os
 from typing import Callable, TypeVar, Union
 
-from torch_utils.cli import UserError
+from generation import GenerationError
 from torch_utils.safe_npz import NpzArchive, NpzError
 
 T = TypeVar('T')
 
 
-class EditingError(UserError, ValueError):
+class EditingError(GenerationError):
     """Bad directions files, latents files, edit specs, layer ranges. A UserError (scripts print it as one
-    line) and a ValueError (what callers of the parsers expect)."""
+    line) and a ValueError (what callers of the parsers expect), as generation's errors are."""
 
 
 def read_npz(path: Union[str, os.PathLike], kind: str, read: Callable[[NpzArchive], T]) -> T:

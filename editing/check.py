@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from networks.generate import seeds_to_ws, synthesize
+from generation.seeds import seeds_to_ws, synthesize
 
 from . import EditingError
 from .directions import CHECKS, Directions

@@ -1,5 +1,5 @@
-"""What to render: latents from seeds (mapped as gen_images.py does, with a class for conditional networks)
-or from latents files written by invert.py, in the order given.
+"""What to render: latents from seeds (mapped as gen_images.py does, with a class for conditional networks:
+generation.images.check_class) or from latents files written by invert.py, in the order given.
 
 A latents file is an .npz (read through torch_utils.safe_npz, shapes checked from the headers) holding `ws`
 [N, num_ws, w_dim] or `w` ([N, num_ws, w_dim], [N, w_dim] or [w_dim]; a single w is repeated over the rows),
@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable, Optional, Sequence, Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
 
-from networks.generate import ClassLabelError, class_choices, class_index, seeds_to_ws
+from generation.images import Sources
+from generation.seeds import seeds_to_ws
 from torch_utils.safe_npz import MAX_ARRAY_BYTES, NpzArchive
 
 from . import EditingError, read_npz
-
-Sources = Sequence[Union[int, str]]   # seeds and paths of latents files
-
 
 @dataclasses.dataclass
 class Latents:
@@ -30,24 +28,6 @@ class Latents:
     labels: list[str]                 # 'seed0003', 'shirt' (file stem), 'shirt[2]' for files with several
     noise_seeds: list[int]            # per-latent seed for noise_mode='random'
     noise: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
-
-
-def check_class(G: torch.nn.Module, class_idx: Optional[Union[int, str]], network: str, needs_class: bool,
-                log: Callable[[str], None]) -> Optional[int]:
-    """--class as an index, or as a name that the snapshot records (G.class_names)."""
-    if G.c_dim == 0:
-        if class_idx is not None:
-            log('warning: --class is ignored, the network is unconditional')
-        return None
-    if class_idx is None:
-        if needs_class:
-            raise EditingError(f'{network}: the network is conditional ({G.c_dim} classes): '
-                               f'pass --class={class_choices(G)}')
-        return None
-    try:
-        return class_index(G, class_idx)
-    except ClassLabelError as e:
-        raise EditingError(f'{network}: --class: {e}') from None
 
 
 def load_ws_file(path: Union[str, os.PathLike], num_ws: int, w_dim: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -1,5 +1,5 @@
 """How to write it: the files each editing job leaves, rendered from latents (latents.py) as edited
-(edits.py). Every writer takes parsed values, writes atomically and returns the paths it wrote.
+(edits.py); images of plain seeds are generation.images'. Every writer takes parsed values, writes atomically and returns the paths it wrote.
 
 Style-mixing grids are laid out as NVIDIA's figure: top-left blank, first row the column latents' own
 images, first column the row latents' own images, cell (r, c) the mix.
@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Optional, Sequence, Union
+from typing import Sequence, Union
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from networks.generate import generate_from_seeds, synthesize
+from generation.images import with_grid
+from generation.seeds import synthesize
 from torch_utils.atomic import atomic_write_bytes
 from torch_utils.media import image_grid, save_image, write_frames
 
@@ -36,49 +37,6 @@ def _write_json(path: str, data: dict) -> None:
     atomic_write_bytes(path, json.dumps(data, indent=2).encode())
 
 
-def _with_grid(images: list[np.ndarray], paths: list[str], outdir: str, suffix: str = '') -> list[str]:
-    """`paths` and grid<suffix>.png of all `images` (written)."""
-    paths.append(os.path.join(outdir, f'grid{suffix}.png'))
-    save_image(image_grid(images), paths[-1])
-    return paths
-
-
-def write_seed_images(G: torch.nn.Module, seeds: Sequence[int], outdir: str, truncation_psi: float = 1,
-                      class_idx: Optional[int] = None, noise_mode: str = 'const', batch_size: int = 8,
-                      device: Optional[torch.device] = None, grid: bool = False) -> list[str]:
-    """seedNNNN.png per seed, rendered exactly as NVIDIA's gen_images.py does (z from the seed, one forward
-    pass), and optionally grid.png."""
-    images, paths = [], []
-    stream = generate_from_seeds(G, seeds, truncation_psi=truncation_psi, class_idx=class_idx,
-                                 noise_mode=noise_mode, batch_size=batch_size, device=device)
-    for seed, image in tqdm(stream, total=len(seeds), desc='generating', unit='img'):
-        paths.append(os.path.join(outdir, f'seed{seed:04d}.png'))
-        save_image(image, paths[-1])
-        if grid:
-            images.append(image)
-    return _with_grid(images, paths, outdir) if grid else paths
-
-
-def write_class_rows(G: torch.nn.Module, seeds: Sequence[int], outdir: str, truncation_psi: float = 1,
-                     noise_mode: str = 'const', batch_size: int = 8, device: Optional[torch.device] = None,
-                     grid: bool = False) -> list[str]:
-    """seedNNNN-<class>.png for every seed in every class of a conditional G (rendered as write_seed_images
-    renders one class), and optionally grid.png: one row per class, one column per seed."""
-    names = getattr(G, 'class_names', None) or [str(k) for k in range(G.c_dim)]
-    images, paths = [], []
-    for k, name in enumerate(names):
-        stream = generate_from_seeds(G, seeds, truncation_psi=truncation_psi, class_idx=k, noise_mode=noise_mode,
-                                     batch_size=batch_size, device=device)
-        for seed, image in tqdm(stream, total=len(seeds), desc=f'generating {name}', unit='img'):
-            paths.append(os.path.join(outdir, f'seed{seed:04d}-{name}.png'))
-            save_image(image, paths[-1])
-            images.append(image)
-    if grid:
-        paths.append(os.path.join(outdir, 'grid.png'))
-        save_image(image_grid(images, cols=len(seeds)), paths[-1])
-    return paths
-
-
 def write_images(G: torch.nn.Module, latents: Latents, outdir: str, suffix: str = '', noise_mode: str = 'const',
                  batch_size: int = 8, grid: bool = False) -> list[str]:
     """One PNG per latent, `<label><suffix>.png`, and optionally grid<suffix>.png."""
@@ -87,7 +45,7 @@ def write_images(G: torch.nn.Module, latents: Latents, outdir: str, suffix: str 
     for label, image in zip(latents.labels, images):
         paths.append(os.path.join(outdir, f'{label}{suffix}.png'))
         save_image(image, paths[-1])
-    return _with_grid(list(images), paths, outdir, suffix) if grid and len(images) else paths
+    return with_grid(list(images), paths, outdir, suffix) if grid and len(images) else paths
 
 
 def write_edit_strip(G: torch.nn.Module, latents: Latents, directions: Directions, edits: Sequence[Edit],

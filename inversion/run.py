@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Callable, Mapping, Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -13,8 +13,8 @@ from torch import nn
 from tqdm import tqdm
 
 from data.member_limits import special_file_reason
-from networks.generate import ClassLabelError, class_label, device_from_option
-from networks.snapshot import NO_MODELS, Source, load_generator, load_snapshot, recorded_class_names, resolve_source
+from generation.seeds import ClassLabelError, class_label, device_from_option
+from networks.snapshot import Source, load_generator, open_network, resolve_source
 from torch_utils.cli import UserError, check_output_path
 from torch_utils.jsonl import append_jsonl, read_jsonl
 from torch_utils.media import image_uint8, save_image, side_by_side, write_frames
@@ -216,9 +216,8 @@ def run_inversion(opts: InvertOptions, *, perceptual: Optional[Perceptual] = Non
     """Invert one photo or a folder of photos into `opts.network` (read from `source`, where the caller has
     resolved it); unreadable photos are reported and skipped."""
     network, outdir, method = opts.network, opts.outdir, opts.method
-    snapshot = load_snapshot(source or network)
-    G = snapshot['G_ema'].eval().requires_grad_(False).to(device)
-    G.class_names = recorded_class_names(snapshot, int(G.c_dim))   # --class=jacket, as gen_images.py takes it
+    opened = open_network(source or network, device=device, keys=None)   # D and the rest: for a tuned snapshot
+    G, snapshot = opened.G, opened.data
     pairs = list_targets(opts.target, opts.mask)
     inverter = load_inverter(opts.encoder, G, device) if method == 'hyperstyle' else None
     if inverter is not None and inverter.info.get('fingerprint') not in (None, ''):
@@ -266,11 +265,9 @@ def run_inversion(opts: InvertOptions, *, perceptual: Optional[Perceptual] = Non
     return records
 
 
-def run_job(opts: InvertOptions, log: Callable[[str], None] = print,
-            models: Mapping[str, str] = NO_MODELS) -> list[dict]:
+def run_job(opts: InvertOptions, log: Callable[[str], None] = print) -> list[dict]:
     """Everything invert.py does: check the options, load the perceptual loss, train a HyperStyle inverter
-    if asked, invert the targets. `models` is the table of shipped models that --network may name
-    (networks.snapshot.resolve_source). Failures a user can cause raise UserError subclasses."""
+    if asked, invert the targets. Failures a user can cause raise UserError subclasses."""
     if opts.train_encoder and opts.method != 'hyperstyle':
         raise UserError('--train-encoder belongs to --method=hyperstyle')
     if not opts.train_encoder and not opts.target:
@@ -281,7 +278,7 @@ def run_job(opts: InvertOptions, log: Callable[[str], None] = print,
         raise UserError('--method=hyperstyle needs --encoder=PATH; train one with '
                              '--method=hyperstyle --train-encoder --network=... --outdir=...')
     check_output_path(opts.outdir, '--outdir')
-    source = resolve_source(opts.network, models)
+    source = resolve_source(opts.network)
     device = device_from_option(opts.device)
     torch.manual_seed(opts.seed)
     perceptual = load_perceptual(opts.perceptual, device)

@@ -28,8 +28,7 @@ import re
 import threading
 import warnings
 from collections import OrderedDict
-from types import MappingProxyType
-from typing import Any, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -51,9 +50,15 @@ BEST_FILE = 'best.json'      # in a run directory: the best snapshot by its firs
 BEST_LIMIT = 16 << 20        # bytes of best.json read
 BEST_SUFFIX = ':best'
 LATEST = 'latest'            # train.py --resume=latest: the newest run of --outdir
-NO_MODELS: Mapping[str, str] = MappingProxyType({})   # no table of shipped models (see resolve_source)
 PT_VERSION = 1
 NETWORK_KEYS = ('G', 'D', 'G_ema', 'augment_pipe')
+# The models trained here and shipped in pretrained/, by short name (--network=garments): the table sits beside the
+# loader, below every package that reads a snapshot; the files and the tooling that makes and measures them stay
+# in pretrained/ (its README says how each was trained), found from this checkout's layout, not imported.
+PRETRAINED_FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'pretrained')
+SHIPPED_MODELS = {   # short name -> file in PRETRAINED_FOLDER
+    'garments': 'stylegan2-garments-64x64.pt',
+}
 NOT_A_SNAPSHOT = ('not a network snapshot (expected a .pkl from train.py or NVIDIA, a .pt export, '
                   'a run directory or a URL)')
 
@@ -401,13 +406,16 @@ class Source:
     kind: str
 
 
-def resolve_source(text: Union[PathLike, Source], models: Mapping[str, str] = NO_MODELS,
-                   outdir: Optional[PathLike] = None) -> Source:
+def shipped_models() -> dict[str, str]:
+    """Short name -> path of each model shipped in pretrained/."""
+    return {name: os.path.join(PRETRAINED_FOLDER, filename) for name, filename in SHIPPED_MODELS.items()}
+
+
+def resolve_source(text: Union[PathLike, Source], outdir: Optional[PathLike] = None) -> Source:
     """What `--network` (every script, the app) or `--resume` (train.py) names: a URL, RUN_DIR:best, a
-    directory, a file, or the short name of a shipped model. `models` is the table of shipped models (short
-    name -> file, as pretrained.shipped_models() gives it; this layer cannot import it), each also found by
-    its file name with or without the suffix; an existing path wins over a name. With `outdir`, 'latest'
-    names the newest run there (train.py --resume=latest)."""
+    directory, a file, or the short name of a model shipped in pretrained/ (SHIPPED_MODELS), each also
+    found by its file name with or without the suffix; an existing path wins over a name. With `outdir`,
+    'latest' names the newest run there (train.py --resume=latest)."""
     if isinstance(text, Source):
         return text
     text = os.fspath(text)
@@ -421,6 +429,7 @@ def resolve_source(text: Union[PathLike, Source], models: Mapping[str, str] = NO
         return Source(text, 'run')
     if os.path.isfile(text):
         return Source(text, 'file')
+    models = shipped_models()
     for name, path in models.items():
         if text in (name, os.path.basename(path), os.path.splitext(os.path.basename(path))[0]):
             if not os.path.isfile(path):
@@ -428,8 +437,8 @@ def resolve_source(text: Union[PathLike, Source], models: Mapping[str, str] = NO
             return Source(path, 'pretrained')
     if os.path.exists(text):
         raise SnapshotError(f'{text}: not a regular file or directory')
-    shipped = f', and not the name of a model in pretrained/ ({", ".join(models)})' if models else ' or directory'
-    raise SnapshotError(f'{text}: no such file{shipped}{did_you_mean(text, [*models, *_siblings(text)])}')
+    raise SnapshotError(f'{text}: no such file, and not the name of a model in pretrained/ ({", ".join(models)})'
+                        f'{did_you_mean(text, [*models, *_siblings(text)])}')
 
 
 def snapshot_file(source: Source) -> str:
@@ -520,12 +529,47 @@ def load_generator(source: Union[PathLike, Source], device: Union[str, torch.dev
     """The generator of a snapshot (`G_ema` by default; no other network is built), in eval mode without
     gradients, on `device`. `G.class_names` holds the names of its labels where the snapshot records them
     (else None)."""
-    data = load_snapshot(source, keys=(key,))
+    return _generator(load_snapshot(source, keys=(key,)), key, device, source)
+
+
+def _generator(data: dict, key: str, device: Union[str, torch.device], source: Union[PathLike, Source]) -> nn.Module:
     if data.get(key) is None:
         raise SnapshotError(f'{source.path if isinstance(source, Source) else source}: snapshot has no {key}')
     G = data[key].eval().requires_grad_(False).to(device)
     G.class_names = recorded_class_names(data, int(getattr(G, 'c_dim', 0) or 0))
     return G
+
+
+@dataclasses.dataclass
+class OpenNetwork:
+    """A generator opened for a script or the app (open_network)."""
+    G: nn.Module        # G_ema, in eval mode without gradients, on the device asked for; G.class_names set
+    source: Source      # what was read: a run directory or RUN_DIR:best pinned to the snapshot file it picked
+    name: str           # what messages and records call it: the text given, or the picked file
+    data: dict          # the snapshot as read (the networks of `keys`, the dataset options)
+
+
+def pin_source(source: Source, log: Optional[Callable[[str], None]] = None) -> Source:
+    """A run directory or RUN_DIR:best as the snapshot file it stands for now (reported to `log`), so that
+    what is loaded and what is named in records and commands are the same file; any other source as it is."""
+    if source.kind not in ('run', 'best'):
+        return source
+    path = snapshot_file(source)
+    if log is not None:
+        log(f'using {path}')
+    return Source(path, 'file')
+
+
+def open_network(text: Union[PathLike, Source], device: Union[str, torch.device] = 'cpu',
+                 keys: Optional[Sequence[str]] = ('G_ema',), log: Optional[Callable[[str], None]] = None) -> OpenNetwork:
+    """What every script and the app call for --network: resolve `text` (resolve_source: a file, URL, run
+    directory, RUN_DIR:best or shipped model's name), pin a run to its snapshot file (pin_source, reported
+    to `log`), read the networks of `keys` (all of them with None) and make G_ema ready to generate."""
+    source = resolve_source(text)
+    pinned = pin_source(source, log)
+    data = load_snapshot(pinned, keys=keys)
+    name = pinned.path if pinned is not source else os.fspath(text.path if isinstance(text, Source) else text)
+    return OpenNetwork(_generator(data, 'G_ema', device, pinned), pinned, name, data)
 
 
 def recorded_class_names(data: dict, c_dim: int) -> Optional[list[str]]:

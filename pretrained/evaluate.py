@@ -27,9 +27,9 @@ from data.synthetic_garments import CLASSES                            # noqa: E
 from torch_utils.cli import run                             # noqa: E402
 from metrics.detectors import locate_detector                          # noqa: E402
 from metrics.garment_classifier import load_garment_classifier         # noqa: E402
-from networks.snapshot import load_generator, resolve_source          # noqa: E402
-from pretrained import quality, shipped_models                         # noqa: E402
-from networks.generate import device_from_option                      # noqa: E402
+from networks.snapshot import load_generator                          # noqa: E402
+from pretrained import quality                                         # noqa: E402
+from generation.seeds import device_from_option                      # noqa: E402
 from torch_utils import safe_json                                      # noqa: E402
 from torch_utils.atomic import atomic_write_bytes                      # noqa: E402
 
@@ -49,7 +49,7 @@ from torch_utils.atomic import atomic_write_bytes                      # noqa: E
 @click.option('--coverage-figure', metavar='PNG', help='With --truncations: draw the colour coverage here')
 def main(network, baseline, data, classifier, num_fid, num_per_class, seed, json_out, device, truncations,
          sweep_per_class, coverage_figure):
-    G = load_generator(resolve_source(network, shipped_models()), device_from_option(device))
+    G = load_generator(network, device_from_option(device))
     clf = load_garment_classifier(classifier or locate_detector('garments'), device_from_option(device))
     if truncations:
         sweep(G, clf, [float(t) for t in truncations.split(',')], sweep_per_class, seed, json_out, coverage_figure)

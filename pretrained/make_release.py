@@ -19,15 +19,14 @@ import click
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-import pretrained                                          # noqa: E402
 from torch_utils.cli import run                             # noqa: E402
-from networks.snapshot import load_generator               # noqa: E402
+from networks.snapshot import load_generator, shipped_models  # noqa: E402
 from pretrained import release                             # noqa: E402
 
 
 @click.command(help=__doc__)
 @click.option('--snapshot', help='Training snapshot (.pkl) to release  [default: keep --model as it is]')
-@click.option('--model', default=os.path.join(pretrained.FOLDER, pretrained.MODELS['garments']), show_default=True)
+@click.option('--model', default=shipped_models()['garments'], show_default=True)
 @click.option('--directions', help='Directions file  [default: MODEL without .pt + -directions.npz]')
 @click.option('--grid', default=os.path.join(REPO, 'docs', 'images', 'pretrained-garments-grid.png'), show_default=True)
 @click.option('--trunc', type=float, default=0.7, show_default=True, help='Truncation of the grid')

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from networks import stylegan3
-from networks.generate import generate_from_seeds
+from generation.seeds import generate_from_seeds
 from torch_utils.cuda_graph import GraphedFunction
 from torch_utils.ops import cuda_kernels, dispatch
 

@@ -17,7 +17,7 @@ from editing.directions import Directions, load_directions, save_directions
 from editing.edits import Edit, apply_edits, mix_ws, parse_edits, strip_ws
 from editing.latents import load_ws_file
 from editing.render import interpolate, mixing_grid, render_interpolation
-from networks.generate import seeds_to_ws, synthesize
+from generation.seeds import seeds_to_ws, synthesize
 from networks.snapshot import save_snapshot
 from script_runner import run_script
 from test_snapshot import tiny_networks
@@ -305,7 +305,7 @@ def test_video_has_the_expected_frame_count(tmp_path, g2):
 
 @pytest.mark.parametrize('noise_mode', ['const', 'random'])
 def test_seed_latents_render_as_gen_images_does(g2, noise_mode):
-    from networks.generate import generate_from_seeds
+    from generation.seeds import generate_from_seeds
     seeds = [3, 9]
     ref = [img for _, img in generate_from_seeds(g2, seeds, truncation_psi=0.7, noise_mode=noise_mode)]
     got = synthesize(g2, seeds_to_ws(g2, seeds, truncation_psi=0.7), noise_mode=noise_mode, batch_size=1, noise_seeds=seeds)

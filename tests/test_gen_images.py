@@ -173,3 +173,30 @@ def test_class_all_draws_one_row_per_class(tmp_path):
     code, out, err = run_script(gen_images.main, '--network', tmp_path / 'u.pkl', '--class', 'all', '--seeds', '0',
                                 '--outdir', tmp_path / 'u')
     assert code == 1 and 'needs a conditional network' in err
+
+
+def test_a_seeds_run_stays_in_generation(tmp_path):
+    """gen_images.py --seeds runs in the script, generation/ and the snapshot loader only (issue 35): no stage
+    of editing/. The network's own code (networks' model files) and torch_utils' helpers,
+    the same for every caller, are left out of the count."""
+    save_snapshot(tmp_path / 'c.pkl', tiny_networks('stylegan2', c_dim=2))
+    model_files = {os.path.join(REPO, 'networks', f'{m}.py') for m in
+                   ('stylegan2', 'stylegan3', 'layers', 'persistence', 'pyramid', 'discriminator', 'filter_design')}
+    entered = []
+
+    def trace(frame, event, arg):
+        path = frame.f_code.co_filename
+        if path.startswith(REPO + os.sep) and not path.startswith(os.path.join(REPO, 'torch_utils')) \
+                and path not in model_files and frame.f_code.co_name != '<module>' and (not entered or entered[-1] != path):
+            entered.append(path)
+    sys.settrace(trace)
+    try:
+        code, out, err = run_script(gen_images.main, '--network', tmp_path / 'c.pkl', '--class=1', '--seeds=0-1',
+                                    '--outdir', tmp_path / 'out')
+    finally:
+        sys.settrace(None)
+    assert code == 0, err
+    assert sorted(os.path.relpath(p, REPO) for p in set(entered) if not p.startswith(os.path.join(REPO, 'tests'))) == \
+        ['gen_images.py', os.path.join('generation', 'images.py'), os.path.join('generation', 'seeds.py'),
+         os.path.join('networks', 'snapshot.py')]
+    assert sorted(os.listdir(tmp_path / 'out')) == ['gen_images.jsonl', 'seed0000.png', 'seed0001.png']

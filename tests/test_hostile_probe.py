@@ -30,7 +30,6 @@ from data.tfrecord import masked_crc32c
 from networks import stylegan2
 from networks.snapshot import (PT_FORMAT, SnapshotError, _NetworkRecord, export_pt, load_snapshot, network_record,
                                resolve_source, save_snapshot)
-from pretrained import shipped_models
 from test_snapshot import tiny_networks
 
 NUM_WS, W_DIM = 6, 8     # of tiny_networks()
@@ -468,7 +467,7 @@ def test_3_a_refused_file_changes_nothing_that_later_loads_see(probe, tmp_path):
     refused(probe, 'poison_marker.pkl', 'numpy.ndarray')
     refused(probe, 'poison-cifar.tar.gz', 'numpy.dtype')
     # and in this process too: the shipped model loads as before after each of them
-    garments = resolve_source('garments', shipped_models())
+    garments = resolve_source('garments')
     before = {k: v.clone() for k, v in load_snapshot(garments)['G_ema'].state_dict().items()}
     for name in ('poison_storage.pkl', 'poison_defaults.pkl', 'poison_marker.pkl'):
         with pytest.raises(SnapshotError):

@@ -5,43 +5,46 @@ import numpy as np
 import pytest
 import torch
 
-import pretrained
-from networks.snapshot import SnapshotError, export_pt, load_generator, resolve_source
+import networks.snapshot
+from networks.snapshot import SnapshotError, export_pt, load_generator, open_network, resolve_source
 from pretrained import quality
 from tests.test_snapshot import outputs, tiny_networks
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def test_names_resolve_to_files_in_the_folder():
-    source = resolve_source('garments', pretrained.shipped_models())
-    filename = pretrained.MODELS['garments']
-    assert source.path == os.path.join(pretrained.FOLDER, filename) and source.kind == 'pretrained'
-    assert resolve_source(filename, pretrained.shipped_models()) == source
-    assert resolve_source(os.path.splitext(filename)[0], pretrained.shipped_models()) == source
+    source = resolve_source('garments')
+    filename = networks.snapshot.SHIPPED_MODELS['garments']
+    assert source.path == os.path.join(REPO, 'pretrained', filename) and source.kind == 'pretrained'
+    assert os.path.isfile(source.path)
+    assert resolve_source(filename) == source
+    assert resolve_source(os.path.splitext(filename)[0]) == source
     with pytest.raises(SnapshotError, match='no-such-model: no such file, and not the name of a model in pretrained'):
-        resolve_source('no-such-model', pretrained.shipped_models())
-    # networks/ sits below pretrained/: without the table, a short name is only a missing file.
-    with pytest.raises(SnapshotError, match='garments: no such file or directory'):
-        resolve_source('garments')
+        resolve_source('no-such-model')
 
 
 def test_load_generator_accepts_a_short_name(tmp_path, monkeypatch):
     data = tiny_networks('stylegan2', c_dim=2)
     export_pt(data, tmp_path / 'tiny-model.pt')
-    monkeypatch.setattr(pretrained, 'FOLDER', str(tmp_path))
-    monkeypatch.setitem(pretrained.MODELS, 'tiny', 'tiny-model.pt')
+    monkeypatch.setattr(networks.snapshot, 'PRETRAINED_FOLDER', str(tmp_path))
+    monkeypatch.setitem(networks.snapshot.SHIPPED_MODELS, 'tiny', 'tiny-model.pt')
     monkeypatch.chdir(tmp_path / '..')
-    G = load_generator(resolve_source('tiny', pretrained.shipped_models()))
+    G = load_generator('tiny')
     assert torch.equal(outputs(dict(data, G_ema=G))[0], outputs(data)[0])
-    assert load_generator(resolve_source('tiny-model', pretrained.shipped_models())) is not None
+    assert load_generator('tiny-model') is not None
+    opened = open_network('tiny')   # what the scripts and the app call: the same generator, named as given
+    assert opened.name == 'tiny' and opened.source.kind == 'pretrained' and opened.G.class_names is None
+    assert torch.equal(outputs(dict(data, G_ema=opened.G))[0], outputs(data)[0])
     # A name that is no file and no shipped model is still the plain error.
     with pytest.raises(SnapshotError, match='nothing-here: no such file'):
-        load_generator(resolve_source('nothing-here', pretrained.shipped_models()))
+        load_generator('nothing-here')
 
 
 def test_an_existing_path_wins_over_a_short_name(tmp_path, monkeypatch):
     export_pt(tiny_networks('stylegan2', c_dim=0), tmp_path / 'garments')
     monkeypatch.chdir(tmp_path)
-    assert load_generator(resolve_source('garments', pretrained.shipped_models())).c_dim == 0   # the local file,
+    assert load_generator('garments').c_dim == 0   # the local file,
     # not the shipped conditional model
 
 
@@ -107,13 +110,13 @@ def test_class_names_travel_from_snapshot_to_scripts(tmp_path):
 
 def test_the_shipped_model_knows_its_class_names():
     from data.synthetic_garments import CLASSES
-    assert load_generator(resolve_source('garments', pretrained.shipped_models())).class_names == list(CLASSES)
+    assert load_generator('garments').class_names == list(CLASSES)
 
 
 def _shipped_directions():
     from editing.directions import load_directions
-    G = load_generator(resolve_source('garments', pretrained.shipped_models()))
-    return G, load_directions(os.path.join(pretrained.FOLDER, 'stylegan2-garments-64x64-directions.npz'))
+    G = load_generator('garments')
+    return G, load_directions(os.path.join(networks.snapshot.PRETRAINED_FOLDER, 'stylegan2-garments-64x64-directions.npz'))
 
 
 def test_darkness_2_darkens_18_of_20_held_out_seeds_in_every_class():

@@ -126,10 +126,9 @@ def test_an_export_of_g_ema_alone_loads(tmp_path):
 
 def test_a_mistyped_network_gets_the_short_names_and_the_closest_match(tmp_path, monkeypatch):
     from networks.snapshot import SnapshotError, load_snapshot, resolve_source
-    from pretrained import shipped_models
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SnapshotError) as info:
-        resolve_source('garmnets', shipped_models())
+        resolve_source('garmnets')
     assert 'not the name of a model in pretrained/ (garments)' in str(info.value) \
         and 'did you mean garments?' in str(info.value)
     (tmp_path / 'runs').mkdir()

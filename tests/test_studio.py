@@ -17,7 +17,7 @@ import style_mixing
 import studio as S
 from editing.directions import save_directions
 from editing.discovery import ganspace
-from networks.generate import generate_from_seeds
+from generation.seeds import generate_from_seeds
 from networks.snapshot import save_snapshot
 from test_snapshot import tiny_networks
 
@@ -227,8 +227,8 @@ def test_pti_result_exports_its_generator_and_cancel_stops_a_job(studio, tmp_pat
 
 
 def test_network_names_resolve_to_files_or_the_pretrained_folder_only(tmp_path):
-    from pretrained import FOLDER, MODELS
-    assert S.resolve_network('garments').path == os.path.join(FOLDER, MODELS['garments'])
+    from networks.snapshot import shipped_models
+    assert S.resolve_network('garments').path == shipped_models()['garments']
     with pytest.raises(S.StudioError, match='holds no network-snapshot'):
         S.resolve_network(str(tmp_path))
     run = tmp_path / '00000-run'

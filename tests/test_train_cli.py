@@ -366,7 +366,7 @@ def test_resume_accepts_the_short_name_of_a_shipped_model(train_here, tmp_path, 
     """... and reads the file once before training (not again to check it is readable: a large pickle
     costs seconds per read)."""
     import networks.snapshot
-    from pretrained import shipped_models
+    from networks.snapshot import shipped_models
     reads = []
     real_load = networks.snapshot.load_snapshot
     monkeypatch.setattr(networks.snapshot, 'load_snapshot', lambda path: reads.append(path) or real_load(path))

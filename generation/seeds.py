@@ -1,4 +1,5 @@
-"""Generating images from seeds: latents, labels, StyleGAN3 input transforms, batched synthesis.
+"""Generating images from seeds: the seeds options name, latents, labels, StyleGAN3 input transforms,
+batched synthesis.
 
 Seeds map to latents exactly as NVIDIA's tools do (`np.random.RandomState(seed).randn(1, z_dim)`), so the
 same seed gives the same garment here and in the official tools.
@@ -6,14 +7,17 @@ same seed gives the same garment here and in the official tools.
 from __future__ import annotations
 
 import math
+import re
 from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from torch_utils.cli import UserError
+from torch_utils.cli import UserError, parse_finite
 from torch_utils.cuda_graph import GraphedFunction
 from torch_utils.media import to_uint8
+
+from . import GenerationError
 
 
 MAX_SEED = 2 ** 32 - 1   # numpy's seed range: seeds map to latents through np.random.RandomState, as NVIDIA's do
@@ -43,6 +47,64 @@ def check_seed_range(first: int, last: int, count: int = 0) -> None:
     if count + last - first + 1 > MAX_SEEDS:
         raise RangeError(f'{count + last - first + 1} seeds are more than the {MAX_SEEDS} one option may name '
                          f'(render them in several runs)')
+
+
+def parse_range(text: Union[str, Sequence[int]], count: int = 0) -> list[int]:
+    """'0,1,4-6' -> [0, 1, 4, 5, 6]: seeds, each in 0..MAX_SEED, at most MAX_SEEDS of them with the `count` named
+    before (RangeError, checked before a range is expanded)."""
+    if not isinstance(text, str):
+        values = [int(v) for v in text]
+        for v in values:
+            check_seed_range(v, v, count)
+        return values
+    values: list[int] = []
+    for part in text.split(','):
+        part = part.strip()
+        m = re.fullmatch(r'(\d+)-(\d+)', part)
+        if m:
+            first, last = int(m.group(1)), int(m.group(2))
+            if first > last:
+                raise ValueError(f'{part!r}: the range is reversed (write {last}-{first})')
+            check_seed_range(first, last, count + len(values))
+            values.extend(range(first, last + 1))
+        elif re.fullmatch(r'\d+', part):
+            check_seed_range(int(part), int(part), count + len(values))
+            values.append(int(part))
+        else:
+            raise ValueError(f'{part!r} is not a number or a range like 4-6')
+    return values
+
+
+def parse_vec2(text: Union[str, Sequence[float]]) -> tuple[float, float]:
+    """'0.3,1' -> (0.3, 1.0)."""
+    if not isinstance(text, str):
+        a, b = text
+        return float(a), float(b)
+    parts = text.split(',')
+    if len(parts) != 2:
+        raise ValueError(f'{text!r} is not two comma-separated numbers')
+    return parse_finite(parts[0], text), parse_finite(parts[1], text)
+
+
+def parse_sources(text: Union[str, Sequence]) -> list[Union[int, str]]:
+    """'0-2,7,shirt.npz' -> [0, 1, 2, 7, 'shirt.npz']: seeds and ranges, and paths of .npz latents files."""
+    if not isinstance(text, str):
+        return list(text)
+    items: list[Union[int, str]] = []
+    for part in text.split(','):
+        part = part.strip()
+        if part.lower().endswith('.npz'):
+            items.append(part)
+        elif part:
+            try:
+                items.extend(parse_range(part, count=len(items)))
+            except ValueError as e:
+                if 'reversed' in str(e):
+                    raise GenerationError(str(e)) from None
+                raise GenerationError(f'{part!r} is not a seed, a seed range like 4-6, or a latents .npz file') from None
+    if not items:
+        raise GenerationError('no seeds or latents files given')
+    return items
 
 
 def check_render_numbers(truncation_psi: float = 1, translate: Sequence[float] = (0, 0), rotate: float = 0) -> None:
