@@ -26,7 +26,7 @@ import click
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [REPO, os.path.join(REPO, 'tests'), os.path.join(REPO, 'benchmarks')]
+sys.path[:0] = [REPO, os.path.join(REPO, 'benchmarks')]
 
 from generate import generator_kwargs   # noqa: E402  (benchmarks/generate.py)
 from torch_utils.jsonl import append_jsonl   # noqa: E402
@@ -107,7 +107,7 @@ def library_latency(studio, repeats: int) -> tuple[list[float], list[float]]:
 
 
 def browser_latency(network: str, directions: str, repeats: int, threads: int) -> list[float]:
-    import browser
+    import browser   # benchmarks/browser.py
     from selenium.webdriver.common.keys import Keys
     app = browser.App(f'--network={network}', f'--directions={directions}', '--device=cpu', '--perceptual=none',
                       timeout=300, env=dict(OMP_NUM_THREADS=str(threads)))

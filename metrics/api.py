@@ -15,13 +15,15 @@ from typing import Optional, Union
 import torch
 
 from torch_utils.distributed import broadcast_float, world_size
+from torch_utils.cli import UserError
 from torch_utils.jsonl import append_jsonl
 from training.options import TrainingOptions
 
 from .best import best_line, update_best
-from .errors import MetricError
+from .detectors import locate_detector
+from .errors import DetectorError, MetricError
 from .options import MetricContext
-from .registry import get_metric
+from .registry import get_metric, is_valid_metric, offline_hint
 
 
 def format_time(seconds: float) -> str:
@@ -108,6 +110,22 @@ class TrainingMetrics:
         if not opts.metrics:
             return None
         return cls(list(opts.metrics), opts.data, opts.mirror, opts.detector_dir, opts.run_dir, rank, device)
+
+    @staticmethod
+    def check(opts: TrainingOptions) -> None:
+        """Before a run starts: its metrics exist and their feature networks are found (or downloaded) now,
+        not after the first hours of training; else one line saying what to pass."""
+        if not opts.metrics:
+            return
+        bad = [m for m in opts.metrics if not is_valid_metric(m)]
+        if bad:
+            raise UserError(f'--metrics: unknown metric(s) {", ".join(bad)} (see calc_metrics.py --help)')
+        for name in sorted({d for m in opts.metrics for d in get_metric(m).detectors}):
+            try:
+                locate_detector(name, opts.detector_dir)
+            except DetectorError as e:
+                raise UserError(f'--metrics={",".join(opts.metrics)}: {e}; {offline_hint()}, or train with '
+                                f'--metrics=none') from None
 
     def evaluate(self, G_ema: torch.nn.Module, snapshot_path: str) -> dict[str, dict[str, float]]:
         """{metric: {result key: value}} of the snapshot about to be written at `snapshot_path`."""

@@ -6,6 +6,7 @@ With SG3C_APP_SCREENSHOTS=DIR the run also saves a screenshot of each tab there 
 SG3C_APP_NETWORK / SG3C_APP_DIRECTIONS run it on another network (default: a tiny random conditional StyleGAN2)."""
 import io
 import os
+import sys
 import time
 import urllib.request
 
@@ -13,12 +14,16 @@ import numpy as np
 import PIL.Image
 import pytest
 
-import browser
 import studio as S
 from editing.directions import save_directions
 from editing.discovery import ganspace
 from networks.snapshot import save_snapshot
-from test_snapshot import tiny_networks
+
+from helpers.networks import tiny_networks
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.append(os.path.join(REPO, 'benchmarks'))   # last: its inversion.py and metrics.py would shadow the packages
+import browser  # noqa: E402  (benchmarks/browser.py: the latency benchmark drives the app with it too)
 
 pytestmark = pytest.mark.skipif(browser.missing() is not None, reason=browser.missing() or '')
 SHOTS = os.environ.get('SG3C_APP_SCREENSHOTS')

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.append(os.path.join(REPO, 'benchmarks'))   # last: its inversion.py and metrics.py would shadow the packages
 
 
 def test_missing_model_is_one_line():
@@ -25,9 +26,9 @@ def test_a_run_directory_is_named_by_its_snapshot_and_startup_says_what_is_serve
     pytest.importorskip('gradio')
     import json
     import urllib.request
-    import browser
+    import browser   # benchmarks/browser.py
     from networks.snapshot import save_snapshot
-    from test_snapshot import tiny_networks
+    from helpers.networks import tiny_networks
     run = tmp_path / 'runs' / '00000-tiny'
     run.mkdir(parents=True)
     data = tiny_networks('stylegan2', c_dim=2)

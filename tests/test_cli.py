@@ -1,4 +1,5 @@
 """The shared script entry point: expected failures become one line and exit code 1."""
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -7,6 +8,8 @@ import click
 import pytest
 
 from torch_utils.cli import FiniteFloat, UserError, describe, parse_finite
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize('text', ['nan', 'inf', '-inf', 'NaN'])
@@ -53,7 +56,6 @@ SCRIPT = textwrap.dedent('''
 def test_run_turns_expected_failures_into_one_line(tmp_path, fail, rc, line):
     script = tmp_path / 's.py'
     script.write_text(SCRIPT)
-    from conftest import REPO
     p = subprocess.run([sys.executable, str(script), f'--fail={fail}'], capture_output=True, text=True, cwd=REPO,
                        env={'PYTHONPATH': str(REPO), 'PATH': ''})
     assert p.returncode == rc
@@ -64,7 +66,6 @@ def test_run_turns_expected_failures_into_one_line(tmp_path, fail, rc, line):
 def test_run_keeps_tracebacks_for_bugs_and_with_debug(tmp_path):
     script = tmp_path / 's.py'
     script.write_text(SCRIPT)
-    from conftest import REPO
     env = {'PYTHONPATH': str(REPO), 'PATH': ''}
     bug = subprocess.run([sys.executable, str(script), '--fail=bug'], capture_output=True, text=True, env=env)
     assert bug.returncode == 1 and 'ZeroDivisionError' in bug.stderr and 'Traceback' in bug.stderr

@@ -1,5 +1,8 @@
-"""The suite's own skip reasons name no absolute path of the machine that runs it."""
+"""The suite itself: its skip reasons name no absolute path of the machine that runs it, and its test modules
+share code through tests/helpers/ and conftest.py only, never by importing one another."""
+import ast
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -33,3 +36,29 @@ def test_nvidia_reference_skip_names_the_variable_to_set_not_a_path():
         reason = line.split(':', 2)[-1]
         assert not [w for w in reason.split() if os.path.isabs(w.strip('()\'",'))], line
         assert 'SG3C_NVIDIA_REPO' in reason, line
+
+
+def imported_test_modules(tests: pathlib.Path) -> list[str]:
+    """'file: name' for each import (read with ast, nothing run) of a test module or conftest in `tests`."""
+    forbidden = {p.stem for p in tests.glob('test_*.py')} | {'conftest'}
+    found = []
+    for path in sorted(tests.rglob('*.py')):
+        for node in ast.walk(ast.parse(path.read_text(encoding='utf-8'), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ''] + [alias.name for alias in node.names]
+            elif isinstance(node, ast.Call) and getattr(node.func, 'attr', getattr(node.func, 'id', '')) in (
+                    'import_module', '__import__') and node.args and isinstance(node.args[0], ast.Constant):
+                names = [str(node.args[0].value)]
+            else:
+                continue
+            parts = {part for name in names for part in name.split('.')}
+            found += [f'{path.relative_to(tests)}: {name}' for name in sorted(parts & forbidden)]
+    return found
+
+
+def test_no_test_module_imports_another():
+    """A test module used as a library runs its own module-level setup (and fixtures) in the importer and ties
+    one file's tests to another's internals: shared builders belong in tests/helpers/ or conftest.py."""
+    assert imported_test_modules(pathlib.Path(HERE)) == []

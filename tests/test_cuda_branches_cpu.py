@@ -13,9 +13,14 @@ from networks.snapshot import find_latest_snapshot
 from torch_utils.ops.dispatch import allow_cpu_fp16, fp16_enabled
 from training.loss import LossOptions, StyleGANLoss
 
-from test_train import run_dir, state_of, tiny_data  # noqa: F401 (tiny_data: a fixture)
+from helpers.training import run_dir, state_of
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def tiny_data(rectangles):
+    return rectangles(32, 16)   # test_train.py's training set
 
 
 def tiny(family):

@@ -22,7 +22,8 @@ from torch_utils.ops.upfirdn2d import setup_filter, upfirdn2d
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.append(os.path.join(REPO, 'benchmarks'))   # last: its inversion.py and metrics.py would shadow the packages
 import op_compare  # noqa: E402
-from test_cuda_ops import check_kernels_twice_differentiable  # noqa: E402
+
+from helpers.cuda_kernels import check_kernels_twice_differentiable  # noqa: E402
 
 # float32: summation order only. float16 (kernel, float32 inside) against the float32 reference on the
 # same rounded inputs: the output's rounding.

@@ -27,6 +27,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.append(os.path.join(REPO, 'benchmarks'))   # last: its inversion.py and metrics.py would shadow the packages
 import op_compare  # noqa: E402
 
+from helpers.cuda_kernels import check_kernels_twice_differentiable  # noqa: E402
+
 
 @pytest.mark.parametrize('seed', range(12))
 def test_adjoint_geometry_transposes_upfirdn2d(seed):
@@ -65,22 +67,6 @@ def test_kernels_cover_only_what_their_derivative_trick_allows():
     for args in [('tanh', 0, 1, None), ('lrelu', -0.1, 1, None), ('lrelu', 0.2, -1, None), ('linear', 0, 0, None)]:
         assert cuda_kernels._epilogue(*args) is None
 
-
-def check_kernels_twice_differentiable(device: str) -> None:
-    """gradcheck and gradgradcheck (float64) of each op through its CUDA path."""
-    x = torch.randn([1, 2, 5, 6], dtype=torch.float64, device=device, requires_grad=True)
-    b = torch.randn([2], dtype=torch.float64, device=device, requires_grad=True)
-    f = setup_filter([1, 3, 4, 2], device=device)
-    fs = setup_filter([1, 2, 5, 3, 6, 4, 2, 1], device=device)
-    ops = [lambda x, b: bias_act(x + 0.01, b, act='lrelu', alpha=0.2, gain=1.4, clamp=2.5, impl='cuda'),
-           lambda x, b: upfirdn2d(x, f, up=2, down=1, padding=[2, 1, 1, 2], impl='cuda') * b.sum(),
-           lambda x, b: filtered_lrelu(x + 0.01, fs, fs, b, up=2, down=2, padding=[7, 6, 7, 6], clamp=2, impl='cuda')]
-    for op in ops:
-        assert torch.autograd.gradcheck(op, (x, b))
-        assert torch.autograd.gradgradcheck(op, (x, b))
-
-
-# ------------------------------------------------------------------ backend choice
 
 FAKE_CUDA = types.SimpleNamespace(device=torch.device('cuda'))   # constructing a device needs no GPU
 

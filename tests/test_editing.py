@@ -19,8 +19,8 @@ from editing.latents import load_ws_file
 from editing.render import interpolate, mixing_grid, render_interpolation
 from generation.seeds import seeds_to_ws, synthesize
 from networks.snapshot import save_snapshot
-from script_runner import run_script
-from test_snapshot import tiny_networks
+from helpers.scripts import run_script
+from helpers.networks import tiny_networks
 
 
 @pytest.fixture(scope='module')

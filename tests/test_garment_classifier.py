@@ -12,8 +12,8 @@ from metrics.garment_classifier import (ClassifierFileError, GarmentClassifier, 
 from data import synthetic_garments as sg
 from metrics.options import MetricContext
 from metrics.registry import get_metric
-from tests.metrics_toys import ReplayGenerator, write_image_folder
-from tests.test_snapshot import Evil
+from helpers.metrics_toys import ReplayGenerator, write_image_folder
+from helpers.networks import Evil
 
 SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), DETECTORS['garments'].bundled)
 

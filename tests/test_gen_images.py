@@ -2,8 +2,6 @@
 import json
 import os
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import PIL.Image
@@ -11,15 +9,11 @@ import pytest
 
 import gen_images
 from networks.snapshot import save_snapshot
-from script_runner import run_script
-from test_snapshot import Evil, tiny_networks
+
+from helpers.networks import Evil, tiny_networks
+from helpers.scripts import gen, run_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def gen(*args, cwd=None):
-    return subprocess.run([sys.executable, os.path.join(REPO, 'gen_images.py'), *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd)
 
 
 @pytest.mark.parametrize('name', ['official_stylegan2_64', 'official_stylegan3-t_64'])

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-import hostile_pickles as hp
+from helpers import hostile_pickles as hp
 from networks.snapshot import (SnapshotError, _NetworkRecord, export_pt, find_latest_snapshot, load_snapshot,
                                save_snapshot)
-from test_snapshot import tiny_networks
+from helpers.networks import tiny_networks
 from torch_utils import safe_pickle
 
 ZERO_FLAGS = hp.tup(hp.integer(3), hp.text('|'), hp.NONE, hp.NONE, hp.NONE, hp.integer(-1), hp.integer(-1),

@@ -1,6 +1,6 @@
 """The second hostile-input probe (issue 25), finding by finding.
 
-Every hostile file of every finding is read in ONE worker process (tests/load_worker.py) under an address-space
+Every hostile file of every finding is read in ONE worker process (tests/helpers/load_worker.py) under an address-space
 limit, with an audit-hook canary for programs and code, and after each file a good file of the same kind is
 read again and must read as before. Each test then checks its finding's files there (one-line refusal, or a
 clean skip with a reason) and runs a representative command line (one `error:` line, exit 1, no signal, peak
@@ -23,14 +23,14 @@ import PIL.Image
 import pytest
 import torch
 
-import bombs
-import hostile_pickles as hp
-from cli_peak import assert_one_error_line, run_cli
-from data.tfrecord import masked_crc32c
+from helpers import bombs
+from helpers import hostile_pickles as hp
+from helpers.cli_peak import assert_one_error_line, run_cli
 from networks import stylegan2
 from networks.snapshot import (PT_FORMAT, SnapshotError, _NetworkRecord, export_pt, load_snapshot, network_record,
                                resolve_source, save_snapshot)
-from test_snapshot import tiny_networks
+from helpers.networks import tiny_networks
+from data.tfrecord import masked_crc32c
 
 NUM_WS, W_DIM = 6, 8     # of tiny_networks()
 DEEP = 300_000           # levels: CPython crashed hashing a tuple nested this deeply
@@ -668,7 +668,7 @@ def test_10_app_numbers_are_bounded_and_long_jobs_hold_no_shared_lock(monkeypatc
 def test_11_calc_metrics_takes_the_short_name_of_a_shipped_model(tmp_path, monkeypatch):
     import calc_metrics
     from metrics.standin import save_standin_detectors
-    from script_runner import run_script
+    from helpers.scripts import run_script
     monkeypatch.setenv('SG3C_CACHE', str(tmp_path / 'cache'))
     save_standin_detectors(str(tmp_path / 'det'))
     code, out, err = run_script(calc_metrics.main, '--network=garments', '--metrics=fid16_full', '--quiet',
@@ -811,7 +811,7 @@ def test_32_5_seeds_and_rendering_numbers_are_bounded_in_one_line(tmp_path):
     import gen_images
     import gen_video
     import style_mixing
-    from script_runner import run_script
+    from helpers.scripts import run_script
     save_snapshot(tmp_path / 'tiny.pkl', tiny_networks())
     net = ['--network', tmp_path / 'tiny.pkl', '--outdir', tmp_path / 'out']
     cases = [(gen_images, ['--seeds=4294967296'], 'seed 4294967296 is outside 0..4294967295'),

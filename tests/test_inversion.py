@@ -20,8 +20,8 @@ from inversion.quality import psnr, ssim
 from inversion.run import InvertOptions, invert
 from editing.latents import apply_noise_maps, load_ws_file
 from networks.snapshot import export_pt, load_generator, save_snapshot
-from script_runner import run_script
-from test_snapshot import tiny_networks
+from helpers.scripts import run_script
+from helpers.networks import tiny_networks
 from torch_utils.media import image_uint8
 
 import invert as invert_cli

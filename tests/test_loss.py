@@ -45,7 +45,7 @@ def test_blur_preserves_constant_images_and_zero_sigma_is_identity():
 
 
 def test_wgan_gp_trains_d_towards_separating_reals_and_fakes():
-    from test_snapshot import tiny_networks
+    from helpers.networks import tiny_networks
     nets = tiny_networks('stylegan2')
     G, D = nets['G'], nets['D']
     loss = WGANGPLoss(G, D, LossOptions())
@@ -65,7 +65,7 @@ def test_wgan_gp_trains_d_towards_separating_reals_and_fakes():
 def test_wgan_gp_has_no_lazy_regularisation_so_both_phases_equal_main():
     # The gradient penalty belongs to D main: a Dboth phase (no lazy regularisation) computes it too,
     # and path length and R1 are off whatever their weights.
-    from test_snapshot import tiny_networks
+    from helpers.networks import tiny_networks
     nets = tiny_networks('stylegan2')
     G, D = nets['G'], nets['D']
     loss = WGANGPLoss(G, D, LossOptions(r1_gamma=5, pl_weight=2))

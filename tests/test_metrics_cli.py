@@ -7,10 +7,10 @@ import torch
 
 import calc_metrics
 from metrics.standin import save_standin_detectors
-from metrics_toys import random_images, write_image_folder
+from helpers.metrics_toys import random_images, write_image_folder
 from networks import discriminator, stylegan2
 from networks.snapshot import save_snapshot
-from script_runner import run_script
+from helpers.scripts import run_script
 
 
 @pytest.fixture

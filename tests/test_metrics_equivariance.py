@@ -8,7 +8,7 @@ from metrics.api import calc_metric
 from metrics.equivariance import (bandlimit_filter, pseudo_rotate, rotate_fractional, rotation_matrix,
                                   translate_fractional, translate_integer)
 from metrics.errors import MetricError
-from metrics_toys import FourierGenerator
+from helpers.metrics_toys import FourierGenerator
 
 
 def sinusoid(res, fx, fy, phase=0.3, shift=(0.0, 0.0)):

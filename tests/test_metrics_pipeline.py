@@ -11,7 +11,7 @@ import torch
 from metrics.api import calc_metric, report_metric
 from metrics.errors import MetricError
 from metrics.standin import save_standin_detectors
-from metrics_toys import LinearGenerator, ReplayGenerator, block_features, random_images, write_image_folder
+from helpers.metrics_toys import LinearGenerator, ReplayGenerator, block_features, random_images, write_image_folder
 
 
 @pytest.fixture(scope='module')

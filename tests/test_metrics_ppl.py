@@ -6,7 +6,7 @@ import torch
 from metrics.api import calc_metric
 from metrics.ppl import slerp, trimmed_mean
 from metrics.standin import save_standin_detectors
-from metrics_toys import LinearGenerator
+from helpers.metrics_toys import LinearGenerator
 
 
 @pytest.fixture(scope='module')

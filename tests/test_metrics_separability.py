@@ -6,7 +6,7 @@ import torch
 from metrics.api import calc_metric
 from metrics.errors import MetricError
 from metrics.standin import save_standin_detectors
-from metrics_toys import random_images, write_image_folder
+from helpers.metrics_toys import random_images, write_image_folder
 
 RED, BLUE = np.array([200, 30, 30]), np.array([30, 30, 200])
 

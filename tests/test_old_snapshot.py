@@ -1,7 +1,7 @@
 """A snapshot written by an earlier version of the training code still loads and continues exactly.
 
-tests/fixtures/snapshot_before_issue27 holds `network-snapshot-000000.044.pkl`, written at commit 4a225a6
-(before issue 27 restructured the training loop) by a run of 11 steps: stylegan2, 32 px, 8 rectangles
+tests/fixtures/old_snapshot_4a225a6 holds `network-snapshot-000000.044.pkl`, written at commit 4a225a6
+(2026-12-02, before the training loop was restructured) by a run of 11 steps: stylegan2, 32 px, 8 rectangles
 (conftest's `rectangles(8, 32)`, given as the relative `--data=data`), batch 4, cbase 256, cmax 8,
 z_dim = w_dim = 16, map depth 1, ADA with target 0 and ada_kimg 0.05 (so that p moves), tick 0.008 kimg.
 `continuation.json` is what that same code made of it with `train.py --resume ... --kimg=0.068`: the
@@ -25,7 +25,7 @@ import training.augment   # noqa: F401 - registers the AugmentPipe family, as th
 from networks.snapshot import load_snapshot
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-FIXTURE = pathlib.Path(__file__).parent / 'fixtures' / 'snapshot_before_issue27'
+FIXTURE = pathlib.Path(__file__).parent / 'fixtures' / 'old_snapshot_4a225a6'
 SNAPSHOT = 'network-snapshot-000000.044.pkl'
 
 

@@ -8,7 +8,7 @@ import torch
 import networks.snapshot
 from networks.snapshot import SnapshotError, export_pt, load_generator, open_network, resolve_source
 from pretrained import quality
-from tests.test_snapshot import outputs, tiny_networks
+from helpers.networks import outputs, tiny_networks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -99,7 +99,7 @@ def test_class_names_travel_from_snapshot_to_scripts(tmp_path):
         assert recorded_class_names(dict(training_set_kwargs=dict(class_names=bad)), 2) is None
     assert recorded_class_names(dict(training_set_kwargs=['not', 'a dict']), 2) is None
     # gen_images.py takes the name or the index, and names the choices when given neither.
-    from test_gen_images import gen
+    from helpers.scripts import gen
     by_name = gen('--network', tmp_path / 'named.pt', '--seeds', '0', '--class', 'jacket', '--outdir', tmp_path / 'a')
     by_index = gen('--network', tmp_path / 'named.pt', '--seeds', '0', '--class', '1', '--outdir', tmp_path / 'b')
     assert by_name.returncode == 0 and by_index.returncode == 0, by_name.stderr + by_index.stderr

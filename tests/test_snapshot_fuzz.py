@@ -25,10 +25,10 @@ import PIL.Image
 import pytest
 import torch
 
-import bombs
-import hostile_pickles as hp
+from helpers import bombs
+from helpers import hostile_pickles as hp
 from networks.snapshot import _SNAPSHOT_GLOBALS, export_pt, save_snapshot
-from test_snapshot import tiny_networks
+from helpers.networks import tiny_networks
 
 _KWARG_KEYS = ('_init_kwargs', 'init_kwargs')
 _OPCODES = [op.code.encode('latin1') for op in pickletools.opcodes]

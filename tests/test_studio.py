@@ -19,7 +19,7 @@ from editing.directions import save_directions
 from editing.discovery import ganspace
 from generation.seeds import generate_from_seeds
 from networks.snapshot import save_snapshot
-from test_snapshot import tiny_networks
+from helpers.networks import tiny_networks
 
 
 @pytest.fixture(scope='module')

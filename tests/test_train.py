@@ -19,6 +19,8 @@ from training import training_loop as tl
 from training.augment import AugmentPipe, augment_kwargs_for
 from training.loss import LossOptions, StyleGANLoss
 
+from helpers.training import run_dir, state_of
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--gpus=1', '--batch=4', '--gamma=1', '--cbase=256', '--cmax=16', '--map-depth=1', '--metrics=none',
         '--workers=0', '--mbstd-group=2']
@@ -34,23 +36,6 @@ def train(*args, cwd=None, wait=True):
     if not wait:
         return subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
-
-
-def state_of(path):
-    data = load_snapshot(path)
-    return {f'{k}.{n}': t for k in ('G', 'D', 'G_ema') for n, t in data[k].state_dict().items()}
-
-
-def assert_same_weights(a, b):
-    sa, sb = state_of(a), state_of(b)
-    assert sa.keys() == sb.keys()
-    for name in sa:
-        assert torch.equal(sa[name], sb[name]), name
-
-
-def run_dir(outdir):
-    dirs = sorted(d for d in os.listdir(outdir) if os.path.isdir(os.path.join(outdir, d)))
-    return os.path.join(outdir, dirs[-1])
 
 
 def test_tiny_run_trains_and_generates(tmp_path, tiny_data):

@@ -154,9 +154,9 @@ def test_gpus_without_cuda_say_what_happens(train_here, tmp_path, tiny_data):
 
 
 def test_cpu_processes_notice_never_promises_more_cores_than_there_are():
-    import train as script
-    assert '8 CPU processes sharing 2 cores (4 processes per core)' in script.cpu_processes_notice(8, 2)
-    assert 'sharing 16 cores (4 cores each)' in script.cpu_processes_notice(4, 16)
+    from training.launch import cpu_processes_notice
+    assert '8 CPU processes sharing 2 cores (4 processes per core)' in cpu_processes_notice(8, 2)
+    assert 'sharing 16 cores (4 cores each)' in cpu_processes_notice(4, 16)
 
 
 def test_dry_run_prints_a_summary_and_the_json_only_when_verbose(train_here, tmp_path, tiny_data):
@@ -365,11 +365,11 @@ def test_transfer_from_our_run_is_a_new_run_with_new_options(tmp_path, tiny_run,
 def test_resume_accepts_the_short_name_of_a_shipped_model(train_here, tmp_path, tiny_data, monkeypatch):
     """... and reads the file once before training (not again to check it is readable: a large pickle
     costs seconds per read)."""
-    import networks.snapshot
+    import training.run_plan
     from networks.snapshot import shipped_models
     reads = []
-    real_load = networks.snapshot.load_snapshot
-    monkeypatch.setattr(networks.snapshot, 'load_snapshot', lambda path: reads.append(path) or real_load(path))
+    real_load = training.run_plan.load_snapshot
+    monkeypatch.setattr(training.run_plan, 'load_snapshot', lambda path: reads.append(path) or real_load(path))
     r = train_here('--outdir', tmp_path / 'runs', '--resume=garments', '--data', tiny_data, *TINY, '--dry-run', '--verbose')
     assert r.returncode == 0, r.stderr
     opts = options_of(r)

@@ -15,7 +15,8 @@ from typing import Any, Optional
 
 from torch_utils import safe_pickle
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,7 +232,7 @@ def run_worker(paths: list, mode: str = 'snapshot', warm_up: str = '', memory_li
     still reads as before the hostile files)."""
     cases = [[p[0], str(p[1])] if isinstance(p, (tuple, list)) else [mode, str(p)] for p in paths]
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=REPO)
-    command = [sys.executable, os.path.join(REPO, 'tests', 'load_worker.py'), str(memory_limit)]
+    command = [sys.executable, os.path.join(HERE, 'load_worker.py'), str(memory_limit)]
     request = dict(cases=cases, good={k: str(v) for k, v in (good or {}).items()})
     proc = subprocess.run(command + ([str(warm_up)] if warm_up else []), input=json.dumps(request),
                           capture_output=True, text=True, cwd=REPO, env=env, timeout=timeout)
@@ -252,7 +253,7 @@ def storage_list(sizes: list) -> bytes:
 
 def overlapping_pt(path, block: int, count: int) -> None:
     """A .pt whose `count` storages all resolve into one `block`-byte region (issue 32: 10.5 MB took 2.29 GB)."""
-    import bombs
+    from . import bombs
     names = [f'archive/data/{i}' for i in range(count)]
     headers = [len(bombs._local_header(name.encode(), b'')) for name in names]
     sizes = [block + sum(headers[i + 1:]) for i in range(count)]

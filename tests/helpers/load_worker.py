@@ -1,8 +1,8 @@
-"""Subprocess side of tests.hostile_pickles.run_worker: loads every file named on stdin and prints one JSON line
-per file, then a summary. Memory is capped with RLIMIT_AS; an audit hook is the canary that reports any attempt
+"""Subprocess side of hostile_pickles.run_worker (beside this file): loads every file named on stdin and prints one
+JSON line per file, then a summary. Memory is capped with RLIMIT_AS; an audit hook is the canary that reports any attempt
 to run a program, load native code, open a socket or exec code while files load.
 
-    python tests/load_worker.py MEMORY_LIMIT_BYTES [WARM_UP_SNAPSHOT] < cases.json
+    python tests/helpers/load_worker.py MEMORY_LIMIT_BYTES [WARM_UP_SNAPSHOT] < cases.json
 
 cases.json: a list of [mode, path], or {"cases": [[mode, path], ...], "good": {mode: path}}. A mode is a
 reader (see `readers` in main) and its arguments, separated by spaces ('ws 8 16': latents for num_ws=8, w_dim=16).
@@ -19,7 +19,7 @@ import os
 import resource
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 _CANARY_EVENTS = ('os.system', 'os.exec', 'os.posix_spawn', 'os.spawn', 'os.fork', 'os.forkpty',
                   'subprocess.Popen', 'ctypes.dlopen', 'ctypes.dlsym', 'socket.connect', 'exec', 'compile',

@@ -2,7 +2,7 @@
 resident memory of that process alone (VmHWM, written at exit), under an address-space limit so that a memory
 bomb fails instead of taking the machine.
 
-    python tests/cli_peak.py PEAK_FILE MEMORY_LIMIT SCRIPT [ARGS...]     (the subprocess side)
+    python tests/helpers/cli_peak.py PEAK_FILE MEMORY_LIMIT SCRIPT [ARGS...]     (the subprocess side)
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import subprocess
 import sys
 from typing import Optional
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _write_peak(path: str) -> None:
