@@ -65,7 +65,7 @@ def config_model(cfg: str, res: int, base: int, tmp: str) -> tuple:
     """(network file, directions file, Studio, config, res, channel_base) of a random generator of `cfg`."""
     from editing.directions import save_directions
     from editing.discovery import ganspace
-    from studio import Studio
+    from app.studio import Studio
     from networks.snapshot import save_snapshot
     G = build(cfg, res, base)
     net, dirs = os.path.join(tmp, f'{cfg}-{res}-{base}.pkl'), os.path.join(tmp, f'{cfg}-{res}-{base}.npz')
@@ -79,7 +79,7 @@ def app_model(network: str, tmp: str) -> tuple:
     """The same for the app's own model (e.g. garments): its directions beside it, else GANSpace components."""
     from editing.directions import save_directions
     from editing.discovery import ganspace
-    from studio import Studio, resolve_network
+    from app.studio import Studio, resolve_network
     studio = Studio.load(resolve_network(network).path)
     dirs = studio.directions_path
     if not dirs:
@@ -91,7 +91,7 @@ def app_model(network: str, tmp: str) -> tuple:
 
 def library_latency(studio, repeats: int) -> tuple[list[float], list[float]]:
     """(wall seconds, CPU seconds of this process) per slider update."""
-    from studio import Session
+    from app.studio import Session
     s = Session()
     studio.set_garment(s, studio.seed_garment(0, 0.7, 0 if studio.num_classes else None))
     name = studio.directions.names[0]

@@ -14,7 +14,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
-import studio as S
+from app import studio as S
 from editing.directions import save_directions
 from editing.discovery import ganspace
 from networks.snapshot import save_snapshot

@@ -75,14 +75,14 @@ def test_a_host_or_port_it_cannot_listen_on_is_named_in_one_line():
 def test_only_a_user_error_becomes_a_message_on_the_page(capsys):
     # ValueError and KeyError raised anywhere were shown as user messages, without a traceback in the log.
     pytest.importorskip('gradio')
-    import app
+    from app.page import guarded
     from torch_utils.cli import UserError
     status = object()
 
     def failing(error):
         def handler():
             raise error
-        return app.guarded(status, handler)
+        return guarded(status, handler)
     assert failing(UserError('photo.png: not an image'))() == {status: '**photo.png: not an image**'}
     for bug in (ValueError('x must be positive'), KeyError('cls')):
         out = failing(bug)()

@@ -623,7 +623,7 @@ def test_9_resume_checks_optimizer_and_statistics_state_before_touching_the_run(
 
 
 def test_10_app_numbers_are_bounded_and_long_jobs_hold_no_shared_lock(monkeypatch):
-    import studio as S
+    from app import studio as S
     from networks.snapshot import load_generator
     studio = S.Studio(load_generator(S.resolve_network('garments')), 'garments')
     started, release, calls = threading.Event(), threading.Event(), []
@@ -659,7 +659,7 @@ def test_10_app_numbers_are_bounded_and_long_jobs_hold_no_shared_lock(monkeypatc
         worker.join(30)
     # and the page's own number fields say so too (sliders have a maximum by construction)
     import ast
-    tree = ast.parse(open(os.path.join(hp.REPO, 'app.py')).read())
+    tree = ast.parse(open(os.path.join(hp.REPO, 'app', 'page.py')).read())
     numbers = [call for call in ast.walk(tree) if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
                and call.func.attr == 'Number']
     assert len(numbers) == 4 and all('maximum' in {k.arg for k in call.keywords} for call in numbers)
@@ -770,17 +770,17 @@ def test_32_3_torchscript_runs_only_when_known_or_named(tmp_path, monkeypatch):
               tmp_path / 'out', '--method=project', '--steps=1', '--w-avg-samples=10']
     result = run_cli(*invert, f'--perceptual={tmp_path / "vgg16.pt"}', tmp_path=tmp_path, timeout=60)
     assert_one_error_line(result, 'vgg16.pt', 'a TorchScript file is executable code', 'SG3C_TRUST_TORCHSCRIPT=')
-    import app
+    from app.serve import load_perceptual_for_app
     from inversion.perceptual import PerceptualUnavailable, load_perceptual
     from metrics.detectors import DetectorError, load_detector
-    from studio import StudioError
+    from app.studio import StudioError
     with pytest.raises(DetectorError, match='inception-2015-12-05.pt: a TorchScript file is executable code'):
         load_detector('inception', torch.device('cpu'), detector_dir=str(det))   # calc_metrics --detector-dir
     monkeypatch.setenv('SG3C_DETECTOR_DIR', str(tmp_path))   # the cached vgg16.pt that --perceptual=vgg16 takes
     with pytest.raises(PerceptualUnavailable, match='executable code'):
         load_perceptual('vgg16')
     with pytest.raises(StudioError, match='executable code'):
-        app.load_perceptual_for_app(str(tmp_path / 'vgg16.pt'), 'cpu')
+        load_perceptual_for_app(str(tmp_path / 'vgg16.pt'), 'cpu')
     assert not canary.exists() and not (tmp_path / 'out').exists()
     monkeypatch.setenv('SG3C_TRUST_TORCHSCRIPT', str(tmp_path / 'vgg16.pt'))
     loss = load_perceptual(str(tmp_path / 'vgg16.pt'))

@@ -1,4 +1,4 @@
-"""The app's model side (studio.py) without a browser: sessions, generate, mix, edit, invert, export,
+"""The app's model side (app/studio.py) without a browser: sessions, generate, mix, edit, invert, export,
 and the shell commands it prints, which are run here to check that they rebuild the same image."""
 import os
 import shlex
@@ -14,7 +14,7 @@ import directions as directions_cli
 import gen_images
 import invert as invert_cli
 import style_mixing
-import studio as S
+from app import studio as S
 from editing.directions import save_directions
 from editing.discovery import ganspace
 from generation.seeds import generate_from_seeds

@@ -81,7 +81,7 @@ def main() -> None:
     from editing import EditingError
     from editing.directions import load_directions
     from editing.latents import load_ws_file
-    from studio import StudioError, read_upload
+    from app.studio import StudioError, read_upload
     from inversion.preprocess import TargetError, load_target, read_image
     from networks.snapshot import SnapshotError, load_snapshot
     import training.augment   # noqa: F401 - registers the AugmentPipe family, as the training code does

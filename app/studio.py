@@ -1,8 +1,8 @@
-"""The designer app's model side (beside app.py, in its layer), free of any web framework: one shared
+"""The designer app's model side (app/page.py lays out the page), free of any web framework: one shared
 generator, and per-user sessions that hold the current garment, the slider strengths and a background
 inversion.
 
-app.py only lays out the page and forwards events here, so everything the page does can be tested (and
+app/page.py only lays out the page and forwards events here, so everything the page does can be tested (and
 scripted) without a browser:
 
 * Generate: a garment from seed / truncation / class, or a grid of seeds to pick from.
@@ -459,7 +459,7 @@ class Studio:
         """Start inverting `target` (from `photo_file`, with the photo-sized `mask` it was prepared with) in the
         background; a job already running for the session is cancelled (and given a moment to stop). At most
         MAX_RUNNING_INVERSIONS run on the server at once, whichever sessions started them: a client that starts
-        jobs and goes away cannot pile up threads (its jobs end when it goes: app.py cancels them)."""
+        jobs and goes away cannot pile up threads (its jobs end when it goes: app/page.py cancels them)."""
         if session.job is not None and not session.job.done:
             session.job.cancel()
             session.job.wait(CANCEL_WAIT)
