@@ -11,7 +11,7 @@ from app.studio import MAX_UPLOAD_BYTES, Studio, StudioError, network_argument, 
 from generation.seeds import device_from_option
 from inversion.perceptual import PerceptualUnavailable, load_perceptual
 from metrics.detectors import locate_detector
-from metrics.errors import DetectorError
+from metrics import DetectorError
 from torch_utils.cli import UserError
 
 def load_perceptual_for_app(kind: str, device) -> tuple[Any, str]:

@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from metrics.api import calc_metric, resolve_data                      # noqa: E402
 from metrics.detectors import locate_detector                          # noqa: E402
-from metrics.errors import DetectorError                               # noqa: E402
+from metrics import DetectorError                               # noqa: E402
 from metrics.standin import save_standin_detectors                     # noqa: E402
 from networks import stylegan2, stylegan3                              # noqa: E402
 from networks.snapshot import load_generator                           # noqa: E402

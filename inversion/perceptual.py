@@ -144,7 +144,7 @@ def _download(url: str) -> str:
 def locate_vgg16() -> str:
     """NVIDIA's vgg16.pt where the metrics look for it (their detector folder or cache), downloading it once."""
     from metrics.detectors import locate_detector
-    from metrics.errors import DetectorError
+    from metrics import DetectorError
     try:
         return locate_detector('vgg16', option=None)
     except DetectorError as e:

@@ -21,7 +21,7 @@ from training.options import TrainingOptions
 
 from .best import best_line, update_best
 from .detectors import locate_detector
-from .errors import DetectorError, MetricError
+from . import DetectorError, MetricError
 from .options import MetricContext
 from .registry import get_metric, is_valid_metric, offline_hint
 

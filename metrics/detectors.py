@@ -32,7 +32,7 @@ from torch_utils import torchscript
 from torch_utils.distributed import barrier
 from torch_utils.download import DownloadError, cache_root, download_cached
 
-from .errors import DetectorError
+from . import DetectorError
 from .garment_classifier import load_garment_classifier
 
 ENV_DIR = 'SG3C_DETECTOR_DIR'

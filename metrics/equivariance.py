@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch_utils.distributed import sum_over_ranks
 from torch_utils.ops import upfirdn2d
 
-from .errors import MetricError
+from . import MetricError
 from .options import MetricContext
 from .sampling import LatentSource, rounds, synthesis_kwargs
 

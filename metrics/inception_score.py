@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import MetricError
+from . import MetricError
 from .options import MetricContext
 from .stats import generator_features
 

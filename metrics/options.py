@@ -54,7 +54,7 @@ class MetricContext:
 
     def open_dataset(self) -> ImageFolderDataset:
         if not self.dataset_kwargs.get('path'):
-            from .errors import MetricError
+            from . import MetricError
             raise MetricError('this metric needs a dataset; pass --data (or data= to calc_metric)')
         return ImageFolderDataset(**self.dataset_kwargs)
 

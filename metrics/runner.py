@@ -27,7 +27,7 @@ from torch_utils.safe_pickle import one_line
 
 from .api import calc_metric, report_metric, resolve_data
 from .detectors import locate_detector
-from .errors import DetectorError, MetricError
+from . import DetectorError, MetricError
 from .registry import better, get_metric, offline_hint
 
 

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .errors import MetricError
+from . import MetricError
 from .options import MetricContext
 
 _STREAMS = {'features': 1, 'ppl': 2, 'equivariance': 3, 'separability': 4}

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .errors import MetricError
+from . import MetricError
 from .options import MetricContext
 from .stats import dataset_features, generator_features
 

@@ -9,7 +9,7 @@ import torch
 
 from metrics import detectors
 from metrics.detectors import DETECTORS, DetectorSpec, load_detector_file, locate_detector
-from metrics.errors import DetectorError
+from metrics import DetectorError
 from metrics.standin import save_standin_detectors
 from torch_utils.download import DownloadError, cached_path, download_cached, open_url
 

@@ -7,7 +7,7 @@ import torch
 from metrics.api import calc_metric
 from metrics.equivariance import (bandlimit_filter, pseudo_rotate, rotate_fractional, rotation_matrix,
                                   translate_fractional, translate_integer)
-from metrics.errors import MetricError
+from metrics import MetricError
 from helpers.metrics_toys import FourierGenerator
 
 

@@ -9,7 +9,7 @@ import scipy.linalg
 import torch
 
 from metrics.api import calc_metric, report_metric
-from metrics.errors import MetricError
+from metrics import MetricError
 from metrics.standin import save_standin_detectors
 from helpers.metrics_toys import LinearGenerator, ReplayGenerator, block_features, random_images, write_image_folder
 

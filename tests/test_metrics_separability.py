@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from metrics.api import calc_metric
-from metrics.errors import MetricError
+from metrics import MetricError
 from metrics.standin import save_standin_detectors
 from helpers.metrics_toys import random_images, write_image_folder
 

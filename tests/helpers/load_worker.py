@@ -86,7 +86,7 @@ def main() -> None:
     from networks.snapshot import SnapshotError, load_snapshot
     import training.augment   # noqa: F401 - registers the AugmentPipe family, as the training code does
     from training import resume
-    from metrics.errors import MetricError
+    from metrics import MetricError
     from metrics.garment_classifier import ClassifierFileError, load_garment_classifier
     from inversion.hyperstyle import InverterError, load_inverter
     from metrics.runner import snapshot_dataset
