@@ -3,7 +3,6 @@
 synthetic garments into a training set (NVIDIA's layout; see docs/datasets.md)."""
 from __future__ import annotations
 
-import json
 import re
 import sys
 from typing import Optional
@@ -12,7 +11,7 @@ import click
 
 from data.colour import COLOUR, COLOUR_HELP
 from data.convert import TRANSFORMS, convert
-from torch_utils.atomic import atomic_write_bytes
+from torch_utils.atomic import atomic_write_json
 from torch_utils.cli import check_output_path, run
 
 # Archive suffixes people reach for; only .zip is written, anything else would silently become a folder.
@@ -53,10 +52,6 @@ def check_output_size(resolution: Optional[tuple[int, int]], transform: Optional
         hint = ' (or --transform=center-crop-wide onto a square)' if width != height else ''
         raise click.BadParameter(f'{width}x{height}: training needs square power-of-two images, e.g. 256x256{hint}',
                                  param_hint='--resolution')
-
-
-def _write_json(path: str, data: dict) -> None:
-    atomic_write_bytes(path, json.dumps(data, indent=2).encode())
 
 
 @click.command(context_settings=dict(max_content_width=110))
@@ -134,7 +129,7 @@ def main(source: str, dest: str, resolution: Optional[tuple[int, int]], transfor
         click.echo('interrupted; nothing was written', err=True)
         sys.exit(130)
     if report_path:
-        _write_json(report_path, report.to_dict())
+        atomic_write_json(report_path, report.to_dict())
     click.echo(report.summary())
 
 

@@ -12,7 +12,6 @@ passes through its keyframe exactly at frame k * frames_per_key.
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Sequence, Union
 
@@ -22,7 +21,7 @@ from tqdm import tqdm
 
 from generation.images import with_grid
 from generation.seeds import synthesize
-from torch_utils.atomic import atomic_write_bytes
+from torch_utils.atomic import atomic_write_json
 from torch_utils.media import image_grid, save_image, write_frames
 
 from . import EditingError
@@ -31,10 +30,6 @@ from .edits import Edit, edit_rows, mix_ws, parse_layers, strip_ws
 from .latents import Latents
 
 KINDS = ('linear', 'cubic')
-
-
-def _write_json(path: str, data: dict) -> None:
-    atomic_write_bytes(path, json.dumps(data, indent=2).encode())
 
 
 def write_images(G: torch.nn.Module, latents: Latents, outdir: str, suffix: str = '', noise_mode: str = 'const',
@@ -68,7 +63,7 @@ def write_edit_strip(G: torch.nn.Module, latents: Latents, directions: Direction
         save_image(image_grid(list(images[i * per:(i + 1) * per]), cols=n_cols), paths[-1])
     rows = [dict(latent=label, direction=name, layers=list(map(int, edit_rows(directions, Edit(name, 1.0, lay), G))))
             for label in latents.labels for name, lay in zip(names, lays)]
-    _write_json(os.path.join(outdir, 'edit-strip.json'), dict(strengths=list(strengths), rows=rows))
+    atomic_write_json(os.path.join(outdir, 'edit-strip.json'), dict(strengths=list(strengths), rows=rows))
     return paths
 
 
@@ -98,7 +93,7 @@ def write_mixing(G: torch.nn.Module, rows: Latents, cols: Latents, styles: str, 
     grid = mixing_grid(G, rows.ws, cols.ws, mixed_rows, noise_mode=noise_mode, batch_size=batch_size)
     paths = [os.path.join(outdir, 'mix-grid.png'), os.path.join(outdir, 'mix-grid.json')]
     save_image(grid, paths[0])
-    _write_json(paths[1], dict(rows=rows.labels, cols=cols.labels, styles=styles, ws_rows_from_columns=mixed_rows,
+    atomic_write_json(paths[1], dict(rows=rows.labels, cols=cols.labels, styles=styles, ws_rows_from_columns=mixed_rows,
                                num_ws=int(G.num_ws)))
     return paths
 

@@ -8,12 +8,11 @@ only snapshots still in the directory count (a retired snapshot cannot be loaded
 from __future__ import annotations
 
 import glob
-import json
 import os
 from typing import Optional
 
 from networks.snapshot import BEST_FILE, read_best, snapshot_nimg
-from torch_utils.atomic import atomic_write_bytes
+from torch_utils.atomic import atomic_write_json
 from torch_utils.jsonl import read_jsonl
 
 from .registry import better
@@ -50,7 +49,7 @@ def update_best(run_dir: str) -> Optional[dict]:
         return None
     first = next(k for r in _records(run_dir) for k in r['results'] if k in by_key)
     best = dict(metric=first, **by_key[first], by_metric=by_key)
-    atomic_write_bytes(os.path.join(run_dir, BEST_FILE), (json.dumps(best, indent=2) + '\n').encode())
+    atomic_write_json(os.path.join(run_dir, BEST_FILE), best)
     return best
 
 

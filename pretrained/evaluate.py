@@ -31,7 +31,7 @@ from networks.snapshot import load_generator                          # noqa: E4
 from pretrained import quality                                         # noqa: E402
 from generation.seeds import device_from_option                      # noqa: E402
 from torch_utils import safe_json                                      # noqa: E402
-from torch_utils.atomic import atomic_write_bytes                      # noqa: E402
+from torch_utils.atomic import atomic_write_json                       # noqa: E402
 
 
 @click.command(help=__doc__)
@@ -63,10 +63,9 @@ def main(network, baseline, data, classifier, num_fid, num_per_class, seed, json
         if baseline else None
     result.update(network=network, baseline=short, data=data)
     click.echo(quality.format_table(result))
-    text = json.dumps(result, indent=1)
-    click.echo(text)
+    click.echo(json.dumps(result, indent=1))
     if json_out:
-        atomic_write_bytes(json_out, text.encode())
+        atomic_write_json(json_out, result, indent=1)
 
 
 def sweep(G, clf, truncations: list[float], per_class: int, seed: int, json_out, figure) -> None:
@@ -75,7 +74,7 @@ def sweep(G, clf, truncations: list[float], per_class: int, seed: int, json_out,
     if json_out:
         result = safe_json.load_file(json_out, 1 << 20) if os.path.isfile(json_out) else {}
         result['truncations'] = dict(num_per_class=per_class, seed=seed, rows=rows)
-        atomic_write_bytes(json_out, json.dumps(result, indent=1).encode())
+        atomic_write_json(json_out, result, indent=1)
     if figure:
         quality.colour_coverage_figure(rows, figure)
         click.echo(f'wrote {figure}')

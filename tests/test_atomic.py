@@ -1,4 +1,5 @@
 """torch_utils.atomic: a write that fails midway leaves the previous file and no temporary behind."""
+import json
 import os
 import stat
 
@@ -65,3 +66,13 @@ def test_a_refused_temporary_is_reported_under_the_output_name(tmp_path, monkeyp
     with pytest.raises(OSError) as info:
         atomic_write_bytes(path, b'data')
     assert describe(info.value) == f'{path}: Permission denied'
+
+
+def test_json_that_cannot_be_encoded_leaves_the_previous_file(tmp_path):
+    from torch_utils.atomic import atomic_write_json
+    path = tmp_path / 'best.json'
+    atomic_write_json(path, {'fid': 1.5, 'rows': [1, 2]})
+    assert path.read_text() == '{\n  "fid": 1.5,\n  "rows": [\n    1,\n    2\n  ]\n}\n'
+    with pytest.raises(TypeError):
+        atomic_write_json(path, {'fid': object()})
+    assert json.loads(path.read_text()) == {'fid': 1.5, 'rows': [1, 2]} and os.listdir(tmp_path) == ['best.json']

@@ -7,9 +7,10 @@ rename is atomic) and renamed over the destination only after it was flushed to 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
-from typing import BinaryIO, Callable, Iterator, Union
+from typing import Any, BinaryIO, Callable, Iterator, Union
 
 PathLike = Union[str, os.PathLike]
 
@@ -51,3 +52,9 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_json(path: PathLike, data: Any, indent: int = 2, sort_keys: bool = False) -> None:
+    """`data` as indented JSON with a final newline, written atomically (the one JSON file writer; records
+    appended one per line go through torch_utils/jsonl.py)."""
+    atomic_write_bytes(path, (json.dumps(data, indent=indent, sort_keys=sort_keys) + '\n').encode())

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import fcntl
 import glob
-import json
 import os
 import re
 from typing import Optional
 
 from networks.snapshot import SNAPSHOT_GLOB, save_snapshot, snapshot_nimg
 from torch_utils import distributed, safe_json
-from torch_utils.atomic import atomic_write_bytes
+from torch_utils.atomic import atomic_write_bytes, atomic_write_json
 from training.tensorboard import trim_events
 
 _RUN_ID = re.compile(r'^(\d+)-')
@@ -61,7 +60,7 @@ def open_run_dir(outdir: str, desc: str, run_dir: Optional[str], options: dict) 
     if distributed.rank() == 0:
         run_dir = run_dir or claim_run_dir(outdir, desc)
         options = dict(options, run_dir=run_dir)   # the directory's real name, not the plan's placeholder
-        atomic_write_bytes(os.path.join(run_dir, OPTIONS_FILE), json.dumps(options, indent=2).encode())
+        atomic_write_json(os.path.join(run_dir, OPTIONS_FILE), options)
     return distributed.all_gather_object(run_dir)[0]
 
 

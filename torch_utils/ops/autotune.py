@@ -13,7 +13,6 @@ it needs gradients, and its batch x channels rounded up to a power of two.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any, Callable, Optional
@@ -21,7 +20,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from torch_utils import safe_json
-from torch_utils.atomic import atomic_output
+from torch_utils.atomic import atomic_write_json
 
 KERNEL, REFERENCE = 'kernel', 'ref'
 REPEATS = 3   # timed runs per candidate after one warm-up; the fastest counts
@@ -114,8 +113,7 @@ class Chooser:
             with file_lock(self.path + '.lock'):
                 table = self._read()
                 table[self.device_name] = {**table.get(self.device_name, {}), **self.choices}
-                with atomic_output(self.path) as tmp, open(tmp, 'w') as f:
-                    json.dump(table, f, indent=1, sort_keys=True)
+                atomic_write_json(self.path, table, indent=1, sort_keys=True)
         except OSError:   # a read-only cache: the choices still hold for this process
             pass
 
