@@ -35,6 +35,7 @@ from inversion.quality import psnr, ssim  # noqa: E402
 from inversion.run import InvertOptions, invert  # noqa: E402
 from generation import seeds  # noqa: E402
 from networks.snapshot import SnapshotError, load_generator  # noqa: E402
+from torch_utils.devices import device_from_option  # noqa: E402
 from torch_utils.jsonl import append_jsonl  # noqa: E402
 from torch_utils.media import image_uint8  # noqa: E402
 
@@ -77,7 +78,7 @@ def main(network, num_images, targets, methods, steps, pti_steps, perceptual, en
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise click.BadParameter(f'unknown methods {unknown}; choose from {", ".join(METHODS)}', param_hint='--methods')
-    device = seeds.default_device() if device == 'auto' else torch.device(device)
+    device = device_from_option(device)
     try:
         G = load_generator(network, device=device)
         loss_net = load_perceptual(perceptual, device)

@@ -33,6 +33,7 @@ from metrics import DetectorError                               # noqa: E402
 from metrics.standin import save_standin_detectors                     # noqa: E402
 from networks import stylegan2, stylegan3                              # noqa: E402
 from networks.snapshot import load_generator                           # noqa: E402
+from torch_utils.devices import default_device                         # noqa: E402
 from torch_utils.torchscript import TRUST_ENV                          # noqa: E402
 
 
@@ -57,7 +58,7 @@ def fresh_generator(cfg: str, res: int, cbase: int, cmax: int) -> torch.nn.Modul
 @click.option('--detector-dir', help='Folder with inception-2015-12-05.pt')
 @click.option('--download', is_flag=True, help='Download NVIDIA\'s Inception if it is not available locally')
 def main(metric, network, cfg, res, cbase, cmax, data, detector_dir, download):
-    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    device = default_device()
     G = load_generator(network, device) if network else fresh_generator(cfg, res, cbase, cmax).to(device).eval()
     try:
         path = locate_detector('inception', detector_dir, download=download)

@@ -21,12 +21,13 @@ from tqdm import tqdm
 
 from networks.snapshot import export_pt, open_network
 from torch_utils.cli import check_output_path
+from torch_utils.devices import device_from_option
 from torch_utils.jsonl import append_jsonl
 from torch_utils.media import image_grid, save_image
 
 from . import GenerationError
 from .seeds import (ClassLabelError, check_render_numbers, check_seed_range, class_choices, class_index,
-                    device_from_option, generate_from_seeds, set_input_transform)
+                    generate_from_seeds, set_input_transform)
 
 Log = Callable[[str], None]
 Sources = Sequence[Union[int, str]]   # seeds and paths of latents files

@@ -13,9 +13,10 @@ from torch import nn
 from tqdm import tqdm
 
 from data.member_limits import special_file_reason
-from generation.seeds import ClassLabelError, class_label, device_from_option
+from generation.seeds import ClassLabelError, class_label
 from networks.snapshot import Source, load_generator, open_network, resolve_source
 from torch_utils.cli import UserError, check_output_path
+from torch_utils.devices import device_from_option
 from torch_utils.jsonl import append_jsonl, read_jsonl
 from torch_utils.media import image_uint8, save_image, side_by_side, write_frames
 

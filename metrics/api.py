@@ -16,6 +16,7 @@ import torch
 
 from torch_utils.distributed import broadcast_float, world_size
 from torch_utils.cli import UserError
+from torch_utils.devices import device_from_option
 from torch_utils.jsonl import append_jsonl
 from training.options import TrainingOptions
 
@@ -59,7 +60,7 @@ def calc_metric(metric: str, G: torch.nn.Module, data: Union[str, dict, None] = 
     spec = get_metric(metric)
     if spec is None:
         raise MetricError(f'unknown metric {metric!r} (see calc_metrics.py --help)')
-    device = torch.device(device) if device is not None else torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    device = device_from_option(device, option='device')
     dataset_kwargs = resolve_data(data, G.img_resolution) or {}
     dataset_kwargs.update(resolution=G.img_resolution, use_labels=G.c_dim != 0)
     if mirror is not None:

@@ -29,7 +29,7 @@ from metrics.detectors import locate_detector                          # noqa: E
 from metrics.garment_classifier import load_garment_classifier         # noqa: E402
 from networks.snapshot import load_generator                          # noqa: E402
 from pretrained import quality                                         # noqa: E402
-from generation.seeds import device_from_option                      # noqa: E402
+from torch_utils.devices import device_from_option                   # noqa: E402
 from torch_utils import safe_json                                      # noqa: E402
 from torch_utils.atomic import atomic_write_json                       # noqa: E402
 

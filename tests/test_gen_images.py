@@ -2,6 +2,7 @@
 import json
 import os
 import pickle
+import sys
 
 import numpy as np
 import PIL.Image
