@@ -38,6 +38,7 @@ from metrics.runner import EvalJob, collect, format_table, prepare, run
 from networks.snapshot import Source, resolve_source
 from torch_utils import cli
 from training.curves import plot_run
+from training.run_dir import is_run_dir, latest_run_dir
 
 
 def parse_metrics(value: str) -> list[str]:
@@ -89,7 +90,6 @@ def main(network, metrics, data, mirror, gpus, detector_dir, force, seed, verbos
 def run_directory(source: Source) -> str:
     """The run whose curves --plot draws: a run directory, the newest run of a folder of runs, the run of
     RUN_DIR:best or of a snapshot inside a run."""
-    from training.run_dir import is_run_dir, latest_run_dir
     if source.kind == 'run':
         run_dir = source.path if is_run_dir(source.path) else latest_run_dir(source.path)
     elif source.kind in ('best', 'file'):

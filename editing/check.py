@@ -24,6 +24,8 @@ import torch
 from tqdm import tqdm
 
 from generation.seeds import seeds_to_ws, synthesize
+from metrics.detectors import locate_detector
+from metrics.garment_classifier import load_garment_classifier
 
 from . import EditingError
 from .directions import CHECKS, Directions
@@ -45,8 +47,6 @@ GARMENT_MASK_THRESHOLD = 40 / 255      # synthetic_garments.garment_mask's, on [
 
 def garment_classifier(device: torch.device = torch.device('cpu')) -> torch.nn.Module:
     """The shipped garment classifier (pretrained/garment-classifier-64x64.pt), as the metrics find it."""
-    from metrics.detectors import locate_detector
-    from metrics.garment_classifier import load_garment_classifier
     return load_garment_classifier(locate_detector('garments'), device)
 
 

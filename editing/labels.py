@@ -16,7 +16,9 @@ import os
 from typing import Callable, Optional
 
 import numpy as np
+import PIL.Image
 
+from data import synthetic_garments as sg
 from torch_utils import safe_json
 
 from . import EditingError
@@ -29,9 +31,7 @@ CENTROID_GRID = 16
 
 def _silhouettes(images: np.ndarray, grid: int = CENTROID_GRID) -> np.ndarray:
     """[N, grid*grid] garment-mask fractions on a coarse grid (the class is in the outline)."""
-    from data.synthetic_garments import garment_mask
-    import PIL.Image
-    masks = garment_mask(images).astype(np.float32)
+    masks = sg.garment_mask(images).astype(np.float32)
     n, h, w = masks.shape
     if h % grid == 0 and w % grid == 0:
         small = masks.reshape(n, grid, h // grid, grid, w // grid).mean(axis=(2, 4))
@@ -42,11 +42,10 @@ def _silhouettes(images: np.ndarray, grid: int = CENTROID_GRID) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def _class_centroids(resolution: int, num: int = 600, seed: int = 12345) -> np.ndarray:
-    from data.synthetic_garments import CLASSES, attribute_table, render_garments
-    images, attrs = render_garments(num, resolution=resolution, seed=seed)
+    images, attrs = sg.render_garments(num, resolution=resolution, seed=seed)
     features = _silhouettes(images)
-    labels = attribute_table(attrs, 'class_idx')
-    return np.stack([features[labels == k].mean(0) for k in range(len(CLASSES))])
+    labels = sg.attribute_table(attrs, 'class_idx')
+    return np.stack([features[labels == k].mean(0) for k in range(len(sg.CLASSES))])
 
 
 def classify_garments(images: np.ndarray) -> np.ndarray:
@@ -60,7 +59,6 @@ def classify_garments(images: np.ndarray) -> np.ndarray:
 def garment_measures(images: np.ndarray, names: Optional[list[str]] = None) -> dict[str, np.ndarray]:
     """Attribute measurements of garment images; `names` picks some of darkness, sleeve, coverage, pattern,
     class, class:<garment>."""
-    from data import synthetic_garments as sg
     images = np.asarray(images)
     if images.shape[-1] == 1:
         images = np.repeat(images, 3, axis=-1)

@@ -23,8 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metrics import DetectorError
+from metrics.detectors import locate_detector
 from torch_utils import torchscript
 from torch_utils.cli import UserError
+from torch_utils.download import DownloadError, download_cached
 
 VGG16_URL = 'https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/vgg16.pt'
 KINDS_HELP = ("'vgg16' (NVIDIA's VGG16 LPIPS TorchScript, downloaded once), a path or URL to that vgg16.pt, "
@@ -133,7 +136,6 @@ class LpipsPackage(Perceptual):
 
 
 def _download(url: str) -> str:
-    from torch_utils.download import DownloadError, download_cached
     try:
         return str(download_cached(url))
     except DownloadError as e:
@@ -143,8 +145,6 @@ def _download(url: str) -> str:
 
 def locate_vgg16() -> str:
     """NVIDIA's vgg16.pt where the metrics look for it (their detector folder or cache), downloading it once."""
-    from metrics.detectors import locate_detector
-    from metrics import DetectorError
     try:
         return locate_detector('vgg16', option=None)
     except DetectorError as e:
@@ -171,7 +171,7 @@ def load_vgg16(source: str, device: Union[str, torch.device] = 'cpu') -> Percept
 
 def load_lpips_package(device: Union[str, torch.device] = 'cpu') -> Perceptual:
     try:
-        import lpips
+        import lpips   # here, not on top: optional, and 0.24 s of import that only --perceptual=lpips pays
     except Exception as e:   # torchvision built for another torch fails at import with RuntimeError
         raise PerceptualUnavailable(
             f'--perceptual=lpips needs the lpips package with a working torchvision, and here '

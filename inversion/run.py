@@ -21,7 +21,7 @@ from torch_utils.jsonl import append_jsonl, read_jsonl
 from torch_utils.media import image_uint8, save_image, side_by_side, write_frames
 
 from . import outputs
-from .hyperstyle import Inverter, TrainOptions, invert_hyperstyle, load_inverter, train_inverter
+from .hyperstyle import Inverter, TrainOptions, generator_fingerprint, invert_hyperstyle, load_inverter, train_inverter
 from .hypernet import fold_offsets
 from .perceptual import Perceptual, load_perceptual
 from .preprocess import Target, TargetError, list_targets, load_target
@@ -222,7 +222,6 @@ def run_inversion(opts: InvertOptions, *, perceptual: Optional[Perceptual] = Non
     pairs = list_targets(opts.target, opts.mask)
     inverter = load_inverter(opts.encoder, G, device) if method == 'hyperstyle' else None
     if inverter is not None and inverter.info.get('fingerprint') not in (None, ''):
-        from .hyperstyle import generator_fingerprint
         if inverter.info['fingerprint'] != generator_fingerprint(G):
             log(f'warning: {opts.encoder} was trained for a different snapshot of the same shape; results may be poor')
     try:   # HyperStyle's encoder needs no class; a given one is still checked

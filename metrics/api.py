@@ -14,15 +14,16 @@ from typing import Optional, Union
 
 import torch
 
+from data.convert import ensure_dataset
 from torch_utils.distributed import broadcast_float, world_size
 from torch_utils.cli import UserError
 from torch_utils.devices import device_from_option
 from torch_utils.jsonl import append_jsonl
 from training.options import TrainingOptions
 
+from . import DetectorError, MetricError
 from .best import best_line, update_best
 from .detectors import locate_detector
-from . import DetectorError, MetricError
 from .options import MetricContext
 from .registry import get_metric, is_valid_metric, offline_hint
 
@@ -44,7 +45,6 @@ def resolve_data(data: Union[str, dict, None], resolution: Optional[int] = None)
         return None
     if isinstance(data, dict):
         return dict(data)
-    from data.convert import ensure_dataset   # builds synthetic:/idx/CIFAR specs once; folders as is
     return dict(path=ensure_dataset(str(data), resolution))
 
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from data import synthetic_garments as sg
 from torch_utils import safe_pickle
+from torch_utils.atomic import atomic_write
 from torch_utils.cli import UserError, describe
 
 RESOLUTION = 64
@@ -89,7 +90,6 @@ class ClassifierFileError(UserError, ValueError):
 
 
 def save_garment_classifier(path: str, model: GarmentClassifier, meta: Optional[dict] = None) -> None:
-    from torch_utils.atomic import atomic_write
     payload = dict(format=FILE_FORMAT, config=dict(model.config), meta=dict(meta or {}),
                    state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
     atomic_write(path, lambda f: torch.save(payload, f))

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from data.dataset import ImageFolderDataset
 
+from . import MetricError
 from .detectors import load_detector
 
 _DATASET_ARGS = set(inspect.signature(ImageFolderDataset.__init__).parameters) - {'self'}
@@ -54,7 +55,6 @@ class MetricContext:
 
     def open_dataset(self) -> ImageFolderDataset:
         if not self.dataset_kwargs.get('path'):
-            from . import MetricError
             raise MetricError('this metric needs a dataset; pass --data (or data= to calc_metric)')
         return ImageFolderDataset(**self.dataset_kwargs)
 

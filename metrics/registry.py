@@ -21,7 +21,14 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from .equivariance import run_equivariance
+from .frechet import run_fid
+from .inception_score import run_is
+from .kernel import run_kid
 from .options import MetricContext
+from .ppl import run_ppl
+from .precision_recall import run_pr
+from .separability import run_ls
 
 RECOMMENDED = ('fid50k_full', 'kid50k_full', 'pr50k3_full', 'ppl2_wend', 'eqt50k_int', 'eqt50k_frac', 'eqr50k')
 LEGACY = ('fid50k', 'kid50k', 'pr50k3', 'is50k', 'ppl_zfull', 'ppl_wfull', 'ppl_zend', 'ppl_wend', 'ls')
@@ -45,7 +52,6 @@ def _count(digits: str, k: str) -> int:
 
 
 def _fid(name: str, m: re.Match, detector: str = 'inception') -> Metric:
-    from .frechet import run_fid
     n, full = _count(m[1], m[2]), bool(m[3])
 
     def run(opts):
@@ -59,7 +65,6 @@ def _fid_garments(name: str, m: re.Match) -> Metric:
 
 
 def _kid(name: str, m: re.Match) -> Metric:
-    from .kernel import run_kid
     n, full = _count(m[1], m[2]), bool(m[3])
 
     def run(opts):
@@ -70,7 +75,6 @@ def _kid(name: str, m: re.Match) -> Metric:
 
 
 def _pr(name: str, m: re.Match) -> Metric:
-    from .precision_recall import run_pr
     n, k, full = int(m[1]) * 1000, int(m[2]), bool(m[3])
 
     def run(opts):
@@ -81,7 +85,6 @@ def _pr(name: str, m: re.Match) -> Metric:
 
 
 def _ppl(name: str, m: re.Match) -> Metric:
-    from .ppl import run_ppl
     crop = m[1] != '2'
     n = _count(m[4], m[5]) if m[4] else 50000
 
@@ -91,7 +94,6 @@ def _ppl(name: str, m: re.Match) -> Metric:
 
 
 def _eqt(name: str, m: re.Match) -> Metric:
-    from .equivariance import run_equivariance
     n, kind = _count(m[1], m[2]), m[3]
 
     def run(opts):
@@ -100,7 +102,6 @@ def _eqt(name: str, m: re.Match) -> Metric:
 
 
 def _eqr(name: str, m: re.Match) -> Metric:
-    from .equivariance import run_equivariance
     n = _count(m[1], m[2])
 
     def run(opts):
@@ -109,7 +110,6 @@ def _eqr(name: str, m: re.Match) -> Metric:
 
 
 def _is(name: str, m: re.Match) -> Metric:
-    from .inception_score import run_is
     n = _count(m[1], m[2])
 
     def run(opts):
@@ -119,7 +119,6 @@ def _is(name: str, m: re.Match) -> Metric:
 
 
 def _ls(name: str, m: re.Match) -> Metric:
-    from .separability import run_ls
     n = _count(m[1], m[2]) if m[1] else 200000
 
     def run(opts):

@@ -19,15 +19,18 @@ from typing import Any, Optional, Union
 
 import torch
 
+from data import DatasetError
+from data.convert import ensure_dataset, synthetic_spec_of
+from data.dataset import ImageFolderDataset
 from networks.snapshot import SNAPSHOT_GLOB, find_latest_snapshot, load_generator, load_snapshot, snapshot_nimg
 from torch_utils import distributed
 from torch_utils.download import is_url
 from torch_utils.jsonl import append_jsonl, read_jsonl
 from torch_utils.safe_pickle import one_line
 
+from . import DetectorError, MetricError
 from .api import calc_metric, report_metric, resolve_data
 from .detectors import locate_detector
-from . import DetectorError, MetricError
 from .registry import better, get_metric, offline_hint
 
 
@@ -148,9 +151,6 @@ def snapshot_dataset(data: dict, origin: str) -> Optional[dict]:
 
 
 def _check_dataset(job: EvalJob, G: torch.nn.Module, origin: str) -> None:
-    from data import DatasetError
-    from data.convert import ensure_dataset, synthetic_spec_of
-    from data.dataset import ImageFolderDataset
     spec = job.data['path'] if isinstance(job.data, dict) else str(job.data)
     if isinstance(job.data, dict) and not os.path.exists(spec):
         synthetic = synthetic_spec_of(spec)   # the synthetic garments are drawn again, into the cache

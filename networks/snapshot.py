@@ -25,6 +25,7 @@ import math
 import os
 import pickle
 import re
+import resource
 import threading
 import warnings
 from collections import OrderedDict
@@ -222,7 +223,6 @@ def _address_space_budget(nbytes: int) -> Iterator[None]:
     absurd filter sizes fails with MemoryError instead of exhausting the machine. Only where /proc exists and
     no other Python thread runs (the limit is process-wide); elsewhere the kwargs bounds above must do."""
     try:
-        import resource
         with open('/proc/self/statm') as f:
             mapped = int(f.read().split()[0]) * os.sysconf('SC_PAGE_SIZE')
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)

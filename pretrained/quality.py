@@ -13,6 +13,8 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
+import PIL.Image
+import PIL.ImageDraw
 import torch
 from tqdm import tqdm
 
@@ -128,8 +130,6 @@ def truncation_sweep(G: torch.nn.Module, classifier: GarmentClassifier, class_na
 def colour_coverage_figure(rows: list[dict], path: str, bar: int = 18, height: int = 90) -> None:
     """A PNG: per truncation, one bar per training colour (drawn in that colour) as high as its share of the
     samples, the training set's share (1/12) as a grey line, and the worst class accuracy."""
-    import PIL.Image
-    import PIL.ImageDraw
     left, gap, top = 80, 4, 6
     scale = height / 0.3                      # a 30% share fills the panel
     width = left + len(COLOUR_NAMES) * (bar + gap) + 190

@@ -5,6 +5,7 @@ This module imports neither torch nor numpy, so that light scripts (dataset_tool
 """
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import sys
@@ -144,7 +145,6 @@ class Parsed(click.ParamType):
 
 def did_you_mean(word: str, candidates: Any) -> str:
     """' (did you mean X?)' for the candidate closest to a mistyped word, or '' when none is close."""
-    import difflib
     close = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
     return f' (did you mean {close[0]}?)' if close else ''
 

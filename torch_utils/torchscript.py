@@ -27,6 +27,8 @@ import os
 import warnings
 from typing import Union
 
+import torch
+
 from torch_utils.cli import UserError
 
 TRUST_ENV = 'SG3C_TRUST_TORCHSCRIPT'
@@ -71,7 +73,6 @@ def check_trusted(path: Union[str, os.PathLike]) -> str:
 
 def load(path: Union[str, os.PathLike], device=None):
     """torch.jit.load of a file that check_trusted accepts."""
-    import torch
     check_trusted(path)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', DeprecationWarning)   # TorchScript is deprecated, the files are not

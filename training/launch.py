@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import tempfile
+import traceback
 from typing import Any, Callable, Optional
 
 import torch
@@ -68,7 +69,6 @@ def _process(rank: int, opts: TrainingOptions, world: int, init_file: str, metri
     except EXPECTED as e:
         if rank == 0:
             if debug_enabled():
-                import traceback
                 traceback.print_exc()
             print(f'error: {describe(e)}', file=sys.stderr, flush=True)
         sys.exit(1)

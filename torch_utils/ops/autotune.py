@@ -22,6 +22,8 @@ import torch
 from torch_utils import safe_json
 from torch_utils.atomic import atomic_write_json
 
+from .cuda_build import file_lock
+
 KERNEL, REFERENCE = 'kernel', 'ref'
 REPEATS = 3   # timed runs per candidate after one warm-up; the fastest counts
 TABLE_LIMIT = 16 << 20   # bytes of the choices file read
@@ -108,7 +110,6 @@ class Chooser:
     def _write(self) -> None:
         if self.path is None:
             return
-        from .cuda_build import file_lock   # (ranks sharing the build merge their tables under its lock)
         try:
             with file_lock(self.path + '.lock'):
                 table = self._read()

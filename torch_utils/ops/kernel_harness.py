@@ -31,7 +31,7 @@ def build(verbose: bool = False, directory: Optional[str] = None) -> ModuleType:
     global _module
     if _module is not None and directory is None:
         return _module
-    from torch.utils import cpp_extension
+    from torch.utils import cpp_extension   # 0.1 s of import that only a build pays
     key = cuda_build.sources_key(SOURCES + cuda_build.HEADERS, f'{torch.__version__}|{FLAGS}')
     directory = directory or cuda_build.build_dir(key, prefix='sg3c_harness')
     os.makedirs(directory, exist_ok=True)
