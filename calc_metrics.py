@@ -35,10 +35,10 @@ import click
 
 from generation.seeds import MAX_SEED
 from metrics.runner import EvalJob, collect, format_table, prepare, run
-from networks.snapshot import Source, resolve_source
+from networks.snapshot import resolve_source
 from torch_utils import cli
 from training.curves import plot_run
-from training.run_dir import is_run_dir, latest_run_dir
+from training.run_dir import run_dir_of
 
 
 def parse_metrics(value: str) -> list[str]:
@@ -71,12 +71,14 @@ def main(network, metrics, data, mirror, gpus, detector_dir, force, seed, verbos
     plot_run_dir = None
     if plot:   # before any metric is computed: where the curves come from and go
         cli.check_output_path(plot, '--plot', folder=False)
-        plot_run_dir = run_directory(source)
+        plot_run_dir = run_dir_of(source)
+        if plot_run_dir is None:
+            raise cli.UserError(f'--plot: {source.path} is not a run directory, a folder of runs or a snapshot in a run')
     if names:
         job = EvalJob(metrics=names, network=source.path, data=data, mirror=mirror, gpus=gpus, detector_dir=detector_dir,
                       force=force, seed=seed, verbose=verbose)
         prepare(job)   # every failure a user can cause is a UserError: one line, exit code 1 (torch_utils.cli.run)
-        if job.run_dir and source.kind == 'run' and os.path.normpath(job.run_dir) != os.path.normpath(source.path):
+        if job.run_dir and os.path.isdir(source.path) and os.path.normpath(job.run_dir) != os.path.normpath(source.path):
             click.echo(f'using {job.run_dir}, the newest run in {source.path}')
         skipped = len(job.snapshots) * len(names) - len(job.todo)
         if skipped and verbose:
@@ -85,21 +87,6 @@ def main(network, metrics, data, mirror, gpus, detector_dir, force, seed, verbos
         click.echo(format_table(collect(job, new)))
     if plot:
         click.echo(f'wrote {plot_run(plot_run_dir, plot)}')
-
-
-def run_directory(source: Source) -> str:
-    """The run whose curves --plot draws: a run directory, the newest run of a folder of runs, the run of
-    RUN_DIR:best or of a snapshot inside a run."""
-    if source.kind == 'run':
-        run_dir = source.path if is_run_dir(source.path) else latest_run_dir(source.path)
-    elif source.kind in ('best', 'file'):
-        run_dir = os.path.dirname(source.path) or '.'
-        run_dir = run_dir if is_run_dir(run_dir) else None
-    else:
-        run_dir = None
-    if run_dir is None:
-        raise cli.UserError(f'--plot: {source.path} is not a run directory, a folder of runs or a snapshot in a run')
-    return run_dir
 
 
 if __name__ == '__main__':

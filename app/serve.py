@@ -7,7 +7,7 @@ import socket
 from typing import Any, Optional
 
 from app.page import CSS, THEME, build_ui
-from app.studio import MAX_UPLOAD_BYTES, Studio, StudioError, network_argument, resolve_network
+from app.studio import MAX_UPLOAD_BYTES, Studio, StudioError, resolve_network
 from inversion.perceptual import PerceptualUnavailable, load_perceptual
 from metrics.detectors import locate_detector
 from metrics import DetectorError
@@ -35,7 +35,7 @@ def serve(network: str, directions: Optional[str], port: int, host: str, share: 
     source = resolve_network(network)
     loss_net, loss_name = load_perceptual_for_app(perceptual, device)
     studio = Studio.load(source.path, directions, device=device, perceptual=loss_net, perceptual_name=loss_name,
-                         network_arg=network_argument(network, source), log=lambda line: print(line, flush=True))
+                         network_arg=source.command_name(network), log=lambda line: print(line, flush=True))
     demo = build_ui(studio)
     demo.queue(default_concurrency_limit=4)
     # quiet: gradio's own lines would tell the user to edit launch() for a public link (--share does it)

@@ -89,17 +89,6 @@ def resolve_network(name: str) -> Source:
         raise StudioError(f'{e}; pass --network=PATH to a snapshot (.pkl, .pt or run directory)') from None
 
 
-def network_argument(given: str, source: Source) -> str:
-    """How the page and its shell commands name the network: a URL or a short name of pretrained/ as given
-    (it works from any folder), else the snapshot file, relative to the current folder where it lies below it."""
-    if source.kind == 'pretrained':
-        return given
-    if source.kind == 'url':
-        return source.path
-    relative = os.path.relpath(source.path)
-    return source.path if relative.startswith('..') else relative
-
-
 def directions_beside(network: str, G: nn.Module) -> Optional[str]:
     """The directions .npz stored next to a network file (same stem, any suffix), if one fits the network."""
     if not os.path.isfile(network):
@@ -265,7 +254,7 @@ class Studio:
         self.G = G.eval().requires_grad_(False)
         self.log = log   # the server's log: one line per inversion that ends
         self.network = network
-        self.network_arg = network_arg or network   # what the page and its commands call it (network_argument)
+        self.network_arg = network_arg or network   # what the page and its commands call it (Source.command_name)
         self.device = next(G.parameters()).device
         if directions is not None:
             directions.check_network(G, directions_path or 'directions')

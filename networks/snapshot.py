@@ -405,6 +405,16 @@ class Source:
     path: str
     kind: str
 
+    def command_name(self, given: str) -> str:
+        """How shell commands should name this network: a URL or a short name of pretrained/ as given (it works
+        from any folder), else the snapshot file, relative to the current folder where it lies below it."""
+        if self.kind == 'pretrained':
+            return given
+        if self.kind == 'url':
+            return self.path
+        relative = os.path.relpath(self.path)
+        return self.path if relative.startswith('..') else relative
+
 
 def shipped_models() -> dict[str, str]:
     """Short name -> path of each model shipped in pretrained/."""

@@ -237,8 +237,8 @@ def test_network_names_resolve_to_files_or_the_pretrained_folder_only(tmp_path):
         save_snapshot(run / f'network-snapshot-{kimg:06d}.pkl', tiny_networks('stylegan2'))
     newest = str(run / 'network-snapshot-000008.pkl')
     assert S.resolve_network(str(tmp_path)).path == newest == S.resolve_network(str(run)).path   # pinned to the file now
-    assert S.network_argument(str(run), S.resolve_network(str(run))) == newest
-    assert S.network_argument('garments', S.resolve_network('garments')) == 'garments'
+    assert S.resolve_network(str(run)).command_name(str(run)) == newest
+    assert S.resolve_network('garments').command_name('garments') == 'garments'
     with pytest.raises(S.StudioError, match='not the name of a model in pretrained'):
         S.resolve_network('shoes')
     with pytest.raises(S.StudioError, match=r'did you mean garments\?'):

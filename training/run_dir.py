@@ -14,7 +14,7 @@ import os
 import re
 from typing import Optional
 
-from networks.snapshot import SNAPSHOT_GLOB, save_snapshot, snapshot_nimg
+from networks.snapshot import SNAPSHOT_GLOB, Source, save_snapshot, snapshot_nimg
 from torch_utils import distributed, safe_json
 from torch_utils.atomic import atomic_write_bytes, atomic_write_json
 from training.tensorboard import trim_events
@@ -72,6 +72,17 @@ def latest_run_dir(outdir: str) -> Optional[str]:
 
 def is_run_dir(path: str) -> bool:
     return os.path.isfile(os.path.join(path, OPTIONS_FILE))
+
+
+def run_dir_of(source: Source) -> Optional[str]:
+    """The run a --network names, if any: a run directory, the newest run of a folder of runs, the run of
+    RUN_DIR:best or of a snapshot file inside a run."""
+    if source.kind == 'run':
+        return source.path if is_run_dir(source.path) else latest_run_dir(source.path)
+    if source.kind in ('best', 'file'):
+        run_dir = os.path.dirname(source.path) or '.'
+        return run_dir if is_run_dir(run_dir) else None
+    return None
 
 
 def list_snapshots(run_dir: str) -> list[str]:
