@@ -50,9 +50,6 @@ class MetricContext:
         """A copy whose dataset options are updated (each metric fixes max_size and xflip as NVIDIA's do)."""
         return replace(self, dataset_kwargs={**self.dataset_kwargs, **overrides})
 
-    def with_G_kwargs(self, **overrides: Any) -> 'MetricContext':
-        return replace(self, G_kwargs={**self.G_kwargs, **overrides})
-
     def open_dataset(self) -> ImageFolderDataset:
         if not self.dataset_kwargs.get('path'):
             raise MetricError('this metric needs a dataset; pass --data (or data= to calc_metric)')

@@ -30,9 +30,6 @@ from .ppl import run_ppl
 from .precision_recall import run_pr
 from .separability import run_ls
 
-RECOMMENDED = ('fid50k_full', 'kid50k_full', 'pr50k3_full', 'ppl2_wend', 'eqt50k_int', 'eqt50k_frac', 'eqr50k')
-LEGACY = ('fid50k', 'kid50k', 'pr50k3', 'is50k', 'ppl_zfull', 'ppl_wfull', 'ppl_zend', 'ppl_wend', 'ls')
-
 _COUNT = r'(\d+)(k?)'
 
 
@@ -159,11 +156,6 @@ def get_metric(name: str) -> Optional[Metric]:
 
 def is_valid_metric(name: str) -> bool:
     return get_metric(name) is not None
-
-
-def list_valid_metrics() -> list[str]:
-    """NVIDIA's names; other counts of the same families are accepted too (see the module doc)."""
-    return list(RECOMMENDED + LEGACY)
 
 
 def better(result_key: str) -> Optional[str]:

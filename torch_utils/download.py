@@ -14,7 +14,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import IO, Optional, Union
+from typing import Optional, Union
 
 
 from tqdm import tqdm
@@ -99,10 +99,3 @@ def download_cached(url: str, cache_dir: Optional[PathLike] = None, filename: Op
     return dest
 
 
-def open_url(url_or_path: PathLike, mode: str = 'rb', cache_dir: Optional[PathLike] = None,
-             progress: bool = True) -> IO:
-    """Open a local file, or a URL through the download cache."""
-    source = os.fspath(url_or_path)
-    if is_url(source):
-        source = download_cached(source, cache_dir=cache_dir, progress=progress)
-    return open(source, mode)
