@@ -583,7 +583,6 @@ def _class_opt(cls: Optional[int], class_names: Optional[Sequence[str]]) -> str:
     return f' --class={shlex.quote(class_names[cls]) if class_names else cls}'
 
 
-
 def _seed(value) -> int:
     if value is None or (isinstance(value, str) and not value.strip()):   # an emptied number box
         raise StudioError(f'enter a seed: a whole number from 0 to {MAX_SEED}')

@@ -199,8 +199,6 @@ MAX_CIFAR_BATCH = 64 << 20
 _IDX_IMAGES = re.compile(r'^(.*)images[-.]idx3-ubyte(\.gz)?$')
 
 
-
-
 def _read_idx(path: str, dims: tuple[int, ...]) -> np.ndarray:
     """An idx array of unsigned bytes with one of `dims` dimensions. The header is checked (dimension count, a size
     computed without overflow, at most MAX_SOURCE_BYTES, no more than a plain file holds) before the data is read,

@@ -233,8 +233,6 @@ def test_upload_a_photo_and_get_a_reconstruction(page, studio, tmp_path):
     shot(page, 'invert')
 
 
-
-
 def test_a_second_tab_has_its_own_state(page, studio):
     first, url = page.current_window_handle, page.current_url
     page.switch_to.new_window('tab')

@@ -61,7 +61,6 @@ def test_tiny_run_trains_and_generates(tmp_path, tiny_data):
     assert np.asarray(PIL.Image.open(out / 'seed0000.png')).shape == (16, 16, 3)
 
 
-
 def assert_events_match_stats(rd):
     """TensorBoard events beside stats.jsonl: one event per tick, at its image count, with every mean."""
     assert not assert_events_match_stats_and_metrics(rd)
