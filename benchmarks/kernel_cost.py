@@ -233,3 +233,224 @@ class _FixedArgs:
 
     def args(self) -> list[int]:
         return list(self._args)
+
+
+# ------------------------------------------------------------------ NVIDIA's filtered_lrelu (a checkout, as given)
+
+NVIDIA_SOURCES = {'forward': 'filtered_lrelu_wr.cu', 'backward': 'filtered_lrelu_rd.cu'}   # sign write / read
+INT_MAX = 2 ** 31 - 1
+
+
+def build_nvidia(repo: str, work: str) -> tuple[dict[str, Kernel], list[dict]]:
+    """Compile the checkout's filtered_lrelu sources (unchanged, into `work`) with the flags its loader
+    passes, and read its kernel table (choose_filtered_lrelu_kernel's CASE lines) from the same sources."""
+    ops = os.path.join(os.path.abspath(repo), 'torch_utils', 'ops')
+    procs = []
+    for src in NVIDIA_SOURCES.values():
+        cubin = os.path.join(work, src + '.cubin')
+        cmd = ['nvcc', '-cubin', f'-arch={ARCH}', '--use_fast_math', *TORCH_CUDA_FLAGS, '-I', ops, *torch_include(),
+               '-o', cubin, os.path.join(ops, src)]
+        procs.append((cubin, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
+    for cubin, proc in procs:
+        out = proc.communicate()[0]
+        if proc.returncode != 0:
+            raise RuntimeError(f'nvcc failed on NVIDIA\'s {cubin}: {out[-2000:]}')
+    with open(os.path.join(ops, 'filtered_lrelu.cu')) as f:
+        text = f.read()
+    modes = {m.group(1): int(m.group(2)) for m in re.finditer(r'(MODE_\w+)\s*=\s*(\d+)', text)}
+    table = []
+    for m in re.finditer(r'^\s*CASE\(([^)]*)\)', text, re.MULTILINE):
+        v = [x.strip() for x in re.sub(r'/\*.*?\*/', '', m.group(1)).split(',')]
+        if len(v) != 11 or not v[0].isdigit():
+            continue
+        sh, up, fu, down, fd = (int(x) for x in v[:5])
+        tw, th, warps, xrep, wskip = (int(x) for x in v[6:])
+        table.append(dict(sh=sh, up=up, fu=fu, down=down, fd=fd, mode=modes[v[5]], tw=tw, th=th, warps=warps,
+                          xrep=xrep, wskip=wskip))
+    return load_kernels([c for c, _ in procs]), table
+
+
+def _choose(table: list[dict], up: int, down: int, fu_shape: tuple, fd_shape: tuple) -> dict:
+    """The first CASE that matches, by the rules of NVIDIA's choose_filtered_lrelu_kernel."""
+    for c in table:
+        su, sd = fu_shape[1] == 0, fd_shape[1] == 0
+        mode_ok = (su == (c['mode'] in (0, 2))) and (sd == (c['mode'] in (0, 1)))
+        if c['sh'] <= SHARED_KB and mode_ok and c['up'] == up and c['down'] == down and \
+                max(fu_shape) <= c['fu'] and max(fd_shape) <= c['fd']:
+            return c
+    raise LookupError(f'NVIDIA has no kernel for up {up} down {down} filters {fu_shape} {fd_shape}')
+
+
+def _nvidia_kernel_name(kernels: dict, case: dict, dtype: str, index64: bool, write: bool, read: bool) -> str:
+    ctype = {'float16': 'c10::Half', 'float32': 'float'}[dtype]
+    want = [ctype, 'long' if index64 else 'int', str(case['sh']), str(write).lower(), str(read).lower(), str(case['mode']),
+            str(case['up']), str(case['fu']), str(case['down']), str(case['fd']), str(case['tw']), str(case['th']),
+            str(case['warps'] * 32), str(bool(case['xrep'])).lower(), str(bool(case['wskip'])).lower()]
+    names = [n for n in kernels if 'filtered_lrelu_kernel' in n and 'act_kernel' not in n]
+    demangled = subprocess.run(['c++filt'], input='\n'.join(names), capture_output=True, text=True).stdout.splitlines()
+    for mangled, plain in zip(names, demangled):
+        m = re.search(r'filtered_lrelu_kernel<(.*)>\(', plain)
+        if m and [a.strip() for a in m.group(1).split(',')] == want:
+            return mangled
+    raise LookupError(f'no compiled NVIDIA kernel filtered_lrelu_kernel<{", ".join(want)}>')
+
+
+def _nvidia_params(v: dict) -> bytes:
+    """filtered_lrelu_kernel_params as NVIDIA's filtered_lrelu.h lays it out (sm_90 ABI)."""
+    b = bytearray(320)
+    struct.pack_into('<2i2i2ii', b, 0, v['up'], v['down'], *v['fu_shape'], *v['fd_shape'], 0)
+    struct.pack_into('<6Q', b, 32, 1 << 40, 2 << 40, 3 << 40, 6 << 40 if v['signs'] else 0, 4 << 40, 5 << 40)
+    struct.pack_into('<2i3fi3i', b, 80, *v['pad0'], v['gain'], v['slope'], v['clamp'], v['flip'], v['tiles_x_dim'],
+                     v['tiles_x_rep'], 0)
+    struct.pack_into('<4i4i2i2ii', b, 128, *v['x_shape'], *v['y_shape'], *v['s_shape'], *v['s_ofs'], v['sw_limit'])
+    struct.pack_into('<4q4qq3q3q', b, 192, *v['x_stride'], *v['y_stride'], v['b_stride'], *v['fu_stride'], *v['fd_stride'])
+    return bytes(b)
+
+
+def _filter_shape(shape: tuple) -> tuple[int, int]:
+    """NVIDIA's [size, 0] for a separable filter, [width, height] for a 2-D one."""
+    return (shape[-1], shape[0] if len(shape) == 2 else 0)
+
+
+def nvidia_launches(kernels: dict, table: list[dict], layer: dict, dtype: str, max_blocks: int) -> dict[str, Launch]:
+    """NVIDIA's forward (sign-writing) and backward (sign-reading, factors swapped) launches of one layer,
+    with the parameters its filtered_lrelu.py and filtered_lrelu.cpp would pass."""
+    import numpy as np
+    n, c, xs = layer['batch'], layer['channels'], layer['size']
+    up, down, (px0, px1, py0, py1) = layer['up'], layer['down'], layer['padding']
+    fu_n, fd_n = np.shape(layer['fu']), np.shape(layer['fd'])
+    fu_w, fd_w = fu_n[-1], fd_n[-1]
+    fu_h, fd_h = (fu_n[0] if len(fu_n) == 2 else fu_w), (fd_n[0] if len(fd_n) == 2 else fd_w)
+    yw = (xs * up + px0 + px1 - (fu_w - 1) - (fd_w - 1) + down - 1) // down
+    yh = (xs * up + py0 + py1 - (fu_h - 1) - (fd_h - 1) + down - 1) // down
+    sw_active = yw * down - (down - 1) + fd_w - 1
+    sh = yh * down - (down - 1) + fd_h - 1
+    s_shape = (((sw_active + 15) & ~15) >> 2, sh)
+    fwd = dict(up=up, down=down, fu=_filter_shape(fu_n), fd=_filter_shape(fd_n), pad0=(px0, py0), gain=layer['gain'],
+               slope=layer['slope'], clamp=layer['clamp'], flip=0, x=(xs, xs), y=(yw, yh), s_shape=s_shape,
+               s_ofs=(0, 0), sw_limit=(sw_active + 3) >> 2, write=True, read=False)
+    bwd = dict(up=down, down=up, fu=_filter_shape(fd_n), fd=_filter_shape(fu_n),
+               pad0=(fu_w - 1 + fd_w - 1 - px0, fu_h - 1 + fd_h - 1 - py0),
+               gain=layer['gain'] * up ** 2 / down ** 2, slope=layer['slope'], clamp=float('inf'), flip=1, x=(yw, yh),
+               y=(xs, xs), s_shape=s_shape, s_ofs=(-(fu_w - 1) + px0, -(fu_h - 1) + py0), sw_limit=s_shape[0],
+               write=False, read=True)
+    return {name: _nvidia_launch(kernels, table, v, n, c, dtype, max_blocks) for name, v in
+            (('forward', fwd), ('backward', bwd))}
+
+
+def _nvidia_launch(kernels: dict, table: list[dict], v: dict, n: int, c: int, dtype: str, max_blocks: int) -> Launch:
+    sz = 2 if dtype == 'float16' else 4
+    (xw, xh), (yw, yh) = v['x'], v['y']
+    case = _choose(table, v['up'], v['down'], v['fu'], v['fd'])
+    x_stride = (sz, sz * xw, sz * xw * xh, sz * xw * xh * c)
+    y_stride = (sz, sz * yw, sz * yw * yh, sz * yw * yh * c)
+    index64 = max(n * x_stride[3], n * y_stride[3]) > INT_MAX or n * c * v['s_shape'][0] * v['s_shape'][1] > INT_MAX
+    gx, gy = (yw - 1) // case['tw'] + 1, (yh - 1) // case['th'] + 1
+    tiles_x_dim, tiles_x_rep = (gx, case['xrep']) if case['xrep'] else (0, 0)
+    if case['xrep']:
+        gx, gy = gy, -(-gx // case['xrep'])
+    params = _nvidia_params(dict(up=v['up'], down=v['down'], fu_shape=v['fu'], fd_shape=v['fd'], signs=True,
+                                 pad0=v['pad0'], gain=v['gain'], slope=v['slope'], clamp=v['clamp'], flip=v['flip'],
+                                 tiles_x_dim=tiles_x_dim, tiles_x_rep=tiles_x_rep, x_shape=(xw, xh, c, n),
+                                 y_shape=(yw, yh, c, n), s_shape=v['s_shape'], s_ofs=v['s_ofs'],
+                                 sw_limit=v['sw_limit'], x_stride=x_stride, y_stride=y_stride, b_stride=sz,
+                                 fu_stride=(1, v['fu'][0] if v['fu'][1] else 0, 0),
+                                 fd_stride=(1, v['fd'][0] if v['fd'][1] else 0, 0)))
+    picked = []
+    for index in sample(gx * gy, max_blocks):
+        bx, by = index % gx, index // gx
+        if case['xrep']:
+            ty, txs = bx, range(by * case['xrep'], min((by + 1) * case['xrep'], tiles_x_dim))
+        else:
+            ty, txs = by, [bx]
+        outputs = sum(min(case['tw'], yw - tx * case['tw']) * min(case['th'], yh - ty * case['th']) for tx in txs)
+        picked.append(((bx, by, 0), outputs))
+    name = _nvidia_kernel_name(kernels, case, dtype, index64, v['write'], v['read'])
+    dynamic = (case['sh'] << 10) if case['sh'] != 48 else 0
+    return Launch(name, params, (gx, gy, n * c), case['warps'] * 32, dynamic, picked)
+
+
+# ------------------------------------------------------------------ the table
+
+CASE_SETS = {
+    't256': lambda n: n.startswith('stylegan3-t 256px'), 'r256': lambda n: n.startswith('stylegan3-r 256px'),
+    't1024': lambda n: n.startswith('stylegan3-t 1024px'), 'r1024': lambda n: n.startswith('stylegan3-r 1024px'),
+    'sg2': lambda n: n.startswith('stylegan2') and '256px' in n,
+}
+
+
+def layers(sets: list[str]) -> list[dict]:
+    from op_bench import layer_cases
+    chosen = [c for c in layer_cases() if any(CASE_SETS[s](c['name']) for s in sets)]
+    # (ToRGB has no resampling: bias_act, not a tile kernel)
+    return [c for c in chosen if c['op'] == 'upfirdn2d' or c['fu'] is not None]
+
+
+def measure(layer: dict, ours: dict, harness, nvidia: Optional[tuple], args) -> list[dict]:
+    rows = []
+    launches = {'ours': our_launches(harness, ours, layer, args.dtype, args.blocks)}
+    if nvidia is not None and layer['op'] == 'filtered_lrelu':
+        try:
+            launches['nvidia'] = nvidia_launches(*nvidia, layer, args.dtype, args.blocks)
+        except LookupError as e:
+            print(f'kernel_cost: {layer["name"]}: {e}', file=sys.stderr)
+    for direction in launches['ours']:
+        row = {'case': layer['name'], 'direction': direction, 'shape': [layer['batch'], layer['channels'],
+                                                                        layer['size'], layer['size']],
+               'up': layer['up'], 'down': layer['down']}
+        for side, table in launches.items():
+            kernels = ours if side == 'ours' else nvidia[0]
+            row[side] = count(kernels, table[direction], args.thread_step)
+        if 'nvidia' in row:
+            row['ratio'] = row['ours']['per_output'] / row['nvidia']['per_output']
+        rows.append(row)
+        print(format_row(row), flush=True)
+    return rows
+
+
+HEADER = ('| layer | pass | ours: instr/output, regs, smem KB, occupancy | NVIDIA: instr/output, regs, smem KB, occupancy '
+          '| ours / NVIDIA |\n|---|---|---|---|---|')
+
+
+def _side(r: Optional[dict]) -> str:
+    if not r:
+        return '-'
+    return f'{r["per_output"]:.0f}, {r["registers"]}, {r["smem_bytes"] / 1024:.1f}, {r["occupancy"]:.2f}'
+
+
+def format_row(row: dict) -> str:
+    s = row['shape']
+    ratio = f'{row["ratio"]:.2f}' if 'ratio' in row else '-'
+    return (f'| {row["case"]} ({s[0]}x{s[1]}x{s[2]}², up {row["up"]} down {row["down"]}) | {row["direction"]} '
+            f'| {_side(row.get("ours"))} | {_side(row.get("nvidia"))} | {ratio} |')
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--nvidia-repo', default=os.environ.get('SG3C_NVIDIA_REPO'),
+                        help='an NVlabs/stylegan3 checkout to count the same way (default: $SG3C_NVIDIA_REPO)')
+    parser.add_argument('--cases', default='t256,r256,t1024,r1024,sg2',
+                        help=f'comma-separated, of {", ".join(CASE_SETS)} (default: all)')
+    parser.add_argument('--dtype', default='float16', choices=['float16', 'float32'])
+    parser.add_argument('--blocks', type=int, default=4, help='blocks sampled per launch (default 4)')
+    parser.add_argument('--thread-step', type=int, default=8, help='run every n-th thread of a block (default 8)')
+    parser.add_argument('--json', default=None, help='write the rows here')
+    args = parser.parse_args()
+    if shutil.which('nvcc') is None:
+        print('kernel_cost: needs nvcc on PATH (CUDA 12 or later)', file=sys.stderr)
+        return 2
+    from torch_utils.ops import kernel_harness
+    harness = kernel_harness.build()
+    with tempfile.TemporaryDirectory(prefix='sg3c-kernel-cost-') as work:
+        ours = build_ours(work)
+        nvidia = build_nvidia(args.nvidia_repo, work) if args.nvidia_repo else None
+        print(HEADER, flush=True)
+        rows = [row for layer in layers(args.cases.split(',')) for row in measure(layer, ours, harness, nvidia, args)]
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump({'dtype': args.dtype, 'arch': ARCH, 'nvidia_repo': args.nvidia_repo, 'rows': rows}, f, indent=1)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
