@@ -108,7 +108,8 @@ struct Ops {
         void operator()(const char* spec) const {
             out = std::string(spec);
             for (int v : {S::stage_a, S::stage_b, S::up, S::down_a, S::taps_a, S::down, S::taps_b}) {
-                out += " " + std::to_string(v);
+                out += ' ';   // (appended piece by piece: " " + to_string(v) trips GCC 12's -Wrestrict)
+                out += std::to_string(v);
             }
         }
     };
