@@ -1,23 +1,28 @@
 #!/usr/bin/env python3
-"""The GPU acceptance of the CUDA ops (issue 24), as two runs that fit one lent GPU's 15 minutes
-(called by benchmarks/gpu_check.sh; docs/cuda_ops.md says how a session runs them).
+"""The GPU acceptance of the CUDA ops (issues 24, 31), as two runs that fit one lent GPU's 15 minutes
+together, callable as one command of at most 9 minutes, and their rehearsal on a CPU (called by
+benchmarks/gpu_check.sh; docs/cuda_ops.md says how a session runs them).
 
-Run 1 (at most 4 minutes on one H200, build included):
-  build     compile our kernels (and NVIDIA's plugins in the background from the first second);
+Run 1 (225 s alone, build included):
+  build     compile our kernels for this device's architecture (NVIDIA's worker starts in the background);
   ops       our kernels against our reference ops (benchmarks/op_compare.py --layers): random geometries and
             the networks' own layer shapes, float32/float16, forward, gradient, gradient of gradient;
   opbench   op times at the StyleGAN3-T/-R 256/1024 layer shapes and StyleGAN2's resampling
-            (benchmarks/op_bench.py): our kernel, our reference, NVIDIA's op, ratios.
-Run 2 (at most 6 minutes; a fresh machine builds the kernels again first):
+            (benchmarks/op_bench.py): our kernel, our reference, NVIDIA's op case by case, ratios;
+  racecheck compute-sanitizer --tool racecheck over two tiny network layers.
+Run 2 (340 s alone; a fresh machine builds the kernels again first, a joint command does not):
   generate  img/s of StyleGAN3-T/-R at 256 px, batch 1 (our side from a CUDA graph) and 32, float16 layers,
             side by side with NVIDIA's code on the same weights, and the largest pixel difference;
   train     s/kimg and peak memory at 256 px, batch 32, ours and NVIDIA's train.py on the same data with the
-            same tick (1 kimg: 31 steps and the same R1 steps in the timed window): StyleGAN3-T first, then
-            -R if time is left (--train-configs chooses);
+            same tick (1 kimg: 31 steps and the same R1 steps in the timed window), ours given at most half
+            of the time left: StyleGAN3-T first, then -R if time is left (--train-configs chooses);
   pytest    the tests marked gpu, if time is left;
   e2e       a short train.py --gpus=1 run, then gen_images.py and invert.py on its snapshot, if time is left.
-Every step runs in its own process under a time limit drawn from the run's budget; what no longer fits
-is reported as skipped. Writes exactly three files into the output folder: gpu_check.md (the table),
+--rehearse runs the same steps through the same functions on the CPU with the REHEARSAL profile (tiny
+shapes, the reference ops standing in for the kernels, NVIDIA's code on its reference path and its
+train.py with --dry-run, since its training loop needs CUDA), so that a broken step shows before a GPU is
+lent. Every step runs in its own process under a time limit drawn from its run's budget; what no longer
+fits is reported as skipped. Writes exactly three files into the output folder: gpu_check.md (the table),
 gpu_check.json (everything) and gpu_check_logs.tar (every step's log), refreshed after each step.
 """
 from __future__ import annotations
@@ -110,7 +115,7 @@ REHEARSAL = Profile(
     train_length=('--kimg=0.008', '--tick=0.004'), nvidia_train_length=('--kimg=1', '--tick=1', '--dry-run'),
     train_configs=('stylegan3-t',), pytest=('tests/test_cuda_ops.py',),
     e2e_train=('--data=synthetic:garments?n=16&resolution=32', '--batch=4', '--cbase=512', '--cmax=16',
-               '--kimg=0.008', '--tick=0.004'),
+               '--kimg=0.004', '--tick=0.004'),
     invert_steps=5)
 
 
