@@ -491,3 +491,37 @@ def test_channels_last_and_float16_inputs_keep_their_layout_on_cuda():
     z = bias_act(x, torch.ones(8, device='cuda', dtype=torch.float16), act='lrelu', gain=1.0, impl='cuda')
     assert z.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(z.float(), bias_act(x.float() + 1, act='lrelu', gain=1.0, impl='ref'), atol=1e-2)
+
+
+def _rehearse(out, *extra: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(['bash', os.path.join(REPO, 'benchmarks', 'gpu_check.sh'), '--rehearse', str(out), *extra],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_gpu_check_rehearses_its_first_steps_on_the_cpu(tmp_path):
+    """A reduced rehearsal (the build and the racecheck command, each through the GPU run's own step function)
+    writes the three files with every column filled."""
+    proc = _rehearse(tmp_path / 'out', '--steps=build,racecheck', timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert sorted(os.listdir(tmp_path / 'out')) == ['gpu_check.json', 'gpu_check.md', 'gpu_check_logs.tar']
+    result = json.load(open(tmp_path / 'out' / 'gpu_check.json'))
+    assert result['environment']['profile'] == 'rehearsal' and result['ops_backend'] == 'ref'
+    assert set(result['steps']) == {'build', 'racecheck'} and all(s['ok'] for s in result['steps'].values())
+    rows = [r for r in (tmp_path / 'out' / 'gpu_check.md').read_text().splitlines() if r.startswith('| build')
+            or r.startswith('| racecheck')]
+    assert len(rows) == 2 and all(cell.strip() for r in rows for cell in r.split('|')[1:-1])
+
+
+@pytest.mark.slow
+def test_gpu_check_rehearsal_runs_every_step(tmp_path):
+    """The whole rehearsal, both runs, beside NVIDIA's checkout when $SG3C_NVIDIA_REPO names one."""
+    extra = []
+    if os.environ.get('SG3C_NVIDIA_REPO'):
+        extra = [f'--nvidia-repo={os.environ["SG3C_NVIDIA_REPO"]}',
+                 f'--nvidia-python={os.environ.get("SG3C_NVIDIA_PYTHON", sys.executable)}']
+    start = time.monotonic()
+    proc = _rehearse(tmp_path / 'out', *extra, timeout=600)
+    print(proc.stdout[-6000:], f'{time.monotonic() - start:.0f} s')
+    result = json.load(open(tmp_path / 'out' / 'gpu_check.json'))
+    assert list(result['steps']) == [name for _, name in __import__('gpu_check').run_steps((1, 2), None)]
+    assert proc.returncode == 0, {k: s.get('ok') for k, s in result['steps'].items()}
