@@ -38,10 +38,11 @@ from nvidia_env import nvidia_env   # noqa: E402
 WORKER_FLAG = '--nvidia-worker'
 
 
-def generator_kwargs(cfg: str, res: int) -> tuple[str, dict]:
-    """(family, constructor kwargs) of a generator as NVIDIA's train.py builds it with default options."""
+def generator_kwargs(cfg: str, res: int, cbase: int = 32768, cmax: int = 512) -> tuple[str, dict]:
+    """(family, constructor kwargs) of a generator as NVIDIA's train.py builds it with default options (and
+    its --cbase, --cmax)."""
     kwargs = dict(z_dim=512, c_dim=0, w_dim=512, img_resolution=res, img_channels=3,
-                  channel_base=32768, channel_max=512)
+                  channel_base=cbase, channel_max=cmax)
     if cfg == 'stylegan2':
         kwargs['mapping_kwargs'] = dict(num_layers=8)
         return 'stylegan2', kwargs
@@ -51,7 +52,7 @@ def generator_kwargs(cfg: str, res: int) -> tuple[str, dict]:
     kwargs['magnitude_ema_beta'] = 0.5 ** (32 / 20e3)   # batch 32, as train.py derives it
     if cfg == 'stylegan3-r':
         # train.py doubles the capacity of -R and gives it 1x1 convs and radial down filters.
-        kwargs.update(channel_base=65536, channel_max=1024, conv_kernel=1, use_radial_filters=True)
+        kwargs.update(channel_base=cbase * 2, channel_max=cmax * 2, conv_kernel=1, use_radial_filters=True)
     return 'stylegan3', kwargs
 
 
@@ -82,11 +83,11 @@ def time_generator(G: torch.nn.Module, z: torch.Tensor, repeats: int, warmup: in
     return times, img
 
 
-def build_ours(cfg: str, res: int, seed: int, device: torch.device) -> torch.nn.Module:
+def build_ours(cfg: str, res: int, seed: int, device: torch.device, **widths) -> torch.nn.Module:
     if REPO not in sys.path:
         sys.path.insert(0, REPO)
     from networks import stylegan2, stylegan3
-    family, kwargs = generator_kwargs(cfg, res)
+    family, kwargs = generator_kwargs(cfg, res, **widths)
     torch.manual_seed(seed)
     G = (stylegan3 if family == 'stylegan3' else stylegan2).Generator(**kwargs)
     return G.eval().requires_grad_(False).to(device)
@@ -111,13 +112,24 @@ def nvidia_worker(job_path: str) -> None:
     G = G.eval().requires_grad_(False).to(device)
     times, img = time_generator(G, job['z'].to(device), job['repeats'], force_fp32=job.get('force_fp32', True))
     torch.save(img.cpu(), job['out'])
-    print(json.dumps({'times': times}))
+    print(json.dumps({'times': times, 'ops': nvidia_ops_used(device)}))
+
+
+def nvidia_ops_used(device: torch.device) -> str:
+    """Which of NVIDIA's op implementations ran: its CUDA plugins (loaded by the run) or its reference path."""
+    if device.type != 'cuda':
+        return f"NVIDIA's reference path ({device.type})"
+    loaded = [name for name in ('bias_act', 'upfirdn2d', 'filtered_lrelu')
+              if getattr(sys.modules.get(f'torch_utils.ops.{name}'), '_plugin', None) is not None]
+    return f'CUDA plugins ({", ".join(loaded)})' if loaded else "NVIDIA's reference path (no plugin loaded)"
 
 
 def run_nvidia(repo: str, python: str, cfg: str, res: int, G: torch.nn.Module, z: torch.Tensor, repeats: int,
-               device: torch.device, force_fp32: bool = True) -> tuple[Optional[list[float]], Optional[torch.Tensor], str]:
-    """(seconds per call, output, '') from NVIDIA's code on the same weights, or (None, None, reason)."""
-    family, kwargs = generator_kwargs(cfg, res)
+               device: torch.device, force_fp32: bool = True,
+               widths: Optional[dict] = None) -> tuple[Optional[list[float]], Optional[torch.Tensor], str]:
+    """(seconds per call, output, which of NVIDIA's ops ran) from NVIDIA's code on the same weights, or
+    (None, None, reason)."""
+    family, kwargs = generator_kwargs(cfg, res, **(widths or {}))
     with tempfile.TemporaryDirectory() as tmp:
         job_path, out_path = os.path.join(tmp, 'job.pt'), os.path.join(tmp, 'img.pt')
         state = {k: v.detach().cpu() for k, v in G.state_dict().items()}
@@ -129,8 +141,8 @@ def run_nvidia(repo: str, python: str, cfg: str, res: int, G: torch.nn.Module, z
         if proc.returncode != 0:
             lines = (proc.stderr or proc.stdout).strip().splitlines()
             return None, None, f'NVIDIA run failed: {lines[-1] if lines else proc.returncode}'
-        times = json.loads(proc.stdout.strip().splitlines()[-1])['times']
-        return times, torch.load(out_path), ''
+        answer = json.loads(proc.stdout.strip().splitlines()[-1])
+        return answer['times'], torch.load(out_path), answer['ops']
 
 
 # ------------------------------------------------------------------ driver
@@ -146,10 +158,10 @@ def nvidia_setup(compare: Optional[str], python: Optional[str] = None) -> tuple[
 
 def benchmark(configs: list[str], res: int, batches: list[int], repeats: int, device: torch.device,
               nvidia_repo: Optional[str], nvidia_python: str, seed: int = 0, force_fp32: bool = True,
-              cuda_graph: bool = False) -> list[dict]:
+              cuda_graph: bool = False, widths: Optional[dict] = None) -> list[dict]:
     rows = []
     for cfg in configs:
-        G = build_ours(cfg, res, seed, device)
+        G = build_ours(cfg, res, seed, device, **(widths or {}))
         for batch in batches:
             z = latents(batch, G.z_dim, seed).to(device)
             graph = cuda_graph and batch == 1 and device.type == 'cuda'
@@ -161,14 +173,14 @@ def benchmark(configs: list[str], res: int, batches: list[int], repeats: int, de
                        ours_best_sec_per_call=float(min(times)), ours_img_per_s=batch / float(np.median(times)))
             if nvidia_repo is not None:
                 nv_times, nv_img, reason = run_nvidia(nvidia_repo, nvidia_python, cfg, res, G, z, repeats, device,
-                                                      force_fp32)
+                                                      force_fp32, widths)
                 if nv_times is not None:
                     nv_med = float(np.median(nv_times))
                     row.update(nvidia_sec_per_call=nv_med, nvidia_best_sec_per_call=float(min(nv_times)),
                                nvidia_img_per_s=batch / nv_med, speedup=nv_med / row['ours_sec_per_call'],
                                speedup_best=float(min(nv_times)) / row['ours_best_sec_per_call'],
                                max_abs_diff=float((img.cpu() - nv_img).abs().max()),
-                               load_avg_1min_after=load_average())
+                               load_avg_1min_after=load_average(), nvidia_ops=reason)
                 else:
                     row['nvidia_error'] = reason
             print_row(row)
@@ -237,8 +249,12 @@ def main() -> None:
     @click.option('--precision', type=click.Choice(['fp32', 'mixed']), default='fp32', show_default=True,
                   help="'mixed': float16 in the layers where the networks use it on CUDA, as NVIDIA's gen_images.py does")
     @click.option('--cuda-graph', is_flag=True, help='Our batch-1 runs replayed from a CUDA graph, as gen_images.py does')
+    @click.option('--cbase', type=click.IntRange(min=1), default=32768, show_default=True,
+                  help="Capacity multiplier, as train.py's (doubled for stylegan3-r)")
+    @click.option('--cmax', type=click.IntRange(min=1), default=512, show_default=True,
+                  help="Max. feature maps, as train.py's (doubled for stylegan3-r)")
     def cli(configs, res, batches, repeats, device, seed, threads, compare_nvidia, nvidia_python, json_out, precision,
-            cuda_graph):
+            cuda_graph, cbase, cmax):
         """Images/s of each generator config on this machine, ours vs NVIDIA's."""
         if threads:
             torch.set_num_threads(threads)
@@ -260,7 +276,7 @@ def main() -> None:
               + (f'NVIDIA: {repo} via {python}' if repo else f'NVIDIA: skipped ({reason})'), flush=True)
         print_header()
         rows = benchmark(cfgs, res, batch_list, repeats, dev, repo, python, seed=seed, force_fp32=precision == 'fp32',
-                         cuda_graph=cuda_graph)
+                         cuda_graph=cuda_graph, widths=dict(cbase=cbase, cmax=cmax))
         if json_out:
             write_jsonl(rows, json_out)
 

@@ -17,6 +17,8 @@ the 99.9th percentile of the error (see GRAD_QUANTILE).
 StyleGAN2's resampling, real spatial sizes and filters, a few channels).
 
   python benchmarks/op_compare.py --layers --json=op_compare.json   # needs CUDA (SG3C_OPS is forced to cuda)
+  python benchmarks/op_compare.py --cases=2 --layers --tiny --device=cpu --impl=ref   # the rehearsal on a CPU
+  compute-sanitizer --tool racecheck python benchmarks/op_compare.py --cases=0 --sample=2 --dtypes=float16
 
 The harness takes any two op tables, which is how its logic is tested on the CPU (tests/test_cuda_ops.py).
 """
@@ -269,24 +271,46 @@ def format_table(rows: list[dict]) -> str:
     return '\n'.join(lines)
 
 
+def chosen_cases(args: argparse.Namespace) -> list[Case]:
+    """The random cases and, with --layers, the networks' calls (--tiny: one image of one channel at each kind
+    of 256 px layer; --sample=N: the first N of those alone)."""
+    cases = random_cases(args.cases, args.seed) if args.cases else []
+    if args.layers or args.sample:
+        layers = network_cases(channels=1, distinct=True) if args.tiny or args.sample else network_cases()
+        if args.tiny or args.sample:
+            layers = [c for c in layers if '1024px' not in c.name]
+        cases += layers[:args.sample] if args.sample else layers
+    return cases
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--cases', type=int, default=40, help='random cases per op (default 40)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--layers', action='store_true', help="also the networks' own calls (network_cases)")
+    parser.add_argument('--tiny', action='store_true', help="--layers at 256 px, one image of one channel per kind")
+    parser.add_argument('--sample', type=int, default=0,
+                        help="only the first N tiny layer cases (with --cases=0: a short run for compute-sanitizer)")
+    parser.add_argument('--dtypes', default='float32,float16', help='comma list (default: %(default)s)')
+    parser.add_argument('--device', default='cuda', help="'cuda' (default) or 'cpu' (the rehearsal)")
+    parser.add_argument('--impl', default='cuda', choices=['cuda', 'ref'],
+                        help="the ops compared with the reference: 'ref' stands it in for the kernels (the rehearsal)")
     parser.add_argument('--json', default=None, help='write the rows here')
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        print('op_compare: needs a CUDA device', file=sys.stderr)
+    device = torch.device(args.device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        print('op_compare: needs a CUDA device (--device=cpu --impl=ref rehearses on the CPU)', file=sys.stderr)
         return 2
-    from torch_utils.ops import cuda_kernels
     start = time.perf_counter()
-    failure = cuda_kernels.load()   # builds on first use (or loads the cached build)
-    result: dict = {'build_or_load_s': round(time.perf_counter() - start, 1), 'failure': failure, 'rows': []}
+    failure = None
+    if args.impl == 'cuda':
+        from torch_utils.ops import cuda_kernels
+        failure = 'the kernels need a CUDA device' if device.type != 'cuda' else cuda_kernels.load()   # (builds)
+    result: dict = {'build_or_load_s': round(time.perf_counter() - start, 1), 'failure': failure, 'rows': [],
+                    'impl': args.impl, 'device': args.device}
     if failure is None:
-        cases = random_cases(args.cases, args.seed) + (network_cases() if args.layers else [])
-        result['rows'] = compare(backend_ops('cuda'), backend_ops('ref'), cases, torch.device('cuda'),
-                                 dtypes=(torch.float32, torch.float16))
+        dtypes = tuple(getattr(torch, d) for d in args.dtypes.split(','))
+        result['rows'] = compare(backend_ops(args.impl), backend_ops('ref'), chosen_cases(args), device, dtypes)
         print(format_table(result['rows']))
     else:
         print(f'op_compare: the CUDA ops cannot be used: {failure}', file=sys.stderr)

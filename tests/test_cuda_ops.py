@@ -274,14 +274,88 @@ def test_gpu_check_step_runner_kills_what_overruns(tmp_path, monkeypatch):
 
 
 def test_gpu_check_runs_fit_their_lease_with_margin():
-    """Run 1 must end within 4 minutes of GPU time, run 2 within 6; each step's limit comes from the run's
-    budget, which leaves the rest for python start-up and the writing of the outputs."""
+    """Runs 1 and 2 fit 4 and 6 minutes alone and 9 together (the device tool's 10-minute call, machine start
+    aside); the rehearsal fits 5 minutes; each step's limit comes from the run's budget."""
     import gpu_check
-    assert gpu_check.BUDGETS[1] <= 240 - 10 and gpu_check.BUDGETS[2] <= 360 - 15
+    gpu, rehearsal = gpu_check.GPU.budgets, gpu_check.REHEARSAL.budgets
+    assert gpu[1] <= 240 - 10 and gpu[2] <= 360 - 15 and gpu[(1, 2)][1] <= 540 - 15
+    assert rehearsal[(1, 2)][1] <= 300 - 15
+    first, whole = gpu_check.run_budgets(gpu_check.GPU, (1, 2), None)
+    assert first < whole == gpu[(1, 2)][1] and gpu_check.run_budgets(gpu_check.GPU, (2,), 100) == [100]
     budget = gpu_check.Budget(100)
     assert budget.limit(300, keep=40) == pytest.approx(60, abs=1) and budget.limit(30) == pytest.approx(30, abs=1)
     assert budget.limit(300, keep=200) == 0
     assert gpu_check.RUNS[1][0] == gpu_check.RUNS[2][0] == 'build'   # (a fresh machine compiles again)
+    both = gpu_check.run_steps((1, 2), None)
+    assert [name for _, name in both].count('build') == 1   # (one command: one build)
+    assert [name for _, name in both] == list(dict.fromkeys(gpu_check.RUNS[1] + gpu_check.RUNS[2]))
+    assert gpu_check.run_steps((1, 2), 'racecheck,train') == [(1, 'racecheck'), (2, 'train')]
+
+
+def test_gpu_check_keeps_half_of_what_is_left_for_nvidias_training_run(tmp_path, monkeypatch):
+    """Our train.py may use at most half of the time left, NVIDIA's the rest (it ran under 30 s before)."""
+    import gpu_check
+    limits = []
+
+    def fake_run(cmd, log, timeout, env=None, cwd=gpu_check.REPO):
+        limits.append((os.path.basename(cmd[1]), timeout))
+        return {'rc': 0, 'seconds': 0.0}
+    monkeypatch.setattr(gpu_check, 'run', fake_run)
+    nvidia = gpu_check.Nvidia.__new__(gpu_check.Nvidia)
+    nvidia.repo, nvidia.python, nvidia.env, nvidia.build = '/nv', sys.executable, {}, None
+    check = gpu_check.Check(gpu_check.GPU, str(tmp_path), {'SG3C_OPS': 'cuda'}, nvidia)
+    res = gpu_check.step_train(check, gpu_check.Budget(200), ('stylegan3-t',))
+    (_, data), (_, ours), (_, theirs) = limits
+    assert ours <= 100 and theirs >= 95 and [n for n, _ in limits] == ['dataset_tool.py', 'train.py', 'train.py']
+    assert res['rows'][0]['nvidia']['ops'] == "NVIDIA's reference path (no plugin set up)"
+
+
+def test_gpu_check_says_which_of_nvidias_ops_its_training_run_used(tmp_path):
+    import gpu_check
+    log = tmp_path / 'log'
+    log.write_text('Setting up PyTorch plugin "bias_act_plugin"... Done.\nSetting up PyTorch plugin "upfirdn2d_plugin"... Done.\n')
+    assert gpu_check.nvidia_ops_in_log(str(log), False) == 'CUDA plugins (bias_act_plugin, upfirdn2d_plugin)'
+    log.write_text('Setting up PyTorch plugin "bias_act_plugin"... Failed!\nModuleNotFoundError: bias_act_plugin\n')
+    assert gpu_check.nvidia_ops_in_log(str(log), False).startswith('CUDA plugins failed to load')
+    assert 'dry run' in gpu_check.nvidia_ops_in_log(str(tmp_path / 'none'), True)
+
+
+def test_op_bench_puts_the_largest_stylegan3_t_layer_first_and_draws_on_the_device():
+    import op_bench
+    cases = op_bench.in_order(op_bench.layer_cases())
+    t = [c for c in cases if c['name'].startswith('stylegan3-t')]
+    assert cases[:len(t)] == t and op_bench.work(t[0]) == max(map(op_bench.work, cases[:len(t)]))
+    tiny = op_bench.layer_cases(tiny=True)
+    assert all(c['batch'] == 1 and c['channels'] == 1 and '1024px' not in c['name'] for c in tiny)
+    assert {(c['op'], c['up'], c['down']) for c in tiny} == {(c['op'], c['up'], c['down']) for c in cases}
+    a = op_bench.draw([2, 3], 0, torch.float16, torch.device('cpu'))
+    assert a.dtype == torch.float16 and torch.equal(a, op_bench.draw([2, 3], 0, torch.float16, torch.device('cpu')))
+
+
+def test_op_bench_asks_nvidias_worker_case_by_case(tmp_path):
+    """The worker answers each case beside ours, past whatever NVIDIA's code prints, with which path ran."""
+    import op_bench
+    ops = tmp_path / 'torch_utils' / 'ops'
+    ops.mkdir(parents=True)
+    (tmp_path / 'torch_utils' / '__init__.py').write_text('')
+    (ops / '__init__.py').write_text('')
+    (ops / 'bias_act.py').write_text('')
+    body = 'print("Setting up PyTorch plugin... noise")\ndef {0}(x, *a, impl="cuda", **k):\n    return x * 2\n'
+    for name in ('upfirdn2d', 'filtered_lrelu'):
+        (ops / f'{name}.py').write_text(body.format(name))
+    worker = op_bench.NvidiaWorker(str(tmp_path), sys.executable, {'dtype': 'float32', 'device': 'cpu', 'repeats': 1,
+                                                                   'warmup': 0}, str(tmp_path / 'log'))
+    try:
+        hello = worker.answer(60)
+        assert hello['plugins']['filtered_lrelu'] == {'plugin': False, 'impl': 'ref', 'note': "cpu: NVIDIA's reference path"}
+        case = dict(op_bench.layer_cases(tiny=True)[0], size=8)
+        row = worker.ask(case, 60)
+        assert row['impl'] == 'ref' and row['shape'] == [1, 1, 8, 8] and row['forward_ms'] >= 0
+        x = op_bench.inputs(case, torch.float32, torch.device('cpu'))[0]
+        assert row['checksum'] == pytest.approx(float(2 * x.double().abs().sum()))
+    finally:
+        worker.close()
+    assert 'noise' in (tmp_path / 'log').read_text()
 
 
 def _result(tick: dict) -> dict:
@@ -317,9 +391,10 @@ def test_gpu_check_reads_the_last_tick_and_tabulates_against_targets(tmp_path):
     assert 'ok' in rows['upfirdn2d float16 vs reference, rel. error fwd / grad / grad2 (30 cases)']
     assert 'FAIL' in rows['-m gpu'] and '1 failed' in rows['-m gpu']
     assert '2.00x' in rows['stylegan3-t 256px batch 1 img/s (mixed, CUDA graph)']
-    train = rows['stylegan3-r 256px batch 32 s/kimg, peak memory']
+    train = rows['stylegan3-r batch 32 s/kimg, peak memory']
     assert '30.00, 6.5 GB' in train and '1.50 (<= 1.0)' in train and train.rstrip(' |').endswith('below target')
-    assert rows['train.py -> gen_images.py -> invert.py on CUDA'].rstrip(' |').endswith('skipped')
+    assert rows['train.py -> gen_images.py -> invert.py'].rstrip(' |').endswith('skipped')
+    assert all(cell.strip() for row in rows.values() for cell in row.split('|')[1:-1])   # (every column filled)
     assert '## Op times' in text and '| case | ... |' in text
 
 
@@ -402,3 +477,37 @@ def test_channels_last_and_float16_inputs_keep_their_layout_on_cuda():
     z = bias_act(x, torch.ones(8, device='cuda', dtype=torch.float16), act='lrelu', gain=1.0, impl='cuda')
     assert z.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(z.float(), bias_act(x.float() + 1, act='lrelu', gain=1.0, impl='ref'), atol=1e-2)
+
+
+def _rehearse(out, *extra: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(['bash', os.path.join(REPO, 'benchmarks', 'gpu_check.sh'), '--rehearse', str(out), *extra],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_gpu_check_rehearses_its_first_steps_on_the_cpu(tmp_path):
+    """A reduced rehearsal (the build and the racecheck command, each through the GPU run's own step function)
+    writes the three files with every column filled."""
+    proc = _rehearse(tmp_path / 'out', '--steps=build,racecheck', timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert sorted(os.listdir(tmp_path / 'out')) == ['gpu_check.json', 'gpu_check.md', 'gpu_check_logs.tar']
+    result = json.load(open(tmp_path / 'out' / 'gpu_check.json'))
+    assert result['environment']['profile'] == 'rehearsal' and result['ops_backend'] == 'ref'
+    assert set(result['steps']) == {'build', 'racecheck'} and all(s['ok'] for s in result['steps'].values())
+    rows = [r for r in (tmp_path / 'out' / 'gpu_check.md').read_text().splitlines() if r.startswith('| build')
+            or r.startswith('| racecheck')]
+    assert len(rows) == 2 and all(cell.strip() for r in rows for cell in r.split('|')[1:-1])
+
+
+@pytest.mark.slow
+def test_gpu_check_rehearsal_runs_every_step(tmp_path):
+    """The whole rehearsal, both runs, beside NVIDIA's checkout when $SG3C_NVIDIA_REPO names one."""
+    extra = []
+    if os.environ.get('SG3C_NVIDIA_REPO'):
+        extra = [f'--nvidia-repo={os.environ["SG3C_NVIDIA_REPO"]}',
+                 f'--nvidia-python={os.environ.get("SG3C_NVIDIA_PYTHON", sys.executable)}']
+    start = time.monotonic()
+    proc = _rehearse(tmp_path / 'out', *extra, timeout=600)
+    print(proc.stdout[-6000:], f'{time.monotonic() - start:.0f} s')
+    result = json.load(open(tmp_path / 'out' / 'gpu_check.json'))
+    assert list(result['steps']) == [name for _, name in __import__('gpu_check').run_steps((1, 2), None)]
+    assert proc.returncode == 0, {k: s.get('ok') for k, s in result['steps'].items()}

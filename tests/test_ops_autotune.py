@@ -97,7 +97,7 @@ def test_tuned_kernel_times_for_real_and_steps_aside_where_the_reference_is_fast
                           capturing=lambda: False)
     assert slow(x, scale=3.0) is None   # the reference runs instead
     timed = dict(calls)
-    assert timed['kernel'] == timed['reference'] == 1 + autotune.REPEATS
+    assert timed['kernel'] == timed['reference'] == 2 + autotune.REPEATS   # the check, a warm-up, the timed runs
     assert slow(x, scale=3.0) is None and calls == timed   # remembered: no more timing, no kernel call
     fast = autotune.Tuned('op', fast_kernel, reference, autotune.Chooser(None, 'cpu', autotune.wall_timer),
                           capturing=lambda: False)
@@ -117,6 +117,100 @@ def test_timing_includes_the_backward_when_the_call_needs_gradients():
     with torch.no_grad():
         assert tuned(x) is not None
     assert tuned(x.clone().requires_grad_(True)) is None
+
+
+def no_timing(fn):
+    raise AssertionError('timed')
+
+
+def reference_double(x, dim=1, impl=None):
+    return x * 2
+
+
+def test_a_kernel_that_disagrees_is_set_aside_with_one_warning_line(capfd):
+    chooser = autotune.Chooser(None, 'cpu', no_timing)
+    wrong = autotune.Tuned('op', lambda x, dim=1: x * 2 + 1e-2, reference_double, chooser, capturing=lambda: False)
+    x = torch.ones([8, 3, 4, 4])
+    assert wrong(x) is None and wrong(x) is None   # the reference runs; decided once
+    err = capfd.readouterr().err
+    assert err.count('\n') == 1 and 'disagrees with the reference' in err and 'output off by' in err
+    (entry,) = chooser.choices.values()
+    assert entry['choice'] == autotune.REFERENCE and 'output' in entry['disagrees']
+    # Within float32's tolerance: adopted (timed, and the faster kept).
+    close = autotune.Tuned('op', lambda x, dim=1: x * 2 + 1e-5, reference_double,
+                           autotune.Chooser(None, 'cpu', fixed_timer_or_zero), capturing=lambda: False)
+    assert close(x) is not None
+
+
+def fixed_timer_or_zero(fn):
+    fn()
+    return 0.0
+
+
+class WrongBackward(torch.autograd.Function):
+    """x * 2 with the gradient of x * 3."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, dy):
+        return dy * 3
+
+
+def test_a_kernel_with_a_wrong_gradient_is_set_aside_where_gradients_are_needed(capfd):
+    chooser = autotune.Chooser(None, 'cpu', fixed_timer_or_zero)
+    tuned = autotune.Tuned('op', lambda x, dim=1: WrongBackward.apply(x), reference_double, chooser,
+                           capturing=lambda: False)
+    x = torch.ones([2, 3, 4, 4])
+    with torch.no_grad():
+        assert tuned(x) is not None   # inference: the values agree
+    assert tuned(x.clone().requires_grad_(True)) is None
+    assert 'gradient 0 off by' in capfd.readouterr().err
+
+
+def test_check_and_timing_run_on_a_slice_of_the_batch():
+    seen = []
+
+    def kernel(x, dim=1):
+        seen.append(('kernel', x.shape[0]))
+        return x * 2
+
+    def reference(x, dim=1, impl=None):
+        seen.append(('ref', x.shape[0]))
+        return x * 2
+
+    tuned = autotune.Tuned('op', kernel, reference, autotune.Chooser(None, 'cpu', fixed_timer_or_zero),
+                           capturing=lambda: False)
+    assert tuned(torch.ones([32, 3, 4, 4])).shape[0] == 32
+    assert seen[-1] == ('kernel', 32) and {n for _, n in seen[:-1]} == {autotune.SLICE}
+    # Along the bias dimension nothing is cut; a batch no larger than the slice is taken whole.
+    x = torch.ones([32, 3])
+    assert autotune.batch_slice((x,), {'dim': 0})[0] is x
+    assert autotune.batch_slice((x[:3],), {})[0].shape[0] == 3
+    assert autotune.batch_slice((x,), {'dim': 1})[0].shape[0] == autotune.SLICE
+
+
+def test_the_reference_running_out_of_memory_means_the_kernel_wins():
+    """At StyleGAN3-R 256 px, batch 32, one intermediate of the reference is ~10 GB: an out-of-memory error
+    while checking or timing it must not stop the run."""
+    for failing_call in (1, 2):   # the check, then the timing's warm-up
+        calls = []
+
+        def reference(x, dim=1, impl=None):
+            calls.append(1)
+            if len(calls) == failing_call:
+                raise torch.cuda.OutOfMemoryError('CUDA out of memory. Tried to allocate 10.00 GiB')
+            time.sleep(0.005)   # (slower than the kernel, where it runs)
+            return x * 2
+
+        chooser = autotune.Chooser(None, 'cpu', autotune.wall_timer)
+        tuned = autotune.Tuned('op', lambda x, dim=1: x * 2, reference, chooser, capturing=lambda: False)
+        assert tuned(torch.ones([8, 3, 4, 4])) is not None
+        (entry,) = chooser.choices.values()
+        assert entry['choice'] == autotune.KERNEL
+        assert entry['ref_s'] == ('out of memory' if failing_call == 2 else entry['ref_s'])
 
 
 def test_a_call_during_graph_capture_takes_the_kernel_without_timing():

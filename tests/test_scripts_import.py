@@ -7,8 +7,9 @@ import sys
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-# Imported, not run: the Chromium driver of the app's latency benchmark and tests.
-NOT_SCRIPTS = {'browser.py'}
+# Imported, not run: the Chromium driver of the app's latency benchmark and tests; the SASS interpreter
+# that kernel_cost.py runs.
+NOT_SCRIPTS = {'browser.py', 'sass_trace.py'}
 SCRIPTS = sorted(p for folder in (REPO, REPO / 'benchmarks', REPO / 'pretrained') for p in folder.glob('*.py')
                  if p.name != '__init__.py')
 

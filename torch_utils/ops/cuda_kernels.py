@@ -312,6 +312,19 @@ def _chain_fits(x: torch.Tensor, fa: torch.Tensor, fb: torch.Tensor, chain: Chai
     return fits
 
 
+def chain_of(x_shape: Sequence[int], fu_shape: Sequence[int], fd_shape: Sequence[int], up: int, down: int,
+             padding: Sequence[int]) -> Optional[Chain]:
+    """The launch geometry of filtered_lrelu on an [N, C, H, W] input with filters of these shapes ([k] for a
+    separable filter, [kh, kw]), or None when the upsampled signal is smaller than the down filter."""
+    (kah, kaw), (kbh, kbw) = (int(fu_shape[0]), int(fu_shape[-1])), (int(fd_shape[0]), int(fd_shape[-1]))
+    px0, px1, py0, py1 = padding
+    mid = (x_shape[3] * up + px0 + px1 - kaw + 1, x_shape[2] * up + py0 + py1 - kah + 1)
+    out = ((mid[0] - kbw) // down + 1, (mid[1] - kbh) // down + 1)
+    if min(mid) <= 0 or mid[0] < kbw or mid[1] < kbh:
+        return None
+    return Chain((x_shape[3], x_shape[2]), up, (px0, py0), (kaw, kah), mid, down, (0, 0), (kbw, kbh), out)
+
+
 def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional[torch.Tensor], b: Optional[torch.Tensor],
                    up: int, down: int, padding: tuple[int, int, int, int], gain: float, slope: float,
                    clamp: Optional[float], flip_filter: bool) -> Optional[torch.Tensor]:
@@ -323,14 +336,8 @@ def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional[tor
     if (fu is not None and fu.ndim not in (1, 2)) or (fd is not None and fd.ndim not in (1, 2)):
         return None
     fa, fb = _float_filter(fu, x), _float_filter(fd, x)
-    (kah, kaw), (kbh, kbw) = _taps_hw(fa), _taps_hw(fb)
-    px0, px1, py0, py1 = padding
-    mid = (x.shape[3] * up + px0 + px1 - kaw + 1, x.shape[2] * up + py0 + py1 - kah + 1)
-    out = ((mid[0] - kbw) // down + 1, (mid[1] - kbh) // down + 1)
-    if min(mid) <= 0 or mid[0] < kbw or mid[1] < kbh:
-        return None
-    chain = Chain((x.shape[3], x.shape[2]), up, (px0, py0), (kaw, kah), mid, down, (0, 0), (kbw, kbh), out)
-    if not _chain_fits(x, fa, fb, chain):
+    chain = chain_of(x.shape, fa.shape, fb.shape, up, down, padding)
+    if chain is None or not _chain_fits(x, fa, fb, chain):
         return None
     # Upsampling taps carry up**2 (per axis `up` for a separable filter), as the reference's upfirdn2d gain.
     sa = Stage(not flip_filter, float(up) ** (2 if fa.ndim == 2 else 1))

@@ -14,6 +14,7 @@
 // None of these calls synchronises with the host (the CUDA ones only enqueue work).
 #pragma once
 
+#include <cstring>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -97,6 +98,28 @@ struct Ops {
         template <typename T, bool FAST>
         void operator()() const {
             with_spec<FAST>(plan, SpecName{name});
+        }
+    };
+
+    // A specialisation's name and template arguments ("T_up2 1 1 2 1 12 2 12").
+    struct SpecArgs {
+        std::string& out;
+        template <class S>
+        void operator()(const char* spec) const {
+            out = std::string(spec);
+            for (int v : {S::stage_a, S::stage_b, S::up, S::down_a, S::taps_a, S::down, S::taps_b}) {
+                out += ' ';   // (appended piece by piece: " " + to_string(v) trips GCC 12's -Wrestrict)
+                out += std::to_string(v);
+            }
+        }
+    };
+
+    struct NameSpecArgs {
+        const tile::Plan& plan;
+        std::string& out;
+        template <typename T, bool FAST>
+        void operator()() const {
+            with_spec<FAST>(plan, SpecArgs{out});
         }
     };
 
@@ -295,6 +318,40 @@ struct Ops {
                std::to_string(p.cb) + " smem " + std::to_string(p.smem_elems) + " blocks " + std::to_string(p.blocks);
     }
 
+    // The parameter buffer of the tile kernel a resample call would launch (its Plan and Tensors, laid out as
+    // the kernel takes them by value), with stand-in addresses 1 << 40, 2 << 40, ... for the input, output,
+    // bias, taps A, taps B and record; and its specialisation's template arguments. For counting the
+    // kernel's instructions without a GPU (benchmarks/kernel_cost.py); shapes and strides are all it reads.
+    static std::tuple<std::string, at::Tensor> kernel_args(const at::Tensor& x, const std::optional<at::Tensor>& taps_a,
+                                                           const std::optional<at::Tensor>& taps_b,
+                                                           const std::vector<int64_t>& geom, int64_t act, bool bias,
+                                                           double alpha, double gain, double clamp) {
+        const at::Tensor a = taps_a.has_value() && taps_a->defined() ? *taps_a : at::Tensor();
+        const at::Tensor b = taps_b.has_value() && taps_b->defined() ? *taps_b : at::Tensor();
+        auto planned = plan_for(x, a, b, geom, act, act_params(true, alpha, gain, clamp));
+        TORCH_CHECK(planned.has_value(), "sg3c ops: no tiled plan for this call");
+        struct Args {
+            tile::Plan plan;
+            tile::Tensors<float> t;   // (the same layout for every element type: pointers, scales, flags)
+        } args{};
+        args.plan = planned->first;
+        const auto fake = [](int64_t k) { return reinterpret_cast<void*>(k << 40); };
+        args.t.in = static_cast<const float*>(fake(1));
+        args.t.out = static_cast<float*>(fake(2));
+        args.t.bias = bias ? static_cast<const float*>(fake(3)) : nullptr;
+        args.t.taps_a = a.defined() ? static_cast<const float*>(fake(4)) : nullptr;
+        args.t.taps_b = b.defined() ? static_cast<const float*>(fake(5)) : nullptr;
+        args.t.scale_a = args.t.scale_b = 1.f;
+        args.t.flip_a = args.t.flip_b = true;
+        args.t.signs_out = act == tile::kActRecord ? static_cast<uint32_t*>(fake(6)) : nullptr;
+        args.t.signs_in = act == tile::kActMasked ? static_cast<const uint32_t*>(fake(6)) : nullptr;
+        at::Tensor bytes = at::empty({int64_t(sizeof(Args))}, at::TensorOptions().dtype(at::kByte));
+        std::memcpy(bytes.data_ptr<uint8_t>(), &args, sizeof(Args));
+        std::string spec;
+        with_dtype(x.scalar_type(), NameSpecArgs{args.plan, spec});
+        return {spec, bytes};
+    }
+
     // upfirdn2d, one output per thread straight from global memory: any size.
     // geom = [up x, y, down x, y, pad x, y, out w, h]
     static at::Tensor direct(const at::Tensor& x, const at::Tensor& taps_in, bool flip, double scale,
@@ -375,6 +432,7 @@ struct Ops {
 struct OpsTable {
     decltype(&Ops<void>::resample) resample;
     decltype(&Ops<void>::describe) describe;
+    decltype(&Ops<void>::kernel_args) kernel_args;
     decltype(&Ops<void>::direct) direct;
     decltype(&Ops<void>::bias_act) bias_act;
     decltype(&Ops<void>::bias_act_grad) bias_act_grad;
@@ -383,7 +441,7 @@ struct OpsTable {
 template <class Backend>
 OpsTable table_of() {
     using O = Ops<Backend>;
-    return {&O::resample, &O::describe, &O::direct, &O::bias_act, &O::bias_act_grad};
+    return {&O::resample, &O::describe, &O::kernel_args, &O::direct, &O::bias_act, &O::bias_act_grad};
 }
 
 }  // namespace sg3c
