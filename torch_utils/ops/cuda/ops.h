@@ -107,7 +107,7 @@ struct Ops {
         template <class S>
         void operator()(const char* spec) const {
             out = std::string(spec);
-            for (int v : {S::stage_a, S::stage_b, S::up, S::down_a, S::taps_a, S::down, S::taps_b}) {
+            for (int v : {S::stage_a, S::stage_b, S::up, S::down_a, S::taps_a, S::down, S::taps_b, S::tile}) {
                 out += ' ';   // (appended piece by piece: " " + to_string(v) trips GCC 12's -Wrestrict)
                 out += std::to_string(v);
             }
@@ -224,6 +224,7 @@ struct Ops {
         g.act = int(act);
         g.act_params = params;
         g.channels_fast = x.size(1) > 1 && x.stride(1) == 1;
+        g.fast_types = x.scalar_type() == at::kFloat || x.scalar_type() == at::kHalf;   // (with_dtype's FAST)
         for (int d = 0; d < 4; ++d) {
             g.in_strides[d] = x.stride(d);
         }

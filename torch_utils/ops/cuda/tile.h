@@ -53,6 +53,28 @@ SG3C_HD int ceil_div(int a, int b) { return -floor_div(-a, b); }
 SG3C_HD int min_int(int a, int b) { return a < b ? a : b; }
 SG3C_HD int max_int(int a, int b) { return a > b ? a : b; }
 
+// n / d for 0 <= n < 2^31 by a multiply-high, an add and a shift, with the divisor's magic number made
+// on the host (make_fast_div): the per-block decode of a launch index without a division instruction.
+struct FastDiv {
+    uint32_t mul, shift;
+};
+inline FastDiv make_fast_div(uint32_t d) {   // d >= 1
+    uint32_t shift = 0;
+    while ((uint64_t(1) << shift) < d) {
+        ++shift;
+    }
+    const uint64_t mul = ((uint64_t(1) << 32) * ((uint64_t(1) << shift) - d)) / d + 1;   // < 2^32
+    return {uint32_t(mul), shift};
+}
+SG3C_HD int fast_div(int n, const FastDiv& f) {
+#if defined(__CUDA_ARCH__)
+    const uint32_t hi = __umulhi(uint32_t(n), f.mul);
+#else
+    const uint32_t hi = uint32_t((uint64_t(uint32_t(n)) * f.mul) >> 32);
+#endif
+    return int((hi + uint32_t(n)) >> f.shift);
+}
+
 // ------------------------------------------------------------------------------------------------------
 // The activation epilogue and its 2-bit record, shared with bias_act.
 
@@ -240,7 +262,9 @@ struct Plan {
     int buf_floats[2];               // the two ping-pong shared buffers, in accumulator elements
     int taps_offset;                 // where the taps start in shared memory (after the buffers)
     int smem_elems;                  // all of shared memory, in accumulator elements
-    int64_t blocks;
+    int64_t blocks;                  // < 2^31
+    FastDiv div_tiles_x, div_tiles_y, div_groups;   // by ax[0].tiles, ax[1].tiles, groups
+    int fixed_tile;                  // the tile a specialisation fixes at compile time (fixed_plan), or 0
 };
 
 // Global pointers of a launch.
@@ -285,6 +309,12 @@ enum Phase : int { kLoad, kPassAy, kPassAx, kPassA2, kActPhase, kPassBx, kPassBy
 constexpr int kMaxPhases = 7;   // load, two A passes, act, two B passes, store
 
 SG3C_HD int tile_mid_of(const AxisPlan& a, int stage_b) { return stage_b ? (a.tile_out - 1) * a.down + a.taps_b : a.tile_out; }
+
+// Inputs a tile of `tile_mid` mid samples needs at most, whatever its phase against the input grid:
+// (tile_mid - 1) * down_a + taps consecutive zero-inserted positions hold at most this many multiples of up.
+SG3C_HD int tile_in_bound(int tile_mid, int down_a, int taps, int up) {
+    return ((tile_mid - 1) * down_a + taps + up - 1) / up;
+}
 
 // The stage kinds and activation of a launch: a Spec's when it fixes them (then everything below folds to
 // constants for each phase of the unrolled phase loop), else the Plan's.
@@ -360,20 +390,24 @@ struct Block {
     int o0[2], m0[2], i0[2];
 };
 
-SG3C_HD Block locate_block(const Plan& p, int64_t index) {
+template <class S>
+SG3C_HD Block locate_block(const Plan& p, int index) {
     Block b;
-    const int tx = int(index % p.ax[0].tiles);
-    index /= p.ax[0].tiles;
-    const int ty = int(index % p.ax[1].tiles);
-    index /= p.ax[1].tiles;
-    b.c0 = int(index % p.groups) * p.cb;
-    b.n = int(index / p.groups);
-    const int tiles[2] = {tx, ty};
+    const int rest = fast_div(index, p.div_tiles_x);
+    const int plane = fast_div(rest, p.div_tiles_y);   // (image, channel group)
+    b.n = fast_div(plane, p.div_groups);
+    b.c0 = (plane - b.n * p.groups) * p.cb;
+    const int tiles[2] = {index - rest * p.ax[0].tiles, rest - plane * p.ax[1].tiles};
+    const bool stage_a = S::stage_a >= 0 ? S::stage_a != kNoStage : p.stage_a != kNoStage;
+    const bool stage_b = S::stage_b >= 0 ? S::stage_b != kNoStage : p.stage_b != kNoStage;
+    SG3C_UNROLL
     for (int a = 0; a < 2; ++a) {
         const AxisPlan& ax = p.ax[a];
         b.o0[a] = tiles[a] * ax.tile_out;
-        b.m0[a] = p.stage_b ? b.o0[a] * ax.down - ax.pad_b : b.o0[a];
-        b.i0[a] = p.stage_a ? ceil_div(b.m0[a] * ax.down_a - ax.pad_a, ax.up) : b.m0[a];
+        b.m0[a] = stage_b ? b.o0[a] * (S::down != kAny ? S::down : ax.down) - ax.pad_b : b.o0[a];
+        b.i0[a] = stage_a ? ceil_div(b.m0[a] * (S::down_a != kAny ? S::down_a : ax.down_a) - ax.pad_a,
+                                     S::up != kAny ? S::up : ax.up)
+                          : b.m0[a];
     }
     return b;
 }
@@ -381,43 +415,47 @@ SG3C_HD Block locate_block(const Plan& p, int64_t index) {
 // ------------------------------------------------------------------------------------------------------
 // Load and store.
 
-// The (channel, row, column) of a tile's item in loads and stores: consecutive threads take consecutive
-// channels of one pixel in channels-last tensors, consecutive columns otherwise (coalesced either way).
-SG3C_HD void global_item(const Plan& p, Grid g, int item, int& c, int& r, int& col) {
-    if (p.channels_fast) {
-        c = item % p.cb;
-        const int rest = item / p.cb;
-        col = rest % g.cols;
-        r = rest / g.cols;
-    } else {
-        col = item % g.cols;
-        const int rest = item / g.cols;
-        r = rest % g.rows;
-        c = rest / g.rows;
-    }
+// Channels-last tensors (cb channels per block): the (channel, row, column) of a tile's item in loads and
+// stores, consecutive threads taking consecutive channels of one pixel (coalesced).
+SG3C_HD void channels_fast_item(const Plan& p, Grid g, int item, int& c, int& r, int& col) {
+    c = item % p.cb;
+    const int rest = item / p.cb;
+    col = rest % g.cols;
+    r = rest / g.cols;
 }
 
 template <typename T, typename acc_t>
 SG3C_HD void phase_load(const Plan& p, const Block& b, const Tensors<T>& t, acc_t* smem, Grid g, acc_t* dst,
                         int tid, int nthreads) {
-    const int per_plane = g.rows * g.cols;
-    const int total = per_plane * p.cb;
     const T* image = t.in + int64_t(b.n) * p.in_sn + int64_t(b.c0) * p.in_sc;
     const int h = p.ax[1].in_size;
     const int w = p.ax[0].in_size;
-    for (int item = tid; item < total; item += nthreads) {
-        int c, r, col;
-        global_item(p, g, item, c, r, col);
-        const int iy = b.i0[1] + r;
-        const int ix = b.i0[0] + col;
-        acc_t v = acc_t(0);
-        if (iy >= 0 && iy < h && ix >= 0 && ix < w && b.c0 + c < p.channels) {
-            v = static_cast<acc_t>(image[c * p.in_sc32 + iy * p.in_sh + ix * p.in_sw]);
-            if (t.bias != nullptr) {
-                v += static_cast<acc_t>(t.bias[b.c0 + c]);
+    if (p.channels_fast) {
+        for (int item = tid; item < g.rows * g.cols * p.cb; item += nthreads) {
+            int c, r, col;
+            channels_fast_item(p, g, item, c, r, col);
+            const int iy = b.i0[1] + r;
+            const int ix = b.i0[0] + col;
+            acc_t v = acc_t(0);
+            if (iy >= 0 && iy < h && ix >= 0 && ix < w && b.c0 + c < p.channels) {
+                v = static_cast<acc_t>(image[c * p.in_sc32 + iy * p.in_sh + ix * p.in_sw]);
+                if (t.bias != nullptr) {
+                    v += static_cast<acc_t>(t.bias[b.c0 + c]);
+                }
             }
+            dst[c * g.plane + r * g.pitch + col] = v;
         }
-        dst[c * g.plane + r * g.pitch + col] = v;
+    } else {   // one channel per block (cb == 1): consecutive threads, consecutive columns; the bias read once
+        const acc_t bias = t.bias != nullptr ? static_cast<acc_t>(t.bias[b.c0]) : acc_t(0);
+        const bool inside = b.i0[0] >= 0 && b.i0[0] + g.cols <= w && b.i0[1] >= 0 && b.i0[1] + g.rows <= h;
+        for (int item = tid; item < g.rows * g.cols; item += nthreads) {
+            const int r = item / g.cols;   // (a constant divisor where a Spec fixes the tile)
+            const int col = item - r * g.cols;
+            const int iy = b.i0[1] + r;
+            const int ix = b.i0[0] + col;
+            const bool in_image = inside || (iy >= 0 && iy < h && ix >= 0 && ix < w);
+            dst[r * g.pitch + col] = in_image ? static_cast<acc_t>(image[iy * p.in_sh + ix * p.in_sw]) + bias : acc_t(0);
+        }
     }
     // The taps, flipped and scaled once per block (reversing the flattened [ky][kx] array flips both axes).
     acc_t* taps = smem + p.taps_offset;
@@ -436,17 +474,29 @@ SG3C_HD void phase_load(const Plan& p, const Block& b, const Tensors<T>& t, acc_
 template <typename T, typename acc_t>
 SG3C_HD void phase_store(const Plan& p, const Block& b, const Tensors<T>& t, const acc_t* src, Grid g, int tid,
                          int nthreads) {
-    const int total = g.rows * g.cols * p.cb;
     T* image = t.out + int64_t(b.n) * p.out_sn + int64_t(b.c0) * p.out_sc;
     const int h = p.ax[1].out_size;
     const int w = p.ax[0].out_size;
-    for (int item = tid; item < total; item += nthreads) {
-        int c, r, col;
-        global_item(p, g, item, c, r, col);
-        const int oy = b.o0[1] + r;
-        const int ox = b.o0[0] + col;
-        if (oy < h && ox < w && b.c0 + c < p.channels) {
-            image[c * p.out_sc32 + oy * p.out_sh + ox * p.out_sw] = static_cast<T>(src[c * g.plane + r * g.pitch + col]);
+    if (p.channels_fast) {
+        for (int item = tid; item < g.rows * g.cols * p.cb; item += nthreads) {
+            int c, r, col;
+            channels_fast_item(p, g, item, c, r, col);
+            const int oy = b.o0[1] + r;
+            const int ox = b.o0[0] + col;
+            if (oy < h && ox < w && b.c0 + c < p.channels) {
+                image[c * p.out_sc32 + oy * p.out_sh + ox * p.out_sw] = static_cast<T>(src[c * g.plane + r * g.pitch + col]);
+            }
+        }
+    } else {   // cb == 1
+        const bool inside = b.o0[0] + g.cols <= w && b.o0[1] + g.rows <= h;
+        for (int item = tid; item < g.rows * g.cols; item += nthreads) {
+            const int r = item / g.cols;
+            const int col = item - r * g.cols;
+            const int oy = b.o0[1] + r;
+            const int ox = b.o0[0] + col;
+            if (inside || (oy < h && ox < w)) {
+                image[oy * p.out_sh + ox * p.out_sw] = static_cast<T>(src[r * g.pitch + col]);
+            }
         }
     }
 }
@@ -488,10 +538,18 @@ struct Run {
                                    acc_t (&acc)[RUN]) {
         constexpr int W = window<R>();
         acc_t win[W];
-        SG3C_UNROLL
-        for (int j = 0; j < W; ++j) {
-            // (reads past the tile only feed outputs past its end, which are never stored)
-            win[j] = src[min_int(max_int(first + j, 0), extent - 1) * step];
+        if (first >= 0 && first + W <= extent) {   // (all runs but a line's first and last: no clamping)
+            const acc_t* at = src + first * step;
+            SG3C_UNROLL
+            for (int j = 0; j < W; ++j) {
+                win[j] = at[j * step];
+            }
+        } else {
+            SG3C_UNROLL
+            for (int j = 0; j < W; ++j) {
+                // (reads past the tile only feed outputs past its end, which are never stored)
+                win[j] = src[min_int(max_int(first + j, 0), extent - 1) * step];
+            }
         }
         SG3C_UNROLL
         for (int q = 0; q < RUN; ++q) {
@@ -675,6 +733,9 @@ SG3C_HD LineGeom geom_b(const Plan& p, const Block& b, int axis) {
 
 template <typename T, typename acc_t>
 SG3C_HD void phase_act(const Plan& p, const Block& b, const Tensors<T>& t, acc_t* mid, Grid g, int tid, int nthreads) {
+    if (p.act == kActNone) {
+        return;
+    }
     const AxisPlan& ax = p.ax[0];
     const AxisPlan& ay = p.ax[1];
     const int tile_x = b.o0[0] / ax.tile_out;
@@ -704,18 +765,25 @@ SG3C_HD void phase_act(const Plan& p, const Block& b, const Tensors<T>& t, acc_t
             if (r >= g.rows) {
                 continue;
             }
+            // The segment's 16 samples start anywhere in a record word: read the (at most two) words once
+            // and shift their bits into the segment's order.
+            const int mx0 = b.m0[0] + seg * kSamplesPerWord;
+            const bool row_inside = my >= 0 && my < ay.mid_size && b.c0 + c < p.channels;
+            const int w = mx0 >> 4;   // (floor: mx0 < 0 at the image's left edge)
+            const int64_t row_words = plane * p.sign_plane + int64_t(my) * p.sign_words;
+            const uint32_t lo = row_inside && w >= 0 && w < p.sign_words ? t.signs_in[row_words + w] : 0u;
+            const uint32_t hi =
+                row_inside && (mx0 & 15) != 0 && w + 1 >= 0 && w + 1 < p.sign_words ? t.signs_in[row_words + w + 1] : 0u;
+            const uint32_t bits = uint32_t(((uint64_t(hi) << 32) | lo) >> ((mx0 & 15) * 2));
             for (int s = 0; s < kSamplesPerWord; ++s) {
                 const int col = seg * kSamplesPerWord + s;
-                const int mx = b.m0[0] + col;
+                const int mx = mx0 + s;
                 if (col >= g.cols) {
                     break;
                 }
-                if (my < 0 || my >= ay.mid_size || mx < 0 || mx >= ax.mid_size || b.c0 + c >= p.channels) {
-                    row[col] = acc_t(0);   // (already zero: stage A zeroes samples outside the image)
-                    continue;
-                }
-                const uint32_t word = t.signs_in[plane * p.sign_plane + int64_t(my) * p.sign_words + (mx >> 4)];
-                row[col] *= derivative<acc_t>((word >> ((mx & 15) * 2)) & 3u, p.act_params);
+                // (outside the image: zero, as stage A already made it)
+                const bool inside = row_inside && mx >= 0 && mx < ax.mid_size;
+                row[col] = inside ? row[col] * derivative<acc_t>((bits >> (2 * s)) & 3u, p.act_params) : acc_t(0);
             }
             continue;
         }
@@ -743,7 +811,7 @@ SG3C_HD void phase_act(const Plan& p, const Block& b, const Tensors<T>& t, acc_t
 // One phase of one block for one thread. Spec fixes the stage kinds and the factors and tap counts
 // (square: the same along both axes) at compile time; kAny leaves a value to the Plan.
 
-template <int STAGE_A, int STAGE_B, int UP, int DOWN_A, int KA, int DOWN, int KB>
+template <int STAGE_A, int STAGE_B, int UP, int DOWN_A, int KA, int DOWN, int KB, int TILE = kAny>
 struct Spec {
     static constexpr int stage_a = STAGE_A;
     static constexpr int stage_b = STAGE_B;
@@ -752,12 +820,38 @@ struct Spec {
     static constexpr int taps_a = KA;
     static constexpr int down = DOWN;
     static constexpr int taps_b = KB;
+    static constexpr int tile = TILE;   // outputs per block along each axis (the Plan's when kAny)
 };
 using Generic = Spec<-1, -1, kAny, kAny, kAny, kAny, kAny>;
 
+// The Plan with the tile sizes a specialisation fixes written in as constants, so that every extent and
+// index decode below folds into multiply-shift by constants (the planner gave the same values:
+// plan.h, make_plan with the spec's tile). Called once by each block's caller, kernel and harness alike.
+template <class S>
+SG3C_HD Plan fixed_plan(const Plan& p) {
+    if constexpr (S::tile == kAny) {
+        return p;
+    } else {
+        Plan q = p;
+        for (int a = 0; a < 2; ++a) {
+            AxisPlan& x = q.ax[a];
+            x.tile_out = S::tile;
+            x.tile_mid = S::stage_b != kNoStage ? (S::tile - 1) * S::down + S::taps_b : S::tile;
+            x.tile_in = S::stage_a != kNoStage ? tile_in_bound(x.tile_mid, S::down_a, S::taps_a, S::up) : x.tile_mid;
+        }
+        return q;
+    }
+}
+
+// A Spec that fixes stage B always has the activation's phase between the stages (a no-op when the
+// Plan's act is kActNone), so that every phase's identity, grid and buffer is a compile-time constant.
 template <class S>
 SG3C_HD Shape shape_of(const Plan& p) {
-    return {S::stage_a >= 0 ? S::stage_a : p.stage_a, S::stage_b >= 0 ? S::stage_b : p.stage_b, p.act};
+    if constexpr (S::stage_b >= 0) {
+        return {S::stage_a >= 0 ? S::stage_a : p.stage_a, S::stage_b, S::stage_b != kNoStage ? kActApply : kActNone};
+    } else {
+        return {S::stage_a >= 0 ? S::stage_a : p.stage_a, p.stage_b, p.act};
+    }
 }
 
 template <class S, typename T>
