@@ -632,6 +632,13 @@ SG3C_HD void pass_axis(int axis, const acc_t* src, Grid gs, acc_t* dst, Grid gd,
             }
             Run<U, D, K, RUN>::line(src + c * gs.plane + line * src_line, src_step, src_extent, taps, g.base, q0, acc);
             acc_t* out = dst + c * gd.plane + line * dst_line;
+            if (q0 + RUN <= length && q0 >= g.lo && q0 + RUN <= g.hi) {   // (all but edge runs: no tests)
+                SG3C_UNROLL
+                for (int q = 0; q < RUN; ++q) {
+                    out[(q0 + q) * dst_step] = acc[q];
+                }
+                continue;
+            }
             for (int q = 0; q < RUN; ++q) {
                 const int o = q0 + q;
                 if (o < length) {
@@ -689,6 +696,13 @@ SG3C_HD void pass_plane(const acc_t* src, Grid gs, acc_t* dst, Grid gd, const ac
             }
             acc_t* out = dst + c * gd.plane + r * gd.pitch;
             const bool row_inside = r >= gy.lo && r < gy.hi;
+            if (row_inside && q0 + RUN <= gd.cols && q0 >= gx.lo && q0 + RUN <= gx.hi) {   // (no tests)
+                SG3C_UNROLL
+                for (int q = 0; q < RUN; ++q) {
+                    out[q0 + q] = acc[q];
+                }
+                continue;
+            }
             for (int q = 0; q < RUN; ++q) {
                 const int o = q0 + q;
                 if (o < gd.cols) {
@@ -731,6 +745,59 @@ SG3C_HD LineGeom geom_b(const Plan& p, const Block& b, int axis) {
 // (rows and columns [o0 * down, (o0 + tile_out) * down), the last tile to the end of the image), so every
 // word is written by exactly one block; the Plan keeps tile origins word-aligned for this.
 
+// The derivative of one segment's 16 samples from the record's bits in segment order, in place; zero for
+// the samples outside the image (as stage A already made them). A whole segment inside the image and the
+// tile takes the path without tests (the loop unrolled: every shift a constant).
+template <typename acc_t>
+SG3C_HD void act_masked_segment(const Plan& p, const uint32_t* words, bool row_inside, int m0x, int seg, acc_t* row,
+                                int cols) {
+    // The segment's samples start anywhere in a record word: read the (at most two) words once and shift
+    // their bits into the segment's order.
+    const int mx0 = m0x + seg * kSamplesPerWord;
+    const int w = mx0 >> 4;   // (floor: mx0 < 0 at the image's left edge)
+    const uint32_t lo = row_inside && w >= 0 && w < p.sign_words ? words[w] : 0u;
+    const uint32_t hi = row_inside && (mx0 & 15) != 0 && w + 1 >= 0 && w + 1 < p.sign_words ? words[w + 1] : 0u;
+    const uint32_t bits = uint32_t(((uint64_t(hi) << 32) | lo) >> ((mx0 & 15) * 2));
+    acc_t* at = row + seg * kSamplesPerWord;
+    if (row_inside && mx0 >= 0 && mx0 + kSamplesPerWord <= p.ax[0].mid_size && (seg + 1) * kSamplesPerWord <= cols) {
+        SG3C_UNROLL
+        for (int s = 0; s < kSamplesPerWord; ++s) {
+            at[s] *= derivative<acc_t>((bits >> (2 * s)) & 3u, p.act_params);
+        }
+        return;
+    }
+    for (int s = 0; s < kSamplesPerWord && seg * kSamplesPerWord + s < cols; ++s) {
+        const bool inside = row_inside && mx0 + s >= 0 && mx0 + s < p.ax[0].mid_size;
+        at[s] = inside ? at[s] * derivative<acc_t>((bits >> (2 * s)) & 3u, p.act_params) : acc_t(0);
+    }
+}
+
+// The activation of one segment's 16 samples in place; returns their record word (the zeros past the
+// image's end record nothing).
+template <typename acc_t>
+SG3C_HD uint32_t act_record_segment(const Plan& p, int m0x, int seg, acc_t* row, int cols) {
+    const int c0 = seg * kSamplesPerWord;
+    acc_t* at = row + c0;
+    uint32_t word = 0;
+    if (c0 + kSamplesPerWord <= cols && m0x + c0 + kSamplesPerWord <= p.ax[0].mid_size) {
+        SG3C_UNROLL
+        for (int s = 0; s < kSamplesPerWord; ++s) {
+            uint32_t bits;
+            at[s] = activate(at[s], p.act_params, bits);
+            word |= bits << (2 * s);
+        }
+        return word;
+    }
+    for (int s = 0; s < kSamplesPerWord && c0 + s < cols; ++s) {
+        uint32_t bits;
+        at[s] = activate(at[s], p.act_params, bits);
+        if (m0x + c0 + s < p.ax[0].mid_size) {
+            word |= bits << (2 * s);
+        }
+    }
+    return word;
+}
+
 template <typename T, typename acc_t>
 SG3C_HD void phase_act(const Plan& p, const Block& b, const Tensors<T>& t, acc_t* mid, Grid g, int tid, int nthreads) {
     if (p.act == kActNone) {
@@ -740,17 +807,17 @@ SG3C_HD void phase_act(const Plan& p, const Block& b, const Tensors<T>& t, acc_t
     const AxisPlan& ay = p.ax[1];
     const int tile_x = b.o0[0] / ax.tile_out;
     const int tile_y = b.o0[1] / ay.tile_out;
-    // Rows and 16-sample segments to visit: the computed tile, and for a recording block what it owns.
-    int rows = g.rows;
-    int segments = (g.cols + kSamplesPerWord - 1) / kSamplesPerWord;
+    // Rows and 16-sample segments to visit: the computed tile, and for a recording block what it owns, which
+    // at the image's end reaches at most down - 1 samples past the tile (the extents are those bounds, so
+    // that with a fixed tile they are constants).
+    const int rows = g.rows + ay.down - 1;
+    const int segments = (g.cols + ax.down - 1 + kSamplesPerWord - 1) / kSamplesPerWord;
     int own_rows = 0;
     int own_words = 0;
     if (p.act == kActRecord) {
         own_rows = tile_y + 1 < ay.tiles ? ay.tile_out * ay.down : ay.mid_size - b.m0[1];
         own_words = tile_x + 1 < ax.tiles ? ax.tile_out * ax.down / kSamplesPerWord
                                           : p.sign_words - b.m0[0] / kSamplesPerWord;
-        rows = max_int(rows, own_rows);
-        segments = max_int(segments, own_words);
     }
     const int total = rows * segments * p.cb;
     for (int item = tid; item < total; item += nthreads) {
@@ -762,42 +829,14 @@ SG3C_HD void phase_act(const Plan& p, const Block& b, const Tensors<T>& t, acc_t
         const int64_t plane = int64_t(b.n) * p.channels + b.c0 + c;
         acc_t* row = mid + c * g.plane + r * g.pitch;
         if (p.act == kActMasked) {
-            if (r >= g.rows) {
-                continue;
-            }
-            // The segment's 16 samples start anywhere in a record word: read the (at most two) words once
-            // and shift their bits into the segment's order.
-            const int mx0 = b.m0[0] + seg * kSamplesPerWord;
-            const bool row_inside = my >= 0 && my < ay.mid_size && b.c0 + c < p.channels;
-            const int w = mx0 >> 4;   // (floor: mx0 < 0 at the image's left edge)
-            const int64_t row_words = plane * p.sign_plane + int64_t(my) * p.sign_words;
-            const uint32_t lo = row_inside && w >= 0 && w < p.sign_words ? t.signs_in[row_words + w] : 0u;
-            const uint32_t hi =
-                row_inside && (mx0 & 15) != 0 && w + 1 >= 0 && w + 1 < p.sign_words ? t.signs_in[row_words + w + 1] : 0u;
-            const uint32_t bits = uint32_t(((uint64_t(hi) << 32) | lo) >> ((mx0 & 15) * 2));
-            for (int s = 0; s < kSamplesPerWord; ++s) {
-                const int col = seg * kSamplesPerWord + s;
-                const int mx = mx0 + s;
-                if (col >= g.cols) {
-                    break;
-                }
-                // (outside the image: zero, as stage A already made it)
-                const bool inside = row_inside && mx >= 0 && mx < ax.mid_size;
-                row[col] = inside ? row[col] * derivative<acc_t>((bits >> (2 * s)) & 3u, p.act_params) : acc_t(0);
+            if (r < g.rows) {
+                const bool row_inside = my >= 0 && my < ay.mid_size && b.c0 + c < p.channels;
+                const uint32_t* words = t.signs_in + plane * p.sign_plane + int64_t(row_inside ? my : 0) * p.sign_words;
+                act_masked_segment(p, words, row_inside, b.m0[0], seg, row, g.cols);
             }
             continue;
         }
-        uint32_t word = 0;
-        for (int s = 0; s < kSamplesPerWord; ++s) {
-            const int col = seg * kSamplesPerWord + s;
-            if (r < g.rows && col < g.cols) {
-                uint32_t bits;
-                row[col] = activate(row[col], p.act_params, bits);
-                if (b.m0[0] + col < ax.mid_size) {   // (the zeros past the image's end record nothing)
-                    word |= bits << (2 * s);
-                }
-            }
-        }
+        const uint32_t word = r < g.rows ? act_record_segment(p, b.m0[0], seg, row, g.cols) : 0u;
         const int mx0 = b.m0[0] + seg * kSamplesPerWord;
         if (p.act == kActRecord && r < own_rows && seg < own_words && my >= 0 && my < ay.mid_size && mx0 >= 0 &&
             b.c0 + c < p.channels) {
@@ -833,8 +872,16 @@ SG3C_HD Plan fixed_plan(const Plan& p) {
         return p;
     } else {
         Plan q = p;
+        q.stage_a = S::stage_a;   // (a Spec with a tile fixes both stage kinds)
+        q.stage_b = S::stage_b;
+        SG3C_UNROLL
         for (int a = 0; a < 2; ++a) {
             AxisPlan& x = q.ax[a];
+            x.up = S::up;
+            x.down_a = S::down_a;
+            x.taps_a = S::taps_a;
+            x.down = S::down;
+            x.taps_b = S::taps_b;
             x.tile_out = S::tile;
             x.tile_mid = S::stage_b != kNoStage ? (S::tile - 1) * S::down + S::taps_b : S::tile;
             x.tile_in = S::stage_a != kNoStage ? tile_in_bound(x.tile_mid, S::down_a, S::taps_a, S::up) : x.tile_mid;
