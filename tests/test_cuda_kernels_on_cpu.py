@@ -145,6 +145,36 @@ def test_every_network_layer_runs_a_specialised_kernel(harness):
         assert _spec(harness, case, torch.float64)[0] == 'Generic'
 
 
+def _t_layer_at_phase(up: int, shift: int) -> op_compare.Case:
+    """A StyleGAN3-T layer of factor `up` (about three tiles across) with its leading padding moved by `shift`
+    (the trailing one by -shift: same sizes), so that the first input sample a tile needs sits at another
+    phase of the upsampling grid. Its filters are random taps of the same lengths: the real ones' end taps
+    (under 1e-3) would hide a sample missing at a tile's edge below the tolerance."""
+    case = next(c for c in LAYERS if c.name.startswith('stylegan3-t') and c.kwargs['up'] == up)
+    px0, px1, py0, py1 = case.kwargs['padding']
+    padding = [px0 + shift, px1 - shift, py0 + shift, py1 - shift]
+    rng = np.random.default_rng(shift)
+    filters = {k: rng.uniform(0.1, 1.0, len(v)).tolist() for k, v in case.filters.items()}
+    n = 72 if up == 2 else 40
+    return dataclasses.replace(case, shape=(1, 1, n, n), kwargs={**case.kwargs, 'padding': padding}, filters=filters,
+                               name=f'{case.name} at {n}px, padding {padding}')
+
+
+@pytest.mark.parametrize('up', [2, 4])
+def test_t_layers_at_every_input_phase(on_harness, up):
+    """The fixed T tiles load the most inputs any phase of a tile against the input grid needs: the
+    networks' own paddings put every tile at one phase (the one needing a sample fewer), so every phase
+    modulo `up` is run here, forward and both gradients, through the specialised kernels."""
+    cpu = torch.device('cpu')
+    for shift in range(up):
+        case = _t_layer_at_phase(up, shift)
+        forward, backward = _spec(on_harness, case, torch.float32)
+        assert (forward, backward) == (f'T_up{up}', 'T_up2' if up == 2 else 'T_up4_adj'), case.name
+        want = op_compare.evaluate(backend_ops('ref')['filtered_lrelu'], case, cpu, torch.float32)
+        got = op_compare.evaluate(backend_ops('cuda')['filtered_lrelu'], case, cpu, torch.float32)
+        _check(got, want, torch.float32, case.name, _ambiguous(case))
+
+
 def test_the_record_keeps_two_bits_per_mid_sample(on_harness):
     """filtered_lrelu keeps no full-rate tensor for backward: only the int32 record (16 samples a word), and
     its bits are the reference's (slope side, clamped), every word written once across tile boundaries."""
