@@ -590,12 +590,19 @@ struct RunLength {
     static constexpr int value = U > 1 ? 4 * U : (D > 1 ? 4 : 8);
 };
 
+// What a pass does to a run of outputs in registers before storing them: nothing, or the activation
+// (ActEpilogue, below).
+struct NoEpilogue {
+    template <int RUN, typename acc_t>
+    SG3C_HD void operator()(int, int, int, acc_t (&)[RUN]) const {}
+};
+
 // A 1-D pass along `axis` (0: along rows, 1: down columns) over every line of a [cb][rows][cols] array.
 // Threads are laid across lines (adjacent threads, adjacent lines: distinct banks) and each computes a run
-// of consecutive outputs along its line.
-template <int U, int D, int K, typename acc_t>
+// of RUN consecutive outputs along its line; with fixed factors, `epi(c, line, q0, acc)` sees each run.
+template <int U, int D, int K, int RUN = RunLength<U, D>::value, typename acc_t, class Epilogue = NoEpilogue>
 SG3C_HD void pass_axis(int axis, const acc_t* src, Grid gs, acc_t* dst, Grid gd, const acc_t* taps_smem,
-                       const LineGeom& g, int cb, int tid, int nthreads) {
+                       const LineGeom& g, int cb, int tid, int nthreads, const Epilogue& epi = Epilogue()) {
     const int lines = axis == 0 ? gd.rows : gd.cols;
     const int length = axis == 0 ? gd.cols : gd.rows;
     const int src_step = axis == 0 ? 1 : gs.pitch;
@@ -614,7 +621,6 @@ SG3C_HD void pass_axis(int axis, const acc_t* src, Grid gs, acc_t* dst, Grid gd,
             dst[c * gd.plane + line * dst_line + q * dst_step] = (q >= g.lo && q < g.hi) ? v : acc_t(0);
         }
     } else {
-        constexpr int RUN = RunLength<U, D>::value;
         acc_t taps[K];
         for (int k = 0; k < K; ++k) {
             taps[k] = taps_smem[k];
@@ -631,6 +637,7 @@ SG3C_HD void pass_axis(int axis, const acc_t* src, Grid gs, acc_t* dst, Grid gd,
                 acc[q] = acc_t(0);
             }
             Run<U, D, K, RUN>::line(src + c * gs.plane + line * src_line, src_step, src_extent, taps, g.base, q0, acc);
+            epi(c, line, q0, acc);
             acc_t* out = dst + c * gd.plane + line * dst_line;
             if (q0 + RUN <= length && q0 >= g.lo && q0 + RUN <= g.hi) {   // (all but edge runs: no tests)
                 SG3C_UNROLL
@@ -745,19 +752,44 @@ SG3C_HD LineGeom geom_b(const Plan& p, const Block& b, int axis) {
 // (rows and columns [o0 * down, (o0 + tile_out) * down), the last tile to the end of the image), so every
 // word is written by exactly one block; the Plan keeps tile origins word-aligned for this.
 
+// The record bits of the 16 mid samples of row `words` from column mx0 on, in segment order (none outside
+// the image's row). A segment starts anywhere in a record word: the (at most two) words are read once and
+// shifted together.
+SG3C_HD uint32_t segment_bits(const Plan& p, const uint32_t* words, bool row_inside, int mx0) {
+    const int w = mx0 >> 4;   // (floor: mx0 < 0 at the image's left edge)
+    const uint32_t lo = row_inside && w >= 0 && w < p.sign_words ? words[w] : 0u;
+    const uint32_t hi = row_inside && (mx0 & 15) != 0 && w + 1 >= 0 && w + 1 < p.sign_words ? words[w + 1] : 0u;
+    return uint32_t(((uint64_t(hi) << 32) | lo) >> ((mx0 & 15) * 2));
+}
+
+// The mid rows and record words (from the block's m0 on) whose record a recording block writes: its
+// outputs' stride, the last tile to the end of the image (at most down - 1 samples past the computed tile).
+struct Owned {
+    int rows, words;
+};
+SG3C_HD Owned owned_by(const Plan& p, const Block& b) {
+    const AxisPlan& ax = p.ax[0];
+    const AxisPlan& ay = p.ax[1];
+    Owned own;
+    own.rows = b.o0[1] / ay.tile_out + 1 < ay.tiles ? ay.tile_out * ay.down : ay.mid_size - b.m0[1];
+    own.words = b.o0[0] / ax.tile_out + 1 < ax.tiles ? ax.tile_out * ax.down / kSamplesPerWord
+                                                     : p.sign_words - b.m0[0] / kSamplesPerWord;
+    return own;
+}
+
+// Where a record row lives: (image, channel) plane of the block's channel c, mid row my.
+SG3C_HD int64_t record_row(const Plan& p, const Block& b, int c, int my) {
+    return (int64_t(b.n) * p.channels + b.c0 + c) * p.sign_plane + int64_t(my) * p.sign_words;
+}
+
 // The derivative of one segment's 16 samples from the record's bits in segment order, in place; zero for
 // the samples outside the image (as stage A already made them). A whole segment inside the image and the
 // tile takes the path without tests (the loop unrolled: every shift a constant).
 template <typename acc_t>
 SG3C_HD void act_masked_segment(const Plan& p, const uint32_t* words, bool row_inside, int m0x, int seg, acc_t* row,
                                 int cols) {
-    // The segment's samples start anywhere in a record word: read the (at most two) words once and shift
-    // their bits into the segment's order.
     const int mx0 = m0x + seg * kSamplesPerWord;
-    const int w = mx0 >> 4;   // (floor: mx0 < 0 at the image's left edge)
-    const uint32_t lo = row_inside && w >= 0 && w < p.sign_words ? words[w] : 0u;
-    const uint32_t hi = row_inside && (mx0 & 15) != 0 && w + 1 >= 0 && w + 1 < p.sign_words ? words[w + 1] : 0u;
-    const uint32_t bits = uint32_t(((uint64_t(hi) << 32) | lo) >> ((mx0 & 15) * 2));
+    const uint32_t bits = segment_bits(p, words, row_inside, mx0);
     acc_t* at = row + seg * kSamplesPerWord;
     if (row_inside && mx0 >= 0 && mx0 + kSamplesPerWord <= p.ax[0].mid_size && (seg + 1) * kSamplesPerWord <= cols) {
         SG3C_UNROLL
@@ -772,14 +804,12 @@ SG3C_HD void act_masked_segment(const Plan& p, const uint32_t* words, bool row_i
     }
 }
 
-// The activation of one segment's 16 samples in place; returns their record word (the zeros past the
-// image's end record nothing).
+// The activation of 16 samples in place (`count` of them computed, the first of them at mid column mx0);
+// returns their record word (the samples past the computed ones or the image's end record nothing).
 template <typename acc_t>
-SG3C_HD uint32_t act_record_segment(const Plan& p, int m0x, int seg, acc_t* row, int cols) {
-    const int c0 = seg * kSamplesPerWord;
-    acc_t* at = row + c0;
+SG3C_HD uint32_t act_record_samples(const Plan& p, int mx0, acc_t* at, int count) {
     uint32_t word = 0;
-    if (c0 + kSamplesPerWord <= cols && m0x + c0 + kSamplesPerWord <= p.ax[0].mid_size) {
+    if (count >= kSamplesPerWord && mx0 + kSamplesPerWord <= p.ax[0].mid_size) {
         SG3C_UNROLL
         for (int s = 0; s < kSamplesPerWord; ++s) {
             uint32_t bits;
@@ -788,11 +818,12 @@ SG3C_HD uint32_t act_record_segment(const Plan& p, int m0x, int seg, acc_t* row,
         }
         return word;
     }
-    for (int s = 0; s < kSamplesPerWord && c0 + s < cols; ++s) {
-        uint32_t bits;
-        at[s] = activate(at[s], p.act_params, bits);
-        if (m0x + c0 + s < p.ax[0].mid_size) {
-            word |= bits << (2 * s);
+    SG3C_UNROLL
+    for (int s = 0; s < kSamplesPerWord; ++s) {
+        if (s < count) {
+            uint32_t bits;
+            at[s] = activate(at[s], p.act_params, bits);
+            word |= mx0 + s < p.ax[0].mid_size ? bits << (2 * s) : 0u;
         }
     }
     return word;
@@ -805,20 +836,11 @@ SG3C_HD void phase_act(const Plan& p, const Block& b, const Tensors<T>& t, acc_t
     }
     const AxisPlan& ax = p.ax[0];
     const AxisPlan& ay = p.ax[1];
-    const int tile_x = b.o0[0] / ax.tile_out;
-    const int tile_y = b.o0[1] / ay.tile_out;
-    // Rows and 16-sample segments to visit: the computed tile, and for a recording block what it owns, which
-    // at the image's end reaches at most down - 1 samples past the tile (the extents are those bounds, so
-    // that with a fixed tile they are constants).
+    // Rows and 16-sample segments to visit: the computed tile, and for a recording block what it owns (the
+    // extents are the bounds of that, so that with a fixed tile they are constants).
     const int rows = g.rows + ay.down - 1;
     const int segments = (g.cols + ax.down - 1 + kSamplesPerWord - 1) / kSamplesPerWord;
-    int own_rows = 0;
-    int own_words = 0;
-    if (p.act == kActRecord) {
-        own_rows = tile_y + 1 < ay.tiles ? ay.tile_out * ay.down : ay.mid_size - b.m0[1];
-        own_words = tile_x + 1 < ax.tiles ? ax.tile_out * ax.down / kSamplesPerWord
-                                          : p.sign_words - b.m0[0] / kSamplesPerWord;
-    }
+    const Owned own = p.act == kActRecord ? owned_by(p, b) : Owned{0, 0};
     const int total = rows * segments * p.cb;
     for (int item = tid; item < total; item += nthreads) {
         const int seg = item % segments;
@@ -826,22 +848,72 @@ SG3C_HD void phase_act(const Plan& p, const Block& b, const Tensors<T>& t, acc_t
         const int r = rest % rows;
         const int c = rest / rows;
         const int my = b.m0[1] + r;
-        const int64_t plane = int64_t(b.n) * p.channels + b.c0 + c;
         acc_t* row = mid + c * g.plane + r * g.pitch;
         if (p.act == kActMasked) {
             if (r < g.rows) {
                 const bool row_inside = my >= 0 && my < ay.mid_size && b.c0 + c < p.channels;
-                const uint32_t* words = t.signs_in + plane * p.sign_plane + int64_t(row_inside ? my : 0) * p.sign_words;
-                act_masked_segment(p, words, row_inside, b.m0[0], seg, row, g.cols);
+                act_masked_segment(p, t.signs_in + record_row(p, b, c, row_inside ? my : 0), row_inside, b.m0[0], seg,
+                                   row, g.cols);
             }
             continue;
         }
-        const uint32_t word = r < g.rows ? act_record_segment(p, b.m0[0], seg, row, g.cols) : 0u;
-        const int mx0 = b.m0[0] + seg * kSamplesPerWord;
-        if (p.act == kActRecord && r < own_rows && seg < own_words && my >= 0 && my < ay.mid_size && mx0 >= 0 &&
+        const int c0 = seg * kSamplesPerWord;
+        const int mx0 = b.m0[0] + c0;
+        const uint32_t word = r < g.rows ? act_record_samples(p, mx0, row + c0, g.cols - c0) : 0u;
+        if (p.act == kActRecord && r < own.rows && seg < own.words && my >= 0 && my < ay.mid_size && mx0 >= 0 &&
             b.c0 + c < p.channels) {
-            // Samples past the computed tile (at most down - 1 at the image's end, read by no output) record 0.
-            t.signs_out[plane * p.sign_plane + int64_t(my) * p.sign_words + (mx0 >> 4)] = word;
+            t.signs_out[record_row(p, b, c, my) + (mx0 >> 4)] = word;
+        }
+    }
+}
+// The activation fused into stage A's last pass along the rows (a Spec's separable stage A): each thread's
+// run of 16 mid samples of a row is activated in registers, and a recording block builds the run's record
+// word there (a run is one word: tile origins are word-aligned when recording, and RUN == 16). The
+// samples outside the image are zeros by then (stage A's passes made them) and stay zeros.
+template <int ACT, typename acc_t>
+struct ActEpilogue {
+    const Plan& p;
+    const Block& b;
+    uint32_t* signs_out;
+    const uint32_t* signs_in;
+    int cols;    // computed mid samples per row
+    Owned own;   // (recording)
+
+    SG3C_HD void operator()(int c, int r, int q0, acc_t (&acc)[kSamplesPerWord]) const {
+        const int my = b.m0[1] + r;
+        const int mx0 = b.m0[0] + q0;
+        const bool row_inside = my >= 0 && my < p.ax[1].mid_size && b.c0 + c < p.channels;
+        if constexpr (ACT == kActMasked) {
+            const uint32_t bits = segment_bits(p, signs_in + record_row(p, b, c, row_inside ? my : 0), row_inside, mx0);
+            SG3C_UNROLL
+            for (int s = 0; s < kSamplesPerWord; ++s) {
+                acc[s] *= derivative<acc_t>((bits >> (2 * s)) & 3u, p.act_params);
+            }
+        } else {
+            const uint32_t word = act_record_samples(p, mx0, acc, cols - q0);
+            if (ACT == kActRecord && row_inside && r < own.rows && q0 < own.words * kSamplesPerWord) {
+                signs_out[record_row(p, b, c, my) + (mx0 >> 4)] = word;
+            }
+        }
+    }
+};
+
+// The record words of the owned rows past the computed tile (at most down - 1 at the image's end, read by
+// no output): zeros, as the activation phase writes them.
+template <typename T>
+SG3C_HD void record_rows_past_tile(const Plan& p, const Block& b, const Tensors<T>& t, Grid g, int tid, int nthreads) {
+    const Owned own = owned_by(p, b);
+    const int extra = own.rows - g.rows;
+    if (extra <= 0) {
+        return;
+    }
+    for (int item = tid; item < extra * own.words * p.cb; item += nthreads) {
+        const int w = item % own.words;
+        const int rest = item / own.words;
+        const int my = b.m0[1] + g.rows + rest % extra;
+        const int c = rest / extra;
+        if (my < p.ax[1].mid_size && b.c0 + c < p.channels) {
+            t.signs_out[record_row(p, b, c, my) + (b.m0[0] >> 4) + w] = 0u;
         }
     }
 }
@@ -893,11 +965,46 @@ SG3C_HD Plan fixed_plan(const Plan& p) {
 // A Spec that fixes stage B always has the activation's phase between the stages (a no-op when the
 // Plan's act is kActNone), so that every phase's identity, grid and buffer is a compile-time constant.
 template <class S>
+constexpr bool fuses_act() {   // the activation runs in stage A's last pass (ActEpilogue): no phase of its own
+    return S::stage_a == kSeparable && S::stage_b > kNoStage && S::up != kAny && S::down_a != kAny && S::taps_a != kAny;
+}
+
+template <class S>
 SG3C_HD Shape shape_of(const Plan& p) {
     if constexpr (S::stage_b >= 0) {
-        return {S::stage_a >= 0 ? S::stage_a : p.stage_a, S::stage_b, S::stage_b != kNoStage ? kActApply : kActNone};
+        const bool act_phase = S::stage_b != kNoStage && !fuses_act<S>();
+        return {S::stage_a >= 0 ? S::stage_a : p.stage_a, S::stage_b, act_phase ? kActApply : kActNone};
     } else {
         return {S::stage_a >= 0 ? S::stage_a : p.stage_a, p.stage_b, p.act};
+    }
+}
+
+// Stage A's pass along the rows with the Plan's activation fused in (fuses_act).
+template <class S, typename T, typename acc_t>
+SG3C_HD void pass_ax_act(const Plan& p, const Block& b, const Tensors<T>& t, const acc_t* src, Grid gs, acc_t* dst,
+                         Grid g, const acc_t* taps, int tid, int nthreads) {
+    constexpr int RUN = kSamplesPerWord;
+    const LineGeom geom = geom_a(p, b, 0);
+    switch (p.act) {
+        case kActRecord:
+            pass_axis<S::up, S::down_a, S::taps_a, RUN>(
+                0, src, gs, dst, g, taps, geom, p.cb, tid, nthreads,
+                ActEpilogue<kActRecord, acc_t>{p, b, t.signs_out, t.signs_in, g.cols, owned_by(p, b)});
+            record_rows_past_tile(p, b, t, g, tid, nthreads);
+            break;
+        case kActMasked:
+            pass_axis<S::up, S::down_a, S::taps_a, RUN>(
+                0, src, gs, dst, g, taps, geom, p.cb, tid, nthreads,
+                ActEpilogue<kActMasked, acc_t>{p, b, t.signs_out, t.signs_in, g.cols, Owned{0, 0}});
+            break;
+        case kActApply:
+            pass_axis<S::up, S::down_a, S::taps_a, RUN>(
+                0, src, gs, dst, g, taps, geom, p.cb, tid, nthreads,
+                ActEpilogue<kActApply, acc_t>{p, b, t.signs_out, t.signs_in, g.cols, Owned{0, 0}});
+            break;
+        default:
+            pass_axis<S::up, S::down_a, S::taps_a>(0, src, gs, dst, g, taps, geom, p.cb, tid, nthreads);
+            break;
     }
 }
 
@@ -930,7 +1037,9 @@ SG3C_HD void run_phase(const Plan& p, int k, const Block& b, const Tensors<T>& t
             }
             break;
         case kPassAx:
-            if constexpr (any_a || S::stage_a == kSeparable) {
+            if constexpr (fuses_act<S>()) {
+                pass_ax_act<S>(p, b, t, src, gs, dst, g, taps_a, tid, nthreads);
+            } else if constexpr (any_a || S::stage_a == kSeparable) {
                 pass_axis<UA, DA, S::taps_a>(0, src, gs, dst, g, taps_a, geom_a(p, b, 0), p.cb, tid, nthreads);
             }
             break;
