@@ -23,6 +23,7 @@
 // plane in global memory is 64-bit.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #if defined(__CUDACC__)
@@ -91,22 +92,26 @@ constexpr uint32_t kBitSlope = 1u;     // the input was <= 0 (or NaN): the deriv
 constexpr uint32_t kBitClamped = 2u;   // |output| exceeded the clamp (or is NaN): the derivative is 0
 constexpr int kSamplesPerWord = 16;    // 2 bits each in a 32-bit word
 
+// |v| and c with the sign of v, each one instruction (or an operand modifier) on the device.
+#if defined(__CUDA_ARCH__)
+template <typename acc_t> SG3C_HD acc_t magnitude_of(acc_t v) { return fabs(v); }
+template <typename acc_t> SG3C_HD acc_t sign_of(acc_t c, acc_t v) { return copysign(c, v); }
+#else
+template <typename acc_t> SG3C_HD acc_t magnitude_of(acc_t v) { return std::fabs(v); }
+template <typename acc_t> SG3C_HD acc_t sign_of(acc_t c, acc_t v) { return std::copysign(c, v); }
+#endif
+
 // y = clamp(act(v) * gain) and the bits its derivative needs. At |y| == clamp the gradient passes, as
 // torch's clamp lets it (the reference ops' definition).
 template <typename acc_t>
 SG3C_HD acc_t activate(acc_t v, const ActParams& p, uint32_t& bits) {
-    bits = 0;
-    if (p.leaky && !(v > acc_t(0))) {
-        v *= acc_t(p.alpha);
-        bits = kBitSlope;
-    }
-    v *= acc_t(p.gain);
-    if (p.clamp >= 0) {
+    const bool slope = p.leaky && !(v > acc_t(0));
+    bits = slope ? kBitSlope : 0u;
+    v = (slope ? v * acc_t(p.alpha) : v) * acc_t(p.gain);
+    if (p.clamp >= 0) {   // (by magnitude and sign: a NaN is marked clamped and stays NaN)
         const acc_t c = acc_t(p.clamp);
-        if (!(v <= c && v >= -c)) {
-            bits |= kBitClamped;
-        }
-        v = v < -c ? -c : (v > c ? c : v);
+        bits |= magnitude_of(v) <= c ? 0u : kBitClamped;
+        v = magnitude_of(v) > c ? sign_of(c, v) : v;
     }
     return v;
 }
@@ -804,29 +809,18 @@ SG3C_HD void act_masked_segment(const Plan& p, const uint32_t* words, bool row_i
     }
 }
 
-// The activation of 16 samples in place (`count` of them computed, the first of them at mid column mx0);
-// returns their record word (the samples past the computed ones or the image's end record nothing).
+// The activation of 16 samples in place; returns their record word, holding the bits of the first `valid`
+// (the computed samples inside the image; the rest record nothing).
 template <typename acc_t>
-SG3C_HD uint32_t act_record_samples(const Plan& p, int mx0, acc_t* at, int count) {
+SG3C_HD uint32_t act_record_samples(const Plan& p, acc_t (&at)[kSamplesPerWord], int valid) {
     uint32_t word = 0;
-    if (count >= kSamplesPerWord && mx0 + kSamplesPerWord <= p.ax[0].mid_size) {
-        SG3C_UNROLL
-        for (int s = 0; s < kSamplesPerWord; ++s) {
-            uint32_t bits;
-            at[s] = activate(at[s], p.act_params, bits);
-            word |= bits << (2 * s);
-        }
-        return word;
-    }
     SG3C_UNROLL
     for (int s = 0; s < kSamplesPerWord; ++s) {
-        if (s < count) {
-            uint32_t bits;
-            at[s] = activate(at[s], p.act_params, bits);
-            word |= mx0 + s < p.ax[0].mid_size ? bits << (2 * s) : 0u;
-        }
+        uint32_t bits;
+        at[s] = activate(at[s], p.act_params, bits);
+        word |= bits << (2 * s);
     }
-    return word;
+    return valid >= kSamplesPerWord ? word : word & ((1u << (2 * max_int(valid, 0))) - 1u);
 }
 
 template <typename T, typename acc_t>
@@ -859,7 +853,19 @@ SG3C_HD void phase_act(const Plan& p, const Block& b, const Tensors<T>& t, acc_t
         }
         const int c0 = seg * kSamplesPerWord;
         const int mx0 = b.m0[0] + c0;
-        const uint32_t word = r < g.rows ? act_record_samples(p, mx0, row + c0, g.cols - c0) : 0u;
+        const int count = r < g.rows ? min_int(g.cols - c0, kSamplesPerWord) : 0;
+        acc_t samples[kSamplesPerWord];
+        SG3C_UNROLL
+        for (int s = 0; s < kSamplesPerWord; ++s) {
+            samples[s] = s < count ? row[c0 + s] : acc_t(0);
+        }
+        const uint32_t word = act_record_samples(p, samples, min_int(count, ax.mid_size - mx0));
+        SG3C_UNROLL
+        for (int s = 0; s < kSamplesPerWord; ++s) {
+            if (s < count) {
+                row[c0 + s] = samples[s];
+            }
+        }
         if (p.act == kActRecord && r < own.rows && seg < own.words && my >= 0 && my < ay.mid_size && mx0 >= 0 &&
             b.c0 + c < p.channels) {
             t.signs_out[record_row(p, b, c, my) + (mx0 >> 4)] = word;
@@ -890,7 +896,7 @@ struct ActEpilogue {
                 acc[s] *= derivative<acc_t>((bits >> (2 * s)) & 3u, p.act_params);
             }
         } else {
-            const uint32_t word = act_record_samples(p, mx0, acc, cols - q0);
+            const uint32_t word = act_record_samples(p, acc, min_int(cols - q0, p.ax[0].mid_size - mx0));
             if (ACT == kActRecord && row_inside && r < own.rows && q0 < own.words * kSamplesPerWord) {
                 signs_out[record_row(p, b, c, my) + (mx0 >> 4)] = word;
             }
