@@ -23,6 +23,8 @@ struct HostBackend {
 
     // As on the GPU (without opting in to more), so that plans and tiles are the GPU's.
     static int64_t smem_limit() { return 48 << 10; }
+    // An H100's opt-in limit (227 KB), so that the specialisations' fixed tiles are the H100's.
+    static int64_t smem_optin() { return 227 << 10; }
 
     template <class S, typename T>
     static void tiles(const tile::Plan& plan, const tile::Tensors<T>& t) {

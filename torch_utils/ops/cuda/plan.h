@@ -34,6 +34,7 @@ struct CallGeom {
     int elem_bytes = 4;      // of the tensors (channel grouping aims at one 32-byte sector)
     int acc_bytes = 4;       // of shared memory elements
     int64_t smem_limit = 48 << 10;
+    int64_t smem_optin = 48 << 10;   // what a specialisation's fixed tile may opt in to (the device's most)
 };
 
 namespace detail {
@@ -82,22 +83,22 @@ inline tile::AxisPlan axis_plan(const CallGeom& g, int axis, int tile_out, bool 
 }
 
 // The best tile for `cb` channels per block (most outputs per block, then least shared memory): of the
-// fixed size `fixed`, or any power of two up to 64 when 0.
-inline std::optional<tile::Plan> best_tiles(const CallGeom& g, int cb, int fixed) {
+// fixed size `fixed` (x, y), or any power of two up to 64 when {0, 0}.
+inline std::optional<tile::Plan> best_tiles(const CallGeom& g, int cb, const int (&fixed)[2]) {
     using namespace tile;
     static const int kSizes[] = {64, 32, 16, 8, 4, 2, 1};
     std::optional<Plan> best;
     int64_t best_score = -1;
     for (int sx : kSizes) {
         for (int sy : kSizes) {
-            if (fixed && (sx != fixed || sy != fixed)) {
+            if (fixed[0] && (sx != kSizes[0] || sy != kSizes[0])) {   // (a fixed tile: tried once)
                 continue;
             }
-            const int tx = fixed ? fixed : std::min(sx, g.out_size[0]);   // (one tile across a small image)
-            const int ty = fixed ? fixed : std::min(sy, g.out_size[1]);
+            const int tx = fixed[0] ? fixed[0] : std::min(sx, g.out_size[0]);   // (one tile across a small image)
+            const int ty = fixed[0] ? fixed[1] : std::min(sy, g.out_size[1]);
             Plan p{};
-            p.ax[0] = axis_plan(g, 0, tx, fixed != 0);
-            p.ax[1] = axis_plan(g, 1, ty, fixed != 0);
+            p.ax[0] = axis_plan(g, 0, tx, fixed[0] != 0);
+            p.ax[1] = axis_plan(g, 1, ty, fixed[0] != 0);
             if (g.act == kActRecord && p.ax[0].tiles > 1 && (tx * g.b.down[0]) % kSamplesPerWord != 0) {
                 continue;
             }
@@ -106,7 +107,8 @@ inline std::optional<tile::Plan> best_tiles(const CallGeom& g, int cb, int fixed
             p.act = g.act;
             p.act_params = g.act_params;
             p.cb = cb;
-            p.fixed_tile = fixed;
+            p.fixed_tile[0] = fixed[0];
+            p.fixed_tile[1] = fixed[1];
             const Shape shape{p.stage_a, p.stage_b, p.act};
             int64_t buf[2] = {0, 0};
             for (int k = 0; k < phase_count(shape); ++k) {
@@ -114,7 +116,7 @@ inline std::optional<tile::Plan> best_tiles(const CallGeom& g, int cb, int fixed
                 buf[buffer_at(shape, k)] = std::max(buf[buffer_at(shape, k)], elems);
             }
             const int64_t elems = buf[0] + buf[1] + taps_a_count(p) + taps_b_count(p);
-            if (elems * g.acc_bytes > g.smem_limit) {
+            if (elems * g.acc_bytes > (fixed[0] ? g.smem_optin : g.smem_limit)) {
                 continue;
             }
             const int64_t score = (int64_t(tx) * ty << 24) - elems;
@@ -168,7 +170,7 @@ inline std::optional<tile::Plan> finish_plan(const CallGeom& g, tile::Plan p) {
 }
 
 // The most channels per block (up to one 32-byte sector of a channels-last pixel) whose tiles fit.
-inline std::optional<tile::Plan> plan_with_tile(const CallGeom& g, int fixed) {
+inline std::optional<tile::Plan> plan_with_tile(const CallGeom& g, const int (&fixed)[2]) {
     const int sector_elems = std::max(1, 32 / g.elem_bytes);
     for (int cb = g.channels_fast ? std::min(g.channels, sector_elems) : 1; cb >= 1; cb /= 2) {
         if (std::optional<tile::Plan> best = best_tiles(g, cb, fixed)) {
@@ -194,8 +196,9 @@ bool spec_fits(const CallGeom& g) {
     return true;
 }
 
-// The tile of the specialisation for this geometry (0: none, or the data type has none).
-inline int spec_tile(const CallGeom& g);
+// The plan of the specialisation with a fixed tile that covers this geometry with the fewest computed
+// outputs (a small image gets the tile that holds it whole); nullopt when none fits.
+inline std::optional<tile::Plan> spec_plan(const CallGeom& g);
 
 }  // namespace detail
 
@@ -219,12 +222,10 @@ inline std::optional<tile::Plan> make_plan(const CallGeom& g) {
     if (g.act == kActRecord && (g.b.kind == kNoStage || g.b.pad[0] != 0 || g.b.pad[1] != 0)) {
         return std::nullopt;
     }
-    if (const int fixed = detail::spec_tile(g)) {
-        if (std::optional<Plan> p = detail::plan_with_tile(g, fixed)) {
-            return p;
-        }
+    if (std::optional<Plan> p = detail::spec_plan(g)) {
+        return p;
     }
-    return detail::plan_with_tile(g, 0);
+    return detail::plan_with_tile(g, {0, 0});
 }
 
 // Specialisations (stage kinds, factors, taps along each axis) compiled with fixed loop bounds: the
@@ -237,8 +238,9 @@ using tile::kPlane;
 using tile::kSeparable;
 using tile::Spec;
 using T_up2 = Spec<kSeparable, kSeparable, 2, 1, 12, 2, 12, 32>;   // also its own adjoint
+using T_up2_40 = Spec<kSeparable, kSeparable, 2, 1, 12, 2, 12, 40>;   // (the first layers, 36-38 wide: one tile)
 using T_up4 = Spec<kSeparable, kSeparable, 4, 1, 24, 2, 12, 32>;
-using T_up4_adj = Spec<kSeparable, kSeparable, 2, 1, 12, 4, 24, 16>;
+using T_up4_adj = Spec<kSeparable, kSeparable, 2, 1, 12, 4, 24, 32, 16>;   // (77 KB of shared memory: opted in)
 using R_up2 = Spec<kSeparable, kPlane, 2, 1, 12, 2, 12>;
 using R_up2_adj = Spec<kPlane, kSeparable, 2, 1, 12, 2, 12>;
 using R_up4 = Spec<kSeparable, kPlane, 4, 1, 24, 2, 12>;
@@ -250,7 +252,8 @@ using SG2_down = Spec<kPlane, kNoStage, 1, 2, 4, 1, 1>;
 
 template <class S>
 bool spec_matches(const tile::Plan& p) {
-    if (p.stage_a != S::stage_a || p.stage_b != S::stage_b || p.fixed_tile != S::tile) {
+    if (p.stage_a != S::stage_a || p.stage_b != S::stage_b || p.fixed_tile[0] != S::tile ||
+        p.fixed_tile[1] != S::tile_y) {
         return false;
     }
     for (int a = 0; a < 2; ++a) {
@@ -266,23 +269,33 @@ bool spec_matches(const tile::Plan& p) {
 }
 
 // The specialisations in groups, each compiled in its own file (tiles_*.cu) so that the build runs in parallel.
-#define SG3C_SPECS_T(X) X(T_up2) X(T_up4) X(T_up4_adj)
+#define SG3C_SPECS_T(X) X(T_up2) X(T_up2_40) X(T_up4) X(T_up4_adj)
 #define SG3C_SPECS_R2(X) X(R_up2) X(R_up2_adj)
 #define SG3C_SPECS_R4(X) X(R_up4) X(R_up4_adj)
 #define SG3C_SPECS_SG2(X) X(SG2_filter) X(SG2_up) X(SG2_down)
 #define SG3C_SPECS(X) SG3C_SPECS_T(X) SG3C_SPECS_R2(X) SG3C_SPECS_R4(X) SG3C_SPECS_SG2(X)
 
-inline int detail::spec_tile(const CallGeom& g) {
+inline std::optional<tile::Plan> detail::spec_plan(const CallGeom& g) {
+    std::optional<tile::Plan> best;
+    int64_t best_work = 0;
     if (!g.fast_types) {
-        return 0;
+        return best;
     }
-#define SG3C_SPEC_TILE(S)              \
-    if (spec_fits<specs::S>(g)) {      \
-        return specs::S::tile;         \
+    // (outputs computed per image and channel: tiles times tile area)
+    const auto work = [](const tile::Plan& p) {
+        return int64_t(p.ax[0].tiles) * p.ax[1].tiles * p.ax[0].tile_out * p.ax[1].tile_out;
+    };
+#define SG3C_SPEC_PLAN(S)                                                                         \
+    if (specs::S::tile != tile::kAny && spec_fits<specs::S>(g)) {                                  \
+        std::optional<tile::Plan> p = plan_with_tile(g, {specs::S::tile, specs::S::tile_y});       \
+        if (p && (!best || work(*p) < best_work)) {                                               \
+            best = p;                                                                             \
+            best_work = work(*p);                                                                 \
+        }                                                                                         \
     }
-    SG3C_SPECS(SG3C_SPEC_TILE)
-#undef SG3C_SPEC_TILE
-    return 0;
+    SG3C_SPECS(SG3C_SPEC_PLAN)
+#undef SG3C_SPEC_PLAN
+    return best;
 }
 
 // Calls f.template operator()<Spec>(name) with the specialisation for `p` (the Generic one if none).

@@ -269,7 +269,7 @@ struct Plan {
     int smem_elems;                  // all of shared memory, in accumulator elements
     int64_t blocks;                  // < 2^31
     FastDiv div_tiles_x, div_tiles_y, div_groups;   // by ax[0].tiles, ax[1].tiles, groups
-    int fixed_tile;                  // the tile a specialisation fixes at compile time (fixed_plan), or 0
+    int fixed_tile[2];               // the tile (x, y) a specialisation fixes at compile time (fixed_plan), or 0s
 };
 
 // Global pointers of a launch.
@@ -928,7 +928,7 @@ SG3C_HD void record_rows_past_tile(const Plan& p, const Block& b, const Tensors<
 // One phase of one block for one thread. Spec fixes the stage kinds and the factors and tap counts
 // (square: the same along both axes) at compile time; kAny leaves a value to the Plan.
 
-template <int STAGE_A, int STAGE_B, int UP, int DOWN_A, int KA, int DOWN, int KB, int TILE = kAny>
+template <int STAGE_A, int STAGE_B, int UP, int DOWN_A, int KA, int DOWN, int KB, int TILE = kAny, int TILE_Y = TILE>
 struct Spec {
     static constexpr int stage_a = STAGE_A;
     static constexpr int stage_b = STAGE_B;
@@ -937,7 +937,8 @@ struct Spec {
     static constexpr int taps_a = KA;
     static constexpr int down = DOWN;
     static constexpr int taps_b = KB;
-    static constexpr int tile = TILE;   // outputs per block along each axis (the Plan's when kAny)
+    static constexpr int tile = TILE;   // outputs per block along x (the Plan's when kAny)...
+    static constexpr int tile_y = TILE_Y;   // ...and along y
 };
 using Generic = Spec<-1, -1, kAny, kAny, kAny, kAny, kAny>;
 
@@ -960,8 +961,8 @@ SG3C_HD Plan fixed_plan(const Plan& p) {
             x.taps_a = S::taps_a;
             x.down = S::down;
             x.taps_b = S::taps_b;
-            x.tile_out = S::tile;
-            x.tile_mid = S::stage_b != kNoStage ? (S::tile - 1) * S::down + S::taps_b : S::tile;
+            x.tile_out = a == 0 ? S::tile : S::tile_y;
+            x.tile_mid = S::stage_b != kNoStage ? (x.tile_out - 1) * S::down + S::taps_b : x.tile_out;
             x.tile_in = S::stage_a != kNoStage ? tile_in_bound(x.tile_mid, S::down_a, S::taps_a, S::up) : x.tile_mid;
         }
         return q;

@@ -45,6 +45,12 @@ cudaError_t launch_tiles(const tile::Plan& p, const tile::Tensors<T>& t, cudaStr
     using acc_t = typename tile::AccType<T>::type;
     const size_t bytes = size_t(p.smem_elems) * sizeof(acc_t);
     const unsigned grid = unsigned(std::min<int64_t>(p.blocks, std::numeric_limits<int32_t>::max()));
+    if (bytes > (48u << 10)) {   // (a fixed tile above the default limit: opt in, per device and kernel)
+        const cudaError_t set = cudaFuncSetAttribute(tile_kernel<S, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+        if (set != cudaSuccess) {
+            return set;
+        }
+    }
     tile_kernel<S, T><<<grid, tile::kThreads, bytes, stream>>>(p, t);
     return cudaGetLastError();
 }
