@@ -146,8 +146,8 @@ def test_every_network_layer_runs_a_specialised_kernel(harness):
         kind = 'R' if np.ndim(case.filters['fd']) == 2 else 'T'
         for dtype in (torch.float32, torch.float16):
             forward, backward = _spec(harness, case, dtype)
-            # (T's factor-2 layers take the 32 or the 40 tile, whichever computes fewer outputs)
-            family = {f'{kind}_up{up}'} | ({'T_up2_40'} if (kind, up) == ('T', 2) else set())
+            # (T's layers take, of the tiles of their factor, the one computing the fewest outputs)
+            family = {f'{kind}_up{up}'} | ({'T_up2': {'T_up2_40'}, 'T_up4': {'T_up4_56'}}.get(f'{kind}_up{up}', set()))
             assert forward in family, (case.name, forward)
             assert backward in ({f'{kind}_up{up}_adj'} if kind == 'R' or up == 4 else family), (case.name, backward)
         assert _spec(harness, case, torch.float64)[0] == 'Generic'
@@ -168,7 +168,7 @@ def _t_layer_at_phase(up: int, shift: int, n: int) -> op_compare.Case:
 
 
 @pytest.mark.parametrize('up, n, specs', [(2, 64, ('T_up2', 'T_up2')), (2, 72, ('T_up2_40', 'T_up2_40')),
-                                          (4, 40, ('T_up4', 'T_up4_adj'))])
+                                          (4, 40, ('T_up4', 'T_up4_adj')), (4, 62, ('T_up4_56', 'T_up4_adj'))])
 def test_t_layers_at_every_input_phase(on_harness, up, n, specs):
     """The fixed T tiles (each of them, about two tiles across) load the most inputs any phase of a tile
     against the input grid needs: the networks' own paddings put every tile at one phase (the one needing a
@@ -184,15 +184,18 @@ def test_t_layers_at_every_input_phase(on_harness, up, n, specs):
 
 def test_the_tile_is_picked_by_shape(harness):
     """Of the T specialisations that fit a geometry, the one computing the fewest outputs runs: the 36-38
-    wide first layers one 40 tile (not 2x2 tiles of 32), 150 wide ones the 32 tile; the up-4 adjoint's 32x16
-    tile opts in to more than the default 48 KB of shared memory, within an H100's 227 KB."""
+    wide first layers one 40 tile (not 2x2 tiles of 32), 150 wide ones the 32 tile, the 276-wide up-4 output
+    5 x 6 tiles of 56 x 46 (not 9 x 9 of 32); those and the up-4 adjoint's 32x16 tile opt in to more than the
+    default 48 KB of shared memory, within an H100's 227 KB."""
     layers = {c.name: c for c in op_compare.network_cases(distinct=False)}   # (real sizes: 38, 150)
     first, l6, l7 = (layers[f'stylegan3-t 256px {k}'] for k in ('L0', 'L6', 'L7'))
     assert _spec(harness, first, torch.float16) == ('T_up2_40', 'T_up2_40')
     assert _spec(harness, l6, torch.float16)[0] == 'T_up2'
-    described = _describe(harness, l7, torch.float16)[1].split()
-    assert described[0] == 'T_up4_adj' and described[2] == '32x16', described
-    assert 48 << 10 < int(described[6]) * 4 <= 227 << 10, described
+    forward, backward = (d.split() for d in _describe(harness, l7, torch.float16))
+    assert forward[0] == 'T_up4_56' and forward[2] == '56x46', forward
+    assert backward[0] == 'T_up4_adj' and backward[2] == '32x16', backward
+    for described in (forward, backward):
+        assert 48 << 10 < int(described[6]) * 4 <= 227 << 10, described
 
 
 def test_the_record_keeps_two_bits_per_mid_sample(on_harness):
