@@ -147,7 +147,7 @@ def test_every_network_layer_runs_a_specialised_kernel(harness):
         for dtype in (torch.float32, torch.float16):
             forward, backward = _spec(harness, case, dtype)
             # (T's layers take, of the tiles of their factor, the one computing the fewest outputs)
-            family = {f'{kind}_up{up}'} | ({'T_up2': {'T_up2_40'}, 'T_up4': {'T_up4_56'}}.get(f'{kind}_up{up}', set()))
+            family = {f'{kind}_up{up}'} | ({'T_up2': {'T_up2_40'}, 'T_up4': {'T_up4_40', 'T_up4_56'}}.get(f'{kind}_up{up}', set()))
             assert forward in family, (case.name, forward)
             assert backward in ({f'{kind}_up{up}_adj'} if kind == 'R' or up == 4 else family), (case.name, backward)
         assert _spec(harness, case, torch.float64)[0] == 'Generic'
@@ -168,9 +168,10 @@ def _t_layer_at_phase(up: int, shift: int, n: int) -> op_compare.Case:
 
 
 @pytest.mark.parametrize('up, n, specs', [(2, 64, ('T_up2', 'T_up2')), (2, 72, ('T_up2_40', 'T_up2_40')),
-                                          (4, 40, ('T_up4', 'T_up4_adj')), (4, 62, ('T_up4_56', 'T_up4_adj'))])
+                                          (4, 40, ('T_up4', 'T_up4_adj')), (4, 49, ('T_up4_40', 'T_up4_adj')),
+                                          (4, 81, ('T_up4_56', 'T_up4_adj'))])
 def test_t_layers_at_every_input_phase(on_harness, up, n, specs):
-    """The fixed T tiles (each of them, about two tiles across) load the most inputs any phase of a tile
+    """The fixed T tiles (each of them, two or three tiles across) load the most inputs any phase of a tile
     against the input grid needs: the networks' own paddings put every tile at one phase (the one needing a
     sample fewer), so every phase modulo `up` is run here, forward and both gradients."""
     cpu = torch.device('cpu')
@@ -184,13 +185,15 @@ def test_t_layers_at_every_input_phase(on_harness, up, n, specs):
 
 def test_the_tile_is_picked_by_shape(harness):
     """Of the T specialisations that fit a geometry, the one computing the fewest outputs runs: the 36-38
-    wide first layers one 40 tile (not 2x2 tiles of 32), 150 wide ones the 32 tile, the 276-wide up-4 output
-    5 x 6 tiles of 56 x 46 (not 9 x 9 of 32); those and the up-4 adjoint's 32x16 tile opt in to more than the
+    wide first layers one 40 tile (not 2x2 tiles of 32), 150 wide ones the 32 tile; the up-4 forward's
+    148-wide output 4 x 4 tiles of 40 x 37 and its 276-wide one 5 x 6 of 56 x 46 (not 5 x 5 and 9 x 9 of
+    32); the 56 x 46 tile and the up-4 adjoint's 32x16 tile opt in to more than the
     default 48 KB of shared memory, within an H100's 227 KB."""
     layers = {c.name: c for c in op_compare.network_cases(distinct=False)}   # (real sizes: 38, 150)
-    first, l6, l7 = (layers[f'stylegan3-t 256px {k}'] for k in ('L0', 'L6', 'L7'))
+    first, l5, l6, l7 = (layers[f'stylegan3-t 256px {k}'] for k in ('L0', 'L5', 'L6', 'L7'))
     assert _spec(harness, first, torch.float16) == ('T_up2_40', 'T_up2_40')
     assert _spec(harness, l6, torch.float16)[0] == 'T_up2'
+    assert _describe(harness, l5, torch.float16)[0].split()[:3:2] == ['T_up4_40', '40x37']
     forward, backward = (d.split() for d in _describe(harness, l7, torch.float16))
     assert forward[0] == 'T_up4_56' and forward[2] == '56x46', forward
     assert backward[0] == 'T_up4_adj' and backward[2] == '32x16', backward

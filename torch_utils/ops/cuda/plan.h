@@ -240,6 +240,7 @@ using tile::Spec;
 using T_up2 = Spec<kSeparable, kSeparable, 2, 1, 12, 2, 12, 32>;   // also its own adjoint
 using T_up2_40 = Spec<kSeparable, kSeparable, 2, 1, 12, 2, 12, 40>;   // (the first layers, 36-38 wide: one tile)
 using T_up4 = Spec<kSeparable, kSeparable, 4, 1, 24, 2, 12, 32>;
+using T_up4_40 = Spec<kSeparable, kSeparable, 4, 1, 24, 2, 12, 40, 37>;   // (the 148-wide layers: 4 x 4 tiles; 44 KB)
 using T_up4_56 = Spec<kSeparable, kSeparable, 4, 1, 24, 2, 12, 56, 46>;   // (the 276-wide layers: 5 x 6 tiles; 73 KB)
 using T_up4_adj = Spec<kSeparable, kSeparable, 2, 1, 12, 4, 24, 32, 16>;   // (77 KB of shared memory: opted in)
 using R_up2 = Spec<kSeparable, kPlane, 2, 1, 12, 2, 12>;
@@ -270,7 +271,7 @@ bool spec_matches(const tile::Plan& p) {
 }
 
 // The specialisations in groups, each compiled in its own file (tiles_*.cu) so that the build runs in parallel.
-#define SG3C_SPECS_T(X) X(T_up2) X(T_up2_40) X(T_up4) X(T_up4_56) X(T_up4_adj)
+#define SG3C_SPECS_T(X) X(T_up2) X(T_up2_40) X(T_up4) X(T_up4_40) X(T_up4_56) X(T_up4_adj)
 #define SG3C_SPECS_R2(X) X(R_up2) X(R_up2_adj)
 #define SG3C_SPECS_R4(X) X(R_up4) X(R_up4_adj)
 #define SG3C_SPECS_SG2(X) X(SG2_filter) X(SG2_up) X(SG2_down)
