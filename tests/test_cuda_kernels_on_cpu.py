@@ -117,8 +117,9 @@ def test_filtered_lrelu_layers_match_reference(on_harness, case):
         _check(got, want, dtype, f'{case.name} {dtype}', ambiguous)
 
 
-def _spec(harness, case: op_compare.Case, dtype: torch.dtype) -> tuple[str, str]:
-    """(forward spec, backward spec) the kernels pick for a layer."""
+def _describe(harness, case: op_compare.Case, dtype: torch.dtype) -> tuple[str, str]:
+    """The harness's description (spec, tile, channels per block, shared memory...) of a layer's forward
+    and backward launches."""
     n = case.shape[2]
     fu, fd = (torch.tensor(case.filters[k]) for k in ('fu', 'fd'))
     up, down, (px0, px1, py0, py1) = case.kwargs['up'], case.kwargs['down'], case.kwargs['padding']
@@ -128,8 +129,13 @@ def _spec(harness, case: op_compare.Case, dtype: torch.dtype) -> tuple[str, str]
                                (fd.shape[-1],) * 2, (out, out))
     x = torch.empty([1, 4, n, n], dtype=dtype, device='meta')
     y = torch.empty([1, 4, out, out], dtype=dtype, device='meta')
-    forward = harness.describe(x, fu, fd, chain.args(), cuda_kernels.ACT_RECORD)
-    backward = harness.describe(y, fd, fu, chain.adjoint().args(), cuda_kernels.ACT_MASKED)
+    return (harness.describe(x, fu, fd, chain.args(), cuda_kernels.ACT_RECORD),
+            harness.describe(y, fd, fu, chain.adjoint().args(), cuda_kernels.ACT_MASKED))
+
+
+def _spec(harness, case: op_compare.Case, dtype: torch.dtype) -> tuple[str, str]:
+    """(forward spec, backward spec) the kernels pick for a layer."""
+    forward, backward = _describe(harness, case, dtype)
     return forward.split()[0], backward.split()[0]
 
 
@@ -141,9 +147,59 @@ def test_every_network_layer_runs_a_specialised_kernel(harness):
         kind = 'R' if np.ndim(case.filters['fd']) == 2 else 'T'
         for dtype in (torch.float32, torch.float16):
             forward, backward = _spec(harness, case, dtype)
-            assert forward == f'{kind}_up{up}', (case.name, forward)
-            assert backward == f'{kind}_up{up}' + ('_adj' if kind == 'R' or up == 4 else ''), (case.name, backward)
+            # (T's layers take, of the tiles of their factor, the one computing the fewest outputs)
+            family = {f'{kind}_up{up}'} | ({'T_up2': {'T_up2_40'}, 'T_up4': {'T_up4_40', 'T_up4_56'}}.get(f'{kind}_up{up}', set()))
+            assert forward in family, (case.name, forward)
+            assert backward in ({f'{kind}_up{up}_adj'} if kind == 'R' or up == 4 else family), (case.name, backward)
         assert _spec(harness, case, torch.float64)[0] == 'Generic'
+
+
+def _t_layer_at_phase(up: int, shift: int, n: int) -> op_compare.Case:
+    """A StyleGAN3-T layer of factor `up` (about three tiles across) with its leading padding moved by `shift`
+    (the trailing one by -shift: same sizes), so that the first input sample a tile needs sits at another
+    phase of the upsampling grid. Its filters are random taps of the same lengths: the real ones' end taps
+    (under 1e-3) would hide a sample missing at a tile's edge below the tolerance."""
+    case = next(c for c in LAYERS if c.name.startswith('stylegan3-t') and c.kwargs['up'] == up)
+    px0, px1, py0, py1 = case.kwargs['padding']
+    padding = [px0 + shift, px1 - shift, py0 + shift, py1 - shift]
+    rng = np.random.default_rng(shift)
+    filters = {k: rng.uniform(0.1, 1.0, len(v)).tolist() for k, v in case.filters.items()}
+    return dataclasses.replace(case, shape=(1, 1, n, n), kwargs={**case.kwargs, 'padding': padding}, filters=filters,
+                               name=f'{case.name} at {n}px, padding {padding}')
+
+
+@pytest.mark.parametrize('up, n, specs', [(2, 64, ('T_up2', 'T_up2')), (2, 72, ('T_up2_40', 'T_up2_40')),
+                                          (4, 40, ('T_up4', 'T_up4_adj')), (4, 49, ('T_up4_40', 'T_up4_adj')),
+                                          (4, 81, ('T_up4_56', 'T_up4_adj'))])
+def test_t_layers_at_every_input_phase(on_harness, up, n, specs):
+    """The fixed T tiles (each of them, two or three tiles across) load the most inputs any phase of a tile
+    against the input grid needs: the networks' own paddings put every tile at one phase (the one needing a
+    sample fewer), so every phase modulo `up` is run here, forward and both gradients."""
+    cpu = torch.device('cpu')
+    for shift in range(up):
+        case = _t_layer_at_phase(up, shift, n)
+        assert _spec(on_harness, case, torch.float32) == specs, case.name
+        want = op_compare.evaluate(backend_ops('ref')['filtered_lrelu'], case, cpu, torch.float32)
+        got = op_compare.evaluate(backend_ops('cuda')['filtered_lrelu'], case, cpu, torch.float32)
+        _check(got, want, torch.float32, case.name, _ambiguous(case))
+
+
+def test_the_tile_is_picked_by_shape(harness):
+    """Of the T specialisations that fit a geometry, the one computing the fewest outputs runs: the 36-38
+    wide first layers one 40 tile (not 2x2 tiles of 32), 150 wide ones the 32 tile; the up-4 forward's
+    148-wide output 4 x 4 tiles of 40 x 37 and its 276-wide one 5 x 6 of 56 x 46 (not 5 x 5 and 9 x 9 of
+    32); the 56 x 46 tile and the up-4 adjoint's 32x16 tile opt in to more than the
+    default 48 KB of shared memory, within an H100's 227 KB."""
+    layers = {c.name: c for c in op_compare.network_cases(distinct=False)}   # (real sizes: 38, 150)
+    first, l5, l6, l7 = (layers[f'stylegan3-t 256px {k}'] for k in ('L0', 'L5', 'L6', 'L7'))
+    assert _spec(harness, first, torch.float16) == ('T_up2_40', 'T_up2_40')
+    assert _spec(harness, l6, torch.float16)[0] == 'T_up2'
+    assert _describe(harness, l5, torch.float16)[0].split()[:3:2] == ['T_up4_40', '40x37']
+    forward, backward = (d.split() for d in _describe(harness, l7, torch.float16))
+    assert forward[0] == 'T_up4_56' and forward[2] == '56x46', forward
+    assert backward[0] == 'T_up4_adj' and backward[2] == '32x16', backward
+    for described in (forward, backward):
+        assert 48 << 10 < int(described[6]) * 4 <= 227 << 10, described
 
 
 def test_the_record_keeps_two_bits_per_mid_sample(on_harness):

@@ -23,10 +23,13 @@ struct HostBackend {
 
     // As on the GPU (without opting in to more), so that plans and tiles are the GPU's.
     static int64_t smem_limit() { return 48 << 10; }
+    // An H100's opt-in limit (227 KB), so that the specialisations' fixed tiles are the H100's.
+    static int64_t smem_optin() { return 227 << 10; }
 
     template <class S, typename T>
-    static void tiles(const tile::Plan& p, const tile::Tensors<T>& t) {
+    static void tiles(const tile::Plan& plan, const tile::Tensors<T>& t) {
         using acc_t = typename tile::AccType<T>::type;
+        const tile::Plan p = tile::fixed_plan<S>(plan);
         constexpr int kGuard = 64;
         const int phases = tile::phase_count(tile::shape_of<S>(p));
         at::parallel_for(0, p.blocks, 1, [&](int64_t begin, int64_t end) {
@@ -34,7 +37,7 @@ struct HostBackend {
             const acc_t poison = std::numeric_limits<acc_t>::quiet_NaN();
             for (int64_t index = begin; index < end; ++index) {
                 std::fill(smem.begin(), smem.end(), poison);
-                const tile::Block blk = tile::locate_block(p, index);
+                const tile::Block blk = tile::locate_block<S>(p, int(index));
                 for (int k = 0; k < phases; ++k) {
                     for (int tid = 0; tid < tile::kThreads; ++tid) {
                         tile::run_phase<S, T>(p, k, blk, t, smem.data(), tid, tile::kThreads);

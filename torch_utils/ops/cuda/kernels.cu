@@ -55,6 +55,14 @@ struct CudaBackend {
     // The default per-block limit, which needs no opt-in attribute on any GPU.
     static int64_t smem_limit() { return 48 << 10; }
 
+    // The most a block may opt in to on the current device (launch_tiles sets the attribute).
+    static int64_t smem_optin() {
+        int device = 0, bytes = 48 << 10;
+        C10_CUDA_CHECK(cudaGetDevice(&device));
+        C10_CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+        return bytes;
+    }
+
     template <class S, typename T>
     static void tiles(const tile::Plan& p, const tile::Tensors<T>& t) {
         const cudaError_t launched = launch_tiles<S, T>(p, t, at::cuda::getCurrentCUDAStream());

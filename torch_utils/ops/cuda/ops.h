@@ -6,6 +6,7 @@
 //   static bool on_device(const at::Tensor&);                       // the tensors it accepts
 //   static auto guard(const at::Tensor&);                           // makes the tensor's device current
 //   static int64_t smem_limit();                                    // bytes of shared memory per block
+//   static int64_t smem_optin();         // ...that a specialisation's fixed tile may opt in to (>= smem_limit)
 //   template <class S, typename T> static void tiles(const tile::Plan&, const tile::Tensors<T>&);
 //   template <typename T> static void direct(const T*, const float*, T*, const tile::DirectGeom&, int64_t n);
 //   template <typename T> static void bias_act(const tile::BiasActArgs<T>&, int64_t words);
@@ -107,7 +108,7 @@ struct Ops {
         template <class S>
         void operator()(const char* spec) const {
             out = std::string(spec);
-            for (int v : {S::stage_a, S::stage_b, S::up, S::down_a, S::taps_a, S::down, S::taps_b}) {
+            for (int v : {S::stage_a, S::stage_b, S::up, S::down_a, S::taps_a, S::down, S::taps_b, S::tile, S::tile_y}) {
                 out += ' ';   // (appended piece by piece: " " + to_string(v) trips GCC 12's -Wrestrict)
                 out += std::to_string(v);
             }
@@ -224,12 +225,14 @@ struct Ops {
         g.act = int(act);
         g.act_params = params;
         g.channels_fast = x.size(1) > 1 && x.stride(1) == 1;
+        g.fast_types = x.scalar_type() == at::kFloat || x.scalar_type() == at::kHalf;   // (with_dtype's FAST)
         for (int d = 0; d < 4; ++d) {
             g.in_strides[d] = x.stride(d);
         }
         g.elem_bytes = int(x.element_size());
         g.acc_bytes = x.scalar_type() == at::kDouble ? 8 : 4;
         g.smem_limit = Backend::smem_limit();
+        g.smem_optin = Backend::smem_optin();
         // The output's strides: x's memory format (dense).
         const auto format = x.suggest_memory_format();
         const int64_t oc = x.size(1), oh = g.out_size[1], ow = g.out_size[0];

@@ -23,6 +23,7 @@
 // plane in global memory is 64-bit.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #if defined(__CUDACC__)
@@ -53,6 +54,28 @@ SG3C_HD int ceil_div(int a, int b) { return -floor_div(-a, b); }
 SG3C_HD int min_int(int a, int b) { return a < b ? a : b; }
 SG3C_HD int max_int(int a, int b) { return a > b ? a : b; }
 
+// n / d for 0 <= n < 2^31 by a multiply-high, an add and a shift, with the divisor's magic number made
+// on the host (make_fast_div): the per-block decode of a launch index without a division instruction.
+struct FastDiv {
+    uint32_t mul, shift;
+};
+inline FastDiv make_fast_div(uint32_t d) {   // d >= 1
+    uint32_t shift = 0;
+    while ((uint64_t(1) << shift) < d) {
+        ++shift;
+    }
+    const uint64_t mul = ((uint64_t(1) << 32) * ((uint64_t(1) << shift) - d)) / d + 1;   // < 2^32
+    return {uint32_t(mul), shift};
+}
+SG3C_HD int fast_div(int n, const FastDiv& f) {
+#if defined(__CUDA_ARCH__)
+    const uint32_t hi = __umulhi(uint32_t(n), f.mul);
+#else
+    const uint32_t hi = uint32_t((uint64_t(uint32_t(n)) * f.mul) >> 32);
+#endif
+    return int((hi + uint32_t(n)) >> f.shift);
+}
+
 // ------------------------------------------------------------------------------------------------------
 // The activation epilogue and its 2-bit record, shared with bias_act.
 
@@ -69,22 +92,26 @@ constexpr uint32_t kBitSlope = 1u;     // the input was <= 0 (or NaN): the deriv
 constexpr uint32_t kBitClamped = 2u;   // |output| exceeded the clamp (or is NaN): the derivative is 0
 constexpr int kSamplesPerWord = 16;    // 2 bits each in a 32-bit word
 
+// |v| and c with the sign of v, each one instruction (or an operand modifier) on the device.
+#if defined(__CUDA_ARCH__)
+template <typename acc_t> SG3C_HD acc_t magnitude_of(acc_t v) { return fabs(v); }
+template <typename acc_t> SG3C_HD acc_t sign_of(acc_t c, acc_t v) { return copysign(c, v); }
+#else
+template <typename acc_t> SG3C_HD acc_t magnitude_of(acc_t v) { return std::fabs(v); }
+template <typename acc_t> SG3C_HD acc_t sign_of(acc_t c, acc_t v) { return std::copysign(c, v); }
+#endif
+
 // y = clamp(act(v) * gain) and the bits its derivative needs. At |y| == clamp the gradient passes, as
 // torch's clamp lets it (the reference ops' definition).
 template <typename acc_t>
 SG3C_HD acc_t activate(acc_t v, const ActParams& p, uint32_t& bits) {
-    bits = 0;
-    if (p.leaky && !(v > acc_t(0))) {
-        v *= acc_t(p.alpha);
-        bits = kBitSlope;
-    }
-    v *= acc_t(p.gain);
-    if (p.clamp >= 0) {
+    const bool slope = p.leaky && !(v > acc_t(0));
+    bits = slope ? kBitSlope : 0u;
+    v = (slope ? v * acc_t(p.alpha) : v) * acc_t(p.gain);
+    if (p.clamp >= 0) {   // (by magnitude and sign: a NaN is marked clamped and stays NaN)
         const acc_t c = acc_t(p.clamp);
-        if (!(v <= c && v >= -c)) {
-            bits |= kBitClamped;
-        }
-        v = v < -c ? -c : (v > c ? c : v);
+        bits |= magnitude_of(v) <= c ? 0u : kBitClamped;
+        v = magnitude_of(v) > c ? sign_of(c, v) : v;
     }
     return v;
 }
@@ -240,7 +267,9 @@ struct Plan {
     int buf_floats[2];               // the two ping-pong shared buffers, in accumulator elements
     int taps_offset;                 // where the taps start in shared memory (after the buffers)
     int smem_elems;                  // all of shared memory, in accumulator elements
-    int64_t blocks;
+    int64_t blocks;                  // < 2^31
+    FastDiv div_tiles_x, div_tiles_y, div_groups;   // by ax[0].tiles, ax[1].tiles, groups
+    int fixed_tile[2];               // the tile (x, y) a specialisation fixes at compile time (fixed_plan), or 0s
 };
 
 // Global pointers of a launch.
@@ -285,6 +314,12 @@ enum Phase : int { kLoad, kPassAy, kPassAx, kPassA2, kActPhase, kPassBx, kPassBy
 constexpr int kMaxPhases = 7;   // load, two A passes, act, two B passes, store
 
 SG3C_HD int tile_mid_of(const AxisPlan& a, int stage_b) { return stage_b ? (a.tile_out - 1) * a.down + a.taps_b : a.tile_out; }
+
+// Inputs a tile of `tile_mid` mid samples needs at most, whatever its phase against the input grid:
+// (tile_mid - 1) * down_a + taps consecutive zero-inserted positions hold at most this many multiples of up.
+SG3C_HD int tile_in_bound(int tile_mid, int down_a, int taps, int up) {
+    return ((tile_mid - 1) * down_a + taps + up - 1) / up;
+}
 
 // The stage kinds and activation of a launch: a Spec's when it fixes them (then everything below folds to
 // constants for each phase of the unrolled phase loop), else the Plan's.
@@ -360,20 +395,24 @@ struct Block {
     int o0[2], m0[2], i0[2];
 };
 
-SG3C_HD Block locate_block(const Plan& p, int64_t index) {
+template <class S>
+SG3C_HD Block locate_block(const Plan& p, int index) {
     Block b;
-    const int tx = int(index % p.ax[0].tiles);
-    index /= p.ax[0].tiles;
-    const int ty = int(index % p.ax[1].tiles);
-    index /= p.ax[1].tiles;
-    b.c0 = int(index % p.groups) * p.cb;
-    b.n = int(index / p.groups);
-    const int tiles[2] = {tx, ty};
+    const int rest = fast_div(index, p.div_tiles_x);
+    const int plane = fast_div(rest, p.div_tiles_y);   // (image, channel group)
+    b.n = fast_div(plane, p.div_groups);
+    b.c0 = (plane - b.n * p.groups) * p.cb;
+    const int tiles[2] = {index - rest * p.ax[0].tiles, rest - plane * p.ax[1].tiles};
+    const bool stage_a = S::stage_a >= 0 ? S::stage_a != kNoStage : p.stage_a != kNoStage;
+    const bool stage_b = S::stage_b >= 0 ? S::stage_b != kNoStage : p.stage_b != kNoStage;
+    SG3C_UNROLL
     for (int a = 0; a < 2; ++a) {
         const AxisPlan& ax = p.ax[a];
         b.o0[a] = tiles[a] * ax.tile_out;
-        b.m0[a] = p.stage_b ? b.o0[a] * ax.down - ax.pad_b : b.o0[a];
-        b.i0[a] = p.stage_a ? ceil_div(b.m0[a] * ax.down_a - ax.pad_a, ax.up) : b.m0[a];
+        b.m0[a] = stage_b ? b.o0[a] * (S::down != kAny ? S::down : ax.down) - ax.pad_b : b.o0[a];
+        b.i0[a] = stage_a ? ceil_div(b.m0[a] * (S::down_a != kAny ? S::down_a : ax.down_a) - ax.pad_a,
+                                     S::up != kAny ? S::up : ax.up)
+                          : b.m0[a];
     }
     return b;
 }
@@ -381,43 +420,47 @@ SG3C_HD Block locate_block(const Plan& p, int64_t index) {
 // ------------------------------------------------------------------------------------------------------
 // Load and store.
 
-// The (channel, row, column) of a tile's item in loads and stores: consecutive threads take consecutive
-// channels of one pixel in channels-last tensors, consecutive columns otherwise (coalesced either way).
-SG3C_HD void global_item(const Plan& p, Grid g, int item, int& c, int& r, int& col) {
-    if (p.channels_fast) {
-        c = item % p.cb;
-        const int rest = item / p.cb;
-        col = rest % g.cols;
-        r = rest / g.cols;
-    } else {
-        col = item % g.cols;
-        const int rest = item / g.cols;
-        r = rest % g.rows;
-        c = rest / g.rows;
-    }
+// Channels-last tensors (cb channels per block): the (channel, row, column) of a tile's item in loads and
+// stores, consecutive threads taking consecutive channels of one pixel (coalesced).
+SG3C_HD void channels_fast_item(const Plan& p, Grid g, int item, int& c, int& r, int& col) {
+    c = item % p.cb;
+    const int rest = item / p.cb;
+    col = rest % g.cols;
+    r = rest / g.cols;
 }
 
 template <typename T, typename acc_t>
 SG3C_HD void phase_load(const Plan& p, const Block& b, const Tensors<T>& t, acc_t* smem, Grid g, acc_t* dst,
                         int tid, int nthreads) {
-    const int per_plane = g.rows * g.cols;
-    const int total = per_plane * p.cb;
     const T* image = t.in + int64_t(b.n) * p.in_sn + int64_t(b.c0) * p.in_sc;
     const int h = p.ax[1].in_size;
     const int w = p.ax[0].in_size;
-    for (int item = tid; item < total; item += nthreads) {
-        int c, r, col;
-        global_item(p, g, item, c, r, col);
-        const int iy = b.i0[1] + r;
-        const int ix = b.i0[0] + col;
-        acc_t v = acc_t(0);
-        if (iy >= 0 && iy < h && ix >= 0 && ix < w && b.c0 + c < p.channels) {
-            v = static_cast<acc_t>(image[c * p.in_sc32 + iy * p.in_sh + ix * p.in_sw]);
-            if (t.bias != nullptr) {
-                v += static_cast<acc_t>(t.bias[b.c0 + c]);
+    if (p.channels_fast) {
+        for (int item = tid; item < g.rows * g.cols * p.cb; item += nthreads) {
+            int c, r, col;
+            channels_fast_item(p, g, item, c, r, col);
+            const int iy = b.i0[1] + r;
+            const int ix = b.i0[0] + col;
+            acc_t v = acc_t(0);
+            if (iy >= 0 && iy < h && ix >= 0 && ix < w && b.c0 + c < p.channels) {
+                v = static_cast<acc_t>(image[c * p.in_sc32 + iy * p.in_sh + ix * p.in_sw]);
+                if (t.bias != nullptr) {
+                    v += static_cast<acc_t>(t.bias[b.c0 + c]);
+                }
             }
+            dst[c * g.plane + r * g.pitch + col] = v;
         }
-        dst[c * g.plane + r * g.pitch + col] = v;
+    } else {   // one channel per block (cb == 1): consecutive threads, consecutive columns; the bias read once
+        const acc_t bias = t.bias != nullptr ? static_cast<acc_t>(t.bias[b.c0]) : acc_t(0);
+        const bool inside = b.i0[0] >= 0 && b.i0[0] + g.cols <= w && b.i0[1] >= 0 && b.i0[1] + g.rows <= h;
+        for (int item = tid; item < g.rows * g.cols; item += nthreads) {
+            const int r = item / g.cols;   // (a constant divisor where a Spec fixes the tile)
+            const int col = item - r * g.cols;
+            const int iy = b.i0[1] + r;
+            const int ix = b.i0[0] + col;
+            const bool in_image = inside || (iy >= 0 && iy < h && ix >= 0 && ix < w);
+            dst[r * g.pitch + col] = in_image ? static_cast<acc_t>(image[iy * p.in_sh + ix * p.in_sw]) + bias : acc_t(0);
+        }
     }
     // The taps, flipped and scaled once per block (reversing the flattened [ky][kx] array flips both axes).
     acc_t* taps = smem + p.taps_offset;
@@ -436,17 +479,29 @@ SG3C_HD void phase_load(const Plan& p, const Block& b, const Tensors<T>& t, acc_
 template <typename T, typename acc_t>
 SG3C_HD void phase_store(const Plan& p, const Block& b, const Tensors<T>& t, const acc_t* src, Grid g, int tid,
                          int nthreads) {
-    const int total = g.rows * g.cols * p.cb;
     T* image = t.out + int64_t(b.n) * p.out_sn + int64_t(b.c0) * p.out_sc;
     const int h = p.ax[1].out_size;
     const int w = p.ax[0].out_size;
-    for (int item = tid; item < total; item += nthreads) {
-        int c, r, col;
-        global_item(p, g, item, c, r, col);
-        const int oy = b.o0[1] + r;
-        const int ox = b.o0[0] + col;
-        if (oy < h && ox < w && b.c0 + c < p.channels) {
-            image[c * p.out_sc32 + oy * p.out_sh + ox * p.out_sw] = static_cast<T>(src[c * g.plane + r * g.pitch + col]);
+    if (p.channels_fast) {
+        for (int item = tid; item < g.rows * g.cols * p.cb; item += nthreads) {
+            int c, r, col;
+            channels_fast_item(p, g, item, c, r, col);
+            const int oy = b.o0[1] + r;
+            const int ox = b.o0[0] + col;
+            if (oy < h && ox < w && b.c0 + c < p.channels) {
+                image[c * p.out_sc32 + oy * p.out_sh + ox * p.out_sw] = static_cast<T>(src[c * g.plane + r * g.pitch + col]);
+            }
+        }
+    } else {   // cb == 1
+        const bool inside = b.o0[0] + g.cols <= w && b.o0[1] + g.rows <= h;
+        for (int item = tid; item < g.rows * g.cols; item += nthreads) {
+            const int r = item / g.cols;
+            const int col = item - r * g.cols;
+            const int oy = b.o0[1] + r;
+            const int ox = b.o0[0] + col;
+            if (inside || (oy < h && ox < w)) {
+                image[oy * p.out_sh + ox * p.out_sw] = static_cast<T>(src[r * g.pitch + col]);
+            }
         }
     }
 }
@@ -488,10 +543,18 @@ struct Run {
                                    acc_t (&acc)[RUN]) {
         constexpr int W = window<R>();
         acc_t win[W];
-        SG3C_UNROLL
-        for (int j = 0; j < W; ++j) {
-            // (reads past the tile only feed outputs past its end, which are never stored)
-            win[j] = src[min_int(max_int(first + j, 0), extent - 1) * step];
+        if (first >= 0 && first + W <= extent) {   // (all runs but a line's first and last: no clamping)
+            const acc_t* at = src + first * step;
+            SG3C_UNROLL
+            for (int j = 0; j < W; ++j) {
+                win[j] = at[j * step];
+            }
+        } else {
+            SG3C_UNROLL
+            for (int j = 0; j < W; ++j) {
+                // (reads past the tile only feed outputs past its end, which are never stored)
+                win[j] = src[min_int(max_int(first + j, 0), extent - 1) * step];
+            }
         }
         SG3C_UNROLL
         for (int q = 0; q < RUN; ++q) {
@@ -532,12 +595,19 @@ struct RunLength {
     static constexpr int value = U > 1 ? 4 * U : (D > 1 ? 4 : 8);
 };
 
+// What a pass does to a run of outputs in registers before storing them: nothing, or the activation
+// (ActEpilogue, below).
+struct NoEpilogue {
+    template <int RUN, typename acc_t>
+    SG3C_HD void operator()(int, int, int, acc_t (&)[RUN]) const {}
+};
+
 // A 1-D pass along `axis` (0: along rows, 1: down columns) over every line of a [cb][rows][cols] array.
 // Threads are laid across lines (adjacent threads, adjacent lines: distinct banks) and each computes a run
-// of consecutive outputs along its line.
-template <int U, int D, int K, typename acc_t>
+// of RUN consecutive outputs along its line; with fixed factors, `epi(c, line, q0, acc)` sees each run.
+template <int U, int D, int K, int RUN = RunLength<U, D>::value, typename acc_t, class Epilogue = NoEpilogue>
 SG3C_HD void pass_axis(int axis, const acc_t* src, Grid gs, acc_t* dst, Grid gd, const acc_t* taps_smem,
-                       const LineGeom& g, int cb, int tid, int nthreads) {
+                       const LineGeom& g, int cb, int tid, int nthreads, const Epilogue& epi = Epilogue()) {
     const int lines = axis == 0 ? gd.rows : gd.cols;
     const int length = axis == 0 ? gd.cols : gd.rows;
     const int src_step = axis == 0 ? 1 : gs.pitch;
@@ -556,7 +626,6 @@ SG3C_HD void pass_axis(int axis, const acc_t* src, Grid gs, acc_t* dst, Grid gd,
             dst[c * gd.plane + line * dst_line + q * dst_step] = (q >= g.lo && q < g.hi) ? v : acc_t(0);
         }
     } else {
-        constexpr int RUN = RunLength<U, D>::value;
         acc_t taps[K];
         for (int k = 0; k < K; ++k) {
             taps[k] = taps_smem[k];
@@ -573,7 +642,15 @@ SG3C_HD void pass_axis(int axis, const acc_t* src, Grid gs, acc_t* dst, Grid gd,
                 acc[q] = acc_t(0);
             }
             Run<U, D, K, RUN>::line(src + c * gs.plane + line * src_line, src_step, src_extent, taps, g.base, q0, acc);
+            epi(c, line, q0, acc);
             acc_t* out = dst + c * gd.plane + line * dst_line;
+            if (q0 + RUN <= length && q0 >= g.lo && q0 + RUN <= g.hi) {   // (all but edge runs: no tests)
+                SG3C_UNROLL
+                for (int q = 0; q < RUN; ++q) {
+                    out[(q0 + q) * dst_step] = acc[q];
+                }
+                continue;
+            }
             for (int q = 0; q < RUN; ++q) {
                 const int o = q0 + q;
                 if (o < length) {
@@ -631,6 +708,13 @@ SG3C_HD void pass_plane(const acc_t* src, Grid gs, acc_t* dst, Grid gd, const ac
             }
             acc_t* out = dst + c * gd.plane + r * gd.pitch;
             const bool row_inside = r >= gy.lo && r < gy.hi;
+            if (row_inside && q0 + RUN <= gd.cols && q0 >= gx.lo && q0 + RUN <= gx.hi) {   // (no tests)
+                SG3C_UNROLL
+                for (int q = 0; q < RUN; ++q) {
+                    out[q0 + q] = acc[q];
+                }
+                continue;
+            }
             for (int q = 0; q < RUN; ++q) {
                 const int o = q0 + q;
                 if (o < gd.cols) {
@@ -673,24 +757,84 @@ SG3C_HD LineGeom geom_b(const Plan& p, const Block& b, int axis) {
 // (rows and columns [o0 * down, (o0 + tile_out) * down), the last tile to the end of the image), so every
 // word is written by exactly one block; the Plan keeps tile origins word-aligned for this.
 
-template <typename T, typename acc_t>
-SG3C_HD void phase_act(const Plan& p, const Block& b, const Tensors<T>& t, acc_t* mid, Grid g, int tid, int nthreads) {
+// The record bits of the 16 mid samples of row `words` from column mx0 on, in segment order (none outside
+// the image's row). A segment starts anywhere in a record word: the (at most two) words are read once and
+// shifted together.
+SG3C_HD uint32_t segment_bits(const Plan& p, const uint32_t* words, bool row_inside, int mx0) {
+    const int w = mx0 >> 4;   // (floor: mx0 < 0 at the image's left edge)
+    const uint32_t lo = row_inside && w >= 0 && w < p.sign_words ? words[w] : 0u;
+    const uint32_t hi = row_inside && (mx0 & 15) != 0 && w + 1 >= 0 && w + 1 < p.sign_words ? words[w + 1] : 0u;
+    return uint32_t(((uint64_t(hi) << 32) | lo) >> ((mx0 & 15) * 2));
+}
+
+// The mid rows and record words (from the block's m0 on) whose record a recording block writes: its
+// outputs' stride, the last tile to the end of the image (at most down - 1 samples past the computed tile).
+struct Owned {
+    int rows, words;
+};
+SG3C_HD Owned owned_by(const Plan& p, const Block& b) {
     const AxisPlan& ax = p.ax[0];
     const AxisPlan& ay = p.ax[1];
-    const int tile_x = b.o0[0] / ax.tile_out;
-    const int tile_y = b.o0[1] / ay.tile_out;
-    // Rows and 16-sample segments to visit: the computed tile, and for a recording block what it owns.
-    int rows = g.rows;
-    int segments = (g.cols + kSamplesPerWord - 1) / kSamplesPerWord;
-    int own_rows = 0;
-    int own_words = 0;
-    if (p.act == kActRecord) {
-        own_rows = tile_y + 1 < ay.tiles ? ay.tile_out * ay.down : ay.mid_size - b.m0[1];
-        own_words = tile_x + 1 < ax.tiles ? ax.tile_out * ax.down / kSamplesPerWord
-                                          : p.sign_words - b.m0[0] / kSamplesPerWord;
-        rows = max_int(rows, own_rows);
-        segments = max_int(segments, own_words);
+    Owned own;
+    own.rows = b.o0[1] / ay.tile_out + 1 < ay.tiles ? ay.tile_out * ay.down : ay.mid_size - b.m0[1];
+    own.words = b.o0[0] / ax.tile_out + 1 < ax.tiles ? ax.tile_out * ax.down / kSamplesPerWord
+                                                     : p.sign_words - b.m0[0] / kSamplesPerWord;
+    return own;
+}
+
+// Where a record row lives: (image, channel) plane of the block's channel c, mid row my.
+SG3C_HD int64_t record_row(const Plan& p, const Block& b, int c, int my) {
+    return (int64_t(b.n) * p.channels + b.c0 + c) * p.sign_plane + int64_t(my) * p.sign_words;
+}
+
+// The derivative of one segment's 16 samples from the record's bits in segment order, in place; zero for
+// the samples outside the image (as stage A already made them). A whole segment inside the image and the
+// tile takes the path without tests (the loop unrolled: every shift a constant).
+template <typename acc_t>
+SG3C_HD void act_masked_segment(const Plan& p, const uint32_t* words, bool row_inside, int m0x, int seg, acc_t* row,
+                                int cols) {
+    const int mx0 = m0x + seg * kSamplesPerWord;
+    const uint32_t bits = segment_bits(p, words, row_inside, mx0);
+    acc_t* at = row + seg * kSamplesPerWord;
+    if (row_inside && mx0 >= 0 && mx0 + kSamplesPerWord <= p.ax[0].mid_size && (seg + 1) * kSamplesPerWord <= cols) {
+        SG3C_UNROLL
+        for (int s = 0; s < kSamplesPerWord; ++s) {
+            at[s] *= derivative<acc_t>((bits >> (2 * s)) & 3u, p.act_params);
+        }
+        return;
     }
+    for (int s = 0; s < kSamplesPerWord && seg * kSamplesPerWord + s < cols; ++s) {
+        const bool inside = row_inside && mx0 + s >= 0 && mx0 + s < p.ax[0].mid_size;
+        at[s] = inside ? at[s] * derivative<acc_t>((bits >> (2 * s)) & 3u, p.act_params) : acc_t(0);
+    }
+}
+
+// The activation of 16 samples in place; returns their record word, holding the bits of the first `valid`
+// (the computed samples inside the image; the rest record nothing).
+template <typename acc_t>
+SG3C_HD uint32_t act_record_samples(const Plan& p, acc_t (&at)[kSamplesPerWord], int valid) {
+    uint32_t word = 0;
+    SG3C_UNROLL
+    for (int s = 0; s < kSamplesPerWord; ++s) {
+        uint32_t bits;
+        at[s] = activate(at[s], p.act_params, bits);
+        word |= bits << (2 * s);
+    }
+    return valid >= kSamplesPerWord ? word : word & ((1u << (2 * max_int(valid, 0))) - 1u);
+}
+
+template <typename T, typename acc_t>
+SG3C_HD void phase_act(const Plan& p, const Block& b, const Tensors<T>& t, acc_t* mid, Grid g, int tid, int nthreads) {
+    if (p.act == kActNone) {
+        return;
+    }
+    const AxisPlan& ax = p.ax[0];
+    const AxisPlan& ay = p.ax[1];
+    // Rows and 16-sample segments to visit: the computed tile, and for a recording block what it owns (the
+    // extents are the bounds of that, so that with a fixed tile they are constants).
+    const int rows = g.rows + ay.down - 1;
+    const int segments = (g.cols + ax.down - 1 + kSamplesPerWord - 1) / kSamplesPerWord;
+    const Owned own = p.act == kActRecord ? owned_by(p, b) : Owned{0, 0};
     const int total = rows * segments * p.cb;
     for (int item = tid; item < total; item += nthreads) {
         const int seg = item % segments;
@@ -698,43 +842,84 @@ SG3C_HD void phase_act(const Plan& p, const Block& b, const Tensors<T>& t, acc_t
         const int r = rest % rows;
         const int c = rest / rows;
         const int my = b.m0[1] + r;
-        const int64_t plane = int64_t(b.n) * p.channels + b.c0 + c;
         acc_t* row = mid + c * g.plane + r * g.pitch;
         if (p.act == kActMasked) {
-            if (r >= g.rows) {
-                continue;
-            }
-            for (int s = 0; s < kSamplesPerWord; ++s) {
-                const int col = seg * kSamplesPerWord + s;
-                const int mx = b.m0[0] + col;
-                if (col >= g.cols) {
-                    break;
-                }
-                if (my < 0 || my >= ay.mid_size || mx < 0 || mx >= ax.mid_size || b.c0 + c >= p.channels) {
-                    row[col] = acc_t(0);   // (already zero: stage A zeroes samples outside the image)
-                    continue;
-                }
-                const uint32_t word = t.signs_in[plane * p.sign_plane + int64_t(my) * p.sign_words + (mx >> 4)];
-                row[col] *= derivative<acc_t>((word >> ((mx & 15) * 2)) & 3u, p.act_params);
+            if (r < g.rows) {
+                const bool row_inside = my >= 0 && my < ay.mid_size && b.c0 + c < p.channels;
+                act_masked_segment(p, t.signs_in + record_row(p, b, c, row_inside ? my : 0), row_inside, b.m0[0], seg,
+                                   row, g.cols);
             }
             continue;
         }
-        uint32_t word = 0;
+        const int c0 = seg * kSamplesPerWord;
+        const int mx0 = b.m0[0] + c0;
+        const int count = r < g.rows ? min_int(g.cols - c0, kSamplesPerWord) : 0;
+        acc_t samples[kSamplesPerWord];
+        SG3C_UNROLL
         for (int s = 0; s < kSamplesPerWord; ++s) {
-            const int col = seg * kSamplesPerWord + s;
-            if (r < g.rows && col < g.cols) {
-                uint32_t bits;
-                row[col] = activate(row[col], p.act_params, bits);
-                if (b.m0[0] + col < ax.mid_size) {   // (the zeros past the image's end record nothing)
-                    word |= bits << (2 * s);
-                }
+            samples[s] = s < count ? row[c0 + s] : acc_t(0);
+        }
+        const uint32_t word = act_record_samples(p, samples, min_int(count, ax.mid_size - mx0));
+        SG3C_UNROLL
+        for (int s = 0; s < kSamplesPerWord; ++s) {
+            if (s < count) {
+                row[c0 + s] = samples[s];
             }
         }
-        const int mx0 = b.m0[0] + seg * kSamplesPerWord;
-        if (p.act == kActRecord && r < own_rows && seg < own_words && my >= 0 && my < ay.mid_size && mx0 >= 0 &&
+        if (p.act == kActRecord && r < own.rows && seg < own.words && my >= 0 && my < ay.mid_size && mx0 >= 0 &&
             b.c0 + c < p.channels) {
-            // Samples past the computed tile (at most down - 1 at the image's end, read by no output) record 0.
-            t.signs_out[plane * p.sign_plane + int64_t(my) * p.sign_words + (mx0 >> 4)] = word;
+            t.signs_out[record_row(p, b, c, my) + (mx0 >> 4)] = word;
+        }
+    }
+}
+// The activation fused into stage A's last pass along the rows (a Spec's separable stage A): each thread's
+// run of 16 mid samples of a row is activated in registers, and a recording block builds the run's record
+// word there (a run is one word: tile origins are word-aligned when recording, and RUN == 16). The
+// samples outside the image are zeros by then (stage A's passes made them) and stay zeros.
+template <int ACT, typename acc_t>
+struct ActEpilogue {
+    const Plan& p;
+    const Block& b;
+    uint32_t* signs_out;
+    const uint32_t* signs_in;
+    int cols;    // computed mid samples per row
+    Owned own;   // (recording)
+
+    SG3C_HD void operator()(int c, int r, int q0, acc_t (&acc)[kSamplesPerWord]) const {
+        const int my = b.m0[1] + r;
+        const int mx0 = b.m0[0] + q0;
+        const bool row_inside = my >= 0 && my < p.ax[1].mid_size && b.c0 + c < p.channels;
+        if constexpr (ACT == kActMasked) {
+            const uint32_t bits = segment_bits(p, signs_in + record_row(p, b, c, row_inside ? my : 0), row_inside, mx0);
+            SG3C_UNROLL
+            for (int s = 0; s < kSamplesPerWord; ++s) {
+                acc[s] *= derivative<acc_t>((bits >> (2 * s)) & 3u, p.act_params);
+            }
+        } else {
+            const uint32_t word = act_record_samples(p, acc, min_int(cols - q0, p.ax[0].mid_size - mx0));
+            if (ACT == kActRecord && row_inside && r < own.rows && q0 < own.words * kSamplesPerWord) {
+                signs_out[record_row(p, b, c, my) + (mx0 >> 4)] = word;
+            }
+        }
+    }
+};
+
+// The record words of the owned rows past the computed tile (at most down - 1 at the image's end, read by
+// no output): zeros, as the activation phase writes them.
+template <typename T>
+SG3C_HD void record_rows_past_tile(const Plan& p, const Block& b, const Tensors<T>& t, Grid g, int tid, int nthreads) {
+    const Owned own = owned_by(p, b);
+    const int extra = own.rows - g.rows;
+    if (extra <= 0) {
+        return;
+    }
+    for (int item = tid; item < extra * own.words * p.cb; item += nthreads) {
+        const int w = item % own.words;
+        const int rest = item / own.words;
+        const int my = b.m0[1] + g.rows + rest % extra;
+        const int c = rest / extra;
+        if (my < p.ax[1].mid_size && b.c0 + c < p.channels) {
+            t.signs_out[record_row(p, b, c, my) + (b.m0[0] >> 4) + w] = 0u;
         }
     }
 }
@@ -743,7 +928,7 @@ SG3C_HD void phase_act(const Plan& p, const Block& b, const Tensors<T>& t, acc_t
 // One phase of one block for one thread. Spec fixes the stage kinds and the factors and tap counts
 // (square: the same along both axes) at compile time; kAny leaves a value to the Plan.
 
-template <int STAGE_A, int STAGE_B, int UP, int DOWN_A, int KA, int DOWN, int KB>
+template <int STAGE_A, int STAGE_B, int UP, int DOWN_A, int KA, int DOWN, int KB, int TILE = kAny, int TILE_Y = TILE>
 struct Spec {
     static constexpr int stage_a = STAGE_A;
     static constexpr int stage_b = STAGE_B;
@@ -752,12 +937,82 @@ struct Spec {
     static constexpr int taps_a = KA;
     static constexpr int down = DOWN;
     static constexpr int taps_b = KB;
+    static constexpr int tile = TILE;   // outputs per block along x (the Plan's when kAny)...
+    static constexpr int tile_y = TILE_Y;   // ...and along y
 };
 using Generic = Spec<-1, -1, kAny, kAny, kAny, kAny, kAny>;
 
+// The Plan with the tile sizes a specialisation fixes written in as constants, so that every extent and
+// index decode below folds into multiply-shift by constants (the planner gave the same values:
+// plan.h, make_plan with the spec's tile). Called once by each block's caller, kernel and harness alike.
+template <class S>
+SG3C_HD Plan fixed_plan(const Plan& p) {
+    if constexpr (S::tile == kAny) {
+        return p;
+    } else {
+        Plan q = p;
+        q.stage_a = S::stage_a;   // (a Spec with a tile fixes both stage kinds)
+        q.stage_b = S::stage_b;
+        SG3C_UNROLL
+        for (int a = 0; a < 2; ++a) {
+            AxisPlan& x = q.ax[a];
+            x.up = S::up;
+            x.down_a = S::down_a;
+            x.taps_a = S::taps_a;
+            x.down = S::down;
+            x.taps_b = S::taps_b;
+            x.tile_out = a == 0 ? S::tile : S::tile_y;
+            x.tile_mid = S::stage_b != kNoStage ? (x.tile_out - 1) * S::down + S::taps_b : x.tile_out;
+            x.tile_in = S::stage_a != kNoStage ? tile_in_bound(x.tile_mid, S::down_a, S::taps_a, S::up) : x.tile_mid;
+        }
+        return q;
+    }
+}
+
+// A Spec that fixes stage B always has the activation's phase between the stages (a no-op when the
+// Plan's act is kActNone), so that every phase's identity, grid and buffer is a compile-time constant.
+template <class S>
+constexpr bool fuses_act() {   // the activation runs in stage A's last pass (ActEpilogue): no phase of its own
+    return S::stage_a == kSeparable && S::stage_b > kNoStage && S::up != kAny && S::down_a != kAny && S::taps_a != kAny;
+}
+
 template <class S>
 SG3C_HD Shape shape_of(const Plan& p) {
-    return {S::stage_a >= 0 ? S::stage_a : p.stage_a, S::stage_b >= 0 ? S::stage_b : p.stage_b, p.act};
+    if constexpr (S::stage_b >= 0) {
+        const bool act_phase = S::stage_b != kNoStage && !fuses_act<S>();
+        return {S::stage_a >= 0 ? S::stage_a : p.stage_a, S::stage_b, act_phase ? kActApply : kActNone};
+    } else {
+        return {S::stage_a >= 0 ? S::stage_a : p.stage_a, p.stage_b, p.act};
+    }
+}
+
+// Stage A's pass along the rows with the Plan's activation fused in (fuses_act).
+template <class S, typename T, typename acc_t>
+SG3C_HD void pass_ax_act(const Plan& p, const Block& b, const Tensors<T>& t, const acc_t* src, Grid gs, acc_t* dst,
+                         Grid g, const acc_t* taps, int tid, int nthreads) {
+    constexpr int RUN = kSamplesPerWord;
+    const LineGeom geom = geom_a(p, b, 0);
+    switch (p.act) {
+        case kActRecord:
+            pass_axis<S::up, S::down_a, S::taps_a, RUN>(
+                0, src, gs, dst, g, taps, geom, p.cb, tid, nthreads,
+                ActEpilogue<kActRecord, acc_t>{p, b, t.signs_out, t.signs_in, g.cols, owned_by(p, b)});
+            record_rows_past_tile(p, b, t, g, tid, nthreads);
+            break;
+        case kActMasked:
+            pass_axis<S::up, S::down_a, S::taps_a, RUN>(
+                0, src, gs, dst, g, taps, geom, p.cb, tid, nthreads,
+                ActEpilogue<kActMasked, acc_t>{p, b, t.signs_out, t.signs_in, g.cols, Owned{0, 0}});
+            break;
+        case kActApply:
+            pass_axis<S::up, S::down_a, S::taps_a, RUN>(
+                0, src, gs, dst, g, taps, geom, p.cb, tid, nthreads,
+                ActEpilogue<kActApply, acc_t>{p, b, t.signs_out, t.signs_in, g.cols, Owned{0, 0}});
+            break;
+        default:
+            pass_axis<S::up, S::down_a, S::taps_a>(0, src, gs, dst, g, taps, geom, p.cb, tid, nthreads);
+            break;
+    }
 }
 
 template <class S, typename T>
@@ -789,7 +1044,9 @@ SG3C_HD void run_phase(const Plan& p, int k, const Block& b, const Tensors<T>& t
             }
             break;
         case kPassAx:
-            if constexpr (any_a || S::stage_a == kSeparable) {
+            if constexpr (fuses_act<S>()) {
+                pass_ax_act<S>(p, b, t, src, gs, dst, g, taps_a, tid, nthreads);
+            } else if constexpr (any_a || S::stage_a == kSeparable) {
                 pass_axis<UA, DA, S::taps_a>(0, src, gs, dst, g, taps_a, geom_a(p, b, 0), p.cb, tid, nthreads);
             }
             break;
