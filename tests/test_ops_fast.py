@@ -116,3 +116,32 @@ def test_bias_act_inference_path_matches_autograd_path(act, clamp):
         before = x.clone()
         bias_act(x, None, act=act, clamp=clamp)
     assert torch.equal(x, before)   # never writes into its input
+
+
+@pytest.mark.parametrize('act', ['linear', 'lrelu', 'tanh'])
+def test_bias_act_inplace_overwrites_only_where_allowed(act):
+    """inplace=True: the caller's temporary becomes the result (no allocation) on the inference path; with
+    autograd, or for activations without an in-place form, x is left alone. Same values every way."""
+    torch.manual_seed(4)
+    x = torch.randn(2, 5, 4, 4) * 3
+    b = torch.randn(5)
+    want = bias_act(x, b, act=act, clamp=0.5)
+    with torch.no_grad():
+        y = x.clone()
+        got = bias_act(y, b, act=act, clamp=0.5, inplace=True)
+    assert torch.equal(got, want)
+    assert (got.data_ptr() == y.data_ptr()) == (act != 'tanh')
+    y = x.clone().requires_grad_(True)
+    got = bias_act(y, b, act=act, clamp=0.5, inplace=True)
+    assert torch.equal(got.detach(), want) and torch.equal(y.detach(), x) and got.data_ptr() != y.data_ptr()
+
+
+def test_symmetric_padding_filters_without_a_padded_copy():
+    """upfirdn2d without upsampling pads through the convolution itself when the padding is symmetric: same
+    result as padding first (the definition), for any filter shape."""
+    torch.manual_seed(5)
+    x = torch.randn(1, 4, 9, 11, dtype=torch.float64)
+    for f in (torch.rand(4, 4, dtype=torch.float64), torch.rand(5, dtype=torch.float64)):
+        for pad, down in (([1, 1, 2, 2], 1), ([3, 3, 0, 0], 2), ([2, 2, 2, 2], 2)):
+            want = upfirdn2d(torch.nn.functional.pad(x, pad), f, down=down)
+            torch.testing.assert_close(upfirdn2d(x, f, down=down, padding=pad), want, rtol=1e-12, atol=1e-12)

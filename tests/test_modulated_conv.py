@@ -1,0 +1,123 @@
+"""The networks' modulated convolutions against their defining formulas (NVIDIA's order of operations),
+forward, gradient and double-backward, and the CPU glue around them (layouts, in-place passes)."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from networks import stylegan2, stylegan3
+
+
+def per_sample_conv(x, w, **kwargs):
+    return torch.cat([F.conv2d(x[i:i + 1], w[i], **kwargs) for i in range(x.shape[0])])
+
+
+def stylegan3_by_definition(x, w, s, demodulate, padding, input_gain):
+    """Normalise w and s to unit RMS, modulate, demodulate, then scale by the input gain, factor by factor."""
+    n = x.shape[0]
+    if demodulate:
+        w = w * w.square().mean([1, 2, 3], keepdim=True).rsqrt()
+        s = s * s.square().mean().rsqrt()
+    w = w.unsqueeze(0) * s.reshape(n, 1, -1, 1, 1)
+    if demodulate:
+        w = w * (w.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt()
+    if input_gain is not None:
+        w = w * input_gain.reshape(1, 1, -1, 1, 1)
+    return per_sample_conv(x, w, padding=padding)
+
+
+def stylegan2_by_definition(x, w, s, demodulate, padding, noise):
+    n = x.shape[0]
+    w = w.unsqueeze(0) * s.reshape(n, 1, -1, 1, 1)
+    if demodulate:
+        w = w * (w.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt()
+    y = per_sample_conv(x, w, padding=padding)
+    return y + noise if noise is not None else y
+
+
+def operands(n, k, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 5, 6, 6, generator=g, dtype=dtype)
+    w = torch.randn(4, 5, k, k, generator=g, dtype=dtype)
+    s = torch.randn(n, 5, generator=g, dtype=dtype) + 1
+    return x, w, s
+
+
+@pytest.mark.parametrize('n', [1, 3])
+@pytest.mark.parametrize('k', [1, 3])
+@pytest.mark.parametrize('demodulate', [True, False])
+def test_stylegan3_modulated_conv2d_is_its_definition(n, k, demodulate):
+    x, w, s = operands(n, k)
+    gain = torch.tensor(0.7, dtype=torch.float64)
+    for input_gain in (None, gain):
+        got = stylegan3.modulated_conv2d(x, w, s, demodulate=demodulate, padding=k - 1, input_gain=input_gain)
+        want = stylegan3_by_definition(x, w, s, demodulate, k - 1, input_gain)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    # float32: within rounding of the definition computed in float64
+    x32, w32, s32 = (t.float() for t in (x, w, s))
+    got = stylegan3.modulated_conv2d(x32, w32, s32, demodulate=demodulate, padding=k - 1, input_gain=gain.float())
+    torch.testing.assert_close(got.double(), stylegan3_by_definition(x, w, s, demodulate, k - 1, gain),
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('n', [1, 3])
+@pytest.mark.parametrize('fused', [True, False])
+@pytest.mark.parametrize('demodulate', [True, False])
+def test_stylegan2_modulated_conv2d_is_its_definition(n, fused, demodulate):
+    x, w, s = operands(n, 3, seed=1)
+    noise = torch.randn(6, 6, dtype=torch.float64)
+    got = stylegan2.modulated_conv2d(x, w, s, noise=noise, padding=1, demodulate=demodulate, fused_modconv=fused)
+    torch.testing.assert_close(got, stylegan2_by_definition(x, w, s, demodulate, 1, noise), rtol=1e-12, atol=1e-12)
+
+
+def test_modulated_convs_are_twice_differentiable():
+    """Path-length regularisation differentiates through the generator's gradient."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 2, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 2, 2, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    s = (torch.randn(2, 2, generator=g, dtype=torch.float64) + 1).requires_grad_(True)
+    gain = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    ops = [
+        lambda x, w, s, gain: stylegan3.modulated_conv2d(x, w, s, padding=1, input_gain=gain),
+        lambda x, w, s, gain: stylegan3.modulated_conv2d(x[:1], w, s[:1], input_gain=gain),
+        lambda x, w, s, gain: stylegan2.modulated_conv2d(x, w, s * gain, fused_modconv=True),
+        lambda x, w, s, gain: stylegan2.modulated_conv2d(x, w, s * gain, fused_modconv=False),
+    ]
+    for op in ops:
+        assert torch.autograd.gradcheck(op, (x, w, s, gain), fast_mode=True)
+        assert torch.autograd.gradgradcheck(op, (x, w, s, gain), fast_mode=True)
+
+
+def tiny_stylegan2(**kwargs):
+    torch.manual_seed(0)
+    return stylegan2.Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3, channel_base=64,
+                               channel_max=16, **kwargs).eval()
+
+
+@pytest.mark.parametrize('architecture', ['skip', 'resnet', 'orig'])
+def test_stylegan2_runs_channels_last_on_the_cpu(architecture):
+    """oneDNN's native layout: the blocks hand channels-last features on (no reorder per convolution, no layout
+    copies around the FIR filters), and the image comes out in the usual layout. (The official parity tests
+    check the numbers against NVIDIA's NCHW outputs.)"""
+    G = tiny_stylegan2(architecture=architecture)
+    ws = G.mapping(torch.randn(2, 8), None)
+    feats = []
+    for res in G.synthesis.block_resolutions:
+        getattr(G.synthesis, f'b{res}').register_forward_hook(lambda m, i, out: feats.append(out[0]))
+    with torch.no_grad():
+        img = G.synthesis(ws, noise_mode='const')
+    assert len(feats) == 3 and all(f.is_contiguous(memory_format=torch.channels_last) for f in feats)
+    assert img.is_contiguous() and img.shape == (2, 3, 16, 16)
+
+
+def test_synthesis_layers_leave_no_trace_of_in_place_passes():
+    """The in-place bias/activation passes write only into the layers' own temporaries: the same inputs give
+    the same image twice, and the inputs themselves are untouched."""
+    G = tiny_stylegan2()
+    ws = G.mapping(torch.randn(1, 8), None)
+    before = ws.clone()
+    with torch.no_grad():
+        a = G.synthesis(ws, noise_mode='const')
+        b = G.synthesis(ws, noise_mode='const')
+    assert torch.equal(a, b) and torch.equal(ws, before)
+    assert np.isfinite(a.numpy()).all()
