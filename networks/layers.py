@@ -38,6 +38,19 @@ def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> to
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
 
 
+def scale_kernels(w: torch.Tensor, scale: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """`w` [O, I, kh, kw] times `scale` [O, I] (kernel by kernel), in x's dtype, for a convolution of `x`.
+
+    For a channels-last x and kernels bigger than 1x1, oneDNN would copy NCHW weights into channels-last
+    first: without autograd the product is written in that layout directly, which spares the copy."""
+    scale = scale.unsqueeze(2).unsqueeze(3)
+    if (w.shape[2] * w.shape[3] > 1 and x.is_contiguous(memory_format=torch.channels_last)
+            and not (torch.is_grad_enabled() and (w.requires_grad or scale.requires_grad))):
+        out = torch.empty(w.shape, dtype=torch.result_type(w, scale), device=w.device, memory_format=torch.channels_last)
+        return torch.mul(w, scale, out=out).to(x.dtype)
+    return (w * scale).to(x.dtype)
+
+
 class FullyConnectedLayer(nn.Module):
     """Dense layer with equalized learning rate, bias and activation."""
 

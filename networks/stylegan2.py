@@ -23,7 +23,7 @@ from torch_utils.ops.conv2d_resample import conv2d_resample
 from torch_utils.ops.upfirdn2d import setup_filter, upsample2d
 
 from .persistence import records_init_kwargs
-from .layers import Conv2dLayer, FullyConnectedLayer, MappedGenerator, StyleLayer
+from .layers import Conv2dLayer, FullyConnectedLayer, MappedGenerator, StyleLayer, scale_kernels
 from .pyramid import resolution_pyramid
 
 
@@ -56,22 +56,24 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
                             flip_weight=flip_weight)
         if demodulate:
             x = x * dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
-        if noise is not None:
-            x = x.add_(noise.to(x.dtype))   # x is the convolution's fresh output (which its backward never reads)
-        return x
+        return _add_noise(x, noise)
 
     # Styles and demodulation scale whole [kh, kw] kernels: one [N, O, I] matrix, one pass over the weights.
     scale = styles.unsqueeze(1) if dcoefs is None else dcoefs.unsqueeze(2) * styles.unsqueeze(1)
+    if n == 1:   # a plain conv; reshaping would restride a channels-last x and cost oneDNN a layout copy
+        w = scale_kernels(weight, scale[0].expand(out_ch, in_ch), x)
+        return _add_noise(conv2d_resample(x, w, f=resample_filter, up=up, down=down, padding=padding,
+                                          flip_weight=flip_weight), noise)
     w = weight.unsqueeze(0) * scale.unsqueeze(3).unsqueeze(4)   # [N, O, I, kh, kw]
-    if n > 1:   # at batch 1 it is a plain conv, and reshaping would restride a channels-last x (a layout copy)
-        x = x.reshape(1, -1, *x.shape[2:])
+    x = x.reshape(1, -1, *x.shape[2:])
     x = conv2d_resample(x, w.reshape(-1, in_ch, kh, kw).to(x.dtype), f=resample_filter, up=up, down=down,
                         padding=padding, groups=n, flip_weight=flip_weight)
-    if n > 1:
-        x = x.reshape(n, -1, *x.shape[2:])
-    if noise is not None:
-        x = x.add_(noise)   # (as above)
-    return x
+    return _add_noise(x.reshape(n, -1, *x.shape[2:]), noise)
+
+
+def _add_noise(x: torch.Tensor, noise: Optional[torch.Tensor]) -> torch.Tensor:
+    """x + noise, into x: a convolution's fresh output (which the convolution's backward never reads)."""
+    return x if noise is None else x.add_(noise.to(x.dtype))
 
 
 def _style_and_weight(in_channels: int, out_channels: int, w_dim: int, kernel_size: int,

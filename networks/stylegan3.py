@@ -25,7 +25,7 @@ from torch_utils.ops.filtered_lrelu import filtered_lrelu
 
 from .filter_design import lowpass_taps, radial_lowpass_taps
 from .persistence import records_init_kwargs
-from .layers import FullyConnectedLayer, MappedGenerator, StyleLayer
+from .layers import FullyConnectedLayer, MappedGenerator, StyleLayer, scale_kernels
 
 
 def modulated_conv2d(x: torch.Tensor, w: torch.Tensor, s: torch.Tensor, demodulate: bool = True, padding: int = 0,
@@ -52,7 +52,7 @@ def modulated_conv2d(x: torch.Tensor, w: torch.Tensor, s: torch.Tensor, demodula
     if input_gain is not None:
         scale = scale * input_gain.expand(n, in_ch).unsqueeze(1)
     if n == 1:   # a plain conv; reshaping would restride a channels-last x and cost oneDNN a layout copy
-        return F.conv2d(x, (w * scale[0].unsqueeze(2).unsqueeze(3)).to(x.dtype), padding=padding)
+        return F.conv2d(x, scale_kernels(w, scale[0].expand(out_ch, in_ch), x), padding=padding)
     w = w.unsqueeze(0) * scale.unsqueeze(3).unsqueeze(4)                    # [N, O, I, kh, kw]
     x = x.reshape(1, -1, *x.shape[2:])
     x = F.conv2d(x, w.reshape(-1, in_ch, kh, kw).to(x.dtype), padding=padding, groups=n)

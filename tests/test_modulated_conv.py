@@ -50,8 +50,12 @@ def test_stylegan3_modulated_conv2d_is_its_definition(n, k, demodulate):
     x, w, s = operands(n, k)
     gain = torch.tensor(0.7, dtype=torch.float64)
     for input_gain in (None, gain):
-        got = stylegan3.modulated_conv2d(x, w, s, demodulate=demodulate, padding=k - 1, input_gain=input_gain)
         want = stylegan3_by_definition(x, w, s, demodulate, k - 1, input_gain)
+        got = stylegan3.modulated_conv2d(x, w, s, demodulate=demodulate, padding=k - 1, input_gain=input_gain)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+        with torch.no_grad():   # channels-last input: the weights are written in that layout
+            got = stylegan3.modulated_conv2d(x.contiguous(memory_format=torch.channels_last), w, s,
+                                             demodulate=demodulate, padding=k - 1, input_gain=input_gain)
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     # float32: within rounding of the definition computed in float64
     x32, w32, s32 = (t.float() for t in (x, w, s))
@@ -66,8 +70,13 @@ def test_stylegan3_modulated_conv2d_is_its_definition(n, k, demodulate):
 def test_stylegan2_modulated_conv2d_is_its_definition(n, fused, demodulate):
     x, w, s = operands(n, 3, seed=1)
     noise = torch.randn(6, 6, dtype=torch.float64)
+    want = stylegan2_by_definition(x, w, s, demodulate, 1, noise)
     got = stylegan2.modulated_conv2d(x, w, s, noise=noise, padding=1, demodulate=demodulate, fused_modconv=fused)
-    torch.testing.assert_close(got, stylegan2_by_definition(x, w, s, demodulate, 1, noise), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        got = stylegan2.modulated_conv2d(x.contiguous(memory_format=torch.channels_last), w, s, noise=noise,
+                                         padding=1, demodulate=demodulate, fused_modconv=fused)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_modulated_convs_are_twice_differentiable():

@@ -7,7 +7,7 @@ import torch
 
 import torch_utils.ops.filtered_lrelu as flr
 from torch_utils.ops.bias_act import bias_act
-from torch_utils.ops.upfirdn2d import upfirdn2d, upsample_window
+from torch_utils.ops.upfirdn2d import ceil_div, upfirdn2d, upsample_window
 
 
 def composed(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter=False):
@@ -145,3 +145,20 @@ def test_symmetric_padding_filters_without_a_padded_copy():
         for pad, down in (([1, 1, 2, 2], 1), ([3, 3, 0, 0], 2), ([2, 2, 2, 2], 2)):
             want = upfirdn2d(torch.nn.functional.pad(x, pad), f, down=down)
             torch.testing.assert_close(upfirdn2d(x, f, down=down, padding=pad), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize('threads', [1, 2, 4])
+def test_chunk_sizes_split_the_work_evenly_between_workers(threads, monkeypatch):
+    from torch_utils.ops import cpu_workers
+    monkeypatch.setattr(cpu_workers, 'workers', lambda: threads)
+    for total, most, align in ((512, 288, 16), (1024, 304, 16), (512, 16, 16), (362, 40, 16), (181, 32, 16),
+                               (100, 288, 16), (3, 16, 16), (64, 1, 16)):
+        size = cpu_workers.chunk_size(total, most, align)
+        count = ceil_div(total, size)
+        aligned_most = max(align, most // align * align)
+        assert size == total or (size % align == 0 and size <= aligned_most)
+        assert count <= ceil_div(ceil_div(total, aligned_most), threads) * threads   # no more chunks than needed
+        if total >= threads * align * 2 and total % (threads * align) == 0:
+            assert count % threads == 0 and total % size == 0   # every worker the same share
+    monkeypatch.setattr(cpu_workers, 'workers', lambda: 2)
+    assert cpu_workers.chunk_size(512, 288, 16) == 256   # two of 256, not 288 and 224
