@@ -42,7 +42,8 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor] 
         px0, px1 = px0 + (fw - down + 1) // 2, px1 + (fw - down) // 2
         py0, py1 = py0 + (fh - down + 1) // 2, py1 + (fh - down) // 2
     pointwise = kh == 1 and kw == 1
-    corr = w if flip_weight or pointwise else w.flip([2, 3])   # the kernel F.conv2d must correlate with
+    # The kernel F.conv2d must correlate with (not needed by the transposed convolution below).
+    corr = w if flip_weight or pointwise or up > 1 else w.flip([2, 3])
 
     if up > 1:
         if pointwise:
