@@ -178,8 +178,10 @@ class SynthesisBlock(nn.Module):
         dtype = torch.float16 if fp16 else torch.float32
         # On the CPU, oneDNN runs convolutions and the FIR filters' per-channel convolutions on channels-last
         # tensors directly; contiguous (NCHW) ones cost a reorder per convolution and layout copies per filter.
+        # (Not where tests run the GPU's float16 branches on the CPU: they keep the GPU's layouts too.)
         cpu = ws.device.type == 'cpu'
-        fmt = torch.channels_last if (self.channels_last and fp16) or cpu else torch.contiguous_format
+        onednn = cpu and not fp16_enabled(ws.device)
+        fmt = torch.channels_last if (self.channels_last and fp16) or onednn else torch.contiguous_format
         if fused_modconv is None:
             fused_modconv = self.fused_modconv_default
         if fused_modconv == 'inference_only':

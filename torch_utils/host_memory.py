@@ -5,7 +5,7 @@ and trims the heap's free top above twice that. Memory that comes back from the 
 first touch, one page fault per 4 KiB page: 2-3 GB/s on the machines measured, slower than the convolutions
 that write it. A StyleGAN generator at 256 px allocates several hundred MiB of such activations per image (a
 layer's output, the next convolution's output), all freed again before the next image, so without this
-every image pays for those page faults again (about a fifth of StyleGAN2's CPU time at 256 px). Raising
+every image pays for those page faults again (13-15% of the three generators' CPU time at 256 px). Raising
 both thresholds lets the freed blocks serve the next image. The price: the process keeps its peak heap,
 as PyTorch's CUDA caching allocator keeps its peak on a GPU.
 
