@@ -9,6 +9,7 @@ Module and parameter names follow NVIDIA's state-dict layout (`weight`, `bias`, 
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -38,17 +39,47 @@ def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> to
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
 
 
-def scale_kernels(w: torch.Tensor, scale: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def scale_kernels(w: torch.Tensor, scale: torch.Tensor, x: torch.Tensor, transposed: bool = False) -> torch.Tensor:
     """`w` [O, I, kh, kw] times `scale` [O, I] (kernel by kernel), in x's dtype, for a convolution of `x`.
 
     For a channels-last x and kernels bigger than 1x1, oneDNN would copy NCHW weights into channels-last
-    first: without autograd the product is written in that layout directly, which spares the copy."""
+    first: without autograd the product is written in that layout directly, which spares the copy. With
+    `transposed` (the weights feed conv_transpose2d as conv2d_resample's [I, O, kh, kw] view of them), the
+    layout is the one that makes that view channels-last: [I, kh, kw, O] in memory. Else oneDNN gathers the
+    view into it, a strided copy dearer than the product (StyleGAN2's upsampling layers: 10% of its time)."""
     scale = scale.unsqueeze(2).unsqueeze(3)
     if (w.shape[2] * w.shape[3] > 1 and x.is_contiguous(memory_format=torch.channels_last)
             and not (torch.is_grad_enabled() and (w.requires_grad or scale.requires_grad))):
-        out = torch.empty(w.shape, dtype=torch.result_type(w, scale), device=w.device, memory_format=torch.channels_last)
+        dtype = torch.result_type(w, scale)
+        if transposed:
+            o, i, kh, kw = w.shape
+            out = torch.empty([i, kh, kw, o], dtype=dtype, device=w.device).permute(3, 0, 1, 2)
+        else:
+            out = torch.empty(w.shape, dtype=dtype, device=w.device, memory_format=torch.channels_last)
         return torch.mul(w, scale, out=out).to(x.dtype)
     return (w * scale).to(x.dtype)
+
+
+_energies: dict[int, tuple] = {}
+
+
+def kernel_energy(w: torch.Tensor) -> torch.Tensor:
+    """sum over each [kh, kw] kernel of w**2, as float64 [O, I] (demodulation's weight side).
+
+    Without autograd (no_grad, inference mode) the result is kept per weight tensor, keyed by its storage
+    and version counter (any in-place change, an optimizer step or a loaded state dict, bumps it), so that
+    inference reads the weights once per layer (the modulated product) instead of three more times per call."""
+    if torch.is_grad_enabled() or w.is_inference():   # (autograd may save it; inference tensors have no version)
+        return w.square().sum(dim=[2, 3]).double()
+    key = (w.data_ptr(), w._version, tuple(w.shape), w.dtype, w.device)
+    hit = _energies.get(id(w))
+    if hit is not None and hit[0]() is w and hit[1] == key:
+        return hit[2]
+    energy = w.detach().square().sum(dim=[2, 3]).double()
+    if len(_energies) >= 1024:   # ids of freed tensors come back: drop the stale entries now and then
+        _energies.clear()
+    _energies[id(w)] = (weakref.ref(w), key, energy)
+    return energy
 
 
 class FullyConnectedLayer(nn.Module):

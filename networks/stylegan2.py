@@ -23,7 +23,7 @@ from torch_utils.ops.conv2d_resample import conv2d_resample
 from torch_utils.ops.upfirdn2d import setup_filter, upsample2d
 
 from .persistence import records_init_kwargs
-from .layers import Conv2dLayer, FullyConnectedLayer, MappedGenerator, StyleLayer, scale_kernels
+from .layers import Conv2dLayer, FullyConnectedLayer, MappedGenerator, StyleLayer, kernel_energy, scale_kernels
 from .pyramid import resolution_pyramid
 
 
@@ -47,7 +47,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     # float64, which costs nothing at this size: a float32 product's rounding would show in the images.
     dcoefs = None
     if demodulate:
-        sq = weight.square().sum(dim=[2, 3]).double()
+        sq = kernel_energy(weight)
         dcoefs = (styles.double().square() @ sq.t() + 1e-8).rsqrt().to(styles.dtype)
 
     if not fused_modconv:
@@ -61,7 +61,8 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     # Styles and demodulation scale whole [kh, kw] kernels: one [N, O, I] matrix, one pass over the weights.
     scale = styles.unsqueeze(1) if dcoefs is None else dcoefs.unsqueeze(2) * styles.unsqueeze(1)
     if n == 1:   # a plain conv; reshaping would restride a channels-last x and cost oneDNN a layout copy
-        w = scale_kernels(weight, scale[0].expand(out_ch, in_ch), x)
+        # (conv2d_resample upsamples with a transposed convolution of the unflipped weights)
+        w = scale_kernels(weight, scale[0].expand(out_ch, in_ch), x, transposed=up > 1 and not flip_weight)
         return _add_noise(conv2d_resample(x, w, f=resample_filter, up=up, down=down, padding=padding,
                                           flip_weight=flip_weight), noise)
     w = weight.unsqueeze(0) * scale.unsqueeze(3).unsqueeze(4)   # [N, O, I, kh, kw]

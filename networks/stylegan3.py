@@ -25,7 +25,7 @@ from torch_utils.ops.filtered_lrelu import filtered_lrelu
 
 from .filter_design import lowpass_taps, radial_lowpass_taps
 from .persistence import records_init_kwargs
-from .layers import FullyConnectedLayer, MappedGenerator, StyleLayer, scale_kernels
+from .layers import FullyConnectedLayer, MappedGenerator, StyleLayer, kernel_energy, scale_kernels
 
 
 def modulated_conv2d(x: torch.Tensor, w: torch.Tensor, s: torch.Tensor, demodulate: bool = True, padding: int = 0,
@@ -40,7 +40,7 @@ def modulated_conv2d(x: torch.Tensor, w: torch.Tensor, s: torch.Tensor, demodula
     n = x.shape[0]
     out_ch, in_ch, kh, kw = w.shape
     if demodulate:
-        sq = w.square().sum(dim=[2, 3]).double()                        # [O, I]
+        sq = kernel_energy(w)                                           # [O, I]
         w_norm = (sq.sum(dim=1) / (in_ch * kh * kw)).rsqrt()            # [O]: 1 / RMS of each output's weights
         s = s.double()
         s = s * s.square().mean().rsqrt()

@@ -130,3 +130,35 @@ def test_synthesis_layers_leave_no_trace_of_in_place_passes():
         b = G.synthesis(ws, noise_mode='const')
     assert torch.equal(a, b) and torch.equal(ws, before)
     assert np.isfinite(a.numpy()).all()
+
+
+def test_stylegan2_upsampling_weights_need_no_layout_copy():
+    """Batch 1, channels-last, no autograd: the modulated weights are written in the layout whose [I, O, kh, kw]
+    view the transposed convolution takes as it is (no weight-sized copy inside the convolution), and the
+    result is the same as with the weights in the usual layout."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 8, 5, 5, generator=g).contiguous(memory_format=torch.channels_last)
+    w, s = torch.randn(6, 8, 3, 3, generator=g), torch.rand(1, 8, generator=g) + 0.5
+    f = stylegan2.setup_filter([1, 3, 3, 1])
+    conv = lambda x: stylegan2.modulated_conv2d(x, w, s, up=2, padding=1, resample_filter=f,  # noqa: E731
+                                                flip_weight=False)
+    want = conv(x.contiguous())   # autograd enabled, NCHW: the plain path
+    with torch.no_grad(), torch.profiler.profile(record_shapes=True) as prof:
+        got = conv(x)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-5)
+    weight_copies = [e for e in prof.events() if e.name == 'aten::copy_' and e.input_shapes[:1] == [[8, 6, 3, 3]]]
+    assert not weight_copies
+
+
+def test_kernel_energy_follows_in_place_weight_changes():
+    """The per-kernel sums of squares kept between inference calls are recomputed once the weights change."""
+    from networks.layers import kernel_energy
+    w = torch.randn(4, 3, 3, 3)
+    with torch.no_grad():
+        first = kernel_energy(w)
+        assert kernel_energy(w) is first   # kept
+        torch.testing.assert_close(first, w.double().square().sum(dim=[2, 3]))
+        w.mul_(2)
+        torch.testing.assert_close(kernel_energy(w), 4 * first)
+    w.requires_grad_(True)
+    assert kernel_energy(w).requires_grad   # with autograd: computed afresh, differentiable
