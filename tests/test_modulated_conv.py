@@ -140,14 +140,22 @@ def test_stylegan2_upsampling_weights_need_no_layout_copy():
     x = torch.randn(1, 8, 5, 5, generator=g).contiguous(memory_format=torch.channels_last)
     w, s = torch.randn(6, 8, 3, 3, generator=g), torch.rand(1, 8, generator=g) + 0.5
     f = stylegan2.setup_filter([1, 3, 3, 1])
-    conv = lambda x: stylegan2.modulated_conv2d(x, w, s, up=2, padding=1, resample_filter=f,  # noqa: E731
-                                                flip_weight=False)
-    want = conv(x.contiguous())   # autograd enabled, NCHW: the plain path
-    with torch.no_grad(), torch.profiler.profile(record_shapes=True) as prof:
-        got = conv(x)
-    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-5)
-    weight_copies = [e for e in prof.events() if e.name == 'aten::copy_' and e.input_shapes[:1] == [[8, 6, 3, 3]]]
-    assert not weight_copies
+    conv = lambda x, w: stylegan2.modulated_conv2d(x, w, s, up=2, padding=1, resample_filter=f,  # noqa: E731
+                                                   flip_weight=False)
+    want = conv(x.contiguous(), w)   # autograd enabled, NCHW: the plain path
+    for weight in (w, w.contiguous(memory_format=torch.channels_last)):   # (the networks' two weight layouts)
+        with torch.no_grad(), torch.profiler.profile(record_shapes=True) as prof:
+            got = conv(x, weight)
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-5)
+        in_conv = [e for e in prof.events() if e.name == 'aten::copy_' and e.input_shapes[:1] == [[8, 6, 3, 3]]
+                   and any(p.name == 'aten::_convolution' for p in _ancestors(e))]
+        assert not in_conv
+
+
+def _ancestors(event):
+    while event.cpu_parent is not None:
+        event = event.cpu_parent
+        yield event
 
 
 def test_kernel_energy_follows_in_place_weight_changes():
