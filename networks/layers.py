@@ -73,20 +73,21 @@ _energies: dict[int, tuple] = {}
 def kernel_energy(w: torch.Tensor) -> torch.Tensor:
     """sum over each [kh, kw] kernel of w**2, as float64 [O, I] (demodulation's weight side).
 
-    Without autograd (no_grad, inference mode) the result is kept per weight tensor, keyed by its storage
-    and version counter (any in-place change, an optimizer step or a loaded state dict, bumps it), so that
-    inference reads the weights once per layer (the modulated product) instead of three more times per call."""
+    Without autograd (no_grad, inference mode), the sums of kernels bigger than 1x1 are kept per weight tensor
+    (in w's dtype: 1/9 of a 3x3 weight's memory), keyed by its storage and version counter (any in-place change,
+    an optimizer step or a loaded state dict, bumps it) and dropped with it, so that inference reads the weights
+    once per layer (the modulated product) instead of three more times per call. 1x1 kernels need no sums: their
+    squares, in float64, cost one pass and keep no second copy of the weights."""
     if torch.is_grad_enabled() or w.is_inference():   # (autograd may save it; inference tensors have no version)
         return w.square().sum(dim=[2, 3]).double()
+    if w.shape[2] * w.shape[3] == 1:
+        return w.reshape(w.shape[0], w.shape[1]).to(torch.float64, copy=True).square_()   # (never w's own memory)
     key = (w.data_ptr(), w._version, tuple(w.shape), w.dtype, w.device)
     hit = _energies.get(id(w))
-    if hit is not None and hit[0]() is w and hit[1] == key:
-        return hit[2]
-    energy = w.detach().square().sum(dim=[2, 3]).double()
-    if len(_energies) >= 1024:   # ids of freed tensors come back: drop the stale entries now and then
-        _energies.clear()
-    _energies[id(w)] = (weakref.ref(w), key, energy)
-    return energy
+    if hit is None or hit[0]() is not w or hit[1] != key:
+        forget = lambda _, k=id(w): _energies.pop(k, None)   # noqa: E731  (runs when w is freed)
+        hit = _energies[id(w)] = (weakref.ref(w, forget), key, w.square().sum(dim=[2, 3]))
+    return hit[2].double()
 
 
 class FullyConnectedLayer(nn.Module):

@@ -159,14 +159,22 @@ def _ancestors(event):
 
 
 def test_kernel_energy_follows_in_place_weight_changes():
-    """The per-kernel sums of squares kept between inference calls are recomputed once the weights change."""
-    from networks.layers import kernel_energy
+    """The per-kernel sums of squares kept between inference calls are recomputed once the weights change,
+    and dropped with the weights."""
+    from networks import layers
     w = torch.randn(4, 3, 3, 3)
+    want = w.double().square().sum(dim=[2, 3])
     with torch.no_grad():
-        first = kernel_energy(w)
-        assert kernel_energy(w) is first   # kept
-        torch.testing.assert_close(first, w.double().square().sum(dim=[2, 3]))
+        torch.testing.assert_close(layers.kernel_energy(w), want)
+        kept = layers._energies[id(w)][2]
+        layers.kernel_energy(w)
+        assert layers._energies[id(w)][2] is kept   # not recomputed
         w.mul_(2)
-        torch.testing.assert_close(kernel_energy(w), 4 * first)
-    w.requires_grad_(True)
-    assert kernel_energy(w).requires_grad   # with autograd: computed afresh, differentiable
+        torch.testing.assert_close(layers.kernel_energy(w), 4 * want)
+        pointwise = torch.randn(4, 3, 1, 1)
+        torch.testing.assert_close(layers.kernel_energy(pointwise), pointwise.double().square().reshape(4, 3))
+    key = id(w)
+    del w
+    assert key not in layers._energies
+    w = torch.randn(4, 3, 3, 3, requires_grad=True)
+    assert layers.kernel_energy(w).requires_grad   # with autograd: computed afresh, differentiable
