@@ -8,6 +8,14 @@ process (their package names clash with ours), with --nvidia-python or $SG3C_NVI
 interpreter; NVIDIA's code imports pkg_resources, so it needs setuptools<81), and the table gains their
 speed, the ratio ours/NVIDIA, and the largest absolute difference between the two outputs.
 
+On the CPU the table also gives the time our calls spend in the networks' own convolutions (the work no
+implementation can skip) and its share of the call: from extra calls under torch.profiler, the wall time
+of every conv2d / conv_transpose2d whose weights have more than one input channel per group (the modulated
+and ToRGB convolutions; the FIR filters' per-channel convolutions have one), summed, over the wall time of
+the whole call. Wall time on both sides, so work on every thread counts, filtering in the ops' worker
+threads included, and the profiler's own overhead (per op, so mostly outside the convolutions) only lowers
+the share.
+
   python benchmarks/generate.py                       # stylegan3-t, stylegan3-r, stylegan2 at 256x256, ours only
   python benchmarks/generate.py --configs=stylegan3-t --batch=1,4 --json-out=gen_speed.jsonl
   python benchmarks/generate.py --compare-nvidia=../stylegan3 --nvidia-python=../refenv/bin/python
@@ -83,9 +91,46 @@ def time_generator(G: torch.nn.Module, z: torch.Tensor, repeats: int, warmup: in
     return times, img
 
 
-def build_ours(cfg: str, res: int, seed: int, device: torch.device, **widths) -> torch.nn.Module:
+CONV_OPS = ('aten::conv2d', 'aten::conv_transpose2d')
+
+
+def is_network_conv(event) -> bool:
+    """A profiler event of one of the network's own convolutions: more than one input channel per group in
+    the weights (input_shapes[1]; conv_transpose2d's [in, out/groups, kh, kw] too), unlike the per-channel
+    convolutions that FIR filtering runs on."""
+    shapes = event.input_shapes
+    return event.name in CONV_OPS and len(shapes) > 1 and len(shapes[1]) == 4 and shapes[1][1] > 1
+
+
+def time_convolutions(G: torch.nn.Module, z: torch.Tensor, calls: int,
+                      force_fp32: bool = True) -> Optional[tuple[float, float]]:
+    """(seconds per call in the networks' convolutions, their share of the call's wall time), medians over
+    `calls` calls of G(z) profiled one by one; None off the CPU, where the profiler's CPU times say nothing
+    about the device."""
+    if z.device.type != 'cpu':
+        return None
+    c = torch.zeros([z.shape[0], G.c_dim])
+    seconds, shares = [], []
+    with torch.inference_mode():
+        for _ in range(calls):
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+                t0 = time.perf_counter()
+                G(z, c, noise_mode='const', force_fp32=force_fp32)
+                total = time.perf_counter() - t0
+            conv = sum(e.time_range.elapsed_us() for e in prof.events() if is_network_conv(e)) / 1e6
+            seconds.append(conv)
+            shares.append(conv / total)
+    return float(np.median(seconds)), float(np.median(shares))
+
+
+def import_ours() -> None:
+    """Our packages importable (not in NVIDIA's worker process, whose torch_utils is theirs)."""
     if REPO not in sys.path:
         sys.path.insert(0, REPO)
+
+
+def build_ours(cfg: str, res: int, seed: int, device: torch.device, **widths) -> torch.nn.Module:
+    import_ours()
     from networks import stylegan2, stylegan3
     family, kwargs = generator_kwargs(cfg, res, **widths)
     torch.manual_seed(seed)
@@ -171,6 +216,9 @@ def benchmark(configs: list[str], res: int, batches: list[int], repeats: int, de
                        threads=torch.get_num_threads(), torch=torch.__version__, cpu=platform.processor() or platform.machine(),
                        load_avg_1min=load_average(), ours_sec_per_call=float(np.median(times)),
                        ours_best_sec_per_call=float(min(times)), ours_img_per_s=batch / float(np.median(times)))
+            convs = time_convolutions(G, z, min(repeats, 3), force_fp32=force_fp32)
+            if convs is not None:
+                row.update(ours_conv_sec_per_call=convs[0], ours_conv_share=convs[1])
             if nvidia_repo is not None:
                 nv_times, nv_img, reason = run_nvidia(nvidia_repo, nvidia_python, cfg, res, G, z, repeats, device,
                                                       force_fp32, widths)
@@ -201,9 +249,10 @@ def fmt(value: Optional[float], spec: str) -> str:
 
 
 def print_header() -> None:
-    print('s/img: median (best) per call; ratio: NVIDIA time / ours, median (best)', flush=True)
-    print(f'{"config":<12} {"res":>4} {"batch":>5} {"ours img/s":>11} {"s/img":>15} {"NVIDIA img/s":>13} '
-          f'{"s/img":>15} {"ours/NVIDIA":>15} {"max|diff|":>10} {"load":>5}', flush=True)
+    print('s/img: median (best) per call; conv: s/img in the networks\' convolutions and their share of the call '
+          '(profiled calls, CPU only); ratio: NVIDIA time / ours, median (best)', flush=True)
+    print(f'{"config":<12} {"res":>4} {"batch":>5} {"ours img/s":>11} {"s/img":>15} {"conv s/img":>10} {"conv%":>6} '
+          f'{"NVIDIA img/s":>13} {"s/img":>15} {"ours/NVIDIA":>15} {"max|diff|":>10} {"load":>5}', flush=True)
 
 
 def print_row(row: dict) -> None:
@@ -212,7 +261,10 @@ def print_row(row: dict) -> None:
     ours_s = f'{row["ours_sec_per_call"] / b:.3f} ({row["ours_best_sec_per_call"] / b:.3f})'
     nv_s = f'{row["nvidia_sec_per_call"] / b:.3f} ({row["nvidia_best_sec_per_call"] / b:.3f})' if nv else '-'
     ratio = f'{row["speedup"]:.2f}x ({row["speedup_best"]:.2f}x)' if nv else '-'
+    conv = row.get('ours_conv_sec_per_call')
+    share = row.get('ours_conv_share')
     print(f'{row["config"]:<12} {row["res"]:>4} {b:>5} {row["ours_img_per_s"]:>11.4f} {ours_s:>15} '
+          f'{fmt(None if conv is None else conv / b, ">10.3f")} {"-" if share is None else f"{100 * share:.1f}%":>6} '
           f'{fmt(nv, ">13.4f")} {nv_s:>15} {ratio:>15} {fmt(row.get("max_abs_diff"), ">10.2e")} '
           f'{fmt(row.get("load_avg_1min"), ">5.1f")}', flush=True)
     if 'nvidia_error' in row:
@@ -253,9 +305,16 @@ def main() -> None:
                   help="Capacity multiplier, as train.py's (doubled for stylegan3-r)")
     @click.option('--cmax', type=click.IntRange(min=1), default=512, show_default=True,
                   help="Max. feature maps, as train.py's (doubled for stylegan3-r)")
+    @click.option('--retain-memory/--no-retain-memory', default=True, show_default=True,
+                  help='Keep freed host memory for reuse, as our scripts do (torch_utils/host_memory.py); '
+                       'NVIDIA\'s process keeps glibc\'s defaults either way')
     def cli(configs, res, batches, repeats, device, seed, threads, compare_nvidia, nvidia_python, json_out, precision,
-            cuda_graph, cbase, cmax):
+            cuda_graph, cbase, cmax, retain_memory):
         """Images/s of each generator config on this machine, ours vs NVIDIA's."""
+        if retain_memory:
+            import_ours()
+            from torch_utils import host_memory
+            host_memory.retain_freed_memory()
         if threads:
             torch.set_num_threads(threads)
         cfgs = [c.strip() for c in configs.split(',') if c.strip()]
@@ -268,11 +327,12 @@ def main() -> None:
             batch_list = [int(b) for b in batches.split(',')]
         except ValueError:
             raise click.BadParameter(f'{batches!r} is not a comma list of integers', param_hint='--batch')
-        dev = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if device == 'auto' else device)
-        if dev.type == 'cuda' and not torch.cuda.is_available():
-            raise click.BadParameter('CUDA is not available on this machine', param_hint='--device')
+        import_ours()   # here, not at the top: NVIDIA's worker process runs this file with its own torch_utils
+        from torch_utils.devices import device_from_option
+        dev = device_from_option(device)
         repo, python, reason = nvidia_setup(compare_nvidia, nvidia_python)
-        print(f'device {dev}, {torch.get_num_threads()} threads, torch {torch.__version__}; '
+        print(f'device {dev}, {torch.get_num_threads()} threads, torch {torch.__version__}, '
+              f'freed host memory {"retained" if retain_memory else "returned (glibc defaults)"}; '
               + (f'NVIDIA: {repo} via {python}' if repo else f'NVIDIA: skipped ({reason})'), flush=True)
         print_header()
         rows = benchmark(cfgs, res, batch_list, repeats, dev, repo, python, seed=seed, force_fp32=precision == 'fp32',

@@ -9,6 +9,7 @@ Module and parameter names follow NVIDIA's state-dict layout (`weight`, `bias`, 
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -38,6 +39,57 @@ def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> to
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
 
 
+def scale_kernels(w: torch.Tensor, scale: torch.Tensor, x: torch.Tensor, transposed: bool = False) -> torch.Tensor:
+    """`w` [O, I, kh, kw] times `scale` [O, I] (kernel by kernel), in x's dtype, for a convolution of `x`.
+
+    For a channels-last x and kernels bigger than 1x1, oneDNN would copy NCHW weights into channels-last
+    first: without autograd the product is written in that layout directly, which spares the copy. With
+    `transposed` (the weights feed conv_transpose2d as conv2d_resample's [I, O, kh, kw] view of them), the
+    layout is the one that makes that view channels-last: [I, kh, kw, O] in memory. Else oneDNN gathers the
+    view into it, a strided copy dearer than the product (StyleGAN2's upsampling layers: 10% of its time)."""
+    scale = scale.unsqueeze(2).unsqueeze(3)
+    if (w.shape[2] * w.shape[3] > 1 and x.is_contiguous(memory_format=torch.channels_last)
+            and not (torch.is_grad_enabled() and (w.requires_grad or scale.requires_grad))):
+        dtype = torch.result_type(w, scale)
+        if transposed and w.is_contiguous():
+            # The product in w's order, then one 2-D transpose ([O, I*kh*kw] -> [I*kh*kw, O]): 2.3x faster than
+            # writing the product straight into the transposed order, whose writes stride across memory.
+            o, i, kh, kw = w.shape
+            out = torch.empty([i, kh, kw, o], dtype=dtype, device=w.device)
+            out.view(i * kh * kw, o).copy_((w * scale).view(o, i * kh * kw).t())
+            return out.permute(3, 0, 1, 2).to(x.dtype)
+        if transposed:
+            o, i, kh, kw = w.shape
+            out = torch.empty([i, kh, kw, o], dtype=dtype, device=w.device).permute(3, 0, 1, 2)
+        else:
+            out = torch.empty(w.shape, dtype=dtype, device=w.device, memory_format=torch.channels_last)
+        return torch.mul(w, scale, out=out).to(x.dtype)
+    return (w * scale).to(x.dtype)
+
+
+_energies: dict[int, tuple] = {}
+
+
+def kernel_energy(w: torch.Tensor) -> torch.Tensor:
+    """sum over each [kh, kw] kernel of w**2, as float64 [O, I] (demodulation's weight side).
+
+    Without autograd (no_grad, inference mode), the sums of kernels bigger than 1x1 are kept per weight tensor
+    (in w's dtype: 1/9 of a 3x3 weight's memory), keyed by its storage and version counter (any in-place change,
+    an optimizer step or a loaded state dict, bumps it) and dropped with it, so that inference reads the weights
+    once per layer (the modulated product) instead of three more times per call. 1x1 kernels need no sums: their
+    squares, in float64, cost one pass and keep no second copy of the weights."""
+    if torch.is_grad_enabled() or w.is_inference():   # (autograd may save it; inference tensors have no version)
+        return w.square().sum(dim=[2, 3]).double()
+    if w.shape[2] * w.shape[3] == 1:
+        return w.reshape(w.shape[0], w.shape[1]).to(torch.float64, copy=True).square_()   # (never w's own memory)
+    key = (w.data_ptr(), w._version, tuple(w.shape), w.dtype, w.device)
+    hit = _energies.get(id(w))
+    if hit is None or hit[0]() is not w or hit[1] != key:
+        forget = lambda _, k=id(w): _energies.pop(k, None)   # noqa: E731  (runs when w is freed)
+        hit = _energies[id(w)] = (weakref.ref(w, forget), key, w.square().sum(dim=[2, 3]))
+    return hit[2].double()
+
+
 class FullyConnectedLayer(nn.Module):
     """Dense layer with equalized learning rate, bias and activation."""
 
@@ -65,7 +117,7 @@ class FullyConnectedLayer(nn.Module):
                 b = b * self.bias_gain
         if self.activation == 'linear' and b is not None:
             return torch.addmm(b.unsqueeze(0), x, w.t())
-        return bias_act(x.matmul(w.t()), b, act=self.activation)
+        return bias_act(x.matmul(w.t()), b, act=self.activation, inplace=True)
 
     def extra_repr(self) -> str:
         return f'in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}'
@@ -105,7 +157,7 @@ class Conv2dLayer(nn.Module):
         x = conv2d_resample(x, w, f=self.resample_filter, up=self.up, down=self.down, padding=self.padding,
                             flip_weight=(self.up == 1))
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        return bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=clamp, inplace=True)
 
     def extra_repr(self) -> str:
         return (f'in_channels={self.in_channels}, out_channels={self.out_channels}, '

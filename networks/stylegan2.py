@@ -23,7 +23,7 @@ from torch_utils.ops.conv2d_resample import conv2d_resample
 from torch_utils.ops.upfirdn2d import setup_filter, upsample2d
 
 from .persistence import records_init_kwargs
-from .layers import Conv2dLayer, FullyConnectedLayer, MappedGenerator, StyleLayer
+from .layers import Conv2dLayer, FullyConnectedLayer, MappedGenerator, StyleLayer, kernel_energy, scale_kernels
 from .pyramid import resolution_pyramid
 
 
@@ -42,31 +42,39 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         weight = weight * (1 / np.sqrt(in_ch * kh * kw) / weight.norm(float('inf'), dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.norm(float('inf'), dim=1, keepdim=True)
 
+    # sum_{i,k} (w_oik s_i)^2 = sum_i s_i^2 sum_k w_oik^2: one [N, I] x [I, O] product instead of squaring and
+    # summing the modulated [N, O, I, kh, kw] weights (at batch 64 on the unfused path, 64 copies of them). In
+    # float64, which costs nothing at this size: a float32 product's rounding would show in the images.
+    dcoefs = None
+    if demodulate:
+        sq = kernel_energy(weight)
+        dcoefs = (styles.double().square() @ sq.t() + 1e-8).rsqrt().to(styles.dtype)
+
     if not fused_modconv:
-        # sum_{i,k} (w_oik s_i)^2 = sum_i s_i^2 sum_k w_oik^2: one [N, I] x [I, O] product instead of the
-        # [N, O, I, kh, kw] per-sample weights, which at batch 64 would be 64 copies of the weight tensor.
-        dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt() if demodulate else None
         x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
         x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding,
                             flip_weight=flip_weight)
         if demodulate:
             x = x * dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
-        if noise is not None:
-            x = x + noise.to(x.dtype)
-        return x
+        return _add_noise(x, noise)
 
-    w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)   # [N, O, I, kh, kw]
-    if demodulate:
-        w = w * (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt().reshape(n, -1, 1, 1, 1)
-    if n > 1:   # at batch 1 it is a plain conv, and reshaping would restride a channels-last x (a layout copy)
-        x = x.reshape(1, -1, *x.shape[2:])
+    # Styles and demodulation scale whole [kh, kw] kernels: one [N, O, I] matrix, one pass over the weights.
+    scale = styles.unsqueeze(1) if dcoefs is None else dcoefs.unsqueeze(2) * styles.unsqueeze(1)
+    if n == 1:   # a plain conv; reshaping would restride a channels-last x and cost oneDNN a layout copy
+        # (conv2d_resample upsamples with a transposed convolution of the unflipped weights)
+        w = scale_kernels(weight, scale[0].expand(out_ch, in_ch), x, transposed=up > 1 and not flip_weight)
+        return _add_noise(conv2d_resample(x, w, f=resample_filter, up=up, down=down, padding=padding,
+                                          flip_weight=flip_weight), noise)
+    w = weight.unsqueeze(0) * scale.unsqueeze(3).unsqueeze(4)   # [N, O, I, kh, kw]
+    x = x.reshape(1, -1, *x.shape[2:])
     x = conv2d_resample(x, w.reshape(-1, in_ch, kh, kw).to(x.dtype), f=resample_filter, up=up, down=down,
                         padding=padding, groups=n, flip_weight=flip_weight)
-    if n > 1:
-        x = x.reshape(n, -1, *x.shape[2:])
-    if noise is not None:
-        x = x + noise
-    return x
+    return _add_noise(x.reshape(n, -1, *x.shape[2:]), noise)
+
+
+def _add_noise(x: torch.Tensor, noise: Optional[torch.Tensor]) -> torch.Tensor:
+    """x + noise, into x: a convolution's fresh output (which the convolution's backward never reads)."""
+    return x if noise is None else x.add_(noise.to(x.dtype))
 
 
 def _style_and_weight(in_channels: int, out_channels: int, w_dim: int, kernel_size: int,
@@ -110,7 +118,8 @@ class SynthesisLayer(nn.Module):
                              resample_filter=self.resample_filter, flip_weight=(self.up == 1),
                              fused_modconv=fused_modconv)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp,
+                        inplace=True)
 
 
 class ToRGBLayer(nn.Module):
@@ -128,7 +137,7 @@ class ToRGBLayer(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
-        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
+        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp, inplace=True)
 
 
 class SynthesisBlock(nn.Module):
@@ -168,18 +177,23 @@ class SynthesisBlock(nn.Module):
         w_iter = iter(ws.unbind(dim=1))
         fp16 = self.use_fp16 and not force_fp32 and fp16_enabled(ws.device)
         dtype = torch.float16 if fp16 else torch.float32
-        fmt = torch.channels_last if self.channels_last and fp16 else torch.contiguous_format
+        # On the CPU, oneDNN runs convolutions and the FIR filters' per-channel convolutions on channels-last
+        # tensors directly; contiguous (NCHW) ones cost a reorder per convolution and layout copies per filter.
+        # (Not where tests run the GPU's float16 branches on the CPU: they keep the GPU's layouts too.)
+        cpu = ws.device.type == 'cpu'
+        onednn = cpu and not fp16_enabled(ws.device)
+        fmt = torch.channels_last if (self.channels_last and fp16) or onednn else torch.contiguous_format
         if fused_modconv is None:
             fused_modconv = self.fused_modconv_default
         if fused_modconv == 'inference_only':
             fused_modconv = not self.training
-        if fused_modconv and ws.device.type == 'cpu' and ws.shape[0] > 1:
+        if fused_modconv and cpu and ws.shape[0] > 1:
             # Per-sample weights are N copies of each weight tensor; on a CPU, writing and reading them costs
             # more than the convolution (4.3 vs 9.9 img/s at 64x64, batch 64). Results differ only by rounding.
             fused_modconv = False
 
         if self.in_channels == 0:
-            x = self.const.to(dtype=dtype, memory_format=fmt).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = self.const.to(dtype=dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1]).contiguous(memory_format=fmt)
             x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
         else:
             x = x.to(dtype=dtype, memory_format=fmt)

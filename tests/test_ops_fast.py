@@ -7,7 +7,7 @@ import torch
 
 import torch_utils.ops.filtered_lrelu as flr
 from torch_utils.ops.bias_act import bias_act
-from torch_utils.ops.upfirdn2d import upfirdn2d, upsample_window
+from torch_utils.ops.upfirdn2d import ceil_div, upfirdn2d, upsample_window
 
 
 def composed(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter=False):
@@ -116,3 +116,49 @@ def test_bias_act_inference_path_matches_autograd_path(act, clamp):
         before = x.clone()
         bias_act(x, None, act=act, clamp=clamp)
     assert torch.equal(x, before)   # never writes into its input
+
+
+@pytest.mark.parametrize('act', ['linear', 'lrelu', 'tanh'])
+def test_bias_act_inplace_overwrites_only_where_allowed(act):
+    """inplace=True: the caller's temporary becomes the result (no allocation) on the inference path; with
+    autograd, or for activations without an in-place form, x is left alone. Same values every way."""
+    torch.manual_seed(4)
+    x = torch.randn(2, 5, 4, 4) * 3
+    b = torch.randn(5)
+    want = bias_act(x, b, act=act, clamp=0.5)
+    with torch.no_grad():
+        y = x.clone()
+        got = bias_act(y, b, act=act, clamp=0.5, inplace=True)
+    assert torch.equal(got, want)
+    assert (got.data_ptr() == y.data_ptr()) == (act != 'tanh')
+    y = x.clone().requires_grad_(True)
+    got = bias_act(y, b, act=act, clamp=0.5, inplace=True)
+    assert torch.equal(got.detach(), want) and torch.equal(y.detach(), x) and got.data_ptr() != y.data_ptr()
+
+
+def test_symmetric_padding_filters_without_a_padded_copy():
+    """upfirdn2d without upsampling pads through the convolution itself when the padding is symmetric: same
+    result as padding first (the definition), for any filter shape."""
+    torch.manual_seed(5)
+    x = torch.randn(1, 4, 9, 11, dtype=torch.float64)
+    for f in (torch.rand(4, 4, dtype=torch.float64), torch.rand(5, dtype=torch.float64)):
+        for pad, down in (([1, 1, 2, 2], 1), ([3, 3, 0, 0], 2), ([2, 2, 2, 2], 2)):
+            want = upfirdn2d(torch.nn.functional.pad(x, pad), f, down=down)
+            torch.testing.assert_close(upfirdn2d(x, f, down=down, padding=pad), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize('threads', [1, 2, 4])
+def test_chunk_sizes_split_the_work_evenly_between_workers(threads, monkeypatch):
+    from torch_utils.ops import cpu_workers
+    monkeypatch.setattr(cpu_workers, 'workers', lambda: threads)
+    for total, most, align in ((512, 288, 16), (1024, 304, 16), (512, 16, 16), (362, 40, 16), (181, 32, 16),
+                               (100, 288, 16), (3, 16, 16), (64, 1, 16)):
+        size = cpu_workers.chunk_size(total, most, align)
+        count = ceil_div(total, size)
+        aligned_most = max(align, most // align * align)
+        assert size == total or (size % align == 0 and size <= aligned_most)
+        assert count <= ceil_div(ceil_div(total, aligned_most), threads) * threads   # no more chunks than needed
+        if total >= threads * align * 2 and total % (threads * align) == 0:
+            assert count % threads == 0 and total % size == 0   # every worker the same share
+    monkeypatch.setattr(cpu_workers, 'workers', lambda: 2)
+    assert cpu_workers.chunk_size(512, 288, 16) == 256   # two of 256, not 288 and 224

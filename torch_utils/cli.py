@@ -14,6 +14,8 @@ from typing import Any, Callable, Optional
 
 import click
 
+from . import host_memory
+
 DEBUG_ENV = 'SG3C_DEBUG'
 
 
@@ -74,7 +76,10 @@ EXPECTED: tuple[type[BaseException], ...] = (UserError, OSError)
 def run(command: Callable[..., Any], expected: tuple[type[BaseException], ...] = ()) -> None:
     """Run a click command as a script. Expected failures (UserError, OSError, and `expected`) print
     `error: <one line>` and exit 1; with SG3C_DEBUG=1 (or --debug before the other options) the
-    traceback is shown too. Anything else is a bug and keeps its traceback."""
+    traceback is shown too. Anything else is a bug and keeps its traceback. Freed host memory is kept for
+    reuse (host_memory.py): the scripts run networks whose large activations would otherwise come back from
+    the kernel as fresh, page-faulting memory on every call."""
+    host_memory.retain_freed_memory()
     if '--debug' in sys.argv[1:]:
         sys.argv.remove('--debug')
         os.environ[DEBUG_ENV] = '1'

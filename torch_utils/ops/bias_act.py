@@ -42,8 +42,11 @@ def default_gain(act: str) -> float:
 
 def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, act: str = 'linear',
              alpha: Optional[float] = None, gain: Optional[float] = None, clamp: Optional[float] = None,
-             impl: Optional[str] = None) -> torch.Tensor:
-    """Add bias `b` along `dim`, apply `act`, scale by `gain` (default: the activation's) and clamp."""
+             impl: Optional[str] = None, inplace: bool = False) -> torch.Tensor:
+    """Add bias `b` along `dim`, apply `act`, scale by `gain` (default: the activation's) and clamp.
+
+    `inplace=True`: the caller owns `x` (a temporary) and lets it be overwritten with the result where that
+    saves a pass (the reference inference path for linear, relu and lrelu); otherwise `x` is never written."""
     spec = ACTIVATIONS[act]
     alpha = spec.default_alpha if alpha is None else float(alpha)
     gain = spec.default_gain if gain is None else float(gain)
@@ -58,7 +61,7 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
     shape[dim] = -1
     grad = torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad))
     if act in _INPLACE_ACTS and not grad:
-        return _inplace(x, b if b is None else b.reshape(shape), act, alpha, gain, clamp)
+        return _inplace(x, b if b is None else b.reshape(shape), act, alpha, gain, clamp, inplace)
     if b is not None:
         x = x + b.reshape(shape)
     x = spec.fn(x, alpha)
@@ -73,10 +76,14 @@ _INPLACE_ACTS = ('linear', 'relu', 'lrelu')
 
 
 def _inplace(x: torch.Tensor, b: Optional[torch.Tensor], act: str, alpha: float, gain: float,
-             clamp: Optional[float]) -> torch.Tensor:
-    """Inference path: one allocation, then in-place passes in the same order as the autograd path
-    (so results are bit-identical, which keeps networks' outputs identical too)."""
-    y = x + b if b is not None else x.clone()
+             clamp: Optional[float], overwrite: bool) -> torch.Tensor:
+    """Inference path: at most one allocation (none when the caller lets `x` be overwritten), then in-place
+    passes in the same order as the autograd path (so results are bit-identical, which keeps networks'
+    outputs identical too)."""
+    if overwrite:
+        y = x.add_(b) if b is not None else x
+    else:
+        y = x + b if b is not None else x.clone()
     if act == 'relu':
         y.relu_()
     elif act == 'lrelu':

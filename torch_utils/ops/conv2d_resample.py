@@ -41,15 +41,18 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor] 
     if down > 1:
         px0, px1 = px0 + (fw - down + 1) // 2, px1 + (fw - down) // 2
         py0, py1 = py0 + (fh - down + 1) // 2, py1 + (fh - down) // 2
-    corr = w if flip_weight else w.flip([2, 3])   # the kernel F.conv2d must correlate with
     pointwise = kh == 1 and kw == 1
+    # The kernel F.conv2d must correlate with (not needed by the transposed convolution below).
+    corr = w if flip_weight or pointwise or up > 1 else w.flip([2, 3])
 
     if up > 1:
         if pointwise:
             x = F.conv2d(x, corr, groups=groups)
             x = upfirdn2d(x, f, up=up, padding=[px0, px1, py0, py1], gain=up ** 2, flip_filter=flip_filter)
         else:
-            x = F.conv_transpose2d(x, _transpose_weight(corr.flip([2, 3]), groups), stride=up, groups=groups)
+            # conv_transpose2d convolves: it takes the kernel to convolve with, `corr` flipped (or w itself).
+            conv = w.flip([2, 3]) if flip_weight else w
+            x = F.conv_transpose2d(x, _transpose_weight(conv, groups), stride=up, groups=groups)
             pad = [px0 - kw + 1, px1 + up - kw, py0 - kh + 1, py1 + up - kh]
             x = upfirdn2d(x, f, padding=pad, gain=up ** 2, flip_filter=flip_filter)
         if down > 1:

@@ -57,11 +57,28 @@ def _get_pool(size: int) -> ThreadPoolExecutor:
         return _pool
 
 
+def workers() -> int:
+    """How many threads map_chunks spreads chunks over (1: it runs them on the calling thread)."""
+    threads = torch.get_num_threads()
+    return threads if threads >= 2 and _is_openmp() and not getattr(_local, 'is_worker', False) else 1
+
+
+def chunk_size(total: int, most: int, align: int) -> int:
+    """A chunk size for splitting `total` items: at most `most` (but at least `align`), a multiple of `align`,
+    and where that costs no extra chunks of `most`, one that gives every worker the same number of chunks,
+    so that none idles at the end (512 channels in chunks of at most 288: two of 256, not 288 and 224)."""
+    most = max(align, most // align * align)
+    count = -(-total // most)
+    count = -(-count // workers()) * workers()
+    size = -(-total // count)
+    return min(-(-size // align) * align, total)
+
+
 def map_chunks(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
     """[fn(item) for item in items], on single-threaded workers (one per intra-op thread) when that helps."""
     items = list(items)
-    threads = torch.get_num_threads()
-    if len(items) < 2 or threads < 2 or not _is_openmp() or getattr(_local, 'is_worker', False):
+    threads = workers()
+    if len(items) < 2 or threads < 2:
         return [fn(item) for item in items]
     pool = _get_pool(threads)
     # Autograd and inference modes are per thread: carry the caller's over.

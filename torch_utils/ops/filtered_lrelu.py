@@ -113,8 +113,7 @@ def _separable_up(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional[torc
     if grad or x.device.type != 'cpu':
         chunk = c   # autograd keeps every intermediate anyway; GPUs want big launches
     else:
-        chunk = max(CHUNK_ALIGN, CHUNK_BYTES // per_channel // CHUNK_ALIGN * CHUNK_ALIGN)
-    chunk = min(chunk, c)
+        chunk = cpu_workers.chunk_size(c, CHUNK_BYTES // per_channel, CHUNK_ALIGN)
 
     (ix0, ix1, _, _), (iy0, iy1, _, _) = wx, wy
     # Dropped samples become zero padding, which keeps every kept sample where it was.

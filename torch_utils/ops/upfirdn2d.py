@@ -142,8 +142,11 @@ def _filter_pass(x: torch.Tensor, k: torch.Tensor, up: tuple[int, int], down: tu
     x = x.contiguous(memory_format=preferred_format(x))
     w = depthwise_weight(k, x.shape[1])
     if ux == 1 and uy == 1:
-        x = F.pad(x, list(pad))
-        x = F.conv2d(x, w.flip([2, 3]), stride=(dy, dx), groups=x.shape[1])
+        px0, px1, py0, py1 = pad
+        if px0 == px1 >= 0 and py0 == py1 >= 0:   # the convolution pads by itself, without a padded copy
+            x = F.conv2d(x, w.flip([2, 3]), stride=(dy, dx), padding=(py0, px0), groups=x.shape[1])
+        else:
+            x = F.conv2d(F.pad(x, list(pad)), w.flip([2, 3]), stride=(dy, dx), groups=x.shape[1])
     else:
         x = transposed_pass(x, w, (ux, uy), pad)
         if dx > 1 or dy > 1:
