@@ -9,10 +9,11 @@ from typing import Any, Optional
 from app.page import CSS, THEME, build_ui
 from app.studio import MAX_UPLOAD_BYTES, Studio, StudioError, resolve_network
 from inversion.perceptual import PerceptualUnavailable, load_perceptual
-from metrics.detectors import locate_detector
 from metrics import DetectorError
+from metrics.detectors import locate_detector
 from torch_utils.cli import UserError
 from torch_utils.devices import device_from_option
+
 
 def load_perceptual_for_app(kind: str, device) -> tuple[Any, str]:
     """(network, name): 'auto' takes NVIDIA's vgg16.pt when it is already on disk, never downloading it."""

@@ -45,7 +45,7 @@ def resolve_data(data: Union[str, dict, None], resolution: Optional[int] = None)
         return None
     if isinstance(data, dict):
         return dict(data)
-    return dict(path=ensure_dataset(str(data), resolution))
+    return dict(path=ensure_dataset(str(data), resolution))   # synthetic:/idx/CIFAR specs built once; folders as is
 
 
 def calc_metric(metric: str, G: torch.nn.Module, data: Union[str, dict, None] = None, mirror: Optional[bool] = None,

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from helpers.scripts import REPO
 
 # In a child process (the setting is process-wide): malloc, touch and free a 64 MiB block four times and
 # count the minor page faults of the last three rounds.

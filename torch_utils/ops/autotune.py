@@ -133,7 +133,7 @@ class Chooser:
         if self.path is None:
             return
         try:
-            with file_lock(self.path + '.lock'):
+            with file_lock(self.path + '.lock'):   # ranks sharing the build merge their tables under its lock
                 table = self._read()
                 table[self.device_name] = {**table.get(self.device_name, {}), **self.choices}
                 atomic_write_json(self.path, table, indent=1, sort_keys=True)
