@@ -61,21 +61,23 @@ struct HostBackend {
         });
     }
 
+    // One block's worth of warps, each over many elements: a warp's lanes and its ballots run in
+    // bias_act_warp's host branch, and every lane advances its bias channel several times.
     template <typename T>
-    static void bias_act(const tile::BiasActArgs<T>& a, int64_t words) {
-        at::parallel_for(0, words, 1024, [&](int64_t begin, int64_t end) {
+    static void bias_act(const tile::BiasActArgs<T>& a) {
+        constexpr int64_t warps = tile::kThreads / tile::kWarp;
+        at::parallel_for(0, warps, 1, [&](int64_t begin, int64_t end) {
             for (int64_t w = begin; w < end; ++w) {
-                tile::bias_act_word(a, w);
+                tile::bias_act_warp(a, w, tile::kThreads, 0);
             }
         });
     }
 
     template <typename T>
-    static void bias_act_grad(const T* dy, const uint32_t* bits, T* dx, int64_t numel, const tile::ActParams& act,
-                              int64_t words) {
-        at::parallel_for(0, words, 1024, [&](int64_t begin, int64_t end) {
-            for (int64_t w = begin; w < end; ++w) {
-                tile::bias_act_grad_word(dy, bits, dx, numel, act, w);
+    static void bias_act_grad(const T* dy, const uint32_t* bits, T* dx, int64_t numel, const tile::ActParams& act) {
+        at::parallel_for(0, numel, 4096, [&](int64_t begin, int64_t end) {
+            for (int64_t i = begin; i < end; ++i) {
+                tile::bias_act_grad_element(dy, bits, dx, act, i);
             }
         });
     }

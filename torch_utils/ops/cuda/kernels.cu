@@ -25,17 +25,16 @@ __global__ void direct_kernel(const T* __restrict__ x, const float* __restrict__
 }
 
 template <typename T>
-__global__ void bias_act_kernel(tile::BiasActArgs<T> a, int64_t words) {
-    for (int64_t w = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; w < words; w += int64_t(blockDim.x) * gridDim.x) {
-        tile::bias_act_word(a, w);
-    }
+__global__ void bias_act_kernel(tile::BiasActArgs<T> a) {
+    const int64_t thread = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    tile::bias_act_warp(a, thread / tile::kWarp, int64_t(blockDim.x) * gridDim.x, int(threadIdx.x % tile::kWarp));
 }
 
 template <typename T>
 __global__ void bias_act_grad_kernel(const T* __restrict__ dy, const uint32_t* __restrict__ bits, T* __restrict__ dx,
-                                     int64_t numel, tile::ActParams act, int64_t words) {
-    for (int64_t w = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; w < words; w += int64_t(blockDim.x) * gridDim.x) {
-        tile::bias_act_grad_word(dy, bits, dx, numel, act, w);
+                                     int64_t numel, tile::ActParams act) {
+    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < numel; i += int64_t(blockDim.x) * gridDim.x) {
+        tile::bias_act_grad_element(dy, bits, dx, act, i);
     }
 }
 
@@ -76,16 +75,15 @@ struct CudaBackend {
     }
 
     template <typename T>
-    static void bias_act(const tile::BiasActArgs<T>& a, int64_t words) {
-        bias_act_kernel<T><<<grid_for(words, 256), 256, 0, at::cuda::getCurrentCUDAStream()>>>(a, words);
+    static void bias_act(const tile::BiasActArgs<T>& a) {   // (blockDim a multiple of the warp: bias_act_warp)
+        bias_act_kernel<T><<<grid_for(a.numel, 256), 256, 0, at::cuda::getCurrentCUDAStream()>>>(a);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
 
     template <typename T>
-    static void bias_act_grad(const T* dy, const uint32_t* bits, T* dx, int64_t numel, const tile::ActParams& act,
-                              int64_t words) {
-        bias_act_grad_kernel<T><<<grid_for(words, 256), 256, 0, at::cuda::getCurrentCUDAStream()>>>(dy, bits, dx, numel,
-                                                                                                   act, words);
+    static void bias_act_grad(const T* dy, const uint32_t* bits, T* dx, int64_t numel, const tile::ActParams& act) {
+        bias_act_grad_kernel<T><<<grid_for(numel, 256), 256, 0, at::cuda::getCurrentCUDAStream()>>>(dy, bits, dx, numel,
+                                                                                                   act);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
 };

@@ -9,9 +9,9 @@
 //   static int64_t smem_optin();         // ...that a specialisation's fixed tile may opt in to (>= smem_limit)
 //   template <class S, typename T> static void tiles(const tile::Plan&, const tile::Tensors<T>&);
 //   template <typename T> static void direct(const T*, const float*, T*, const tile::DirectGeom&, int64_t n);
-//   template <typename T> static void bias_act(const tile::BiasActArgs<T>&, int64_t words);
+//   template <typename T> static void bias_act(const tile::BiasActArgs<T>&);
 //   template <typename T> static void bias_act_grad(const T*, const uint32_t*, T*, int64_t numel,
-//                                                   const tile::ActParams&, int64_t words);
+//                                                   const tile::ActParams&);
 // None of these calls synchronises with the host (the CUDA ones only enqueue work).
 #pragma once
 
@@ -138,24 +138,22 @@ struct Ops {
         const at::Tensor &x, &bias, &y, &bits;
         int64_t dim;
         tile::ActParams act;
-        int64_t words;
         template <typename T, bool FAST>
         void operator()() const {
             tile::BiasActArgs<T> a{x.data_ptr<T>(), bias.defined() ? bias.data_ptr<T>() : nullptr, y.data_ptr<T>(),
                                    bits.defined() ? reinterpret_cast<uint32_t*>(bits.data_ptr<int32_t>()) : nullptr,
                                    x.numel(), x.stride(dim), x.size(dim), act};
-            Backend::template bias_act<T>(a, words);
+            Backend::template bias_act<T>(a);
         }
     };
 
     struct LaunchBiasActGrad {
         const at::Tensor &dy, &bits, &dx;
         tile::ActParams act;
-        int64_t words;
         template <typename T, bool FAST>
         void operator()() const {
             Backend::template bias_act_grad<T>(dy.data_ptr<T>(), reinterpret_cast<const uint32_t*>(bits.data_ptr<int32_t>()),
-                                               dx.data_ptr<T>(), dy.numel(), act, words);
+                                               dx.data_ptr<T>(), dy.numel(), act);
         }
     };
 
@@ -401,7 +399,7 @@ struct Ops {
         if (numel == 0) {
             return {y, bits};
         }
-        with_dtype(x.scalar_type(), LaunchBiasAct{x, bias, y, bits, dim, act_params(leaky, alpha, gain, clamp), words});
+        with_dtype(x.scalar_type(), LaunchBiasAct{x, bias, y, bits, dim, act_params(leaky, alpha, gain, clamp)});
         return {y, bits};
     }
 
@@ -425,7 +423,7 @@ struct Ops {
             return dx;
         }
         const at::Tensor bits_c = bits.contiguous();
-        with_dtype(dy.scalar_type(), LaunchBiasActGrad{dy, bits_c, dx, act_params(leaky, alpha, gain, clamp), words});
+        with_dtype(dy.scalar_type(), LaunchBiasActGrad{dy, bits_c, dx, act_params(leaky, alpha, gain, clamp)});
         return dx;
     }
 };

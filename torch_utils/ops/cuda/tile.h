@@ -125,8 +125,18 @@ SG3C_HD acc_t derivative(uint32_t bits, const ActParams& p) {
 }
 
 // ------------------------------------------------------------------------------------------------------
-// bias_act, elementwise: one 32-bit word of the record per 16 consecutive elements in memory order, so a
-// thread that handles one word writes it whole.
+// bias_act, elementwise and coalesced: thread t of `threads` takes elements t, t + threads, ..., so a
+// warp's 32 lanes read and write 32 consecutive elements. The record keeps one 32-bit word per 16
+// consecutive elements in memory order; a warp gathers its lanes' bits with two ballots and lanes 0 and
+// 16 each write one word. The host runs a warp's lanes in turn and emulates the ballots, so the CPU harness
+// tests this same code.
+
+constexpr int kWarp = 32;
+#if defined(__CUDA_ARCH__)
+constexpr int kLanesPerThread = 1;       // a thread is one lane of its warp
+#else
+constexpr int kLanesPerThread = kWarp;   // the host thread runs the whole warp
+#endif
 
 template <typename T>
 struct BiasActArgs {
@@ -139,52 +149,98 @@ struct BiasActArgs {
     ActParams act;
 };
 
+// The bias channel of one lane's element, advanced by a fixed stride with adds and compares (the
+// divisions run once per thread).
+struct BiasWalk {
+    int64_t within, channel, step_within, step_channel;
+};
+
 template <typename T>
-SG3C_HD void bias_act_word(const BiasActArgs<T>& a, int64_t word) {
-    using acc_t = typename AccType<T>::type;
-    const int64_t i0 = word * kSamplesPerWord;
-    int64_t within = 0;
-    int64_t channel = 0;
-    if (a.bias != nullptr) {   // one division per word; the channel then advances by counting
-        within = i0 % a.bias_stride;
-        channel = (i0 / a.bias_stride) % a.bias_size;
+SG3C_HD BiasWalk start_walk(const BiasActArgs<T>& a, int64_t i, int64_t step) {
+    if (a.bias == nullptr) {
+        return {0, 0, 0, 0};
     }
-    uint32_t bits_word = 0;
-    for (int s = 0; s < kSamplesPerWord; ++s) {
-        const int64_t i = i0 + s;
-        if (i >= a.numel) {
-            break;
-        }
-        acc_t v = static_cast<acc_t>(a.x[i]);
-        if (a.bias != nullptr) {
-            v += static_cast<acc_t>(a.bias[channel]);
-            if (++within == a.bias_stride) {
-                within = 0;
-                channel = channel + 1 == a.bias_size ? 0 : channel + 1;
-            }
-        }
-        uint32_t bits;
-        a.y[i] = static_cast<T>(activate(v, a.act, bits));
-        bits_word |= bits << (2 * s);
+    return {i % a.bias_stride, (i / a.bias_stride) % a.bias_size, step % a.bias_stride,
+            (step / a.bias_stride) % a.bias_size};
+}
+
+template <typename T>
+SG3C_HD void advance(const BiasActArgs<T>& a, BiasWalk& w) {
+    w.within += w.step_within;
+    w.channel += w.step_channel;
+    if (w.within >= a.bias_stride) {
+        w.within -= a.bias_stride;
+        ++w.channel;
     }
-    if (a.record != nullptr) {
-        a.record[word] = bits_word;
+    if (w.channel >= a.bias_size) {
+        w.channel -= a.bias_size;
     }
 }
 
-// dx = dy * (derivative recorded by the forward pass); linear in dy, so its own derivative.
+// Bit j of x (16 bits) to bit 2j.
+SG3C_HD uint32_t spread_bits(uint32_t x) {
+    x = (x | (x << 8)) & 0x00FF00FFu;
+    x = (x | (x << 4)) & 0x0F0F0F0Fu;
+    x = (x | (x << 2)) & 0x33333333u;
+    return (x | (x << 1)) & 0x55555555u;
+}
+
+// The record word of lanes 16 * half .. 16 * half + 15, from the warp's ballots of the two bits.
+SG3C_HD uint32_t record_word(uint32_t slope, uint32_t clamped, int half) {
+    const int shift = 16 * half;
+    return spread_bits((slope >> shift) & 0xFFFFu) | (spread_bits((clamped >> shift) & 0xFFFFu) << 1);
+}
+
+// One warp (`warp` of threads / kWarp), from its first element to the end; `lane` is this thread's lane
+// on the device (the host runs all 32).
 template <typename T>
-SG3C_HD void bias_act_grad_word(const T* dy, const uint32_t* record, T* dx, int64_t numel, const ActParams& act,
-                                int64_t word) {
+SG3C_HD void bias_act_warp(const BiasActArgs<T>& a, int64_t warp, int64_t threads, int lane) {
     using acc_t = typename AccType<T>::type;
-    const uint32_t bits_word = record[word];
-    for (int s = 0; s < kSamplesPerWord; ++s) {
-        const int64_t i = word * kSamplesPerWord + s;
-        if (i >= numel) {
-            break;
-        }
-        dx[i] = static_cast<T>(static_cast<acc_t>(dy[i]) * derivative<acc_t>((bits_word >> (2 * s)) & 3u, act));
+    const int lane0 = kLanesPerThread == 1 ? lane : 0;
+    BiasWalk walk[kLanesPerThread];
+    for (int l = 0; l < kLanesPerThread; ++l) {
+        walk[l] = start_walk(a, warp * kWarp + lane0 + l, threads);
     }
+    for (int64_t base = warp * kWarp; base < a.numel; base += threads) {   // (the same trip count for every lane)
+        uint32_t slope = 0, clamped = 0;   // bit `lane`: that lane's record bits
+        for (int l = 0; l < kLanesPerThread; ++l) {
+            const int64_t i = base + lane0 + l;
+            if (i < a.numel) {
+                acc_t v = static_cast<acc_t>(a.x[i]);
+                if (a.bias != nullptr) {
+                    v += static_cast<acc_t>(a.bias[walk[l].channel]);
+                }
+                uint32_t bits;
+                a.y[i] = static_cast<T>(activate(v, a.act, bits));
+                slope |= (bits & kBitSlope) ? 1u << (lane0 + l) : 0u;
+                clamped |= (bits & kBitClamped) ? 1u << (lane0 + l) : 0u;
+            }
+            advance(a, walk[l]);
+        }
+        if (a.record == nullptr) {
+            continue;
+        }
+#if defined(__CUDA_ARCH__)
+        slope = __ballot_sync(0xFFFFFFFFu, slope != 0);
+        clamped = __ballot_sync(0xFFFFFFFFu, clamped != 0);
+#endif
+        for (int half = 0; half < 2; ++half) {
+            const int first = half * kSamplesPerWord;   // the lane that writes this word
+            if (first >= lane0 && first < lane0 + kLanesPerThread && base + first < a.numel) {
+                a.record[base / kSamplesPerWord + half] = record_word(slope, clamped, half);
+            }
+        }
+    }
+}
+
+// dx = dy * (derivative recorded by the forward pass) for element i; linear in dy, so its own derivative.
+// (Lanes of a warp take consecutive elements: 16 of them read one record word at once.)
+template <typename T>
+SG3C_HD void bias_act_grad_element(const T* dy, const uint32_t* record, T* dx, const ActParams& act, int64_t i) {
+    using acc_t = typename AccType<T>::type;
+    const uint64_t u = uint64_t(i);   // (unsigned: a shift and a mask)
+    const uint32_t bits = (record[u / kSamplesPerWord] >> (2 * (u % kSamplesPerWord))) & 3u;
+    dx[i] = static_cast<T>(static_cast<acc_t>(dy[i]) * derivative<acc_t>(bits, act));
 }
 
 // ------------------------------------------------------------------------------------------------------
