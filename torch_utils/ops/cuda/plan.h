@@ -115,7 +115,9 @@ inline std::optional<tile::Plan> best_tiles(const CallGeom& g, int cb, const int
                 const int64_t elems = int64_t(grid_of(p, phase_at(shape, k)).plane) * cb;
                 buf[buffer_at(shape, k)] = std::max(buf[buffer_at(shape, k)], elems);
             }
-            const int64_t elems = buf[0] + buf[1] + taps_a_count(p) + taps_b_count(p);
+            buf[0] = align_taps(int(buf[0]));
+            buf[1] = align_taps(int(buf[1]));
+            const int64_t elems = buf[0] + buf[1] + taps_b_at(p) + taps_b_count(p);
             if (elems * g.acc_bytes > (fixed[0] ? g.smem_optin : g.smem_limit)) {
                 continue;
             }

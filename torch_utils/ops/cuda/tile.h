@@ -362,6 +362,11 @@ SG3C_HD int taps_count(int stage, int taps_x, int taps_y) {
 }
 SG3C_HD int taps_a_count(const Plan& p) { return taps_count(p.stage_a, p.ax[0].taps_a, p.ax[1].taps_a); }
 SG3C_HD int taps_b_count(const Plan& p) { return taps_count(p.stage_b, p.ax[0].taps_b, p.ax[1].taps_b); }
+// Taps and buffers start at multiples of kTapAlign elements (16 bytes at least), so that a pass loads its
+// taps 16 bytes at a time (load_taps).
+constexpr int kTapAlign = 4;
+SG3C_HD int align_taps(int elems) { return (elems + kTapAlign - 1) / kTapAlign * kTapAlign; }
+SG3C_HD int taps_b_at(const Plan& p) { return align_taps(taps_a_count(p)); }   // after taps A
 
 // ------------------------------------------------------------------------------------------------------
 // The phases of a block.
@@ -522,12 +527,13 @@ SG3C_HD void phase_load(const Plan& p, const Block& b, const Tensors<T>& t, acc_
     acc_t* taps = smem + p.taps_offset;
     const int na = taps_a_count(p);
     const int nb = taps_b_count(p);
+    const int at_b = taps_b_at(p);
     for (int k = tid; k < na + nb; k += nthreads) {
         if (k < na) {
             taps[k] = static_cast<acc_t>(t.taps_a[t.flip_a ? na - 1 - k : k] * t.scale_a);
         } else {
             const int j = k - na;
-            taps[k] = static_cast<acc_t>(t.taps_b[t.flip_b ? nb - 1 - j : j] * t.scale_b);
+            taps[at_b + j] = static_cast<acc_t>(t.taps_b[t.flip_b ? nb - 1 - j : j] * t.scale_b);
         }
     }
 }
@@ -645,6 +651,28 @@ struct Run {
     }
 };
 
+// K taps from shared memory into registers, 16 bytes per load where they fill 16 bytes (`from` is
+// 16-byte aligned: kTapAlign).
+template <int K, typename acc_t>
+SG3C_HD void load_taps(const acc_t* from, acc_t (&taps)[K]) {
+    constexpr int V = 16 / sizeof(acc_t);
+    struct alignas(16) Vec {
+        acc_t v[V];
+    };
+    SG3C_UNROLL
+    for (int k = 0; k + V <= K; k += V) {
+        const Vec t = *reinterpret_cast<const Vec*>(from + k);
+        SG3C_UNROLL
+        for (int j = 0; j < V; ++j) {
+            taps[k + j] = t.v[j];
+        }
+    }
+    SG3C_UNROLL
+    for (int k = K / V * V; k < K; ++k) {
+        taps[k] = from[k];
+    }
+}
+
 // Outputs per thread along a line: enough to reuse each source sample a few times.
 template <int U, int D>
 struct RunLength {
@@ -683,9 +711,7 @@ SG3C_HD void pass_axis(int axis, const acc_t* src, Grid gs, acc_t* dst, Grid gd,
         }
     } else {
         acc_t taps[K];
-        for (int k = 0; k < K; ++k) {
-            taps[k] = taps_smem[k];
-        }
+        load_taps(taps_smem, taps);
         const int runs = (length + RUN - 1) / RUN;
         const int total = lines * runs * cb;
         for (int item = tid; item < total; item += nthreads) {
@@ -1077,7 +1103,7 @@ SG3C_HD void run_phase(const Plan& p, int k, const Block& b, const Tensors<T>& t
     using acc_t = typename AccType<T>::type;
     const Shape shape = shape_of<S>(p);
     const acc_t* taps_a = smem + p.taps_offset;
-    const acc_t* taps_b = taps_a + taps_a_count(p);
+    const acc_t* taps_b = taps_a + taps_b_at(p);
     const int phase = phase_at(shape, k);
     const Grid g = grid_of(p, phase);
     acc_t* dst = smem + (buffer_at(shape, k) ? p.buf_floats[0] : 0);
