@@ -107,7 +107,7 @@ template <typename acc_t>
 SG3C_HD acc_t activate(acc_t v, const ActParams& p, uint32_t& bits) {
     const bool slope = p.leaky && !(v > acc_t(0));
     bits = slope ? kBitSlope : 0u;
-    v = (slope ? v * acc_t(p.alpha) : v) * acc_t(p.gain);
+    v *= slope ? acc_t(p.alpha) * acc_t(p.gain) : acc_t(p.gain);   // (one multiply: the factor is a select)
     if (p.clamp >= 0) {   // (by magnitude and sign: a NaN is marked clamped and stays NaN)
         const acc_t c = acc_t(p.clamp);
         bits |= magnitude_of(v) <= c ? 0u : kBitClamped;
