@@ -115,9 +115,8 @@ inline std::optional<tile::Plan> best_tiles(const CallGeom& g, int cb, const int
                 const int64_t elems = int64_t(grid_of(p, phase_at(shape, k)).plane) * cb;
                 buf[buffer_at(shape, k)] = std::max(buf[buffer_at(shape, k)], elems);
             }
-            buf[0] = align_taps(int(buf[0]));
-            buf[1] = align_taps(int(buf[1]));
-            const int64_t elems = buf[0] + buf[1] + taps_b_at(p) + taps_b_count(p);
+            const int64_t taps_at = align_taps(int(buf[0] + buf[1]));   // (16-byte aligned: load_taps)
+            const int64_t elems = taps_at + align_taps(taps_a_count(p)) + taps_b_count(p);
             if (elems * g.acc_bytes > (fixed[0] ? g.smem_optin : g.smem_limit)) {
                 continue;
             }
@@ -126,7 +125,8 @@ inline std::optional<tile::Plan> best_tiles(const CallGeom& g, int cb, const int
                 best_score = score;
                 p.buf_floats[0] = int(buf[0]);
                 p.buf_floats[1] = int(buf[1]);
-                p.taps_offset = int(buf[0] + buf[1]);
+                p.taps_offset = int(taps_at);
+                p.taps_b_offset = p.taps_offset + align_taps(taps_a_count(p));
                 p.smem_elems = int(elems);
                 best = p;
             }

@@ -322,6 +322,7 @@ struct Plan {
     int64_t sign_plane;              // words per (image, channel) of the sign record
     int buf_floats[2];               // the two ping-pong shared buffers, in accumulator elements
     int taps_offset;                 // where the taps start in shared memory (after the buffers)
+    int taps_b_offset;               // ...and stage B's (after stage A's, 16-byte aligned: kTapAlign)
     int smem_elems;                  // all of shared memory, in accumulator elements
     int64_t blocks;                  // < 2^31
     FastDiv div_tiles_x, div_tiles_y, div_groups;   // by ax[0].tiles, ax[1].tiles, groups
@@ -362,11 +363,10 @@ SG3C_HD int taps_count(int stage, int taps_x, int taps_y) {
 }
 SG3C_HD int taps_a_count(const Plan& p) { return taps_count(p.stage_a, p.ax[0].taps_a, p.ax[1].taps_a); }
 SG3C_HD int taps_b_count(const Plan& p) { return taps_count(p.stage_b, p.ax[0].taps_b, p.ax[1].taps_b); }
-// Taps and buffers start at multiples of kTapAlign elements (16 bytes at least), so that a pass loads its
+// Taps A and taps B start at multiples of kTapAlign elements (16 bytes at least), so that a pass loads its
 // taps 16 bytes at a time (load_taps).
 constexpr int kTapAlign = 4;
 SG3C_HD int align_taps(int elems) { return (elems + kTapAlign - 1) / kTapAlign * kTapAlign; }
-SG3C_HD int taps_b_at(const Plan& p) { return align_taps(taps_a_count(p)); }   // after taps A
 
 // ------------------------------------------------------------------------------------------------------
 // The phases of a block.
@@ -524,17 +524,15 @@ SG3C_HD void phase_load(const Plan& p, const Block& b, const Tensors<T>& t, acc_
         }
     }
     // The taps, flipped and scaled once per block (reversing the flattened [ky][kx] array flips both axes).
-    acc_t* taps = smem + p.taps_offset;
+    acc_t* taps = smem + p.taps_offset;   // (taps A, then taps B at taps_b_offset)
     const int na = taps_a_count(p);
     const int nb = taps_b_count(p);
-    const int at_b = taps_b_at(p);
-    for (int k = tid; k < na + nb; k += nthreads) {
-        if (k < na) {
-            taps[k] = static_cast<acc_t>(t.taps_a[t.flip_a ? na - 1 - k : k] * t.scale_a);
-        } else {
-            const int j = k - na;
-            taps[at_b + j] = static_cast<acc_t>(t.taps_b[t.flip_b ? nb - 1 - j : j] * t.scale_b);
-        }
+    for (int k = tid; k < na; k += nthreads) {
+        taps[k] = static_cast<acc_t>(t.taps_a[t.flip_a ? na - 1 - k : k] * t.scale_a);
+    }
+    acc_t* taps_b = smem + p.taps_b_offset;
+    for (int k = tid; k < nb; k += nthreads) {
+        taps_b[k] = static_cast<acc_t>(t.taps_b[t.flip_b ? nb - 1 - k : k] * t.scale_b);
     }
 }
 
@@ -1047,6 +1045,7 @@ SG3C_HD Plan fixed_plan(const Plan& p) {
             x.tile_mid = S::stage_b != kNoStage ? (x.tile_out - 1) * S::down + S::taps_b : x.tile_out;
             x.tile_in = S::stage_a != kNoStage ? tile_in_bound(x.tile_mid, S::down_a, S::taps_a, S::up) : x.tile_mid;
         }
+        q.taps_b_offset = q.taps_offset + align_taps(taps_a_count(q));   // (a constant offset from taps A)
         return q;
     }
 }
@@ -1103,7 +1102,7 @@ SG3C_HD void run_phase(const Plan& p, int k, const Block& b, const Tensors<T>& t
     using acc_t = typename AccType<T>::type;
     const Shape shape = shape_of<S>(p);
     const acc_t* taps_a = smem + p.taps_offset;
-    const acc_t* taps_b = taps_a + taps_b_at(p);
+    const acc_t* taps_b = smem + p.taps_b_offset;
     const int phase = phase_at(shape, k);
     const Grid g = grid_of(p, phase);
     acc_t* dst = smem + (buffer_at(shape, k) ? p.buf_floats[0] : 0);
