@@ -2,7 +2,7 @@
 every script, the app and the metrics resolve it."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Union
 
 import torch
 
@@ -14,7 +14,7 @@ def default_device() -> torch.device:
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 
 
-def device_from_option(spec: Optional[str], option: str = '--device') -> torch.device:
+def device_from_option(spec: Union[str, torch.device, None], option: str = '--device') -> torch.device:
     """The device a --device option names ('auto': CUDA when available), checked: a device this torch
     cannot use (CUDA on a CPU build, a GPU index that is not there) is one line naming the option."""
     if spec in (None, '', 'auto'):

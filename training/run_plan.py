@@ -16,7 +16,7 @@ from training import training_loop as tl
 from training.launch import default_workers
 from training.options import TrainingOptions, config_defaults
 from training.resume import check_training_state, saved_options
-from training.run_dir import OPTIONS_FILE, is_run_dir, latest_run_dir, list_snapshots
+from training.run_dir import OPTIONS_FILE, latest_run_dir, list_snapshots, run_dir_of
 
 # Options that may change when a run continues exactly; any other option given with --resume must
 # match the run's own value, since it would change what the run computes.
@@ -111,7 +111,7 @@ def _plan(args: TrainArgs) -> Plan:
         return new_run(args, transfer_from=None)
     source = resolve_source(resume, outdir=args.outdir)
     if source.kind in ('latest', 'run'):
-        run_dir = source.path if source.kind == 'run' and is_run_dir(source.path) else latest_run_dir(source.path)
+        run_dir = latest_run_dir(source.path) if source.kind == 'latest' else run_dir_of(source)
         if run_dir is None and source.kind == 'latest':
             raise UserError(f'--resume=latest: {args.outdir} holds no run to resume')
         if run_dir is None:
